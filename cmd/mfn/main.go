@@ -1,0 +1,18 @@
+// Command mfn is the single binary of MyceliumFractalNet: the MFN simulation
+// and feature extractor, the coordinator cluster, the edge node, the
+// auditor's verifier and the benchmarks. Run `mfn --help` for the tour.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
