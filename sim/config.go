@@ -126,9 +126,13 @@ func (c Config) Validate() error {
 	checks := []func() error{
 		func() error { return intIn("grid_size", c.GridSize, 4, 1024, "in [4, 1024]") },
 		func() error { return intIn("steps", c.Steps, 1, math.MaxInt32, "≥ 1") },
-		func() error { return floatIn("alpha", c.Alpha, 0.05, 0.24, false, "in [0.05, 0.24] (CFL stability needs alpha < 0.25)") },
+		func() error {
+			return floatIn("alpha", c.Alpha, 0.05, 0.24, false, "in [0.05, 0.24] (CFL stability needs alpha < 0.25)")
+		},
 		func() error { return floatIn("spike_probability", c.SpikeProbability, 0, 1, false, "in [0, 1]") },
-		func() error { return floatIn("turing_threshold", c.TuringThreshold, 0.5, 0.95, false, "in [0.5, 0.95]") },
+		func() error {
+			return floatIn("turing_threshold", c.TuringThreshold, 0.5, 0.95, false, "in [0.5, 0.95]")
+		},
 		func() error { return floatIn("jitter_var", c.JitterVar, 0, 0.01, false, "in [0, 0.01]") },
 		func() error { return floatIn("da", c.Da, 0.01, 0.25, true, "in [0.01, 0.25)") },
 		func() error { return floatIn("di", c.Di, 0.01, 0.25, true, "in [0.01, 0.25)") },
