@@ -179,7 +179,6 @@ func FuzzIDX(f *testing.F) {
 	})
 }
 
-
 func TestLoadFashionMNIST(t *testing.T) {
 	train, test, err := LoadFashionMNIST(FashionMNISTDir)
 	if errors.Is(err, ErrNotInstalled) {
