@@ -1,0 +1,325 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"filippo.io/age"
+)
+
+// The inner container sealed by age (version 1), integers big-endian:
+//
+//	magic        "MFNE"
+//	version      uint8 (= EnvelopeVersion)
+//	stmt length  uint16 (<= MaxStatementLen)
+//	statement    canonical Statement bytes
+//	signature    64 bytes, Ed25519 over StatementDomain || statement
+//	update len   uint64
+//	update       the encoded update bytes
+const (
+	// EnvelopeMagic opens the sealed container's plaintext.
+	EnvelopeMagic = "MFNE"
+	// EnvelopeVersion is the only container version Seal writes and Open
+	// accepts.
+	EnvelopeVersion uint8 = 1
+
+	containerPrefixLen = 4 + 1 + 2
+	containerFixedLen  = containerPrefixLen + ed25519.SignatureSize + 8
+)
+
+// Default limits used by Open for zero Limits fields.
+const (
+	// DefaultMaxUpdateBytes is 64 MiB plus the update header: 16 Mi float32
+	// values.
+	DefaultMaxUpdateBytes = 64<<20 + UpdateHeaderLen
+	// DefaultMaxHeaderBytes bounds the age header. An X25519 recipient
+	// stanza takes 98 bytes and a hybrid (ML-KEM-768 + X25519) one about
+	// 1.6 KiB, so 16 KiB covers any reasonable coordinator set.
+	DefaultMaxHeaderBytes = 16 << 10
+)
+
+// ageChunk is the STREAM chunk size of age's payload (age-encryption.org/v1:
+// 64 KiB plaintext chunks, each followed by a 16-byte Poly1305 tag, after a
+// 16-byte nonce).
+const (
+	ageChunk     = 64 << 10
+	ageTagSize   = 16
+	ageNonceSize = 16
+)
+
+// agePayloadSize returns the size of age's encrypted payload for a plaintext
+// of n bytes: nonce, plaintext, one tag per chunk (at least one chunk).
+func agePayloadSize(n int64) int64 {
+	chunks := (n + ageChunk - 1) / ageChunk
+	if chunks == 0 {
+		chunks = 1
+	}
+	return ageNonceSize + n + chunks*ageTagSize
+}
+
+// Limits bounds what Open accepts. The zero value uses the defaults.
+type Limits struct {
+	// MaxUpdateBytes is the largest encoded update accepted, in bytes.
+	// Zero means DefaultMaxUpdateBytes.
+	MaxUpdateBytes int64
+	// MaxHeaderBytes is the largest age header accepted, in bytes.
+	// Zero means DefaultMaxHeaderBytes.
+	MaxHeaderBytes int64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxUpdateBytes <= 0 {
+		l.MaxUpdateBytes = DefaultMaxUpdateBytes
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return l
+}
+
+// MaxSealedSize returns the largest sealed envelope Open accepts under l:
+// the age header bound plus the age payload of the largest container.
+func (l Limits) MaxSealedSize() int64 {
+	l = l.withDefaults()
+	if l.MaxUpdateBytes > math.MaxInt64/2 || l.MaxHeaderBytes > math.MaxInt64/4 {
+		return math.MaxInt64
+	}
+	return l.MaxHeaderBytes + agePayloadSize(containerFixedLen+MaxStatementLen+l.MaxUpdateBytes)
+}
+
+// NodeKeyLookup resolves a statement's node id to the node's enrolled
+// Ed25519 public key. It returns an error wrapping ErrUnknownNode for a
+// node that is not enrolled (or no longer is); any other error is passed
+// through by Open.
+type NodeKeyLookup interface {
+	NodePublicKey(nodeID string) (ed25519.PublicKey, error)
+}
+
+// NodeKeys is an in-memory NodeKeyLookup from node id to public key.
+type NodeKeys map[string]ed25519.PublicKey
+
+// NodePublicKey returns the key enrolled for nodeID or ErrUnknownNode.
+func (k NodeKeys) NodePublicKey(nodeID string) (ed25519.PublicKey, error) {
+	pub, ok := k[nodeID]
+	if !ok {
+		return nil, fmt.Errorf("node %q: %w", nodeID, ErrUnknownNode)
+	}
+	return pub, nil
+}
+
+// Seal signs stmt with signer and encrypts the statement, the signature and
+// the update to every recipient with age (sign-then-encrypt: the signature
+// is inside the ciphertext, so it cannot be stripped and replaced, and only
+// the coordinators can read the update).
+//
+// If stmt.UpdateHash is zero, Seal sets it to SHA-256(update); otherwise it
+// must equal that hash, or Seal fails with an error wrapping ErrMalformed.
+// Seal also fails (ErrMalformed, ErrTooLarge, ErrVersion) if stmt does not
+// encode, and with an error from age if recipients is empty or the
+// recipients cannot be mixed. update is sealed as given; callers pass
+// EncodeUpdate's output.
+func Seal(stmt *Statement, update []byte, signer ed25519.PrivateKey, recipients []age.Recipient) ([]byte, error) {
+	if stmt == nil {
+		return nil, fmt.Errorf("seal: nil statement: %w", ErrMalformed)
+	}
+	if len(signer) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("seal: signing key is %d bytes, want %d: %w", len(signer), ed25519.PrivateKeySize, ErrMalformed)
+	}
+	if len(recipients) == 0 {
+		return nil, errors.New("seal: no recipients")
+	}
+	sum := sha256.Sum256(update)
+	if stmt.UpdateHash == ([32]byte{}) {
+		stmt.UpdateHash = sum
+	} else if stmt.UpdateHash != sum {
+		return nil, fmt.Errorf("seal: statement update hash %x does not match the update (%x): %w", stmt.UpdateHash, sum, ErrMalformed)
+	}
+	sb, err := stmt.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	sig := SignStatement(signer, sb)
+
+	plain := int64(containerFixedLen + len(sb) + len(update))
+	var out bytes.Buffer
+	out.Grow(int(agePayloadSize(plain)) + 128 + 128*len(recipients))
+	w, err := age.Encrypt(&out, recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	var prefix [containerPrefixLen]byte
+	copy(prefix[:], EnvelopeMagic)
+	prefix[4] = EnvelopeVersion
+	binary.BigEndian.PutUint16(prefix[5:], uint16(len(sb)))
+	var ulen [8]byte
+	binary.BigEndian.PutUint64(ulen[:], uint64(len(update)))
+	for _, part := range [][]byte{prefix[:], sb, sig, ulen[:], update} {
+		if _, err := w.Write(part); err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// Opened is a verified envelope's content.
+type Opened struct {
+	Statement      *Statement        // the parsed statement
+	StatementBytes []byte            // its canonical bytes, as signed
+	Signature      []byte            // Ed25519 signature over StatementDomain || StatementBytes
+	PublicKey      ed25519.PublicKey // the node key the signature verified under
+	Update         []byte            // the update bytes; SHA-256 equals Statement.UpdateHash
+}
+
+// Open decrypts a sealed envelope with any of ids, verifies the statement's
+// signature under the key keys returns for its node id, and checks that the
+// update matches the signed hash. It returns the content only if every check
+// passed. The update bytes are returned as sealed: decode them with
+// DecodeUpdate.
+//
+// Sizes are bounded before any work: a sealed input longer than
+// limits.MaxSealedSize fails with ErrTooLarge before decryption, and the
+// update length field is checked against limits.MaxUpdateBytes (ErrTooLarge)
+// and the input size (ErrMalformed) before the update buffer is allocated.
+//
+// Errors wrap one sentinel: ErrNotRecipient (no identity matches the age
+// header, including a damaged recipient stanza), ErrMalformed (damaged or
+// truncated ciphertext, bad container or statement encoding, trailing
+// data), ErrVersion, ErrTooLarge, ErrUnknownNode (from keys; other errors
+// from keys are wrapped as they are), or ErrBadSignature (signature or
+// update hash mismatch).
+func Open(sealed []byte, ids []age.Identity, keys NodeKeyLookup, limits Limits) (*Opened, error) {
+	limits = limits.withDefaults()
+	if max := limits.MaxSealedSize(); int64(len(sealed)) > max {
+		return nil, fmt.Errorf("open: sealed envelope is %d bytes, limit %d: %w", len(sealed), max, ErrTooLarge)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("open: no identities: %w", ErrNotRecipient)
+	}
+	r, err := age.Decrypt(bytes.NewReader(sealed), ids...)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("open: %v: %w", err, ErrNotRecipient)
+		}
+		return nil, fmt.Errorf("open: age: %v: %w", err, ErrMalformed)
+	}
+	return readContainer(r, int64(len(sealed)), keys, limits)
+}
+
+// readContainer reads and verifies the decrypted container from r. bound is
+// an upper bound on its size (the sealed length), which caps allocations.
+func readContainer(r io.Reader, bound int64, keys NodeKeyLookup, limits Limits) (*Opened, error) {
+	c := containerReader{r: r}
+
+	prefix := c.read("prefix", containerPrefixLen)
+	if c.err != nil {
+		return nil, c.err
+	}
+	if string(prefix[:4]) != EnvelopeMagic {
+		return nil, c.fail("magic", fmt.Errorf("%q, want %q: %w", prefix[:4], EnvelopeMagic, ErrMalformed))
+	}
+	if prefix[4] != EnvelopeVersion {
+		return nil, c.fail("version", fmt.Errorf("version %d, want %d: %w", prefix[4], EnvelopeVersion, ErrVersion))
+	}
+	slen := int(binary.BigEndian.Uint16(prefix[5:]))
+	if slen > MaxStatementLen {
+		return nil, c.fail("statement length", fmt.Errorf("%d bytes, limit %d: %w", slen, MaxStatementLen, ErrTooLarge))
+	}
+	// Statement, signature and update length are read in one piece.
+	head := c.read("statement", slen+ed25519.SignatureSize+8)
+	if c.err != nil {
+		return nil, c.err
+	}
+	sb := head[:slen:slen]
+	sig := head[slen : slen+ed25519.SignatureSize : slen+ed25519.SignatureSize]
+	stmt, err := ParseStatement(sb)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	pub, err := keys.NodePublicKey(stmt.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("open: node %q: %w", stmt.NodeID, err)
+	}
+	if err := VerifyStatement(pub, sb, sig); err != nil {
+		return nil, fmt.Errorf("open: statement of node %q job %q round %d: %w", stmt.NodeID, stmt.JobID, stmt.Round, err)
+	}
+
+	ulen := binary.BigEndian.Uint64(head[slen+ed25519.SignatureSize:])
+	if ulen > uint64(limits.MaxUpdateBytes) {
+		return nil, c.fail("update length", fmt.Errorf("%d bytes, limit %d: %w", ulen, limits.MaxUpdateBytes, ErrTooLarge))
+	}
+	if ulen > uint64(bound) {
+		return nil, c.fail("update length", fmt.Errorf("%d bytes in a %d-byte envelope: %w", ulen, bound, ErrMalformed))
+	}
+	// Decrypt straight into the result, hashing each chunk while it is
+	// still in cache.
+	update := make([]byte, ulen)
+	h := sha256.New()
+	for off := 0; off < len(update); {
+		end := min(off+ageChunk, len(update))
+		if _, err := io.ReadFull(r, update[off:end]); err != nil {
+			return nil, c.fail("update", readErr(err))
+		}
+		h.Write(update[off:end])
+		off = end
+	}
+	// age authenticates the end of the stream only at EOF: a truncated
+	// envelope or trailing plaintext is caught here.
+	var one [1]byte
+	if n, err := io.ReadFull(r, one[:]); n != 0 || err != io.EOF {
+		if err == nil || err == io.ErrUnexpectedEOF {
+			return nil, c.fail("end", fmt.Errorf("trailing data after the update: %w", ErrMalformed))
+		}
+		return nil, c.fail("end", readErr(err))
+	}
+	var got [32]byte
+	h.Sum(got[:0])
+	if got != stmt.UpdateHash {
+		return nil, fmt.Errorf("open: update of node %q hashes to %x, statement signs %x: %w", stmt.NodeID, got, stmt.UpdateHash, ErrBadSignature)
+	}
+	return &Opened{Statement: stmt, StatementBytes: sb, Signature: sig, PublicKey: pub, Update: update}, nil
+}
+
+// containerReader reads the decrypted container, tracking the offset for
+// error messages.
+type containerReader struct {
+	r   io.Reader
+	off int
+	err error
+}
+
+func (c *containerReader) fail(field string, err error) error {
+	if c.err == nil {
+		c.err = &FormatError{What: "envelope", Field: field, Offset: c.off, Err: err}
+	}
+	return c.err
+}
+
+func (c *containerReader) read(field string, n int) []byte {
+	if c.err != nil {
+		return nil
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		c.fail(field, readErr(err))
+		return nil
+	}
+	c.off += n
+	return b
+}
+
+// readErr turns an error from age's payload reader into ErrMalformed: a
+// short plaintext (io.EOF, io.ErrUnexpectedEOF) or a chunk that fails
+// authentication.
+func readErr(err error) error {
+	return fmt.Errorf("%v: %w", err, ErrMalformed)
+}
