@@ -1,0 +1,439 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+)
+
+// Physical constants of the field model (MFN_MODEL.md §2), in volts.
+const (
+	restMean      = -0.070 // mean of the initial potential
+	restStd       = 0.005  // std of the initial potential
+	spikeMean     = 0.020  // mean amplitude of a growth event
+	spikeStd      = 0.005  // std of a growth event's amplitude
+	turingBoost   = 0.005  // depolarisation of a cell whose activator exceeds θ
+	vClampLow     = -0.095 // lower ion clamp
+	vClampHigh    = 0.040  // upper ion clamp
+	morphogenInit = 0.1    // a, i start uniform in [0, morphogenInit)
+)
+
+// parallelMinGrid is the smallest grid whose rows are shared between two
+// goroutines. Below it a step takes a few microseconds and the hand-off
+// costs more than it saves.
+const parallelMinGrid = 128
+
+// streamConst is the second PCG seed word of a run's main random stream.
+const streamConst = 0x6d666e2d73696d31 // "mfn-sim1"
+
+// ErrUnstable is wrapped by UnstableError: the simulation produced NaN or
+// ±Inf, which valid configurations do not do.
+var ErrUnstable = errors.New("simulation unstable")
+
+// UnstableError reports the first step (1-based) after which a field held
+// a NaN or ±Inf, and where.
+type UnstableError struct {
+	Step     int    // 1-based step number
+	Field    string // "V", "activator" or "inhibitor"
+	Row, Col int
+}
+
+func (e *UnstableError) Error() string {
+	return fmt.Sprintf("%v: non-finite %s at step %d, row %d, column %d", ErrUnstable, e.Field, e.Step, e.Row, e.Col)
+}
+
+// Unwrap returns ErrUnstable and ErrNonFinite.
+func (e *UnstableError) Unwrap() []error { return []error{ErrUnstable, ErrNonFinite} }
+
+// Metrics counts the events of one run.
+type Metrics struct {
+	GrowthEvents      int // steps in which a spike was added
+	TuringActivations int // cell-steps in which the activator exceeded θ
+	ClampedCells      int // cell-steps in which V was clamped to [−95, 40] mV
+}
+
+// Result is the outcome of Simulate.
+type Result struct {
+	N, Steps int
+	Field    []float64 // final V, N*N row-major, volts
+	History  []float64 // Steps*N*N when requested (V after each step; the initial state is not included), else nil
+	Metrics  Metrics
+	Lyapunov float64  // history-based Lyapunov estimate; equals HistoryLyapunov(History, Steps, N)
+	Features Features // the 18 features of the run; equal to ExtractFeatures(History, Steps, N)
+}
+
+// Simulate runs the field simulation of MFN_MODEL.md §2 for cfg and
+// returns the final field, the metrics, the Lyapunov estimate and the 18
+// features, all computed while stepping so the history is kept only if
+// withHistory is true. The same cfg (including Seed) gives a bit-identical
+// Result on every machine and for any GOMAXPROCS.
+//
+// Errors: a *ConfigError (wrapping ErrInvalidConfig) if cfg is invalid;
+// an *UnstableError (wrapping ErrUnstable and ErrNonFinite) naming the step
+// at which a NaN or ±Inf appeared.
+func Simulate(cfg Config, withHistory bool) (*Result, error) {
+	return SimulateContext(context.Background(), cfg, withHistory)
+}
+
+// SimulateContext is Simulate with cancellation: it checks ctx before
+// every step and returns ctx.Err() if it is done.
+func SimulateContext(ctx context.Context, cfg Config, withHistory bool) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	workers := 1
+	if cfg.GridSize >= parallelMinGrid && runtime.GOMAXPROCS(0) >= 2 {
+		workers = 2
+	}
+	return run(ctx, cfg, withHistory, workers)
+}
+
+// run is SimulateContext with an explicit number of row workers (1 or 2).
+func run(ctx context.Context, cfg Config, withHistory bool, workers int) (*Result, error) {
+	s := newSimulation(cfg, workers)
+	res := &Result{N: s.n, Steps: cfg.Steps}
+	cells := s.n * s.n
+	if withHistory {
+		res.History = make([]float64, cfg.Steps*cells)
+	}
+
+	var reqs chan struct{}
+	var done chan struct{}
+	if workers > 1 {
+		reqs, done = make(chan struct{}), make(chan struct{})
+		defer close(reqs)
+		go func() {
+			w := s.workers[1]
+			for range reqs {
+				for r := s.n / 2; r < s.n; r++ {
+					w.row(s, r)
+				}
+				done <- struct{}{}
+			}
+		}()
+	}
+
+	for step := 1; step <= cfg.Steps; step++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.step = step
+		s.growth()
+		if workers > 1 {
+			reqs <- struct{}{}
+			for r := 0; r < s.n/2; r++ {
+				s.workers[0].row(s, r)
+			}
+			<-done
+		} else {
+			for r := range s.n {
+				s.workers[0].row(s, r)
+			}
+		}
+		if err := s.finishStep(); err != nil {
+			return nil, err
+		}
+		if withHistory {
+			copy(res.History[(step-1)*cells:], s.v)
+		}
+	}
+	res.Field = s.v
+	res.Metrics = s.metrics
+	res.Lyapunov = s.temporal.result(&res.Features)
+	var sc staticScratch
+	staticFeatures(s.v, s.n, &res.Features, &sc)
+	return res, nil
+}
+
+// simulation is the state of one run. Fields are double-buffered: a step
+// reads v, a, in and writes vNext, aNext, inNext, then the buffers swap.
+type simulation struct {
+	cfg  Config
+	n    int
+	rng  *rand.Rand // main stream: initial state and growth events
+	seed uint64     // key of the per-row jitter streams
+
+	v, a, in             []float64
+	vNext, aNext, inNext []float64
+	zero                 []float64 // a row of zeros: Dirichlet's outside
+
+	step      int
+	spikeRow  int       // row of this step's growth event, or −1
+	spikeCol  int       //
+	spikeOld  float64   // V at the spiked cell before the event
+	spikePrev []float64 // that row as it was before the event
+
+	rows     []rowResult
+	workers  []*rowWorker
+	scratch  []float64 // 2·cells, for the exact stability std
+	metrics  Metrics
+	temporal temporal
+}
+
+// rowResult is what a worker reports for one row of one step.
+type rowResult struct {
+	frameStat
+	turing, clamped int
+	check           float64 // NaN iff the row produced a non-finite value
+}
+
+// rowWorker holds one goroutine's scratch rows and its jitter stream.
+type rowWorker struct {
+	lapV, lapA, lapI []float64
+	pcg              *rand.PCG
+	rng              *rand.Rand
+}
+
+func newSimulation(cfg Config, workers int) *simulation {
+	n := cfg.GridSize
+	cells := n * n
+	s := &simulation{
+		cfg:       cfg,
+		n:         n,
+		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), streamConst)),
+		seed:      splitmixFinal(uint64(cfg.Seed) ^ 0x243f6a8885a308d3),
+		v:         make([]float64, cells),
+		vNext:     make([]float64, cells),
+		zero:      make([]float64, n),
+		spikeRow:  -1,
+		spikePrev: make([]float64, n),
+		rows:      make([]rowResult, n),
+		scratch:   make([]float64, 2*cells),
+		temporal:  newTemporal(cells),
+	}
+	for range workers {
+		pcg := rand.NewPCG(0, 0)
+		s.workers = append(s.workers, &rowWorker{
+			lapV: make([]float64, n), lapA: make([]float64, n), lapI: make([]float64, n),
+			pcg: pcg, rng: rand.New(pcg),
+		})
+	}
+	for k := range s.v {
+		s.v[k] = restMean + restStd*s.rng.NormFloat64()
+	}
+	if cfg.TuringEnabled {
+		s.a, s.aNext = make([]float64, cells), make([]float64, cells)
+		s.in, s.inNext = make([]float64, cells), make([]float64, cells)
+		for k := range s.a {
+			s.a[k] = morphogenInit * s.rng.Float64()
+		}
+		for k := range s.in {
+			s.in[k] = morphogenInit * s.rng.Float64()
+		}
+	}
+	return s
+}
+
+// growth applies step 1: with probability spike_probability one uniformly
+// chosen cell receives Normal(20 mV, 5 mV).
+func (s *simulation) growth() {
+	s.spikeRow = -1
+	if !(s.rng.Float64() < s.cfg.SpikeProbability) {
+		return
+	}
+	n := s.n
+	i, j := s.rng.IntN(n), s.rng.IntN(n)
+	k := i*n + j
+	s.spikeRow, s.spikeCol, s.spikeOld = i, j, s.v[k]
+	copy(s.spikePrev, s.v[i*n:(i+1)*n])
+	s.v[k] += spikeMean + spikeStd*s.rng.NormFloat64()
+	s.metrics.GrowthEvents++
+}
+
+// finishStep folds the row results in row order, checks stability, feeds
+// the feature accumulator and swaps the buffers.
+func (s *simulation) finishStep() error {
+	var st frameStat
+	check := 0.0
+	for r := range s.rows {
+		rr := &s.rows[r]
+		st.energy += rr.energy
+		st.sumD += rr.sumD
+		st.sumD2 += rr.sumD2
+		st.maxD = max(st.maxD, rr.maxD)
+		s.metrics.TuringActivations += rr.turing
+		s.metrics.ClampedCells += rr.clamped
+		check += rr.check
+	}
+	if math.IsNaN(check) {
+		return s.locateNonFinite()
+	}
+	if s.spikeRow >= 0 {
+		// v becomes exactly the previous frame again.
+		s.v[s.spikeRow*s.n+s.spikeCol] = s.spikeOld
+	}
+	prev, cur := s.v, s.vNext
+	s.temporal.addFrame(st, func() float64 { return exactDiffStd(cur, prev, s.scratch) })
+	s.v, s.vNext = s.vNext, s.v
+	s.a, s.aNext = s.aNext, s.a
+	s.in, s.inNext = s.inNext, s.in
+	return nil
+}
+
+func (s *simulation) locateNonFinite() error {
+	for _, f := range []struct {
+		name string
+		v    []float64
+	}{{"V", s.vNext}, {"activator", s.aNext}, {"inhibitor", s.inNext}} {
+		for k, x := range f.v {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return &UnstableError{Step: s.step, Field: f.name, Row: k / s.n, Col: k % s.n}
+			}
+		}
+	}
+	// V was non-finite before the clamp but no longer is (±Inf clamps to a
+	// bound); report the step without a cell.
+	return &UnstableError{Step: s.step, Field: "V", Row: -1, Col: -1}
+}
+
+// neighbours returns the rows above and below row r of the field f under
+// the boundary rule.
+func (s *simulation) neighbours(f []float64, r int) (up, down []float64) {
+	n := s.n
+	ru, rd := r-1, r+1
+	switch s.cfg.Boundary {
+	case Periodic:
+		if ru < 0 {
+			ru = n - 1
+		}
+		if rd == n {
+			rd = 0
+		}
+	case Neumann:
+		ru, rd = max(ru, 0), min(rd, n-1)
+	default: // Dirichlet
+		if ru < 0 {
+			up = s.zero
+		}
+		if rd == n {
+			down = s.zero
+		}
+	}
+	if up == nil {
+		up = f[ru*n : (ru+1)*n]
+	}
+	if down == nil {
+		down = f[rd*n : (rd+1)*n]
+	}
+	return up, down
+}
+
+// laplacianRow writes the 5-point Laplacian of row c (between rows u and d)
+// into dst, summing up + down + left + right − 4·centre as the reference
+// does. len(c) ≥ 2.
+func laplacianRow(dst, u, c, d []float64, b Boundary) {
+	n := len(c)
+	dst, u, d = dst[:n], u[:n], d[:n]
+	var left0, rightN float64 // outside neighbours of the first and last cell
+	switch b {
+	case Periodic:
+		left0, rightN = c[n-1], c[0]
+	case Neumann:
+		left0, rightN = c[0], c[n-1]
+	}
+	dst[0] = u[0] + d[0] + left0 + c[1] - 4.0*c[0]
+	for j := 1; j < n-1; j++ {
+		dst[j] = u[j] + d[j] + c[j-1] + c[j+1] - 4.0*c[j]
+	}
+	dst[n-1] = u[n-1] + d[n-1] + c[n-2] + rightN - 4.0*c[n-1]
+}
+
+// row computes row r of the next state: diffusion, Turing step, jitter and
+// clamp, and the row's share of the step's statistics.
+func (w *rowWorker) row(s *simulation, r int) {
+	cfg := &s.cfg
+	n := s.n
+	lo, hi := r*n, (r+1)*n
+	rr := &s.rows[r]
+	*rr = rowResult{}
+
+	c := s.v[lo:hi]
+	u, d := s.neighbours(s.v, r)
+	lapV := w.lapV[:n]
+	laplacianRow(lapV, u, c, d, cfg.Boundary)
+	vn := s.vNext[lo:hi]
+	alpha := cfg.Alpha
+	for j := range vn {
+		vn[j] = c[j] + alpha*lapV[j]
+	}
+
+	check := 0.0
+	if cfg.TuringEnabled {
+		ac := s.a[lo:hi]
+		au, ad := s.neighbours(s.a, r)
+		ic := s.in[lo:hi]
+		iu, id := s.neighbours(s.in, r)
+		lapA, lapI := w.lapA[:n], w.lapI[:n]
+		laplacianRow(lapA, au, ac, ad, cfg.Boundary)
+		laplacianRow(lapI, iu, ic, id, cfg.Boundary)
+		an, inn := s.aNext[lo:hi], s.inNext[lo:hi]
+		da, di, ra, ri, theta := cfg.Da, cfg.Di, cfg.Ra, cfg.Ri, cfg.TuringThreshold
+		turing := 0
+		for j := range an {
+			a, i := ac[j], ic[j]
+			na := a + (da*lapA[j] + ra*(a*(1-a)-i))
+			ni := i + (di*lapI[j] + ri*(a-i))
+			check += (na - na) + (ni - ni)
+			if na > theta {
+				vn[j] += turingBoost
+				turing++
+			}
+			an[j] = min(max(na, 0), 1)
+			inn[j] = min(max(ni, 0), 1)
+		}
+		rr.turing = turing
+	}
+
+	if cfg.QuantumJitter {
+		w.pcg.Seed(s.rowStreamSeed(r))
+		sigma := math.Sqrt(cfg.JitterVar)
+		for j := range vn {
+			vn[j] += sigma * w.rng.NormFloat64()
+		}
+	}
+
+	clamped := 0
+	for j, x := range vn {
+		check += x - x
+		if x < vClampLow {
+			vn[j] = vClampLow
+			clamped++
+		} else if x > vClampHigh {
+			vn[j] = vClampHigh
+			clamped++
+		}
+	}
+	rr.clamped = clamped
+	rr.check = check
+
+	rr.energy = rowEnergy(vn)
+	if s.step > 1 {
+		prev := c
+		if r == s.spikeRow {
+			prev = s.spikePrev
+		}
+		rr.sumD, rr.sumD2, rr.maxD = rowDiff(vn, prev)
+	}
+}
+
+// rowStreamSeed derives the seed of the jitter stream of row r in the
+// current step from the run's seed, so jitter does not depend on which
+// goroutine computes the row.
+func (s *simulation) rowStreamSeed(r int) (uint64, uint64) {
+	k := splitmixFinal(s.seed ^ splitmixFinal(uint64(s.step)))
+	return k, splitmixFinal(k ^ splitmixFinal(uint64(r)+0x9e3779b97f4a7c15))
+}
+
+// splitmixFinal is the SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijection
+// of uint64 whose outputs for nearby inputs look independent.
+func splitmixFinal(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

@@ -1,0 +1,192 @@
+package sim
+
+import "math"
+
+// Thresholds of the feature definitions, in volts and millivolts.
+const (
+	thresholdLowV  = -60.0 / 1000.0 // "active" cells for D_box, f_active, clusters
+	thresholdMedV  = -50.0 / 1000.0
+	thresholdHighV = -40.0 / 1000.0
+
+	// stabilityStdMV is the per-step std of |ΔV| (mV) below which a step
+	// counts as quasi-stationary; stabilityWindow consecutive such steps
+	// define T_stable.
+	stabilityStdMV  = 0.001
+	stabilityWindow = 10
+
+	// lyapunovMinNorm is the smallest step norm ‖V_t − V_{t−1}‖₂ (volts)
+	// that enters the history Lyapunov estimate.
+	lyapunovMinNorm = 1e-10
+)
+
+// rowEnergy returns Σ (1000·v)² over one row: its share of E_t in mV².
+func rowEnergy(cur []float64) float64 {
+	var e0, e1 float64
+	j := 0
+	for ; j+1 < len(cur); j += 2 {
+		x0 := cur[j] * 1000
+		x1 := cur[j+1] * 1000
+		e0 += x0 * x0
+		e1 += x1 * x1
+	}
+	if j < len(cur) {
+		x := cur[j] * 1000
+		e0 += x * x
+	}
+	return e0 + e1
+}
+
+// rowDiff returns, over one row, Σd, Σd² and max d for
+// d = |1000·cur − 1000·prev| (mV), multiplying before subtracting exactly
+// as the reference does (history_mv[1:] − history_mv[:−1]).
+func rowDiff(cur, prev []float64) (sd, sd2, maxd float64) {
+	prev = prev[:len(cur)]
+	var s0, s1, q0, q1, m0, m1 float64
+	j := 0
+	for ; j+1 < len(cur); j += 2 {
+		d0 := math.Abs(cur[j]*1000 - prev[j]*1000)
+		d1 := math.Abs(cur[j+1]*1000 - prev[j+1]*1000)
+		s0 += d0
+		s1 += d1
+		q0 += d0 * d0
+		q1 += d1 * d1
+		if d0 > m0 {
+			m0 = d0
+		}
+		if d1 > m1 {
+			m1 = d1
+		}
+	}
+	if j < len(cur) {
+		d := math.Abs(cur[j]*1000 - prev[j]*1000)
+		s0 += d
+		q0 += d * d
+		m0 = max(m0, d)
+	}
+	return s0 + s1, q0 + q1, max(m0, m1)
+}
+
+// frameStat is one frame's (or one row's) contribution to the temporal
+// features. Rows are folded in row order, so the totals do not depend on
+// how rows were shared among goroutines.
+type frameStat struct {
+	energy        float64 // Σ (mV)²
+	sumD, sumD2   float64 // Σ|ΔV|, Σ|ΔV|² in mV against the previous frame
+	maxD          float64
+	nonFiniteCell int // index of a non-finite value in the row, or −1
+}
+
+// temporal accumulates the history-dependent features (dV_mean, dV_max,
+// T_stable, E_trend) and the history Lyapunov estimate one frame at a time,
+// without keeping the history.
+type temporal struct {
+	cells  int // cells per frame
+	frames int
+
+	sumD  float64
+	maxD  float64
+	diffs int // number of frame differences seen
+
+	run     int // consecutive quasi-stationary differences
+	tStable int // 0 until found
+	found   bool
+
+	// Welford co-moments of (t, E_t) for the least-squares slope.
+	meanT, meanE, cov, varT float64
+
+	lyapSum float64
+	lyapN   int
+}
+
+func newTemporal(cells int) temporal { return temporal{cells: cells} }
+
+// addFrame records frame t = frames with energy e and, from the second
+// frame on, the statistics of its difference to the previous frame.
+// exactStd recomputes the population std of that difference exactly; it is
+// called only when the one-pass estimate is too close to the stability
+// threshold to decide.
+func (ts *temporal) addFrame(st frameStat, exactStd func() float64) {
+	t := float64(ts.frames)
+	ts.frames++
+	n := float64(ts.frames)
+	dt := t - ts.meanT
+	ts.meanT += dt / n
+	ts.meanE += (st.energy - ts.meanE) / n
+	ts.cov += dt * (st.energy - ts.meanE)
+	ts.varT += dt * (t - ts.meanT)
+	if ts.frames < 2 {
+		return
+	}
+	idx := ts.diffs // index of this difference, t − 1 in the spec's numbering
+	ts.diffs++
+	ts.sumD += st.sumD
+	ts.maxD = max(ts.maxD, st.maxD)
+
+	// ‖V_t − V_{t−1}‖₂ in volts from the mV squares.
+	norm := math.Sqrt(st.sumD2) / 1000
+	if norm > lyapunovMinNorm {
+		ts.lyapSum += math.Log(norm)
+		ts.lyapN++
+	}
+
+	if ts.found {
+		return
+	}
+	if ts.quasiStationary(st, exactStd) {
+		ts.run++
+		if ts.run >= stabilityWindow {
+			ts.found = true
+			ts.tStable = idx - stabilityWindow + 2
+		}
+	} else {
+		ts.run = 0
+	}
+}
+
+// quasiStationary reports whether the population std of this step's |ΔV|
+// is below stabilityStdMV. The one-pass variance Σd²/n − (Σd/n)² has an
+// absolute error of a few ulps of Σd²/n; only inside that band around the
+// threshold is the exact two-pass std computed.
+func (ts *temporal) quasiStationary(st frameStat, exactStd func() float64) bool {
+	cells := float64(ts.cells)
+	m := st.sumD / cells
+	ms := st.sumD2 / cells
+	v := ms - m*m
+	const thr2 = stabilityStdMV * stabilityStdMV
+	if math.Abs(v-thr2) > 1e-9*(ms+thr2) {
+		return v < thr2
+	}
+	return exactStd() < stabilityStdMV
+}
+
+// result fills the temporal features into f and returns the Lyapunov estimate.
+func (ts *temporal) result(f *Features) (lyapunov float64) {
+	if ts.frames >= 2 {
+		f[FDVMean] = ts.sumD / (float64(ts.diffs) * float64(ts.cells))
+		f[FDVMax] = ts.maxD
+		f[FTStable] = float64(ts.frames)
+		if ts.frames > stabilityWindow && ts.found {
+			f[FTStable] = float64(ts.tStable)
+		}
+		if ts.varT > 0 {
+			f[FETrend] = ts.cov / ts.varT
+		}
+	} else {
+		f[FDVMean], f[FDVMax], f[FTStable], f[FETrend] = 0, 0, 0, 0
+	}
+	if ts.lyapN > 0 {
+		return ts.lyapSum / float64(ts.lyapN)
+	}
+	return 0
+}
+
+// exactDiffStd is np.std(|1000·cur − 1000·prev|) over a frame, using
+// scratch (len ≥ 2·len(cur)) for the temporaries.
+func exactDiffStd(cur, prev, scratch []float64) float64 {
+	n := len(cur)
+	d := scratch[:n]
+	for k := range d {
+		d[k] = math.Abs(cur[k]*1000 - prev[k]*1000)
+	}
+	return populationStd(d, scratch[n:2*n])
+}
