@@ -49,7 +49,9 @@ func TestDecodeUpdateErrors(t *testing.T) {
 		f(b)
 		return b
 	}
-	nan := mod(func(b []byte) { binary.LittleEndian.PutUint32(b[UpdateHeaderLen+4:], math.Float32bits(float32(math.NaN()))) })
+	nan := mod(func(b []byte) {
+		binary.LittleEndian.PutUint32(b[UpdateHeaderLen+4:], math.Float32bits(float32(math.NaN())))
+	})
 	inf64 := EncodeUpdate([]float64{1, math.Inf(-1)}, Float64)
 	cases := []struct {
 		name   string
