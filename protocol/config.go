@@ -1,0 +1,173 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/mfn/mfn/protocol/internal/wire"
+)
+
+// Version1 is the first protocol version.
+const Version1 uint8 = 1
+
+// SupportedVersions lists the protocol versions this package speaks,
+// strictly increasing.
+func SupportedVersions() []uint8 { return []uint8{Version1} }
+
+// Defaults used for zero Config fields.
+const (
+	DefaultMaxFrameSize      = 4 << 20 // 4 MiB: a d=1,000,000 float32 update plus envelope
+	DefaultRequestTimeout    = 30 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxStreamsPerConn = 16
+	DefaultMaxInflight       = 256
+	DefaultChunkSize         = 1 << 20 // 1 MiB
+	DefaultMaxModelSize      = 1 << 30 // 1 GiB
+	DefaultHeartbeat         = 10 * time.Second
+)
+
+// chunkOverhead is the encoded size of a ModelChunk without its data, plus
+// the frame header: offset, total, hash, data length.
+const chunkOverhead = wire.HeaderSize + 8 + 8 + 32 + 4
+
+// Config tunes both ends of the protocol. The zero value is valid: every
+// zero field means its default. Server-only and client-only fields say so.
+type Config struct {
+	// MaxFrameSize bounds a frame's payload in bytes; a larger declared
+	// size is rejected before allocation. Zero means DefaultMaxFrameSize.
+	MaxFrameSize int
+	// RequestTimeout bounds every read and write of one request/response
+	// exchange, and a Handler call. Zero means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// HandshakeTimeout bounds the QUIC/TLS handshake, and on the server the
+	// time from connection to a successful Hello. Zero means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection without any traffic for this long
+	// (both ends send keep-alives at a third of it). Zero means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxStreamsPerConn bounds the concurrent requests (streams) a peer may
+	// have open on one connection, subscriptions included. Zero means
+	// DefaultMaxStreamsPerConn.
+	MaxStreamsPerConn int
+	// MaxInflight (server) bounds concurrent Handler calls over all
+	// connections; requests beyond it get CodeRateLimited at once. Zero
+	// means DefaultMaxInflight.
+	MaxInflight int
+	// Heartbeat (server) is the interval of keep-alive frames on
+	// subscription streams; a client declares a subscription dead after
+	// three silent intervals. Zero means DefaultHeartbeat.
+	Heartbeat time.Duration
+	// ChunkSize (client) is the model bytes asked for per ModelFetch. It
+	// must leave room for the chunk header within MaxFrameSize. Zero means
+	// min(DefaultChunkSize, MaxFrameSize minus that header).
+	ChunkSize int
+	// MaxModelSize (client) bounds the size of a model FetchModel accepts.
+	// Zero means DefaultMaxModelSize.
+	MaxModelSize int64
+	// Versions are the protocol versions offered or accepted, strictly
+	// increasing, each one of SupportedVersions. Nil means all supported.
+	Versions []uint8
+	// Logger receives connection-level events. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field by name.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxFrameSize < 0:
+		return fmt.Errorf("protocol: Config.MaxFrameSize %d is negative", c.MaxFrameSize)
+	case c.MaxFrameSize > 0 && c.MaxFrameSize < 1024:
+		return fmt.Errorf("protocol: Config.MaxFrameSize %d is below the minimum 1024", c.MaxFrameSize)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("protocol: Config.RequestTimeout %v is negative", c.RequestTimeout)
+	case c.HandshakeTimeout < 0:
+		return fmt.Errorf("protocol: Config.HandshakeTimeout %v is negative", c.HandshakeTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("protocol: Config.IdleTimeout %v is negative", c.IdleTimeout)
+	case c.MaxStreamsPerConn < 0:
+		return fmt.Errorf("protocol: Config.MaxStreamsPerConn %d is negative", c.MaxStreamsPerConn)
+	case c.MaxInflight < 0:
+		return fmt.Errorf("protocol: Config.MaxInflight %d is negative", c.MaxInflight)
+	case c.Heartbeat < 0:
+		return fmt.Errorf("protocol: Config.Heartbeat %v is negative", c.Heartbeat)
+	case c.ChunkSize < 0:
+		return fmt.Errorf("protocol: Config.ChunkSize %d is negative", c.ChunkSize)
+	case c.MaxModelSize < 0:
+		return fmt.Errorf("protocol: Config.MaxModelSize %d is negative", c.MaxModelSize)
+	}
+	frame := c.MaxFrameSize
+	if frame == 0 {
+		frame = DefaultMaxFrameSize
+	}
+	if c.ChunkSize > frame-chunkOverhead {
+		return fmt.Errorf("protocol: Config.ChunkSize %d does not fit MaxFrameSize %d (at most %d)", c.ChunkSize, frame, frame-chunkOverhead)
+	}
+	if len(c.Versions) > 0 {
+		if !slices.IsSorted(c.Versions) || len(slices.Compact(slices.Clone(c.Versions))) != len(c.Versions) {
+			return errors.New("protocol: Config.Versions must be strictly increasing")
+		}
+		for _, v := range c.Versions {
+			if !slices.Contains(SupportedVersions(), v) {
+				return fmt.Errorf("protocol: Config.Versions: version %d is not supported (supported: %v)", v, SupportedVersions())
+			}
+		}
+	}
+	return nil
+}
+
+// withDefaults returns c with zero fields replaced by defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxStreamsPerConn == 0 {
+		c.MaxStreamsPerConn = DefaultMaxStreamsPerConn
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = min(DefaultChunkSize, c.MaxFrameSize-chunkOverhead)
+	}
+	if c.MaxModelSize == 0 {
+		c.MaxModelSize = DefaultMaxModelSize
+	}
+	if len(c.Versions) == 0 {
+		c.Versions = SupportedVersions()
+	} else {
+		c.Versions = slices.Clone(c.Versions)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// highestCommon returns the highest version in both strictly increasing
+// lists, or 0.
+func highestCommon(a, b []uint8) uint8 {
+	for i := len(a) - 1; i >= 0; i-- {
+		if slices.Contains(b, a[i]) {
+			return a[i]
+		}
+	}
+	return 0
+}
