@@ -1,0 +1,71 @@
+package coordinator
+
+import (
+	"crypto/ed25519"
+	"math"
+	"time"
+
+	"github.com/mfn/mfn/aggregate"
+)
+
+// KeyLookup returns the Ed25519 key of an enrolled, non-revoked node, or an
+// error wrapping ErrUnknownNode or ErrRevoked.
+type KeyLookup func(nodeID string) (ed25519.PublicKey, error)
+
+// Envelope is an opened, verified update envelope.
+type Envelope struct {
+	// The signed statement's fields.
+	Origin     string
+	Job        string
+	Round      uint64
+	Node       string
+	BaseHash   Hash
+	UpdateHash Hash
+	Samples    uint64
+	Time       time.Time
+	// Statement is the signed statement's encoding and Signature the
+	// node's Ed25519 signature over it; both go into the audit leaf.
+	Statement []byte
+	Signature []byte
+	// Update is the decoded update (a delta to the base model).
+	Update []float64
+}
+
+// Opener opens sealed update envelopes with the coordinator's private
+// identity. Open must verify the node's signature with the key returned by
+// keys for the statement's node, check that the update's hash equals the
+// statement's UpdateHash, reject non-finite values and oversize input, and
+// never panic on hostile bytes. Errors from keys are wrapped (%w).
+type Opener interface {
+	Open(sealed []byte, keys KeyLookup) (*Envelope, error)
+}
+
+// RuleFactory builds the aggregation rule a job names.
+type RuleFactory func(spec RuleSpec) (aggregate.Rule, error)
+
+// Evaluator measures a model's accuracy on a task's held-out data. It
+// returns ok=false when the task has no held-out data.
+type Evaluator interface {
+	Evaluate(task string, model []float64) (accuracy float64, ok bool, err error)
+}
+
+// Announcement tells nodes that a round is open.
+type Announcement struct {
+	Job         string    `json:"job"`
+	Round       uint64    `json:"round"`
+	Task        string    `json:"task"`
+	Dim         int       `json:"dim"`
+	BaseVersion uint64    `json:"base_version"`
+	BaseHash    Hash      `json:"base_hash"`
+	Deadline    time.Time `json:"deadline"`
+	MinUpdates  int       `json:"min_updates"`
+	MaxUpdates  int       `json:"max_updates"`
+}
+
+// Announcer pushes round announcements to the connected nodes (the QUIC
+// server's broadcast). It must not block for long.
+type Announcer interface {
+	Announce(a Announcement)
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -1,0 +1,923 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/mfn/mfn/audit"
+)
+
+// keepModels is how many model versions per job keep their parameters in
+// the replicated state; older versions keep only their hash. Nodes only
+// ever need the base of the open round (the latest version), and operators
+// mostly the last few; 8 × a 1M-parameter model is 64 MiB per job.
+const keepModels = 8
+
+// idPattern restricts ids of jobs, nodes and members: they appear in
+// URLs, logs, file names and audit leaves.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func validID(kind, id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: %s id %q must be 1-64 characters of [A-Za-z0-9._-]", ErrInvalid, kind, id)
+	}
+	return nil
+}
+
+// Validate checks a job spec and returns an error naming the first bad
+// field and its valid range.
+func (s JobSpec) Validate() error {
+	if err := validID("job", s.ID); err != nil {
+		return err
+	}
+	switch {
+	case s.Task == "":
+		return fmt.Errorf("%w: job %s: task must not be empty", ErrInvalid, s.ID)
+	case s.Dim < 1 || s.Dim > 1<<27:
+		return fmt.Errorf("%w: job %s: dim %d must be in [1, 2^27]", ErrInvalid, s.ID, s.Dim)
+	case s.Rule.Name == "":
+		return fmt.Errorf("%w: job %s: rule.name must not be empty", ErrInvalid, s.ID)
+	case s.Rule.F < 0:
+		return fmt.Errorf("%w: job %s: rule.f %d must be ≥ 0", ErrInvalid, s.ID, s.Rule.F)
+	case s.Rounds < 1 || s.Rounds > 1_000_000:
+		return fmt.Errorf("%w: job %s: rounds %d must be in [1, 1000000]", ErrInvalid, s.ID, s.Rounds)
+	case s.MinUpdates < 1:
+		return fmt.Errorf("%w: job %s: min_updates %d must be ≥ 1", ErrInvalid, s.ID, s.MinUpdates)
+	case s.MaxUpdates < s.MinUpdates || s.MaxUpdates > 100_000:
+		return fmt.Errorf("%w: job %s: max_updates %d must be in [min_updates=%d, 100000]", ErrInvalid, s.ID, s.MaxUpdates, s.MinUpdates)
+	case s.RoundDeadline <= 0:
+		return fmt.Errorf("%w: job %s: round_deadline %v must be > 0", ErrInvalid, s.ID, time.Duration(s.RoundDeadline))
+	case s.HardDeadline != 0 && s.HardDeadline < s.RoundDeadline:
+		return fmt.Errorf("%w: job %s: hard_deadline %v must be 0 or ≥ round_deadline %v", ErrInvalid, s.ID, time.Duration(s.HardDeadline), time.Duration(s.RoundDeadline))
+	case s.OnFailure != "" && s.OnFailure != OnFailureContinue && s.OnFailure != OnFailureStop:
+		return fmt.Errorf("%w: job %s: on_failure %q must be \"continue\" or \"stop\"", ErrInvalid, s.ID, s.OnFailure)
+	case s.InitialModel != nil && len(s.InitialModel) != s.Dim:
+		return fmt.Errorf("%w: job %s: initial_model has %d values, dim is %d", ErrInvalid, s.ID, len(s.InitialModel), s.Dim)
+	}
+	for i, v := range s.InitialModel {
+		if !finite(v) {
+			return fmt.Errorf("%w: job %s: initial_model[%d] is %v", ErrInvalid, s.ID, i, v)
+		}
+	}
+	for _, d := range s.Shape {
+		if d < 1 {
+			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
+		}
+	}
+	return nil
+}
+
+// hardDeadline returns the effective hard deadline duration.
+func (s JobSpec) hardDeadline() time.Duration {
+	if s.HardDeadline == 0 {
+		return 3 * time.Duration(s.RoundDeadline)
+	}
+	return time.Duration(s.HardDeadline)
+}
+
+type modelVersion struct {
+	Version uint64 `json:"version"`
+	Hash    Hash   `json:"hash"`
+	Round   uint64 `json:"round"`
+	Params  Params `json:"params,omitempty"` // nil once pruned
+}
+
+type jobState struct {
+	Job    Job            `json:"job"`
+	Rounds []*Round       `json:"rounds"`
+	Models []modelVersion `json:"models"`
+
+	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
+}
+
+func (j *jobState) round(n uint64) *Round {
+	if n == 0 || n > uint64(len(j.Rounds)) {
+		return nil
+	}
+	return j.Rounds[n-1]
+}
+
+func (j *jobState) nodeIndex(round uint64) map[string]int {
+	if j.byNode == nil {
+		j.byNode = map[uint64]map[string]int{}
+	}
+	m := j.byNode[round]
+	if m == nil {
+		m = map[string]int{}
+		if r := j.round(round); r != nil {
+			for i, u := range r.Updates {
+				m[u.Node] = i
+			}
+		}
+		j.byNode[round] = m
+	}
+	return m
+}
+
+// applyResult is what fsm.Apply returns through raft's ApplyFuture.
+type applyResult struct {
+	err  error
+	ack  Ack        // cmdAddUpdate
+	cp   Checkpoint // cmdCheckpoint
+	sent []Event    // events produced (for tests; also published)
+}
+
+// fsm is the coordinator's replicated state machine. Apply is called by
+// raft on one goroutine; readers take the read lock.
+type fsm struct {
+	origin string
+
+	verifier note.Verifier
+
+	mu      sync.RWMutex
+	members map[string]*Member
+	nodes   map[string]*Node
+	jobs    map[string]*jobState
+	log     *audit.Log
+	applied uint64
+
+	// publish receives the events of each applied command, outside the lock.
+	publish func([]Event)
+}
+
+// newFSM returns an empty state machine for the cluster origin; verifier
+// is the log key's verifier, which checkpoints must verify under.
+func newFSM(origin string, verifier note.Verifier, publish func([]Event)) (*fsm, error) {
+	log, err := audit.NewLog(origin, verifier)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: audit log: %w", err)
+	}
+	return &fsm{
+		origin:   origin,
+		verifier: verifier,
+		members:  map[string]*Member{},
+		nodes:    map[string]*Node{},
+		jobs:     map[string]*jobState{},
+		log:      log,
+		publish:  publish,
+	}, nil
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+// Apply applies one committed entry. Rejections are deterministic (they
+// depend only on the state and the entry) and are returned, not panicked.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	t, body, err := decodeCommand(l.Data)
+	if err != nil {
+		return &applyResult{err: err}
+	}
+	f.mu.Lock()
+	res := f.apply(l.Index, t, body)
+	f.applied = l.Index
+	f.mu.Unlock()
+	if f.publish != nil && len(res.sent) > 0 {
+		f.publish(res.sent)
+	}
+	return res
+}
+
+func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
+	res := &applyResult{}
+	ev := func(e Event) {
+		e.Index = index
+		res.sent = append(res.sent, e)
+	}
+	switch c := body.(type) {
+	case *registerMemberCmd:
+		if err := validID("member", c.Member.ID); err != nil {
+			res.err = err
+			break
+		}
+		m := c.Member
+		f.members[m.ID] = &m
+		ev(Event{Kind: EventMemberRegistered, Member: m.ID})
+	case *removeMemberCmd:
+		if _, ok := f.members[c.ID]; !ok {
+			res.err = fmt.Errorf("%w: member %s", ErrNotFound, c.ID)
+			break
+		}
+		delete(f.members, c.ID)
+		ev(Event{Kind: EventMemberRemoved, Member: c.ID})
+	case *enrollNodeCmd:
+		if err := validID("node", c.ID); err != nil {
+			res.err = err
+			break
+		}
+		if len(c.PublicKey) != ed25519.PublicKeySize {
+			res.err = fmt.Errorf("%w: node %s: public key has %d bytes, want %d", ErrInvalid, c.ID, len(c.PublicKey), ed25519.PublicKeySize)
+			break
+		}
+		if n, ok := f.nodes[c.ID]; ok {
+			if !bytes.Equal(n.PublicKey, c.PublicKey) || n.Revoked {
+				res.err = fmt.Errorf("%w: node %s", ErrExists, c.ID)
+			}
+			break // same key again: idempotent
+		}
+		f.nodes[c.ID] = &Node{ID: c.ID, PublicKey: bytes.Clone(c.PublicKey), EnrolledAt: c.At}
+		ev(Event{Kind: EventNodeEnrolled, Node: c.ID, At: c.At})
+	case *revokeNodeCmd:
+		n, ok := f.nodes[c.ID]
+		if !ok {
+			res.err = fmt.Errorf("%w: node %s", ErrNotFound, c.ID)
+			break
+		}
+		if !n.Revoked {
+			n.Revoked, n.RevokedAt = true, c.At
+			ev(Event{Kind: EventNodeRevoked, Node: c.ID, At: c.At})
+		}
+	case *createJobCmd:
+		res.err = f.createJob(c, ev)
+	case *stopJobCmd:
+		res.err = f.stopJob(c, ev)
+	case *openRoundCmd:
+		res.err = f.openRound(c, ev)
+	case *addUpdateCmd:
+		res.ack, res.err = f.addUpdate(index, c, ev)
+	case *sealRoundCmd:
+		res.err = f.sealRound(c, ev)
+	case *closeRoundCmd:
+		res.err = f.closeRound(c, ev)
+	case *failRoundCmd:
+		res.err = f.failRound(c.Job, c.Round, c.Reason, c.At, ev)
+	case *checkpointCmd:
+		res.cp, res.err = f.checkpoint(c, ev)
+	default:
+		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
+	}
+	return res
+}
+
+func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
+	if err := c.Spec.Validate(); err != nil {
+		return err
+	}
+	if _, ok := f.jobs[c.Spec.ID]; ok {
+		return fmt.Errorf("%w: job %s", ErrExists, c.Spec.ID)
+	}
+	spec := c.Spec
+	model := spec.InitialModel
+	if model == nil {
+		model = make(Params, spec.Dim)
+	}
+	spec.InitialModel = nil // version 0 lives in Models
+	h := ModelHash(model)
+	f.jobs[spec.ID] = &jobState{
+		Job:    Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h},
+		Models: []modelVersion{{Version: 0, Hash: h, Params: slices.Clone(model)}},
+	}
+	ev(Event{Kind: EventJobCreated, Job: spec.ID, At: c.At})
+	return nil
+}
+
+func (f *fsm) stopJob(c *stopJobCmd, ev func(Event)) error {
+	j, ok := f.jobs[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.ID)
+	}
+	if j.Job.State != JobRunning {
+		return nil // already ended: stopping is idempotent
+	}
+	if r := j.round(j.Job.Rounds); r != nil && (r.State == RoundOpen || r.State == RoundClosing) {
+		reason := "job stopped"
+		if c.Reason != "" {
+			reason += ": " + c.Reason
+		}
+		f.endRound(j, r, RoundFailed, reason, c.At)
+		j.Job.Failed++
+		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
+	}
+	j.Job.State, j.Job.Reason = JobStopped, c.Reason
+	ev(Event{Kind: EventJobStopped, Job: c.ID, Detail: c.Reason, At: c.At})
+	return nil
+}
+
+func (f *fsm) openRound(c *openRoundCmd, ev func(Event)) error {
+	j, ok := f.jobs[c.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
+	}
+	if j.Job.State != JobRunning {
+		return fmt.Errorf("%w: job %s is %s", ErrStale, c.Job, j.Job.State)
+	}
+	if c.Round != j.Job.Rounds+1 {
+		return fmt.Errorf("%w: job %s: open round %d, next is %d", ErrStale, c.Job, c.Round, j.Job.Rounds+1)
+	}
+	if c.BaseVersion != j.Job.ModelVersion || c.BaseHash != j.Job.ModelHash {
+		return fmt.Errorf("%w: job %s round %d: base version %d, latest is %d", ErrStale, c.Job, c.Round, c.BaseVersion, j.Job.ModelVersion)
+	}
+	j.Rounds = append(j.Rounds, &Round{
+		Job: c.Job, Number: c.Round, State: RoundOpen,
+		BaseVersion: c.BaseVersion, BaseHash: c.BaseHash,
+		OpenedAt: c.OpenedAt, Deadline: c.Deadline, HardDeadline: c.HardDeadline,
+		Updates: []Update{},
+	})
+	j.Job.Rounds = c.Round
+	ev(Event{Kind: EventRoundOpened, Job: c.Job, Round: c.Round, At: c.OpenedAt})
+	return nil
+}
+
+// checkUpdate runs the state checks of an update (everything but the
+// envelope's cryptography, which the leader checks before proposing).
+// It returns the original ack when the node already has an update in the
+// round.
+func (f *fsm) checkUpdate(job string, round uint64, node string, base Hash) (*jobState, *Round, error) {
+	n, ok := f.nodes[node]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s", ErrUnknownNode, node)
+	}
+	if n.Revoked {
+		return nil, nil, fmt.Errorf("%w: %s", ErrRevoked, node)
+	}
+	j, ok := f.jobs[job]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: job %s", ErrNotFound, job)
+	}
+	r := j.round(round)
+	if r == nil {
+		if round > j.Job.Rounds && j.Job.State == JobRunning {
+			return nil, nil, fmt.Errorf("%w: job %s round %d", ErrRoundNotOpen, job, round)
+		}
+		return nil, nil, fmt.Errorf("%w: job %s round %d", ErrRoundClosed, job, round)
+	}
+	if i, ok := j.nodeIndex(round)[node]; ok {
+		u := r.Updates[i]
+		return j, r, &DuplicateError{Original: Ack{Job: job, Round: round, Node: node, LogIndex: u.LogIndex, LeafIndex: u.LeafIndex}}
+	}
+	if r.State != RoundOpen {
+		return nil, nil, fmt.Errorf("%w: job %s round %d is %s", ErrRoundClosed, job, round, r.State)
+	}
+	if len(r.Updates) >= j.Job.Spec.MaxUpdates {
+		return nil, nil, fmt.Errorf("%w: job %s round %d is full (%d updates)", ErrRoundClosed, job, round, len(r.Updates))
+	}
+	if base != r.BaseHash {
+		return nil, nil, fmt.Errorf("%w: job %s round %d: update's base %s, round's base %s", ErrBaseMismatch, job, round, base, r.BaseHash)
+	}
+	return j, r, nil
+}
+
+// precheck runs checkUpdate for the ingest path (before proposing).
+func (f *fsm) precheck(job string, round uint64, node string, base Hash) error {
+	f.mu.Lock() // checkUpdate may build the per-round node index
+	defer f.mu.Unlock()
+	_, _, err := f.checkUpdate(job, round, node, base)
+	return err
+}
+
+func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, error) {
+	j, r, err := f.checkUpdate(c.Job, c.Round, c.Node, c.BaseHash)
+	if err != nil {
+		return Ack{}, err
+	}
+	leaf, err := audit.NewLeaf(c.Statement, c.Signature, f.nodes[c.Node].PublicKey, c.AcceptedAt)
+	if err != nil {
+		return Ack{}, fmt.Errorf("%w: %v", ErrBadUpdate, err)
+	}
+	if leaf.JobID != c.Job || leaf.Round != c.Round || leaf.NodeID != c.Node || leaf.UpdateHash != c.UpdateHash {
+		return Ack{}, fmt.Errorf("%w: statement does not match the entry (job %s round %d node %s)", ErrBadUpdate, c.Job, c.Round, c.Node)
+	}
+	leafIndex, err := f.log.Append(leaf)
+	if err != nil {
+		return Ack{}, fmt.Errorf("%w: %v", ErrBadUpdate, err)
+	}
+	r.Updates = append(r.Updates, Update{
+		Node: c.Node, UpdateHash: c.UpdateHash, Samples: c.Samples, AcceptedAt: c.AcceptedAt,
+		LogIndex: index, LeafIndex: leafIndex, Sealed: c.Sealed,
+	})
+	j.nodeIndex(c.Round)[c.Node] = len(r.Updates) - 1
+	ack := Ack{Job: c.Job, Round: c.Round, Node: c.Node, LogIndex: index, LeafIndex: leafIndex}
+	ev(Event{Kind: EventUpdateAccepted, Job: c.Job, Round: c.Round, Node: c.Node, At: c.AcceptedAt})
+	return ack, nil
+}
+
+func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) error {
+	j, ok := f.jobs[c.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
+	}
+	r := j.round(c.Round)
+	if r == nil || r.State != RoundOpen {
+		return fmt.Errorf("%w: job %s round %d is not open", ErrStale, c.Job, c.Round)
+	}
+	r.State = RoundClosing
+	ev(Event{Kind: EventRoundSealed, Job: c.Job, Round: c.Round, At: c.At})
+	return nil
+}
+
+func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
+	j, ok := f.jobs[c.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
+	}
+	r := j.round(c.Round)
+	switch {
+	case r == nil || r.State != RoundClosing:
+		return fmt.Errorf("%w: job %s round %d is not closing", ErrStale, c.Job, c.Round)
+	case c.Updates != len(r.Updates) || len(c.Outcomes) != len(r.Updates):
+		return fmt.Errorf("%w: job %s round %d: result over %d updates, round has %d", ErrStale, c.Job, c.Round, c.Updates, len(r.Updates))
+	case len(c.Model) != j.Job.Spec.Dim:
+		return fmt.Errorf("%w: job %s round %d: model has %d values, dim is %d", ErrInvalid, c.Job, c.Round, len(c.Model), j.Job.Spec.Dim)
+	case c.Result.ModelVersion != j.Job.ModelVersion+1:
+		return fmt.Errorf("%w: job %s round %d: model version %d, next is %d", ErrStale, c.Job, c.Round, c.Result.ModelVersion, j.Job.ModelVersion+1)
+	case c.Result.ModelHash != ModelHash(c.Model):
+		return fmt.Errorf("%w: job %s round %d: model hash does not match its parameters", ErrInvalid, c.Job, c.Round)
+	}
+	for i := range r.Updates {
+		o := c.Outcomes[i]
+		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
+	}
+	res := c.Result
+	r.Result = &res
+	f.endRound(j, r, RoundClosed, "", c.At)
+	j.Models = append(j.Models, modelVersion{Version: res.ModelVersion, Hash: res.ModelHash, Round: c.Round, Params: slices.Clone(c.Model)})
+	if n := len(j.Models) - keepModels; n > 0 {
+		j.Models[n-1].Params = nil
+	}
+	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
+	j.Job.Completed++
+	ev(Event{Kind: EventRoundClosed, Job: c.Job, Round: c.Round, At: c.At,
+		Detail: fmt.Sprintf("model version %d, %d used, %d rejected", res.ModelVersion, res.Used, res.Rejected)})
+	if j.Job.Completed >= uint64(j.Job.Spec.Rounds) {
+		j.Job.State = JobCompleted
+		ev(Event{Kind: EventJobCompleted, Job: c.Job, At: c.At})
+	}
+	return nil
+}
+
+func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, ev func(Event)) error {
+	j, ok := f.jobs[job]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, job)
+	}
+	r := j.round(round)
+	if r == nil || (r.State != RoundOpen && r.State != RoundClosing) {
+		return fmt.Errorf("%w: job %s round %d has ended", ErrStale, job, round)
+	}
+	f.endRound(j, r, RoundFailed, reason, at)
+	j.Job.Failed++
+	ev(Event{Kind: EventRoundFailed, Job: job, Round: round, Detail: reason, At: at})
+	if j.Job.Spec.OnFailure == OnFailureStop {
+		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("round %d failed: %s", round, reason)
+		ev(Event{Kind: EventJobStopped, Job: job, Detail: j.Job.Reason, At: at})
+	}
+	return nil
+}
+
+// endRound moves r to a final state and drops the sealed bodies; the audit
+// leaves stay.
+func (f *fsm) endRound(j *jobState, r *Round, state RoundState, reason string, at time.Time) {
+	r.State, r.EndedAt, r.FailReason = state, at, reason
+	for i := range r.Updates {
+		r.Updates[i].Sealed = nil
+	}
+	if j.byNode != nil {
+		delete(j.byNode, r.Number)
+	}
+}
+
+func (f *fsm) checkpoint(c *checkpointCmd, ev func(Event)) (Checkpoint, error) {
+	if _, last, err := f.log.LatestCheckpoint(); err == nil {
+		if cp, err := audit.ParseCheckpoint(c.Note, f.verifier); err == nil && cp.Size <= last.Size {
+			return Checkpoint{}, fmt.Errorf("%w: checkpoint size %d not above %d", ErrStale, cp.Size, last.Size)
+		}
+	}
+	cp, err := f.log.AddCheckpoint(c.Note)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint: %v", ErrInvalid, err)
+	}
+	ev(Event{Kind: EventCheckpoint, Detail: fmt.Sprintf("size %d", cp.Size)})
+	return Checkpoint{Size: cp.Size, Root: Hash(cp.Root), Note: bytes.Clone(c.Note)}, nil
+}
+
+// ---- reads (callers hold no lock) ----
+
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+func (f *fsm) member(id string) (Member, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	m, ok := f.members[id]
+	if !ok {
+		return Member{}, false
+	}
+	return *m, true
+}
+
+// nodeKey returns the enrolled, non-revoked key of a node.
+func (f *fsm) nodeKey(id string) (ed25519.PublicKey, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n, ok := f.nodes[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	if n.Revoked {
+		return nil, fmt.Errorf("%w: %s", ErrRevoked, id)
+	}
+	return ed25519.PublicKey(bytes.Clone(n.PublicKey)), nil
+}
+
+// nodeByKey returns the enrolled, non-revoked node holding a key.
+func (f *fsm) nodeByKey(key ed25519.PublicKey) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for id, n := range f.nodes {
+		if !n.Revoked && bytes.Equal(n.PublicKey, key) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+func (f *fsm) nodeList() []Node {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Node, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		c := *n
+		c.PublicKey = bytes.Clone(n.PublicKey)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (f *fsm) job(id string) (Job, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return Job{}, false
+	}
+	return copyJob(j.Job), true
+}
+
+func copyJob(j Job) Job {
+	j.Spec.Shape = slices.Clone(j.Spec.Shape)
+	return j
+}
+
+func (f *fsm) jobList() []Job {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Job, 0, len(f.jobs))
+	for _, j := range f.jobs {
+		out = append(out, copyJob(j.Job))
+	}
+	slices.SortFunc(out, func(a, b Job) int { return strings.Compare(a.Spec.ID, b.Spec.ID) })
+	return out
+}
+
+// copyRound returns a deep copy of r; withSealed keeps the sealed bodies.
+func copyRound(r *Round, withSealed bool) Round {
+	c := *r
+	c.Updates = make([]Update, len(r.Updates))
+	for i, u := range r.Updates {
+		if withSealed {
+			u.Sealed = bytes.Clone(u.Sealed)
+		} else {
+			u.Sealed = nil
+		}
+		if u.Score != nil {
+			s := *u.Score
+			u.Score = &s
+		}
+		c.Updates[i] = u
+	}
+	if r.Result != nil {
+		res := *r.Result
+		if res.Accuracy != nil {
+			a := *res.Accuracy
+			res.Accuracy = &a
+		}
+		c.Result = &res
+	}
+	return c
+}
+
+func (f *fsm) round(job string, n uint64, withSealed bool) (Round, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.jobs[job]
+	if !ok {
+		return Round{}, fmt.Errorf("%w: job %s", ErrNotFound, job)
+	}
+	r := j.round(n)
+	if r == nil {
+		return Round{}, fmt.Errorf("%w: job %s round %d", ErrNotFound, job, n)
+	}
+	return copyRound(r, withSealed), nil
+}
+
+// roundList returns the rounds of a job without their updates' sealed
+// bodies.
+func (f *fsm) roundList(job string) ([]Round, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.jobs[job]
+	if !ok {
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, job)
+	}
+	out := make([]Round, len(j.Rounds))
+	for i, r := range j.Rounds {
+		out[i] = copyRound(r, false)
+	}
+	return out, nil
+}
+
+// ackFor returns the ack of node's update in a round, if it has one.
+func (f *fsm) ackFor(job string, round uint64, node string) (Ack, Hash, bool) {
+	f.mu.Lock() // nodeIndex may build its cache
+	defer f.mu.Unlock()
+	j, ok := f.jobs[job]
+	if !ok {
+		return Ack{}, Hash{}, false
+	}
+	r := j.round(round)
+	if r == nil {
+		return Ack{}, Hash{}, false
+	}
+	i, ok := j.nodeIndex(round)[node]
+	if !ok {
+		return Ack{}, Hash{}, false
+	}
+	u := r.Updates[i]
+	return Ack{Job: job, Round: round, Node: node, LogIndex: u.LogIndex, LeafIndex: u.LeafIndex}, u.UpdateHash, true
+}
+
+func (f *fsm) model(job string, version uint64) (Model, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.jobs[job]
+	if !ok {
+		return Model{}, fmt.Errorf("%w: job %s", ErrNotFound, job)
+	}
+	if version >= uint64(len(j.Models)) {
+		return Model{}, fmt.Errorf("%w: job %s model version %d", ErrNotFound, job, version)
+	}
+	m := j.Models[version]
+	out := Model{Job: job, Version: m.Version, Hash: m.Hash, Round: m.Round}
+	if m.Params == nil {
+		return out, fmt.Errorf("%w: job %s model version %d (keeping the last %d)", ErrModelPruned, job, version, keepModels)
+	}
+	out.Params = slices.Clone(m.Params)
+	return out, nil
+}
+
+// roundSummary is a round without its updates.
+type roundSummary struct {
+	Number       uint64
+	State        RoundState
+	Updates      int
+	BaseVersion  uint64
+	BaseHash     Hash
+	OpenedAt     time.Time
+	Deadline     time.Time
+	HardDeadline time.Time
+}
+
+func (f *fsm) roundSummary(job string, n uint64) (roundSummary, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.jobs[job]
+	if !ok {
+		return roundSummary{}, false
+	}
+	r := j.round(n)
+	if r == nil {
+		return roundSummary{}, false
+	}
+	return roundSummary{Number: r.Number, State: r.State, Updates: len(r.Updates), BaseVersion: r.BaseVersion,
+		BaseHash: r.BaseHash, OpenedAt: r.OpenedAt, Deadline: r.Deadline, HardDeadline: r.HardDeadline}, true
+}
+
+// nodeKeyAny returns a node's key even if revoked: updates accepted before
+// a revocation are still opened when their round closes.
+func (f *fsm) nodeKeyAny(id string) (ed25519.PublicKey, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n, ok := f.nodes[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	return ed25519.PublicKey(bytes.Clone(n.PublicKey)), nil
+}
+
+func (f *fsm) treeSize() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.log.Size()
+}
+
+func (f *fsm) treeRoot(size uint64) (Hash, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	root, err := f.log.RootAt(size)
+	return Hash(root), err
+}
+
+func (f *fsm) lastCheckpointSize() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, cp, err := f.log.LatestCheckpoint()
+	if err != nil {
+		return 0
+	}
+	return cp.Size
+}
+
+// latestCheckpoint returns the newest checkpoint (audit.ErrNoCheckpoint
+// before the first).
+func (f *fsm) latestCheckpoint() (Checkpoint, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	note, cp, err := f.log.LatestCheckpoint()
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Size: cp.Size, Root: Hash(cp.Root), Note: note}, nil
+}
+
+// bundle returns the proof bundle of a leaf under the newest checkpoint.
+func (f *fsm) bundle(leaf uint64) (*audit.Bundle, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.log.Bundle(leaf)
+}
+
+// consistency returns the consistency proof between two tree sizes.
+func (f *fsm) consistency(size1, size2 uint64) ([][]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.log.ConsistencyProof(size1, size2)
+}
+
+// leaf returns an encoded audit leaf.
+func (f *fsm) leaf(i uint64) ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.log.Leaf(i)
+}
+
+// ---- snapshots ----
+
+// snapshotMagic starts every snapshot; the byte after it is the format
+// version.
+const (
+	snapshotMagic   = "MFNFSM"
+	snapshotVersion = 1
+)
+
+// snapshotBody is the canonical content of a snapshot: every collection is
+// a slice sorted by id, so equal states encode to equal bytes.
+type snapshotBody struct {
+	Origin  string      `json:"origin"`
+	Applied uint64      `json:"applied"`
+	Members []Member    `json:"members"`
+	Nodes   []Node      `json:"nodes"`
+	Jobs    []*jobState `json:"jobs"`
+	// Audit is the audit log's own snapshot (audit.Log.Snapshot).
+	Audit []byte `json:"audit"`
+}
+
+// marshal encodes the state; the caller holds the lock.
+func (f *fsm) marshalLocked() ([]byte, error) {
+	auditSnap, err := f.log.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: snapshot: %w", err)
+	}
+	body := snapshotBody{Origin: f.origin, Applied: f.applied, Audit: auditSnap}
+	for _, m := range f.members {
+		body.Members = append(body.Members, *m)
+	}
+	slices.SortFunc(body.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	for _, n := range f.nodes {
+		body.Nodes = append(body.Nodes, *n)
+	}
+	slices.SortFunc(body.Nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	for _, j := range f.jobs {
+		body.Jobs = append(body.Jobs, j)
+	}
+	slices.SortFunc(body.Jobs, func(a, b *jobState) int { return strings.Compare(a.Job.Spec.ID, b.Job.Spec.ID) })
+	var buf bytes.Buffer
+	buf.WriteString(snapshotMagic)
+	buf.WriteByte(snapshotVersion)
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&body); err != nil {
+		return nil, fmt.Errorf("coordinator: snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Snapshot encodes the state at once (raft runs Persist concurrently with
+// later Applies, so nothing may be shared).
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := f.marshalLocked()
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{data: b}, nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 1<<40))
+	if err != nil {
+		return fmt.Errorf("coordinator: restore: %w", err)
+	}
+	body, err := decodeSnapshot(data)
+	if err != nil {
+		return err
+	}
+	members := make(map[string]*Member, len(body.Members))
+	for i := range body.Members {
+		members[body.Members[i].ID] = &body.Members[i]
+	}
+	nodes := make(map[string]*Node, len(body.Nodes))
+	for i := range body.Nodes {
+		nodes[body.Nodes[i].ID] = &body.Nodes[i]
+	}
+	jobs := make(map[string]*jobState, len(body.Jobs))
+	for _, j := range body.Jobs {
+		if j == nil {
+			return fmt.Errorf("coordinator: restore: null job")
+		}
+		jobs[j.Job.Spec.ID] = j
+	}
+	if body.Origin != f.origin {
+		return fmt.Errorf("coordinator: restore: snapshot of cluster %q into cluster %q", body.Origin, f.origin)
+	}
+	log, err := audit.NewLog(f.origin, f.verifier)
+	if err != nil {
+		return fmt.Errorf("coordinator: restore: %w", err)
+	}
+	if err := log.Restore(body.Audit); err != nil {
+		return fmt.Errorf("coordinator: restore: %w", err)
+	}
+	f.mu.Lock()
+	f.members, f.nodes, f.jobs, f.log = members, nodes, jobs, log
+	f.applied = body.Applied
+	f.mu.Unlock()
+	return nil
+}
+
+// decodeSnapshot checks the header and decodes the body.
+func decodeSnapshot(data []byte) (*snapshotBody, error) {
+	if len(data) < len(snapshotMagic)+1 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, fmt.Errorf("coordinator: restore: not an MFN coordinator snapshot")
+	}
+	if v := data[len(snapshotMagic)]; v != snapshotVersion {
+		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want %d", v, snapshotVersion)
+	}
+	var body snapshotBody
+	dec := json.NewDecoder(bytes.NewReader(data[len(snapshotMagic)+1:]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return nil, fmt.Errorf("coordinator: restore: %w", err)
+	}
+	for _, j := range body.Jobs {
+		if j == nil {
+			return nil, fmt.Errorf("coordinator: restore: null job")
+		}
+		for _, r := range j.Rounds {
+			if r == nil {
+				return nil, fmt.Errorf("coordinator: restore: job %s: null round", j.Job.Spec.ID)
+			}
+		}
+	}
+	return &body, nil
+}
+
+type fsmSnapshot struct{ data []byte }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("coordinator: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,91 @@
+package coordinator
+
+import (
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the coordinator's Prometheus metrics. Names follow
+// mfn_coordinator_<name>_<unit>.
+type metrics struct {
+	rounds          *prometheus.CounterVec // outcome: closed|failed
+	updates         *prometheus.CounterVec // result: accepted|rejected, reason
+	aggregation     prometheus.Histogram
+	roundDuration   prometheus.Histogram
+	quicConnections prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
+	m := &metrics{
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mfn_coordinator_rounds_total",
+			Help: "Rounds ended by this member as leader, by outcome (closed, failed).",
+		}, []string{"outcome"}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mfn_coordinator_updates_total",
+			Help: "Update submissions handled by this member, by result (accepted, rejected) and reason.",
+		}, []string{"result", "reason"}),
+		aggregation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mfn_coordinator_aggregation_seconds",
+			Help:    "Time to open, decode and aggregate a round's updates.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		roundDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mfn_coordinator_round_duration_seconds",
+			Help:    "Time from a round's opening to its committed result.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14),
+		}),
+		quicConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mfn_coordinator_quic_connections",
+			Help: "Open QUIC connections from nodes.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	cs := []prometheus.Collector{
+		m.rounds, m.updates, m.aggregation, m.roundDuration, m.quicConnections,
+		gauge("mfn_coordinator_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
+			func() float64 { return float64(c.raft.State()) }),
+		gauge("mfn_coordinator_raft_term", "Current Raft term.",
+			func() float64 { return float64(c.raft.CurrentTerm()) }),
+		gauge("mfn_coordinator_raft_commit_index", "Raft commit index.",
+			func() float64 { return float64(c.raft.CommitIndex()) }),
+		gauge("mfn_coordinator_raft_applied_index", "Raft index applied to the state machine.",
+			func() float64 { return float64(c.raft.AppliedIndex()) }),
+		gauge("mfn_coordinator_raft_peers", "Voters in the Raft configuration, this member included.",
+			func() float64 { return float64(c.voterCount()) }),
+		gauge("mfn_coordinator_audit_leaves", "Leaves in the audit log.",
+			func() float64 { return float64(c.fsm.treeSize()) }),
+	}
+	for _, col := range cs {
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (c *Coordinator) voterCount() int {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// ConnectionOpened and ConnectionClosed keep the QUIC connection gauge;
+// the QUIC server calls them.
+func (c *Coordinator) ConnectionOpened() { c.metrics.quicConnections.Inc() }
+
+// ConnectionClosed: see ConnectionOpened.
+func (c *Coordinator) ConnectionClosed() { c.metrics.quicConnections.Dec() }

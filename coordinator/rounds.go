@@ -1,0 +1,417 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mfn/mfn/audit"
+)
+
+// The round engine runs on the leader only. Every Tick (or when poked by
+// an accepted update or a new job) it walks the running jobs:
+//
+//	no round, or the last one ended  → OpenRound (next number, base = latest model)
+//	open, updates ≥ max              → SealRound, then close
+//	open, deadline passed, ≥ min     → SealRound, then close
+//	open, hard deadline passed       → FailRound
+//	closing                          → aggregate and CloseRound (or FailRound)
+//
+// Every decision is a Raft entry carrying the leader's clock reading, and
+// deadlines are absolute times in the replicated state, so a new leader
+// picks up every round exactly where the old one left it. SealRound stops
+// intake before aggregation: the result is computed over exactly the
+// updates committed before the seal, and CloseRound is rejected as stale
+// if the round's update count differs.
+
+// lead runs the leader's duties until ctx ends (leadership lost).
+func (c *Coordinator) lead(ctx context.Context) {
+	c.logger.Info("leading")
+	defer c.logger.Info("no longer leading")
+	// Apply every entry of earlier terms before deciding anything.
+	for {
+		err := c.raft.Barrier(c.cfg.ApplyTimeout).Error()
+		if err == nil {
+			break
+		}
+		c.logger.Warn("barrier after election", errAttr(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.cfg.Tick):
+		}
+	}
+	c.registerSelf(ctx)
+	c.announceOpen()
+	t := time.NewTicker(c.cfg.Tick)
+	defer t.Stop()
+	lastCP := time.Now()
+	for {
+		ended := c.step(ctx)
+		if c.checkpointDue(ended, lastCP) {
+			if err := c.checkpoint(ctx); err != nil {
+				c.logger.Warn("checkpoint", errAttr(err))
+			} else {
+				lastCP = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.wake:
+		}
+	}
+}
+
+// registerSelf records this member's addresses in the replicated member
+// list if they are missing or changed, so NotLeaderError can point here.
+func (c *Coordinator) registerSelf(ctx context.Context) {
+	me := Member{ID: c.cfg.ID, RaftAddr: c.cfg.RaftAddr, QUICAddr: c.cfg.QUICAddr, HTTPAddr: c.cfg.HTTPAddr, PublicKey: c.cfg.PublicKey}
+	if cur, ok := c.fsm.member(c.cfg.ID); ok && cur.RaftAddr == me.RaftAddr && cur.QUICAddr == me.QUICAddr &&
+		cur.HTTPAddr == me.HTTPAddr && bytes.Equal(cur.PublicKey, me.PublicKey) {
+		return
+	}
+	if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: me}); err != nil {
+		c.logger.Warn("register self", errAttr(err))
+	}
+}
+
+// step advances every running job by at most one transition and reports
+// whether a round ended.
+func (c *Coordinator) step(ctx context.Context) (ended bool) {
+	for _, j := range c.fsm.jobList() {
+		if ctx.Err() != nil {
+			return ended
+		}
+		if j.State != JobRunning {
+			continue
+		}
+		e, err := c.stepJob(ctx, j)
+		if err != nil && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrStale) {
+			c.logger.Warn("round engine", slog.String("job", j.Spec.ID), errAttr(err))
+		}
+		ended = ended || e
+	}
+	return ended
+}
+
+func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error) {
+	r, ok := c.fsm.roundSummary(j.Spec.ID, j.Rounds)
+	now := c.now()
+	switch {
+	case !ok || r.State == RoundClosed || r.State == RoundFailed:
+		if j.Completed >= uint64(j.Spec.Rounds) {
+			return false, nil
+		}
+		return false, c.openRound(ctx, j, now)
+	case r.State == RoundOpen:
+		spec := j.Spec
+		full := r.Updates >= spec.MaxUpdates
+		due := !now.Before(r.Deadline) && r.Updates >= spec.MinUpdates
+		if full || due {
+			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now}); err != nil {
+				return false, err
+			}
+			return true, c.closeRound(ctx, j, r.Number)
+		}
+		if !now.Before(r.HardDeadline) {
+			reason := fmt.Sprintf("%d of %d required updates by the hard deadline", r.Updates, spec.MinUpdates)
+			return true, c.failRound(ctx, j, r.Number, reason)
+		}
+		return false, nil
+	case r.State == RoundClosing:
+		return true, c.closeRound(ctx, j, r.Number)
+	}
+	return false, nil
+}
+
+func (c *Coordinator) openRound(ctx context.Context, j Job, now time.Time) error {
+	cmd := &openRoundCmd{
+		Job: j.Spec.ID, Round: j.Rounds + 1, BaseVersion: j.ModelVersion, BaseHash: j.ModelHash,
+		OpenedAt: now, Deadline: now.Add(time.Duration(j.Spec.RoundDeadline)), HardDeadline: now.Add(j.Spec.hardDeadline()),
+	}
+	if _, err := c.propose(ctx, cmdOpenRound, cmd); err != nil {
+		return err
+	}
+	c.logger.Info("round opened", slog.String("job", cmd.Job), slog.Uint64("round", cmd.Round), slog.Time("deadline", cmd.Deadline))
+	c.announce(j, cmd.Round, cmd.BaseVersion, cmd.BaseHash, cmd.Deadline)
+	return nil
+}
+
+func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, deadline time.Time) {
+	if c.cfg.Announcer == nil {
+		return
+	}
+	c.cfg.Announcer.Announce(Announcement{
+		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim,
+		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline,
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
+	})
+}
+
+// announceOpen re-announces every open round (a new leader's nodes have
+// just reconnected to it).
+func (c *Coordinator) announceOpen() {
+	for _, a := range c.OpenRounds() {
+		if c.cfg.Announcer != nil {
+			c.cfg.Announcer.Announce(a)
+		}
+	}
+}
+
+// OpenRounds returns an announcement for every round currently open, by
+// job id; a node that connects asks for them.
+func (c *Coordinator) OpenRounds() []Announcement {
+	var out []Announcement
+	for _, j := range c.fsm.jobList() {
+		if j.State != JobRunning {
+			continue
+		}
+		r, ok := c.fsm.roundSummary(j.Spec.ID, j.Rounds)
+		if !ok || r.State != RoundOpen {
+			continue
+		}
+		out = append(out, Announcement{
+			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim,
+			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline,
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
+		})
+	}
+	return out
+}
+
+func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason string) error {
+	if _, err := c.propose(ctx, cmdFailRound, &failRoundCmd{Job: j.Spec.ID, Round: round, Reason: reason, At: c.now()}); err != nil {
+		return err
+	}
+	c.metrics.rounds.WithLabelValues("failed").Inc()
+	c.logger.Warn("round failed", slog.String("job", j.Spec.ID), slog.Uint64("round", round), slog.String("reason", reason))
+	return nil
+}
+
+// closeRound aggregates a sealed round and commits its result, or fails
+// the round when the rule cannot run.
+func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error {
+	start := time.Now()
+	r, err := c.fsm.round(j.Spec.ID, round, true)
+	if err != nil {
+		return err
+	}
+	base, err := c.fsm.model(j.Spec.ID, r.BaseVersion)
+	if err != nil {
+		return fmt.Errorf("coordinator: job %s round %d base model: %w", j.Spec.ID, round, err)
+	}
+	outcomes := make([]updateOutcome, len(r.Updates))
+	var vecs [][]float64
+	var weights []float64
+	var pos []int // position in r.Updates of each vec
+	allWeighted := true
+	for i, u := range r.Updates {
+		vec, err := c.updateVector(j, round, u)
+		if err != nil {
+			outcomes[i].Reason = err.Error()
+			continue
+		}
+		vecs = append(vecs, vec)
+		weights = append(weights, float64(u.Samples))
+		allWeighted = allWeighted && u.Samples > 0
+		pos = append(pos, i)
+	}
+	if !allWeighted {
+		weights = nil
+	}
+	if len(vecs) == 0 {
+		return c.failRound(ctx, j, round, "no update could be opened")
+	}
+	if c.cfg.Rules == nil {
+		return c.failRound(ctx, j, round, "no aggregation rules configured")
+	}
+	rule, err := c.cfg.Rules(j.Spec.Rule)
+	if err != nil {
+		return c.failRound(ctx, j, round, fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err))
+	}
+	agg, rep, err := rule.Aggregate(vecs, weights)
+	if err != nil {
+		return c.failRound(ctx, j, round, fmt.Sprintf("aggregation: %v", err))
+	}
+	if len(agg) != j.Spec.Dim {
+		return c.failRound(ctx, j, round, fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim))
+	}
+	model := make(Params, j.Spec.Dim)
+	for i := range model {
+		model[i] = base.Params[i] + agg[i]
+		if !finite(model[i]) {
+			return c.failRound(ctx, j, round, fmt.Sprintf("new model parameter %d is not finite", i))
+		}
+	}
+	used, rejected := 0, 0
+	for _, k := range rep.Used {
+		if k >= 0 && k < len(pos) {
+			outcomes[pos[k]].Used = true
+		}
+	}
+	for _, rj := range rep.Rejected {
+		if rj.Index >= 0 && rj.Index < len(pos) {
+			outcomes[pos[rj.Index]].Reason = rj.Reason
+		}
+	}
+	for k, s := range rep.Scores {
+		if k < len(pos) && finite(s) {
+			v := s
+			outcomes[pos[k]].Score = &v
+		}
+	}
+	for i := range outcomes {
+		if outcomes[i].Used {
+			outcomes[i].Reason = ""
+			used++
+			continue
+		}
+		if outcomes[i].Reason == "" {
+			outcomes[i].Reason = "not selected by " + rep.Rule
+		}
+		rejected++
+	}
+	result := RoundResult{ModelVersion: j.ModelVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
+	if result.Rule == "" {
+		result.Rule = rule.Name()
+	}
+	if c.cfg.Evaluator != nil {
+		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
+		switch {
+		case err != nil:
+			c.logger.Warn("evaluation", slog.String("job", j.Spec.ID), errAttr(err))
+		case ok && finite(acc):
+			result.Accuracy = &acc
+		}
+	}
+	aggSeconds := time.Since(start).Seconds()
+	result.AggregationSeconds = aggSeconds
+	now := c.now()
+	cmd := &closeRoundCmd{Job: j.Spec.ID, Round: round, Updates: len(r.Updates), Outcomes: outcomes, Model: model, Result: result, At: now}
+	if _, err := c.propose(ctx, cmdCloseRound, cmd); err != nil {
+		return err
+	}
+	c.metrics.aggregation.Observe(aggSeconds)
+	c.metrics.roundDuration.Observe(now.Sub(r.OpenedAt).Seconds())
+	c.metrics.rounds.WithLabelValues("closed").Inc()
+	c.logger.Info("round closed", slog.String("job", j.Spec.ID), slog.Uint64("round", round),
+		slog.Uint64("model_version", result.ModelVersion), slog.Int("used", used), slog.Int("rejected", rejected))
+	return nil
+}
+
+// updateVector returns the decoded update of an accepted update: from the
+// leader's cache when it accepted it itself, else by opening the sealed
+// envelope again (a new leader).
+func (c *Coordinator) updateVector(j Job, round uint64, u Update) ([]float64, error) {
+	if v, ok := c.cache.get(j.Spec.ID, round, u.Node, u.UpdateHash); ok {
+		return v, nil
+	}
+	if c.cfg.Opener == nil {
+		return nil, errors.New("cannot open: no opener configured")
+	}
+	env, err := c.cfg.Opener.Open(u.Sealed, c.fsm.nodeKeyAny)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open: %v", err)
+	}
+	if env.UpdateHash != u.UpdateHash || env.Node != u.Node {
+		return nil, errors.New("cannot open: envelope does not match its record")
+	}
+	if len(env.Update) != j.Spec.Dim {
+		return nil, fmt.Errorf("update has %d values, dim is %d", len(env.Update), j.Spec.Dim)
+	}
+	return env.Update, nil
+}
+
+// ---- checkpoints ----
+
+func (c *Coordinator) checkpointDue(roundEnded bool, last time.Time) bool {
+	if c.cfg.LogSigner == nil {
+		return false
+	}
+	size, cpSize := c.fsm.treeSize(), c.fsm.lastCheckpointSize()
+	if size == 0 || size == cpSize {
+		return false
+	}
+	return roundEnded || time.Since(last) >= c.cfg.CheckpointInterval
+}
+
+// checkpoint signs the current audit tree head with the log key and
+// commits it, so that every replica serves the same checkpoints.
+func (c *Coordinator) checkpoint(ctx context.Context) error {
+	size := c.fsm.treeSize()
+	root, err := c.fsm.treeRoot(size)
+	if err != nil {
+		return err
+	}
+	signed, err := audit.SignCheckpoint(c.cfg.LogSigner, c.cfg.Origin, size, root[:])
+	if err != nil {
+		return fmt.Errorf("coordinator: sign checkpoint: %w", err)
+	}
+	_, err = c.propose(ctx, cmdCheckpoint, &checkpointCmd{Note: signed})
+	return err
+}
+
+// ---- leader-local cache of decoded updates ----
+
+type cacheKey struct {
+	job   string
+	round uint64
+	node  string
+}
+
+type cachedUpdate struct {
+	hash Hash
+	vec  []float64
+}
+
+// updateCache keeps the decoded updates the leader accepted, so closing a
+// round does not decrypt them again. It is bounded in floats; it is only
+// an optimisation (a new leader re-opens the sealed envelopes).
+type updateCache struct {
+	mu     sync.Mutex
+	limit  int
+	floats int
+	m      map[cacheKey]cachedUpdate
+}
+
+func newUpdateCache(limit int) *updateCache {
+	return &updateCache{limit: limit, m: map[cacheKey]cachedUpdate{}}
+}
+
+func (uc *updateCache) put(job string, round uint64, node string, h Hash, vec []float64) {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	k := cacheKey{job, round, node}
+	if _, ok := uc.m[k]; ok || uc.floats+len(vec) > uc.limit {
+		return
+	}
+	uc.m[k] = cachedUpdate{hash: h, vec: vec}
+	uc.floats += len(vec)
+}
+
+func (uc *updateCache) get(job string, round uint64, node string, h Hash) ([]float64, bool) {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	e, ok := uc.m[cacheKey{job, round, node}]
+	if !ok || e.hash != h {
+		return nil, false
+	}
+	return e.vec, true
+}
+
+func (uc *updateCache) dropRound(job string, round uint64) {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	for k, e := range uc.m {
+		if k.job == job && k.round <= round {
+			uc.floats -= len(e.vec)
+			delete(uc.m, k)
+		}
+	}
+}
