@@ -165,7 +165,7 @@ func VerifyBundle(b *Bundle, verifier note.Verifier, known NodeKeys) (*BundleRep
 	}
 	lh := LeafHash(b.Leaf)
 	if err := proof.VerifyInclusion(hasher, b.LeafIndex, cp.Size, lh[:], b.Inclusion, cp.Root[:]); err != nil {
-		return nil, &LeafError{Index: b.LeafIndex, Err: fmt.Errorf("audit: not under checkpoint root (size %d): %v: %w", cp.Size, err, ErrInclusion)}
+		return nil, &LeafError{Index: b.LeafIndex, Err: fmt.Errorf("audit: inclusion proof (tree size %d): %s: %w", cp.Size, proofFailure(err, "the leaf is not under the checkpoint's root"), ErrInclusion)}
 	}
 	return &BundleReport{Leaf: leaf, LeafIndex: b.LeafIndex, Checkpoint: cp}, nil
 }

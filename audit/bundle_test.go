@@ -116,11 +116,11 @@ func TestVerifyBundleTampering(t *testing.T) {
 	impostor[leaf13.NodeID] = SampleNodeKey(50).Public().(ed25519.PublicKey)
 
 	cases := []struct {
-		name   string
-		modify func(b *Bundle)
-		keys   NodeKeys
+		name     string
+		modify   func(b *Bundle)
+		keys     NodeKeys
 		otherKey bool // verify with another log key
-		want   error
+		want     error
 	}{
 		{"leaf index", func(b *Bundle) { b.LeafIndex = 12 }, nil, false, ErrInclusion},
 		{"index beyond", func(b *Bundle) { b.LeafIndex = 20 }, nil, false, ErrRange},

@@ -173,11 +173,11 @@ func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport
 	for i := 1; i < len(cps); i++ {
 		prev, cur := cps[i-1], cps[i]
 		p, err := t.consistencyProof(prev.Size, cur.Size)
-		if err == nil {
-			err = proof.VerifyConsistency(hasher, prev.Size, cur.Size, p, prev.Root[:], cur.Root[:])
-		}
 		if err != nil {
-			return nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: fmt.Errorf("audit: sizes %d→%d: %v: %w", prev.Size, cur.Size, err, ErrInconsistent)}
+			return nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: err}
+		}
+		if err := proof.VerifyConsistency(hasher, prev.Size, cur.Size, p, prev.Root[:], cur.Root[:]); err != nil {
+			return nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", prev.Size, cur.Size, proofFailure(err, "the later tree does not extend the earlier one"), ErrInconsistent)}
 		}
 	}
 	return &LogReport{Origin: origin, Leaves: t.size(), Checkpoints: len(cps), Root: t.root, Latest: latestFile}, nil
@@ -258,4 +258,15 @@ func readLimited(fsys fs.FS, name string, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("audit: %s exceeds %d bytes: %w", name, limit, ErrTooLarge)
 	}
 	return b, nil
+}
+
+// proofFailure describes a merkle/proof verification error: a root
+// mismatch (whose message dumps both roots as byte lists) becomes why, any
+// other error (a malformed proof) keeps its text.
+func proofFailure(err error, why string) string {
+	var rm proof.RootMismatchError
+	if errors.As(err, &rm) {
+		return why
+	}
+	return err.Error()
 }
