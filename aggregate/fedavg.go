@@ -1,0 +1,57 @@
+package aggregate
+
+import "fmt"
+
+// FedAvg is the weighted mean of the inputs (McMahan et al. 2017): each
+// valid input i contributes weights[i]/Σweights, or 1/n when weights is nil.
+// It is not robust: one Byzantine input can move it arbitrarily far. It has
+// no parameters; the zero value is ready to use.
+type FedAvg struct{}
+
+// Name returns "fedavg".
+func (FedAvg) Name() string { return "fedavg" }
+
+// Aggregate returns the weighted mean. It fails with ErrBadArguments when
+// the valid inputs' weights sum to zero.
+func (r FedAvg) Aggregate(updates [][]float64, weights []float64) ([]float64, Report, error) {
+	return runScreened(r, updates, weights)
+}
+
+func (r FedAvg) run(s *screened) ([]float64, Report, error) {
+	coef := make([]float64, s.n())
+	if s.w == nil {
+		for i := range coef {
+			coef[i] = 1 / float64(s.n())
+		}
+	} else {
+		var total float64
+		for _, w := range s.w {
+			total += w
+		}
+		if !(total > 0) {
+			return nil, Report{Rule: r.Name()}, fmt.Errorf("%w: fedavg: the valid inputs' weights sum to %v", ErrBadArguments, total)
+		}
+		for i, w := range s.w {
+			coef[i] = w / total
+		}
+	}
+	out := make([]float64, s.d)
+	combineRows(out, s.x, coef)
+	return out, s.allUsed(r.Name()), nil
+}
+
+// screenedRule is implemented by every rule of this package: run
+// aggregates inputs that have already been screened, so a Pipeline screens
+// only once.
+type screenedRule interface {
+	Rule
+	run(s *screened) ([]float64, Report, error)
+}
+
+func runScreened(r screenedRule, updates [][]float64, weights []float64) ([]float64, Report, error) {
+	s, err := screen(updates, weights)
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
+	}
+	return r.run(s)
+}

@@ -1,0 +1,78 @@
+package aggregate
+
+import "fmt"
+
+// Median is the coordinate-wise median (Yin et al., "Byzantine-Robust
+// Distributed Learning: Towards Optimal Statistical Rates", ICML 2018):
+// each coordinate of the aggregate is the median of that coordinate over
+// the inputs, the mean of the two middle values when n is even (NumPy's
+// convention). Weights are ignored. F is used only to check the
+// requirement f < n/2.
+type Median struct {
+	// F is the number of Byzantine inputs the caller expects (≥ 0).
+	F int
+}
+
+// NewMedian returns the coordinate-wise median checked against f
+// Byzantine inputs; f must be ≥ 0.
+func NewMedian(f int) (*Median, error) {
+	if err := checkF("median", f); err != nil {
+		return nil, err
+	}
+	return &Median{F: f}, nil
+}
+
+// Name returns "median".
+func (*Median) Name() string { return "median" }
+
+// Aggregate returns the coordinate-wise median.
+func (r *Median) Aggregate(updates [][]float64, weights []float64) ([]float64, Report, error) {
+	return runScreened(r, updates, weights)
+}
+
+func (r *Median) run(s *screened) ([]float64, Report, error) {
+	if 2*r.F >= s.n() {
+		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: s.n(), F: r.F, Need: fmt.Sprintf("f < n/2, i.e. n > %d", 2*r.F)}
+	}
+	out := make([]float64, s.d)
+	coordwise(s.x, out, medianOf)
+	return out, s.allUsed(r.Name()), nil
+}
+
+// TrimmedMean is the coordinate-wise trimmed mean (Yin et al. 2018): for
+// each coordinate the f largest and f smallest values are dropped and the
+// remaining n−2f averaged. Weights are ignored. Report.Used lists every
+// input, since each contributes to some coordinates.
+//
+// Requirement: 2f < n valid inputs.
+type TrimmedMean struct {
+	// F is the number of values dropped on each side (≥ 0).
+	F int
+}
+
+// NewTrimmedMean returns the trimmed mean dropping f values per side; f
+// must be ≥ 0.
+func NewTrimmedMean(f int) (*TrimmedMean, error) {
+	if err := checkF("trimmed-mean", f); err != nil {
+		return nil, err
+	}
+	return &TrimmedMean{F: f}, nil
+}
+
+// Name returns "trimmed-mean".
+func (*TrimmedMean) Name() string { return "trimmed-mean" }
+
+// Aggregate returns the coordinate-wise trimmed mean.
+func (r *TrimmedMean) Aggregate(updates [][]float64, weights []float64) ([]float64, Report, error) {
+	return runScreened(r, updates, weights)
+}
+
+func (r *TrimmedMean) run(s *screened) ([]float64, Report, error) {
+	if 2*r.F >= s.n() {
+		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: s.n(), F: r.F, Need: fmt.Sprintf("2f < n, i.e. n > %d", 2*r.F)}
+	}
+	out := make([]float64, s.d)
+	f := r.F
+	coordwise(s.x, out, func(col []float64) float64 { return trimmedMeanOf(col, f) })
+	return out, s.allUsed(r.Name()), nil
+}

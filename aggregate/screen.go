@@ -1,0 +1,158 @@
+package aggregate
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mfn/mfn/aggregate/internal/vec"
+)
+
+// Screen checks updates before aggregation and returns the positions of
+// the valid ones (ascending) and a rejection for each other one. A vector
+// is rejected when its length differs from dim, when it holds NaN or ±Inf,
+// or when its squared norm overflows float64 (such a vector would turn
+// every distance to it into Inf). When weights is not nil, a negative, NaN
+// or infinite weight rejects its vector too. dim ≤ 0 means the most common
+// length among updates (ties go to the length seen first), which is the
+// honest length whenever a majority is honest; callers that know the model
+// size should pass it.
+//
+// Every Rule in this package screens its input this way before running, so
+// calling Screen is only needed by code that works on vectors directly
+// (pre-steps used on their own, attacks, tests).
+func Screen(updates [][]float64, weights []float64, dim int) (valid []int, rejected []Rejection) {
+	s := screenVectors(updates, weights, dim)
+	return s.orig, s.rejected
+}
+
+// screened is the valid part of an Aggregate call's input.
+type screened struct {
+	x        [][]float64 // valid vectors, in input order
+	w        []float64   // their weights; nil when the caller passed nil
+	sqNorm   []float64   // ‖x[i]‖²
+	orig     []int       // position of x[i] in the caller's slice
+	rejected []Rejection
+	total    int // number of inputs given
+	d        int
+}
+
+// screen validates the arguments of Aggregate: weights must be nil or as
+// long as updates, and at least one vector must survive.
+func screen(updates [][]float64, weights []float64) (*screened, error) {
+	if weights != nil && len(weights) != len(updates) {
+		return nil, fmt.Errorf("%w: %d weights for %d updates", ErrBadArguments, len(weights), len(updates))
+	}
+	s := screenVectors(updates, weights, 0)
+	if len(s.x) == 0 {
+		if len(updates) == 0 {
+			return nil, fmt.Errorf("%w: no updates given", ErrNoValidInputs)
+		}
+		return nil, fmt.Errorf("%w: all %d updates rejected (first: %s)", ErrNoValidInputs, len(updates), s.rejected[0].Reason)
+	}
+	return s, nil
+}
+
+func modeLength(updates [][]float64) int {
+	counts := make(map[int]int, 2)
+	best, bestCount := 0, 0
+	for _, u := range updates {
+		counts[len(u)]++
+		if c := counts[len(u)]; c > bestCount {
+			best, bestCount = len(u), c
+		}
+	}
+	return best
+}
+
+func screenVectors(updates [][]float64, weights []float64, dim int) *screened {
+	s := &screened{total: len(updates)}
+	if dim <= 0 {
+		dim = modeLength(updates)
+	}
+	s.d = dim
+	norms := make([]float64, len(updates))
+	parallelFor(len(updates), int64(len(updates))*int64(dim), func(i int) {
+		if len(updates[i]) == dim {
+			norms[i] = vec.Dot(updates[i], updates[i])
+		}
+	})
+	for i, u := range updates {
+		var reason string
+		switch {
+		case len(u) != dim:
+			reason = fmt.Sprintf("length %d, want %d", len(u), dim)
+		case weights != nil && (weights[i] < 0 || math.IsNaN(weights[i]) || math.IsInf(weights[i], 0)):
+			reason = fmt.Sprintf("invalid weight %v", weights[i])
+		case math.IsNaN(norms[i]) || math.IsInf(norms[i], 0):
+			reason = nonFiniteReason(u)
+		}
+		if reason != "" {
+			s.rejected = append(s.rejected, Rejection{Index: i, Reason: reason})
+			continue
+		}
+		s.x = append(s.x, u)
+		s.sqNorm = append(s.sqNorm, norms[i])
+		s.orig = append(s.orig, i)
+		if weights != nil {
+			s.w = append(s.w, weights[i])
+		}
+	}
+	return s
+}
+
+func nonFiniteReason(u []float64) string {
+	for k, v := range u {
+		if math.IsNaN(v) {
+			return fmt.Sprintf("NaN at coordinate %d", k)
+		}
+		if math.IsInf(v, 0) {
+			return fmt.Sprintf("%v at coordinate %d", v, k)
+		}
+	}
+	return "squared norm overflows float64"
+}
+
+// n is the number of valid inputs.
+func (s *screened) n() int { return len(s.x) }
+
+// report starts a Report for rule name: inputs in used (positions in s.x)
+// are listed as used, every other valid input as rejected with notUsed.
+func (s *screened) report(name string, used []int, notUsed string) Report {
+	r := Report{Rule: name}
+	inUse := make([]bool, s.n())
+	for _, j := range used {
+		inUse[j] = true
+	}
+	r.Rejected = append(r.Rejected, s.rejected...)
+	for j, ok := range inUse {
+		if ok {
+			r.Used = append(r.Used, s.orig[j])
+		} else {
+			r.Rejected = append(r.Rejected, Rejection{Index: s.orig[j], Reason: notUsed})
+		}
+	}
+	sortRejections(r.Rejected)
+	return r
+}
+
+// scores expands per-valid-input scores to the caller's indexing (zero for
+// rejected inputs).
+func (s *screened) scores(sc []float64) []float64 {
+	if sc == nil {
+		return nil
+	}
+	out := make([]float64, s.total)
+	for j, v := range sc {
+		out[s.orig[j]] = v
+	}
+	return out
+}
+
+// allUsed reports every valid input as used.
+func (s *screened) allUsed(name string) Report {
+	used := make([]int, s.n())
+	for i := range used {
+		used[i] = i
+	}
+	return s.report(name, used, "")
+}

@@ -1,0 +1,123 @@
+package aggregate
+
+// Order statistics on small float64 slices, without full sorts.
+//
+// selectK is quickselect (Hoare 1961) with a median-of-three pivot and a
+// branch-free Lomuto partition: the comparison result is added to the
+// store index instead of being branched on, which avoids the
+// misprediction that random data causes on every other element. Runs of
+// values equal to the pivot are grouped in a second pass when present, so
+// columns with many ties (all-zero coordinates) stay linear.
+
+const insertionCutoff = 12
+
+// selectK rearranges a so that a[k] holds the value of rank k (0-based)
+// and a[:k] ≤ a[k] ≤ a[k+1:]. a must not contain NaN.
+func selectK(a []float64, k int) {
+	lo, hi := 0, len(a)-1
+	for hi-lo > insertionCutoff {
+		mid := lo + (hi-lo)/2
+		if a[mid] < a[lo] {
+			a[mid], a[lo] = a[lo], a[mid]
+		}
+		if a[hi] < a[mid] {
+			a[hi], a[mid] = a[mid], a[hi]
+			if a[mid] < a[lo] {
+				a[mid], a[lo] = a[lo], a[mid]
+			}
+		}
+		// a[lo] ≤ a[mid] ≤ a[hi]; the pivot moves to hi.
+		p := a[mid]
+		a[mid], a[hi] = a[hi], a[mid]
+		store, eq := lo, 0
+		for i := lo; i < hi; i++ {
+			v := a[i]
+			a[i] = a[store]
+			a[store] = v
+			store += b2i(v < p)
+			eq += b2i(v == p)
+		}
+		a[hi], a[store] = a[store], a[hi]
+		switch {
+		case k == store:
+			return
+		case k < store:
+			hi = store - 1
+		default:
+			lo = store + 1
+			if eq > 0 {
+				// Group the values equal to the pivot right after it.
+				s := lo
+				for i := lo; i <= hi; i++ {
+					v := a[i]
+					a[i] = a[s]
+					a[s] = v
+					s += b2i(v == p)
+				}
+				if k < s {
+					return
+				}
+				lo = s
+			}
+		}
+	}
+	// Insertion sort of the short remaining range.
+	for i := lo + 1; i <= hi; i++ {
+		v := a[i]
+		j := i - 1
+		for j >= lo && a[j] > v {
+			a[j+1] = a[j]
+			j--
+		}
+		a[j+1] = v
+	}
+}
+
+func b2i(b bool) int {
+	var i int
+	if b {
+		i = 1
+	}
+	return i
+}
+
+// medianOf returns the median of a (the mean of the two middle values when
+// len(a) is even), reordering a.
+func medianOf(a []float64) float64 {
+	n := len(a)
+	h := n / 2
+	selectK(a, h)
+	if n%2 == 1 {
+		return a[h]
+	}
+	lower := a[0]
+	for _, v := range a[1:h] {
+		lower = max(lower, v)
+	}
+	return (lower + a[h]) / 2
+}
+
+// lowerMedianOf returns the value of rank (len(a)−1)/2, reordering a (the
+// convention of torch.median).
+func lowerMedianOf(a []float64) float64 {
+	k := (len(a) - 1) / 2
+	selectK(a, k)
+	return a[k]
+}
+
+// trimmedMeanOf returns the mean of the values of rank f … n−f−1,
+// reordering a. It requires 2f < len(a).
+func trimmedMeanOf(a []float64, f int) float64 {
+	n := len(a)
+	if f > 0 {
+		selectK(a, f)
+		if rest := a[f+1:]; n-2*f-2 >= 0 {
+			selectK(rest, n-2*f-2)
+		}
+	}
+	var s float64
+	for _, v := range a[f : n-f] {
+		s += v
+	}
+	return s / float64(n-2*f)
+}
