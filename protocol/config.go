@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"time"
-
-	"github.com/mfn/mfn/protocol/internal/wire"
 )
 
 // Version1 is the first protocol version.
@@ -30,9 +28,10 @@ const (
 	DefaultHeartbeat         = 10 * time.Second
 )
 
-// chunkOverhead is the encoded size of a ModelChunk without its data, plus
-// the frame header: offset, total, hash, data length.
-const chunkOverhead = wire.HeaderSize + 8 + 8 + 32 + 4
+// chunkOverhead is the encoded size of a ModelChunk without its data:
+// offset, total, hash, data length. A chunk of MaxFrameSize-chunkOverhead
+// bytes fills a frame payload exactly.
+const chunkOverhead = 8 + 8 + 32 + 4
 
 // Config tunes both ends of the protocol. The zero value is valid: every
 // zero field means its default. Server-only and client-only fields say so.

@@ -64,8 +64,10 @@ type Listener interface {
 // Dialer opens authenticated connections.
 type Dialer interface {
 	// Dial connects to addr and completes the handshake, verifying the
-	// server's key. A key that is not accepted fails with an error
-	// matching ErrKeyNotPinned.
+	// server's key. A server key that is not pinned fails with an error
+	// matching ErrKeyNotPinned. A client key the server rejects may only
+	// surface at the first request: in TLS 1.3 the client's certificate is
+	// the last handshake message, checked after the client is done.
 	Dial(ctx context.Context, addr string) (Conn, error)
 }
 
