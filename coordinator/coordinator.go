@@ -177,6 +177,9 @@ type Coordinator struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	closed   atomic.Bool
+	// leading is set while this member leads and has applied every entry
+	// of earlier terms (the engine's barrier); Submit waits for it.
+	leading  atomic.Bool
 	closeErr error
 	closeMu  sync.Mutex
 }

@@ -43,8 +43,8 @@ func (c *Coordinator) submit(ctx context.Context, peerKey ed25519.PublicKey, sea
 	if c.closed.Load() {
 		return Ack{}, ErrClosed
 	}
-	if !c.IsLeader() {
-		return Ack{}, c.notLeader()
+	if err := c.awaitLeading(ctx); err != nil {
+		return Ack{}, err
 	}
 	if len(sealed) > c.cfg.MaxSealedBytes {
 		return Ack{}, fmt.Errorf("%w: %d bytes exceeds the limit of %d", ErrBadUpdate, len(sealed), c.cfg.MaxSealedBytes)
@@ -110,6 +110,24 @@ func (c *Coordinator) submit(ctx context.Context, peerKey ed25519.PublicKey, sea
 		c.poke()
 	}
 	return res.ack, nil
+}
+
+// awaitLeading returns nil once this member leads with its state caught up
+// (a fresh leader first applies the entries of earlier terms), or a
+// *NotLeaderError.
+func (c *Coordinator) awaitLeading(ctx context.Context) error {
+	deadline := time.Now().Add(c.cfg.ApplyTimeout)
+	for !c.leading.Load() {
+		if !c.IsLeader() || time.Now().After(deadline) {
+			return c.notLeader()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // resolveDuplicate turns a DuplicateError for the same update (a retry)

@@ -45,6 +45,8 @@ func (c *Coordinator) lead(ctx context.Context) {
 		case <-time.After(c.cfg.Tick):
 		}
 	}
+	c.leading.Store(true)
+	defer c.leading.Store(false)
 	c.registerSelf(ctx)
 	c.announceOpen()
 	t := time.NewTicker(c.cfg.Tick)
