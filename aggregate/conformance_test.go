@@ -247,7 +247,7 @@ func TestConformance(t *testing.T) {
 				bad := [][]float64{
 					append(slices.Clone(x[0][:d-1]), math.NaN()),
 					append(slices.Clone(x[1][:d-1]), math.Inf(-1)),
-					x[2][:d-1],                          // wrong length
+					x[2][:d-1],                         // wrong length
 					slices.Repeat([]float64{1e200}, d), // squared norm overflows
 				}
 				mixed := slices.Clone(x)

@@ -73,6 +73,6 @@ func (r *TrimmedMean) run(s *screened) ([]float64, Report, error) {
 	}
 	out := make([]float64, s.d)
 	f := r.F
-	coordwise(s.x, out, func(col []float64) float64 { return trimmedMeanOf(col, f) })
+	coordwise(s.x, out, func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) })
 	return out, s.allUsed(r.Name()), nil
 }

@@ -12,8 +12,9 @@ package aggregate
 const insertionCutoff = 12
 
 // selectK rearranges a so that a[k] holds the value of rank k (0-based)
-// and a[:k] ≤ a[k] ≤ a[k+1:]. a must not contain NaN.
-func selectK(a []float64, k int) {
+// and a[:k] ≤ a[k] ≤ a[k+1:]. a must not contain NaN. tmp is reserved
+// scratch of len(a) values (unused by this implementation).
+func selectK(a []float64, k int, _ []float64) {
 	lo, hi := 0, len(a)-1
 	for hi-lo > insertionCutoff {
 		mid := lo + (hi-lo)/2
@@ -82,11 +83,11 @@ func b2i(b bool) int {
 }
 
 // medianOf returns the median of a (the mean of the two middle values when
-// len(a) is even), reordering a.
-func medianOf(a []float64) float64 {
+// len(a) is even), reordering a; tmp is scratch of len(a).
+func medianOf(a, tmp []float64) float64 {
 	n := len(a)
 	h := n / 2
-	selectK(a, h)
+	selectK(a, h, tmp)
 	if n%2 == 1 {
 		return a[h]
 	}
@@ -98,21 +99,21 @@ func medianOf(a []float64) float64 {
 }
 
 // lowerMedianOf returns the value of rank (len(a)−1)/2, reordering a (the
-// convention of torch.median).
-func lowerMedianOf(a []float64) float64 {
+// convention of torch.median); tmp is scratch of len(a).
+func lowerMedianOf(a, tmp []float64) float64 {
 	k := (len(a) - 1) / 2
-	selectK(a, k)
+	selectK(a, k, tmp)
 	return a[k]
 }
 
 // trimmedMeanOf returns the mean of the values of rank f … n−f−1,
-// reordering a. It requires 2f < len(a).
-func trimmedMeanOf(a []float64, f int) float64 {
+// reordering a; tmp is scratch of len(a). It requires 2f < len(a).
+func trimmedMeanOf(a, tmp []float64, f int) float64 {
 	n := len(a)
 	if f > 0 {
-		selectK(a, f)
+		selectK(a, f, tmp)
 		if rest := a[f+1:]; n-2*f-2 >= 0 {
-			selectK(rest, n-2*f-2)
+			selectK(rest, n-2*f-2, tmp)
 		}
 	}
 	var s float64

@@ -1,0 +1,103 @@
+package aggregate
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cpuTime returns the process's user+system CPU time. Benchmarks report
+// it per operation as cpu-ms/op next to wall time: on a shared machine the
+// wall time includes waiting for a core, the CPU time does not.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N)/1e6, "cpu-ms/op")
+}
+
+// benchInputs returns n standard-normal vectors of length d from a fixed
+// seed, backed by one allocation.
+func benchInputs(n, d int) [][]float64 {
+	r := rand.New(rand.NewPCG(42, uint64(n)*1_000_003+uint64(d)))
+	buf := make([]float64, n*d)
+	for i := range buf {
+		buf[i] = r.NormFloat64()
+	}
+	x := make([][]float64, n)
+	for i := range x {
+		x[i] = buf[i*d : (i+1)*d : (i+1)*d]
+	}
+	return x
+}
+
+type benchSize struct{ n, d int }
+
+func benchRule(b *testing.B, sizes []benchSize, build func(f int) Rule) {
+	for _, sz := range sizes {
+		b.Run(fmt.Sprintf("n=%d,d=%d", sz.n, sz.d), func(b *testing.B) {
+			x := benchInputs(sz.n, sz.d)
+			rule := build(sz.n / 5)
+			b.ReportAllocs()
+			b.SetBytes(int64(sz.n) * int64(sz.d) * 8)
+			start := cpuTime()
+			for b.Loop() {
+				if _, _, err := rule.Aggregate(x, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, start)
+		})
+	}
+}
+
+func BenchmarkKrum(b *testing.B) {
+	benchRule(b, []benchSize{{100, 100000}, {50, 1000000}}, func(f int) Rule { return must(NewKrum(f)) })
+}
+
+func BenchmarkMultiKrum(b *testing.B) {
+	benchRule(b, []benchSize{{100, 100000}}, func(f int) Rule { return must(NewMultiKrum(f, 0)) })
+}
+
+func BenchmarkTrimmedMean(b *testing.B) {
+	benchRule(b, []benchSize{{100, 100000}, {50, 1000000}}, func(f int) Rule { return must(NewTrimmedMean(f)) })
+}
+
+func BenchmarkMedian(b *testing.B) {
+	benchRule(b, []benchSize{{100, 100000}}, func(f int) Rule { return must(NewMedian(f)) })
+}
+
+func BenchmarkGeometricMedian(b *testing.B) {
+	benchRule(b, []benchSize{{100, 100000}}, func(int) Rule { return must(NewGeometricMedian(0, 0, 0)) })
+}
+
+// BenchmarkNNM times the pre-step alone (screening included, as in a
+// pipeline): distances, neighbour selection and the n mixed vectors.
+func BenchmarkNNM(b *testing.B) {
+	for _, sz := range []benchSize{{100, 100000}} {
+		b.Run(fmt.Sprintf("n=%d,d=%d", sz.n, sz.d), func(b *testing.B) {
+			x := benchInputs(sz.n, sz.d)
+			step := must(NewNNM(sz.n / 5))
+			b.ReportAllocs()
+			b.SetBytes(int64(sz.n) * int64(sz.d) * 8)
+			start := cpuTime()
+			defer reportCPU(b, start)
+			for b.Loop() {
+				s, err := screen(x, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := step.Apply(s.x, s.w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
