@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"math"
 
 	"filippo.io/age"
@@ -170,7 +170,8 @@ func Seal(stmt *Statement, update []byte, signer ed25519.PrivateKey, recipients 
 	return out.Bytes(), nil
 }
 
-// Opened is a verified envelope's content.
+// Opened is a verified envelope's content. StatementBytes, Signature and
+// Update are slices of one buffer holding the decrypted container.
 type Opened struct {
 	Statement      *Statement        // the parsed statement
 	StatementBytes []byte            // its canonical bytes, as signed
@@ -186,9 +187,10 @@ type Opened struct {
 // DecodeUpdate.
 //
 // Sizes are bounded before any work: a sealed input longer than
-// limits.MaxSealedSize fails with ErrTooLarge before decryption, and the
-// update length field is checked against limits.MaxUpdateBytes (ErrTooLarge)
-// and the input size (ErrMalformed) before the update buffer is allocated.
+// limits.MaxSealedSize fails with ErrTooLarge before decryption; the
+// plaintext buffer is sized from the ciphertext length (never from a length
+// field); the first 64 KiB chunk, which holds the statement, is decrypted
+// and the signature verified before the rest of the update is decrypted.
 //
 // Errors wrap one sentinel: ErrNotRecipient (no identity matches the age
 // header, including a damaged recipient stanza), ErrMalformed (damaged or
@@ -201,125 +203,102 @@ func Open(sealed []byte, ids []age.Identity, keys NodeKeyLookup, limits Limits) 
 	if max := limits.MaxSealedSize(); int64(len(sealed)) > max {
 		return nil, fmt.Errorf("open: sealed envelope is %d bytes, limit %d: %w", len(sealed), max, ErrTooLarge)
 	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("open: no identities: %w", ErrNotRecipient)
-	}
-	r, err := age.Decrypt(bytes.NewReader(sealed), ids...)
-	if err != nil {
-		var nm *age.NoIdentityMatchError
-		if errors.As(err, &nm) {
-			return nil, fmt.Errorf("open: %v: %w", err, ErrNotRecipient)
-		}
-		return nil, fmt.Errorf("open: age: %v: %w", err, ErrMalformed)
-	}
-	return readContainer(r, int64(len(sealed)), keys, limits)
-}
-
-// readContainer reads and verifies the decrypted container from r. bound is
-// an upper bound on its size (the sealed length), which caps allocations.
-func readContainer(r io.Reader, bound int64, keys NodeKeyLookup, limits Limits) (*Opened, error) {
-	c := containerReader{r: r}
-
-	prefix := c.read("prefix", containerPrefixLen)
-	if c.err != nil {
-		return nil, c.err
-	}
-	if string(prefix[:4]) != EnvelopeMagic {
-		return nil, c.fail("magic", fmt.Errorf("%q, want %q: %w", prefix[:4], EnvelopeMagic, ErrMalformed))
-	}
-	if prefix[4] != EnvelopeVersion {
-		return nil, c.fail("version", fmt.Errorf("version %d, want %d: %w", prefix[4], EnvelopeVersion, ErrVersion))
-	}
-	slen := int(binary.BigEndian.Uint16(prefix[5:]))
-	if slen > MaxStatementLen {
-		return nil, c.fail("statement length", fmt.Errorf("%d bytes, limit %d: %w", slen, MaxStatementLen, ErrTooLarge))
-	}
-	// Statement, signature and update length are read in one piece.
-	head := c.read("statement", slen+ed25519.SignatureSize+8)
-	if c.err != nil {
-		return nil, c.err
-	}
-	sb := head[:slen:slen]
-	sig := head[slen : slen+ed25519.SignatureSize : slen+ed25519.SignatureSize]
-	stmt, err := ParseStatement(sb)
+	p, err := openPayload(sealed, ids, limits.MaxHeaderBytes)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
+	first, err := p.decrypt(0)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	op, updOff, err := openHead(p.plain, len(first), keys, limits)
+	if err != nil {
+		return nil, err
+	}
+	// Hash the update chunk by chunk right after decrypting it.
+	h := sha256.New()
+	h.Write(first[min(updOff, len(first)):])
+	for i := 1; i < p.chunks; i++ {
+		chunk, err := p.decrypt(i)
+		if err != nil {
+			return nil, fmt.Errorf("open: %w", err)
+		}
+		h.Write(chunk)
+	}
+	return checkUpdateHash(op, h)
+}
+
+// openPlain verifies a complete decrypted container; it is Open without
+// the age layer.
+func openPlain(plain []byte, keys NodeKeyLookup, limits Limits) (*Opened, error) {
+	op, _, err := openHead(plain, len(plain), keys, limits.withDefaults())
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write(op.Update)
+	return checkUpdateHash(op, h)
+}
+
+// openHead parses the container in plain, of which only the first avail
+// bytes are decrypted yet, and verifies the statement's signature. The
+// head (prefix, statement, signature, update length) is at most
+// containerFixedLen+MaxStatementLen bytes, so it always lies in the first
+// 64 KiB chunk. The update must fill the rest of plain exactly. It returns
+// the Opened with Update set to the (possibly not yet decrypted) update
+// slice and the update's offset.
+func openHead(plain []byte, avail int, keys NodeKeyLookup, limits Limits) (*Opened, int, error) {
+	fail := func(field string, off int, err error) (*Opened, int, error) {
+		return nil, 0, &FormatError{What: "envelope", Field: field, Offset: off, Err: err}
+	}
+	head := plain[:avail]
+	if len(head) < containerPrefixLen {
+		return fail("prefix", 0, fmt.Errorf("%d bytes, need %d: %w", len(head), containerPrefixLen, ErrMalformed))
+	}
+	if string(head[:4]) != EnvelopeMagic {
+		return fail("magic", 0, fmt.Errorf("%q, want %q: %w", head[:4], EnvelopeMagic, ErrMalformed))
+	}
+	if head[4] != EnvelopeVersion {
+		return fail("version", 4, fmt.Errorf("version %d, want %d: %w", head[4], EnvelopeVersion, ErrVersion))
+	}
+	slen := int(binary.BigEndian.Uint16(head[5:]))
+	if slen > MaxStatementLen {
+		return fail("statement length", 5, fmt.Errorf("%d bytes, limit %d: %w", slen, MaxStatementLen, ErrTooLarge))
+	}
+	updOff := containerFixedLen + slen
+	if len(head) < updOff {
+		return fail("statement", containerPrefixLen, fmt.Errorf("container of %d bytes ends inside the %d-byte head: %w", len(head), updOff, ErrMalformed))
+	}
+	sigOff := containerPrefixLen + slen
+	sb := head[containerPrefixLen:sigOff:sigOff]
+	sig := head[sigOff : sigOff+ed25519.SignatureSize : sigOff+ed25519.SignatureSize]
+	ulen := binary.BigEndian.Uint64(head[sigOff+ed25519.SignatureSize:])
+	if ulen > uint64(limits.MaxUpdateBytes) {
+		return fail("update length", updOff-8, fmt.Errorf("%d bytes, limit %d: %w", ulen, limits.MaxUpdateBytes, ErrTooLarge))
+	}
+	if ulen != uint64(len(plain)-updOff) {
+		return fail("update length", updOff-8, fmt.Errorf("says %d bytes, container holds %d: %w", ulen, len(plain)-updOff, ErrMalformed))
+	}
+	stmt, err := ParseStatement(sb)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open: %w", err)
+	}
 	pub, err := keys.NodePublicKey(stmt.NodeID)
 	if err != nil {
-		return nil, fmt.Errorf("open: node %q: %w", stmt.NodeID, err)
+		return nil, 0, fmt.Errorf("open: node %q: %w", stmt.NodeID, err)
 	}
 	if err := VerifyStatement(pub, sb, sig); err != nil {
-		return nil, fmt.Errorf("open: statement of node %q job %q round %d: %w", stmt.NodeID, stmt.JobID, stmt.Round, err)
+		return nil, 0, fmt.Errorf("open: statement of node %q job %q round %d: %w", stmt.NodeID, stmt.JobID, stmt.Round, err)
 	}
+	return &Opened{Statement: stmt, StatementBytes: sb, Signature: sig, PublicKey: pub, Update: plain[updOff:]}, updOff, nil
+}
 
-	ulen := binary.BigEndian.Uint64(head[slen+ed25519.SignatureSize:])
-	if ulen > uint64(limits.MaxUpdateBytes) {
-		return nil, c.fail("update length", fmt.Errorf("%d bytes, limit %d: %w", ulen, limits.MaxUpdateBytes, ErrTooLarge))
-	}
-	if ulen > uint64(bound) {
-		return nil, c.fail("update length", fmt.Errorf("%d bytes in a %d-byte envelope: %w", ulen, bound, ErrMalformed))
-	}
-	// Decrypt straight into the result, hashing each chunk while it is
-	// still in cache.
-	update := make([]byte, ulen)
-	h := sha256.New()
-	for off := 0; off < len(update); {
-		end := min(off+ageChunk, len(update))
-		if _, err := io.ReadFull(r, update[off:end]); err != nil {
-			return nil, c.fail("update", readErr(err))
-		}
-		h.Write(update[off:end])
-		off = end
-	}
-	// age authenticates the end of the stream only at EOF: a truncated
-	// envelope or trailing plaintext is caught here.
-	var one [1]byte
-	if n, err := io.ReadFull(r, one[:]); n != 0 || err != io.EOF {
-		if err == nil || err == io.ErrUnexpectedEOF {
-			return nil, c.fail("end", fmt.Errorf("trailing data after the update: %w", ErrMalformed))
-		}
-		return nil, c.fail("end", readErr(err))
-	}
+// checkUpdateHash compares the hash of the update with the signed one.
+func checkUpdateHash(op *Opened, h hash.Hash) (*Opened, error) {
 	var got [32]byte
 	h.Sum(got[:0])
-	if got != stmt.UpdateHash {
-		return nil, fmt.Errorf("open: update of node %q hashes to %x, statement signs %x: %w", stmt.NodeID, got, stmt.UpdateHash, ErrBadSignature)
+	if got != op.Statement.UpdateHash {
+		return nil, fmt.Errorf("open: update of node %q hashes to %x, statement signs %x: %w", op.Statement.NodeID, got, op.Statement.UpdateHash, ErrBadSignature)
 	}
-	return &Opened{Statement: stmt, StatementBytes: sb, Signature: sig, PublicKey: pub, Update: update}, nil
-}
-
-// containerReader reads the decrypted container, tracking the offset for
-// error messages.
-type containerReader struct {
-	r   io.Reader
-	off int
-	err error
-}
-
-func (c *containerReader) fail(field string, err error) error {
-	if c.err == nil {
-		c.err = &FormatError{What: "envelope", Field: field, Offset: c.off, Err: err}
-	}
-	return c.err
-}
-
-func (c *containerReader) read(field string, n int) []byte {
-	if c.err != nil {
-		return nil
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(c.r, b); err != nil {
-		c.fail(field, readErr(err))
-		return nil
-	}
-	c.off += n
-	return b
-}
-
-// readErr turns an error from age's payload reader into ErrMalformed: a
-// short plaintext (io.EOF, io.ErrUnexpectedEOF) or a chunk that fails
-// authentication.
-func readErr(err error) error {
-	return fmt.Errorf("%v: %w", err, ErrMalformed)
+	return op, nil
 }

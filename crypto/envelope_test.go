@@ -187,12 +187,14 @@ func TestOpenDetectsEveryByteChange(t *testing.T) {
 			if _, err := Open(buf, ids, keys, Limits{}); err == nil {
 				t.Fatalf("byte %d ^ %#02x: accepted", i, m)
 			}
+			checkAgeAgrees(t, buf, ids)
 		}
 	}
 	for n := range len(sealed) {
 		if _, err := Open(sealed[:n], ids, keys, Limits{}); err == nil {
 			t.Fatalf("truncated to %d bytes: accepted", n)
 		}
+		checkAgeAgrees(t, sealed[:n], ids)
 	}
 }
 

@@ -158,7 +158,7 @@ func TestGenerateVectors(t *testing.T) {
 		"FuzzParseStatement": {sb, sb[:len(sb)-1], append(bytes.Clone(sb), 0)},
 		"FuzzDecodeUpdate":   {upd, mustHex(t, v.UpdateF64Hex), upd[:UpdateHeaderLen]},
 		"FuzzOpen":           {sealed, sealed[:len(sealed)-1]},
-		"FuzzReadContainer":  {plain, plain[:len(plain)-1]},
+		"FuzzOpenPlain":      {plain, plain[:len(plain)-1]},
 	}
 	for name, list := range seeds {
 		dir := filepath.Join("testdata", "fuzz", name)

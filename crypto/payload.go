@@ -1,0 +1,134 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"filippo.io/age"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// payload decrypts an age file held in memory straight into one plaintext
+// buffer. The header (parsing, HMAC, recipient stanzas, X25519 unwrap) is
+// handled by filippo.io/age's ExtractHeader and DecryptHeader; the payload
+// follows the age-encryption.org/v1 specification's STREAM construction:
+//
+//	payload    = nonce (16 bytes) || chunk_0 || ... || chunk_{n-1}
+//	stream key = HKDF-SHA-256(ikm = file key, salt = nonce, info = "payload")
+//	chunk_i    = ChaCha20-Poly1305(stream key, nonce_i, plaintext_i), where
+//	             plaintext_i is 64 KiB except in the last chunk, and
+//	nonce_i    = uint88 big-endian i || 0x01 for the last chunk, 0x00 otherwise.
+//
+// The last chunk may be full, and is empty only if it is the only one. Since
+// the ciphertext length is known, the plaintext length and the position of
+// the last chunk are known before decrypting anything: truncation at a chunk
+// boundary fails authentication (the new last chunk was sealed with flag 0),
+// and so does any trailing data. age's own streaming reader copies every
+// chunk three times through internal buffers; this saves those copies and
+// lets Open hash the update chunk by chunk while it is in cache. Tests check
+// it accepts and rejects exactly what age.Decrypt does.
+type payload struct {
+	aead   cipher.AEAD
+	ct     []byte // the chunks, after the payload nonce
+	chunks int
+	plain  []byte // len = plaintext size; chunk i decrypts into plain[i*ageChunk:]
+}
+
+// openPayload parses and decrypts the header of sealed and lays out the
+// payload. It allocates the plaintext buffer (at most len(sealed) bytes) but
+// decrypts no chunk.
+func openPayload(sealed []byte, ids []age.Identity, maxHeader int64) (*payload, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no identities: %w", ErrNotRecipient)
+	}
+	hdr, err := age.ExtractHeader(bytes.NewReader(sealed))
+	if err != nil {
+		return nil, fmt.Errorf("age header: %v: %w", err, ErrMalformed)
+	}
+	if int64(len(hdr)) > maxHeader {
+		return nil, fmt.Errorf("age header is %d bytes, limit %d: %w", len(hdr), maxHeader, ErrTooLarge)
+	}
+	// ExtractHeader re-encodes the parsed header; age's parser accepts only
+	// the canonical encoding, so it must be a prefix of the input.
+	if !bytes.HasPrefix(sealed, hdr) {
+		return nil, fmt.Errorf("age header is not canonical: %w", ErrMalformed)
+	}
+	fileKey, err := age.DecryptHeader(hdr, ids...)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("%v: %w", err, ErrNotRecipient)
+		}
+		return nil, fmt.Errorf("age header: %v: %w", err, ErrMalformed)
+	}
+	rest := sealed[len(hdr):]
+	if len(rest) < ageNonceSize {
+		return nil, fmt.Errorf("age payload: %d bytes, no room for the nonce: %w", len(rest), ErrMalformed)
+	}
+	nonce, ct := rest[:ageNonceSize], rest[ageNonceSize:]
+	chunks, size, err := streamLayout(int64(len(ct)))
+	if err != nil {
+		return nil, err
+	}
+	key, err := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("age payload key: %v: %w", err, ErrMalformed)
+	}
+	aead, err := chacha20poly1305.New(key)
+	if err != nil {
+		return nil, fmt.Errorf("age payload key: %v: %w", err, ErrMalformed)
+	}
+	return &payload{aead: aead, ct: ct, chunks: int(chunks), plain: make([]byte, size)}, nil
+}
+
+// streamLayout returns the chunk count and plaintext size of a STREAM
+// ciphertext of n bytes, or ErrMalformed if no plaintext encrypts to
+// exactly n bytes.
+func streamLayout(n int64) (chunks, size int64, err error) {
+	const encChunk = ageChunk + ageTagSize
+	if n < ageTagSize {
+		return 0, 0, fmt.Errorf("age payload: %d bytes of chunks, need at least %d: %w", n, ageTagSize, ErrMalformed)
+	}
+	chunks = (n + encChunk - 1) / encChunk
+	size = n - chunks*ageTagSize
+	want := max((size+ageChunk-1)/ageChunk, 1)
+	if want != chunks {
+		// Only an empty final chunk after a full one gets here.
+		return 0, 0, fmt.Errorf("age payload: %d bytes is not a valid chunk sequence: %w", n, ErrMalformed)
+	}
+	return chunks, size, nil
+}
+
+// decrypt authenticates and decrypts chunk i into its place in p.plain and
+// returns that plaintext.
+func (p *payload) decrypt(i int) ([]byte, error) {
+	const encChunk = ageChunk + ageTagSize
+	start := i * encChunk
+	end := min(start+encChunk, len(p.ct))
+	var nonce [chacha20poly1305.NonceSize]byte
+	binary.BigEndian.PutUint64(nonce[3:11], uint64(i))
+	if i == p.chunks-1 {
+		nonce[11] = 1
+	}
+	off := i * ageChunk
+	out, err := p.aead.Open(p.plain[off:off], nonce[:], p.ct[start:end], nil)
+	if err != nil {
+		return nil, fmt.Errorf("age payload chunk %d of %d fails authentication: %w", i, p.chunks, ErrMalformed)
+	}
+	return out, nil
+}
+
+// decryptAll decrypts every chunk and returns the plaintext.
+func (p *payload) decryptAll() ([]byte, error) {
+	for i := range p.chunks {
+		if _, err := p.decrypt(i); err != nil {
+			return nil, err
+		}
+	}
+	return p.plain, nil
+}
