@@ -621,3 +621,45 @@ func TestContextCancelAbortsRequest(t *testing.T) {
 		}
 	})
 }
+
+func TestServeStopsWithContext(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		cfg := testConfig(t)
+		srvID, cliID := testIdentity(t, 1), testIdentity(t, 2)
+		ln := tr.listen(t, srvID, func(ed25519.PublicKey) error { return nil }, cfg)
+		srv, err := NewServer(cfg, newTestHandler(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ctx, ln) }()
+		c, err := Dial(ctxT(t), tr.dialer(cliID, []ed25519.PublicKey{srvID.PublicKey()}, cfg), ln.Addr().String(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Hello(ctxT(t), &Hello{NodeID: "n"}); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Serve: %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Serve did not return")
+		}
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("client connection survived the closed listener")
+		}
+		srv.Close()
+		if err := srv.Serve(context.Background(), tr.listen(t, srvID, func(ed25519.PublicKey) error { return nil }, cfg)); !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("Serve after Close: %v", err)
+		}
+	})
+}

@@ -183,7 +183,7 @@ type fixture struct {
 	checked atomic.Int32 // verify calls
 }
 
-func newFixture(t *testing.T, tr transport, h Handler, cfg Config) *fixture {
+func newFixture(t testing.TB, tr transport, h Handler, cfg Config) *fixture {
 	t.Helper()
 	fx := &fixture{tr: tr, srvID: testIdentity(t, 1), cliID: testIdentity(t, 2), cfg: cfg}
 	if th, ok := h.(*testHandler); ok {
@@ -221,12 +221,12 @@ func newFixture(t *testing.T, tr transport, h Handler, cfg Config) *fixture {
 }
 
 // dial connects the enrolled client, pinning the server key.
-func (fx *fixture) dial(t *testing.T) *Client {
+func (fx *fixture) dial(t testing.TB) *Client {
 	t.Helper()
 	return fx.dialAs(t, fx.cliID, []ed25519.PublicKey{fx.srvID.PublicKey()})
 }
 
-func (fx *fixture) dialAs(t *testing.T, id Identity, pinned []ed25519.PublicKey) *Client {
+func (fx *fixture) dialAs(t testing.TB, id Identity, pinned []ed25519.PublicKey) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -238,7 +238,7 @@ func (fx *fixture) dialAs(t *testing.T, id Identity, pinned []ed25519.PublicKey)
 	return c
 }
 
-func (fx *fixture) hello(t *testing.T, c *Client) *HelloAck {
+func (fx *fixture) hello(t testing.TB, c *Client) *HelloAck {
 	t.Helper()
 	ack, err := c.Hello(ctxT(t), &Hello{NodeID: "node-2", ClientInfo: "mfn test"})
 	if err != nil {

@@ -76,11 +76,26 @@ type memListener struct {
 	accept chan *memConn
 	done   chan struct{}
 	once   sync.Once
+
+	mu    sync.Mutex
+	conns map[*memConn]struct{} // accepted, for Close
 }
 
 func (l *memListener) Accept(ctx context.Context) (Conn, error) {
 	select {
 	case c := <-l.accept:
+		l.mu.Lock()
+		if l.conns == nil {
+			l.conns = make(map[*memConn]struct{})
+		}
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+		go func() {
+			<-c.done
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		}()
 		return c, nil
 	case <-l.done:
 		return nil, fmt.Errorf("protocol: accept mem %s: %w", l.addr, ErrClosed)
@@ -99,6 +114,13 @@ func (l *memListener) Close() error {
 			delete(l.net.listeners, string(l.addr))
 		}
 		l.net.mu.Unlock()
+		l.mu.Lock()
+		conns := l.conns
+		l.conns = nil
+		l.mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
 	})
 	return nil
 }

@@ -64,7 +64,7 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	listeners map[Listener]struct{}
-	conns     map[Conn]struct{}
+	conns     map[Conn]Listener // live connections and where they came from
 	subs      map[*subscriber]struct{}
 	latest    map[string]announcement // by job id
 }
@@ -94,16 +94,16 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		inflight: make(chan struct{}, cfg.MaxInflight),
 		ctx:      ctx, cancel: cancel,
 		listeners: make(map[Listener]struct{}),
-		conns:     make(map[Conn]struct{}),
+		conns:     make(map[Conn]Listener),
 		subs:      make(map[*subscriber]struct{}),
 		latest:    make(map[string]announcement),
 	}, nil
 }
 
 // Serve accepts connections on ln until ctx is done, ln fails, or Close is
-// called, and closes ln when it returns. Connections already accepted keep
-// being served until Close. It returns ErrServerClosed after Close,
-// ctx.Err() after cancellation, or the listener's error.
+// called, and closes ln when it returns, which also ends the connections
+// accepted from it. It returns ErrServerClosed after Close, ctx.Err() after
+// cancellation, or the listener's error.
 func (s *Server) Serve(ctx context.Context, ln Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -114,9 +114,20 @@ func (s *Server) Serve(ctx context.Context, ln Listener) error {
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
+		// Close the connections first: a QUIC listener that closes its
+		// socket first could not tell the peers.
 		s.mu.Lock()
 		delete(s.listeners, ln)
+		var mine []Conn
+		for c, from := range s.conns {
+			if from == ln {
+				mine = append(mine, c)
+			}
+		}
 		s.mu.Unlock()
+		for _, c := range mine {
+			c.Close()
+		}
 		ln.Close()
 	}()
 	ctx, cancel := context.WithCancel(ctx)
@@ -140,7 +151,7 @@ func (s *Server) Serve(ctx context.Context, ln Listener) error {
 			c.Close()
 			return ErrServerClosed
 		}
-		s.conns[c] = struct{}{}
+		s.conns[c] = ln
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(c)
@@ -158,13 +169,21 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.cancel()
-	for ln := range s.listeners {
-		ln.Close()
-	}
+	conns := make([]Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
+	}
+	lns := make([]Listener, 0, len(s.listeners))
+	for ln := range s.listeners {
+		lns = append(lns, ln)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
 	s.wg.Wait()
 	return nil
 }

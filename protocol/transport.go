@@ -56,8 +56,8 @@ type Listener interface {
 	// key verification) has completed.
 	Accept(ctx context.Context) (Conn, error)
 	Addr() net.Addr
-	// Close stops accepting; Accept then fails with an error matching
-	// ErrClosed (in-memory) or quic.ErrServerClosed (QUIC).
+	// Close stops accepting and closes the connections it accepted;
+	// Accept then fails.
 	Close() error
 }
 
@@ -99,8 +99,14 @@ func (f *framer) until() time.Time {
 
 // write sends m as one frame with the given version.
 func (f *framer) write(version uint8, m Message) error {
-	buf := make([]byte, wire.HeaderSize, 64)
-	buf, err := m.AppendBinary(buf)
+	size := 64
+	switch m := m.(type) { // bulk messages: allocate once
+	case *SubmitUpdate:
+		size += len(m.Sealed)
+	case *ModelChunk:
+		size += len(m.Data)
+	}
+	buf, err := m.AppendBinary(make([]byte, wire.HeaderSize, size))
 	if err != nil {
 		return err
 	}
