@@ -234,3 +234,19 @@ func TestNodeKeysUnknown(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// revokedKeys is a NodeKeyLookup whose failure is not ErrUnknownNode.
+type revokedKeys struct{}
+
+var errRevoked = errors.New("node revoked")
+
+func (revokedKeys) NodePublicKey(string) (ed25519.PublicKey, error) { return nil, errRevoked }
+
+func TestOpenPassesLookupErrors(t *testing.T) {
+	t.Parallel()
+	v := loadVectors(t)
+	_, err := Open(mustHex(t, v.SealedHex), []age.Identity{v.ageIdentity(t)}, revokedKeys{}, Limits{})
+	if !errors.Is(err, errRevoked) || errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("err = %v, want the lookup's error", err)
+	}
+}
