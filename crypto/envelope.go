@@ -186,11 +186,12 @@ type Opened struct {
 // passed. The update bytes are returned as sealed: decode them with
 // DecodeUpdate.
 //
-// Sizes are bounded before any work: a sealed input longer than
-// limits.MaxSealedSize fails with ErrTooLarge before decryption; the
-// plaintext buffer is sized from the ciphertext length (never from a length
-// field); the first 64 KiB chunk, which holds the statement, is decrypted
-// and the signature verified before the rest of the update is decrypted.
+// Work and memory are bounded before they are spent: a sealed input longer
+// than limits.MaxSealedSize fails with ErrTooLarge before decryption; the
+// first 64 KiB chunk, which holds the statement, is decrypted and the
+// signature verified before the buffer for the update is allocated; that
+// buffer is sized from the ciphertext length, which the update length
+// field must match.
 //
 // Errors wrap one sentinel: ErrNotRecipient (no identity matches the age
 // header, including a damaged recipient stanza), ErrMalformed (damaged or
@@ -207,19 +208,25 @@ func Open(sealed []byte, ids []age.Identity, keys NodeKeyLookup, limits Limits) 
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	first, err := p.decrypt(0)
+	// The first chunk holds the statement. Anyone can encrypt to the
+	// coordinators, so verify it before allocating for the whole update.
+	first, err := p.decrypt(0, make([]byte, 0, min(p.size, ageChunk)))
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	op, updOff, err := openHead(p.plain, len(first), keys, limits)
+	op, updOff, err := openHead(first, p.size, keys, limits)
 	if err != nil {
 		return nil, err
 	}
-	// Hash the update chunk by chunk right after decrypting it.
+	plain := make([]byte, p.size)
+	copy(plain, first)
+	op.setBuffer(plain, updOff)
+	// Decrypt the rest in place and hash each chunk while it is in cache.
 	h := sha256.New()
-	h.Write(first[min(updOff, len(first)):])
+	h.Write(plain[min(updOff, len(first)):len(first)])
 	for i := 1; i < p.chunks; i++ {
-		chunk, err := p.decrypt(i)
+		off := i * ageChunk
+		chunk, err := p.decrypt(i, plain[off:off])
 		if err != nil {
 			return nil, fmt.Errorf("open: %w", err)
 		}
@@ -231,27 +238,34 @@ func Open(sealed []byte, ids []age.Identity, keys NodeKeyLookup, limits Limits) 
 // openPlain verifies a complete decrypted container; it is Open without
 // the age layer.
 func openPlain(plain []byte, keys NodeKeyLookup, limits Limits) (*Opened, error) {
-	op, _, err := openHead(plain, len(plain), keys, limits.withDefaults())
+	op, updOff, err := openHead(plain, len(plain), keys, limits.withDefaults())
 	if err != nil {
 		return nil, err
 	}
+	op.setBuffer(plain, updOff)
 	h := sha256.New()
 	h.Write(op.Update)
 	return checkUpdateHash(op, h)
 }
 
-// openHead parses the container in plain, of which only the first avail
-// bytes are decrypted yet, and verifies the statement's signature. The
-// head (prefix, statement, signature, update length) is at most
-// containerFixedLen+MaxStatementLen bytes, so it always lies in the first
-// 64 KiB chunk. The update must fill the rest of plain exactly. It returns
-// the Opened with Update set to the (possibly not yet decrypted) update
-// slice and the update's offset.
-func openHead(plain []byte, avail int, keys NodeKeyLookup, limits Limits) (*Opened, int, error) {
+// setBuffer points the byte fields of op into plain, the whole container.
+func (op *Opened) setBuffer(plain []byte, updOff int) {
+	sigOff := updOff - 8 - ed25519.SignatureSize
+	op.StatementBytes = plain[containerPrefixLen:sigOff:sigOff]
+	op.Signature = plain[sigOff : sigOff+ed25519.SignatureSize : sigOff+ed25519.SignatureSize]
+	op.Update = plain[updOff:]
+}
+
+// openHead parses the head of a container of total bytes (prefix,
+// statement, signature, update length; at most
+// containerFixedLen+MaxStatementLen bytes, so always inside the first 64 KiB
+// chunk) and verifies the statement's signature. The update must fill the
+// rest of the container exactly. It returns the update's offset and an
+// Opened without its byte fields, which setBuffer fills.
+func openHead(head []byte, total int, keys NodeKeyLookup, limits Limits) (*Opened, int, error) {
 	fail := func(field string, off int, err error) (*Opened, int, error) {
 		return nil, 0, &FormatError{What: "envelope", Field: field, Offset: off, Err: err}
 	}
-	head := plain[:avail]
 	if len(head) < containerPrefixLen {
 		return fail("prefix", 0, fmt.Errorf("%d bytes, need %d: %w", len(head), containerPrefixLen, ErrMalformed))
 	}
@@ -270,14 +284,14 @@ func openHead(plain []byte, avail int, keys NodeKeyLookup, limits Limits) (*Open
 		return fail("statement", containerPrefixLen, fmt.Errorf("container of %d bytes ends inside the %d-byte head: %w", len(head), updOff, ErrMalformed))
 	}
 	sigOff := containerPrefixLen + slen
-	sb := head[containerPrefixLen:sigOff:sigOff]
-	sig := head[sigOff : sigOff+ed25519.SignatureSize : sigOff+ed25519.SignatureSize]
+	sb := head[containerPrefixLen:sigOff]
+	sig := head[sigOff : sigOff+ed25519.SignatureSize]
 	ulen := binary.BigEndian.Uint64(head[sigOff+ed25519.SignatureSize:])
 	if ulen > uint64(limits.MaxUpdateBytes) {
 		return fail("update length", updOff-8, fmt.Errorf("%d bytes, limit %d: %w", ulen, limits.MaxUpdateBytes, ErrTooLarge))
 	}
-	if ulen != uint64(len(plain)-updOff) {
-		return fail("update length", updOff-8, fmt.Errorf("says %d bytes, container holds %d: %w", ulen, len(plain)-updOff, ErrMalformed))
+	if ulen != uint64(total-updOff) {
+		return fail("update length", updOff-8, fmt.Errorf("says %d bytes, container holds %d: %w", ulen, total-updOff, ErrMalformed))
 	}
 	stmt, err := ParseStatement(sb)
 	if err != nil {
@@ -290,7 +304,7 @@ func openHead(plain []byte, avail int, keys NodeKeyLookup, limits Limits) (*Open
 	if err := VerifyStatement(pub, sb, sig); err != nil {
 		return nil, 0, fmt.Errorf("open: statement of node %q job %q round %d: %w", stmt.NodeID, stmt.JobID, stmt.Round, err)
 	}
-	return &Opened{Statement: stmt, StatementBytes: sb, Signature: sig, PublicKey: pub, Update: plain[updOff:]}, updOff, nil
+	return &Opened{Statement: stmt, PublicKey: pub}, updOff, nil
 }
 
 // checkUpdateHash compares the hash of the update with the signed one.

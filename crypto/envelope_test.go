@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"filippo.io/age"
@@ -249,4 +250,33 @@ func TestOpenPassesLookupErrors(t *testing.T) {
 	if !errors.Is(err, errRevoked) || errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("err = %v, want the lookup's error", err)
 	}
+}
+
+// TestOpenRejectsForgeryBeforeAllocating checks that a large envelope with
+// a bad signature is rejected after the first chunk, without allocating a
+// buffer for its update.
+func TestOpenRejectsForgeryBeforeAllocating(t *testing.T) {
+	v := loadVectors(t)
+	aid := v.ageIdentity(t)
+	upd := EncodeUpdate(make([]float64, 1<<20), Float32) // 4 MiB
+	otherKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
+	forged, err := Seal(v.statement(t).withUpdateHash(upd), upd, otherKey, []age.Recipient{aid.Recipient()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = Open(forged, []age.Identity{aid}, v.nodeKeys(t), Limits{})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("err = %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Fatalf("rejecting a forged 4 MiB envelope allocated %d bytes", got)
+	}
+}
+
+func (s *Statement) withUpdateHash(update []byte) *Statement {
+	s.UpdateHash = sha256.Sum256(update)
+	return s
 }

@@ -36,12 +36,12 @@ type payload struct {
 	aead   cipher.AEAD
 	ct     []byte // the chunks, after the payload nonce
 	chunks int
-	plain  []byte // len = plaintext size; chunk i decrypts into plain[i*ageChunk:]
+	size   int // plaintext bytes; chunk i holds plaintext [i*ageChunk, min((i+1)*ageChunk, size))
 }
 
 // openPayload parses and decrypts the header of sealed and lays out the
-// payload. It allocates the plaintext buffer (at most len(sealed) bytes) but
-// decrypts no chunk.
+// payload. It decrypts no chunk and allocates nothing in proportion to the
+// input.
 func openPayload(sealed []byte, ids []age.Identity, maxHeader int64) (*payload, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("no identities: %w", ErrNotRecipient)
@@ -83,7 +83,7 @@ func openPayload(sealed []byte, ids []age.Identity, maxHeader int64) (*payload, 
 	if err != nil {
 		return nil, fmt.Errorf("age payload key: %v: %w", err, ErrMalformed)
 	}
-	return &payload{aead: aead, ct: ct, chunks: int(chunks), plain: make([]byte, size)}, nil
+	return &payload{aead: aead, ct: ct, chunks: int(chunks), size: int(size)}, nil
 }
 
 // streamLayout returns the chunk count and plaintext size of a STREAM
@@ -104,9 +104,9 @@ func streamLayout(n int64) (chunks, size int64, err error) {
 	return chunks, size, nil
 }
 
-// decrypt authenticates and decrypts chunk i into its place in p.plain and
-// returns that plaintext.
-func (p *payload) decrypt(i int) ([]byte, error) {
+// decrypt authenticates and decrypts chunk i, appending the plaintext to
+// dst; with enough capacity in dst it decrypts in place there.
+func (p *payload) decrypt(i int, dst []byte) ([]byte, error) {
 	const encChunk = ageChunk + ageTagSize
 	start := i * encChunk
 	end := min(start+encChunk, len(p.ct))
@@ -115,8 +115,7 @@ func (p *payload) decrypt(i int) ([]byte, error) {
 	if i == p.chunks-1 {
 		nonce[11] = 1
 	}
-	off := i * ageChunk
-	out, err := p.aead.Open(p.plain[off:off], nonce[:], p.ct[start:end], nil)
+	out, err := p.aead.Open(dst, nonce[:], p.ct[start:end], nil)
 	if err != nil {
 		return nil, fmt.Errorf("age payload chunk %d of %d fails authentication: %w", i, p.chunks, ErrMalformed)
 	}
@@ -125,10 +124,12 @@ func (p *payload) decrypt(i int) ([]byte, error) {
 
 // decryptAll decrypts every chunk and returns the plaintext.
 func (p *payload) decryptAll() ([]byte, error) {
+	plain := make([]byte, p.size)
 	for i := range p.chunks {
-		if _, err := p.decrypt(i); err != nil {
+		off := i * ageChunk
+		if _, err := p.decrypt(i, plain[off:off]); err != nil {
 			return nil, err
 		}
 	}
-	return p.plain, nil
+	return plain, nil
 }
