@@ -663,3 +663,158 @@ func TestServeStopsWithContext(t *testing.T) {
 		}
 	})
 }
+
+func TestDisconnectRevokedKey(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		fx := newFixture(t, tr, newTestHandler(nil), testConfig(t))
+		c := fx.dial(t)
+		fx.hello(t, c)
+		if n := fx.srv.Disconnect(testIdentity(t, 9).PublicKey()); n != 0 {
+			t.Fatalf("Disconnect of an unknown key closed %d", n)
+		}
+		if n := fx.srv.Disconnect(fx.cliID.PublicKey()); n != 1 {
+			t.Fatalf("Disconnect closed %d connections, want 1", n)
+		}
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("client still connected")
+		}
+		if _, err := c.Submit(ctxT(t), []byte("u")); err == nil {
+			t.Fatal("Submit on a disconnected client succeeded")
+		}
+	})
+}
+
+func TestSubscriptionHeartbeats(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		cfg := testConfig(t)
+		cfg.Heartbeat = 50 * time.Millisecond
+		fx := newFixture(t, tr, newTestHandler(nil), cfg)
+		c := fx.dial(t)
+		fx.hello(t, c)
+		sub, err := c.Subscribe(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Quiet for 10 heartbeat intervals (well beyond the client's
+		// 3-interval read deadline): heartbeats keep it alive.
+		select {
+		case m, ok := <-sub:
+			t.Fatalf("unexpected %v, %v", m, ok)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if err := fx.srv.Broadcast(&RoundAnnouncement{JobID: "j", Round: 1}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m, ok := <-sub:
+			if !ok || m.Round != 1 {
+				t.Fatalf("got %v, %v", m, ok)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no announcement after a quiet period")
+		}
+	})
+}
+
+func TestSubscriptionToSilentServerCloses(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		cfg := testConfig(t)
+		srvID, cliID := testIdentity(t, 1), testIdentity(t, 2)
+		ln := tr.listen(t, srvID, func(ed25519.PublicKey) error { return nil }, cfg)
+		// A server that accepts the subscription with a 50 ms heartbeat
+		// interval and then never sends again.
+		go func() {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			for {
+				st, err := c.AcceptStream(context.Background())
+				if err != nil {
+					return
+				}
+				go func() {
+					f := &framer{s: st, maxFrame: DefaultMaxFrameSize, timeout: 5 * time.Second}
+					_, m, err := f.read()
+					if err != nil {
+						return
+					}
+					switch m.(type) {
+					case *Hello:
+						f.write(0, &HelloAck{Version: 1, Supported: []uint8{1}})
+						st.CloseWrite()
+					case *subscribe:
+						f.write(1, &heartbeat{Interval: 50 * time.Millisecond})
+					}
+				}()
+			}
+		}()
+		c, err := Dial(ctxT(t), tr.dialer(cliID, []ed25519.PublicKey{srvID.PublicKey()}, cfg), ln.Addr().String(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Hello(ctxT(t), &Hello{NodeID: "n"}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		sub, err := c.Subscribe(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case _, ok := <-sub:
+			if ok {
+				t.Fatal("announcement from a silent server")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("subscription to a silent server never closed")
+		}
+		if d := time.Since(start); d < 150*time.Millisecond {
+			t.Fatalf("closed after %v, before 3 heartbeat intervals", d)
+		}
+	})
+}
+
+// A subscriber whose queue is full is dropped rather than buffered without
+// bound.
+func TestSlowSubscriberDropped(t *testing.T) {
+	srv, err := NewServer(Config{}, newTestHandler(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	sub := &subscriber{version: 1, ch: make(chan []byte, subQueue)}
+	srv.subs[sub] = struct{}{}
+	for i := range subQueue {
+		if err := srv.Broadcast(&RoundAnnouncement{JobID: "j", Round: uint64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if srv.Subscribers() != 1 {
+		t.Fatal("dropped before the queue was full")
+	}
+	if err := srv.Broadcast(&RoundAnnouncement{JobID: "j", Round: 99}); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Subscribers() != 0 {
+		t.Fatal("slow subscriber kept")
+	}
+	n := 0
+	for fr := range sub.ch {
+		n++
+		m, err := decodeMessage(wire.Type(fr[1]), fr[wire.HeaderSize:])
+		if err != nil || m.(*RoundAnnouncement).Round != uint64(n-1) {
+			t.Fatalf("queued frame %d: %v %v", n, m, err)
+		}
+	}
+	if n != subQueue {
+		t.Fatalf("%d frames queued, want %d", n, subQueue)
+	}
+	// Only the latest announcement per job is kept for late subscribers.
+	if len(srv.latest) != 1 {
+		t.Fatalf("%d remembered announcements", len(srv.latest))
+	}
+}

@@ -109,6 +109,9 @@ func ServerConfig(id Identity, verifyClient func(pub ed25519.PublicKey) error) *
 			}
 			return nil
 		},
+		// No resumption: a resumed TLS 1.3 session skips the certificate
+		// exchange, so every connection must run the callback afresh for
+		// a revocation to take effect.
 		SessionTicketsDisabled: true,
 	}
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -224,6 +225,25 @@ func (s *Server) Broadcast(ann *RoundAnnouncement) error {
 		}
 	}
 	return nil
+}
+
+// Disconnect closes every connection authenticated with pub, for example
+// when its node is revoked (new handshakes are refused by the ServerConfig
+// callback, existing connections are ended here). It returns how many
+// connections it closed.
+func (s *Server) Disconnect(pub ed25519.PublicKey) int {
+	s.mu.Lock()
+	var victims []Conn
+	for c := range s.conns {
+		if c.PeerKey().Equal(pub) {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.Close()
+	}
+	return len(victims)
 }
 
 // Subscribers returns the number of live subscriptions.
