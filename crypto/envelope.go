@@ -170,8 +170,8 @@ func Seal(stmt *Statement, update []byte, signer ed25519.PrivateKey, recipients 
 	return out.Bytes(), nil
 }
 
-// Opened is a verified envelope's content. StatementBytes, Signature and
-// Update are slices of one buffer holding the decrypted container.
+// Opened is a verified envelope's content. Each byte slice is its own
+// allocation except Update, which shares the decrypted container's buffer.
 type Opened struct {
 	Statement      *Statement        // the parsed statement
 	StatementBytes []byte            // its canonical bytes, as signed
@@ -248,11 +248,13 @@ func openPlain(plain []byte, keys NodeKeyLookup, limits Limits) (*Opened, error)
 	return checkUpdateHash(op, h)
 }
 
-// setBuffer points the byte fields of op into plain, the whole container.
+// setBuffer fills the byte fields of op from plain, the whole container.
+// The statement and signature are copied (about 700 bytes), so that keeping
+// them, as the audit log does, does not keep the update's buffer alive.
 func (op *Opened) setBuffer(plain []byte, updOff int) {
 	sigOff := updOff - 8 - ed25519.SignatureSize
-	op.StatementBytes = plain[containerPrefixLen:sigOff:sigOff]
-	op.Signature = plain[sigOff : sigOff+ed25519.SignatureSize : sigOff+ed25519.SignatureSize]
+	op.StatementBytes = bytes.Clone(plain[containerPrefixLen:sigOff])
+	op.Signature = bytes.Clone(plain[sigOff : sigOff+ed25519.SignatureSize])
 	op.Update = plain[updOff:]
 }
 

@@ -115,8 +115,7 @@ func (id *Identity) Recipient() *age.X25519Recipient {
 
 // Public returns the identity's public half.
 func (id *Identity) Public() *PublicIdentity {
-	p := &PublicIdentity{Role: id.Role, SigningKey: id.PublicKey(), Recipient: id.Recipient()}
-	return p
+	return &PublicIdentity{Role: id.Role, SigningKey: id.PublicKey(), Recipient: id.Recipient()}
 }
 
 // GenerateIdentity creates a new identity for role. The Ed25519 key's seed
@@ -260,8 +259,11 @@ func LoadIdentity(dir string) (*Identity, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v: %w", agePath, err, ErrMalformed)
 		}
+		if len(ids) != 1 {
+			return nil, fmt.Errorf("%s: %d identities, want exactly one: %w", agePath, len(ids), ErrMalformed)
+		}
 		x, ok := ids[0].(*age.X25519Identity)
-		if len(ids) != 1 || !ok {
+		if !ok {
 			return nil, fmt.Errorf("%s: want exactly one X25519 identity: %w", agePath, ErrMalformed)
 		}
 		id.Role, id.Age = RoleCoordinator, x
