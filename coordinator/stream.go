@@ -118,7 +118,7 @@ func pinnedVerifier(keys *PeerKeys) func([][]byte, [][]*x509.Certificate) error 
 		if !ok {
 			return fmt.Errorf("%w: not an Ed25519 key", ErrUntrustedPeer)
 		}
-		if err := cert.CheckSignatureFrom(cert); err != nil {
+		if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
 			return fmt.Errorf("%w: certificate not self-signed by its key: %v", ErrUntrustedPeer, err)
 		}
 		if !keys.Contains(pub) {
