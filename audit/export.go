@@ -86,6 +86,52 @@ func VerifyLogDir(dir string, verifier note.Verifier, known NodeKeys) (*LogRepor
 	return VerifyLogFS(os.DirFS(dir), verifier, known)
 }
 
+// VerifyOptions are an auditor's optional trust inputs for VerifyLogFSWith.
+type VerifyOptions struct {
+	// NodeKeys are the enrolled node keys; nil trusts the key in each leaf.
+	NodeKeys NodeKeys
+	// Since is a signed checkpoint note the auditor accepted earlier (from
+	// a previous audit or a bundle); nil means none. The log must extend
+	// it, which a single export cannot show by itself: a log cut back to an
+	// older checkpoint, or a fork served to this auditor, fails here.
+	Since []byte
+}
+
+// sinceFile names the Since checkpoint in errors.
+const sinceFile = "(since)"
+
+// VerifyLogFSWith is VerifyLogFS with options. After every check of
+// VerifyLogFS it verifies opts.Since: signed by the log key and of the
+// log's origin (a *CheckpointError for "(since)" wrapping the
+// ParseCheckpoint errors or ErrOriginMismatch), not larger than the log
+// (ErrRollback: the log shrank since), and consistent with the newest
+// checkpoint by a consistency proof computed from the leaves
+// (ErrInconsistent).
+func VerifyLogFSWith(fsys fs.FS, verifier note.Verifier, opts VerifyOptions) (*LogReport, error) {
+	rep, t, latest, err := verifyLog(fsys, verifier, opts.NodeKeys)
+	if err != nil || opts.Since == nil {
+		return rep, err
+	}
+	since, err := ParseCheckpoint(opts.Since, verifier)
+	if err != nil {
+		return nil, &CheckpointError{File: sinceFile, Err: err}
+	}
+	switch {
+	case since.Origin != rep.Origin:
+		return nil, &CheckpointError{File: sinceFile, Err: fmt.Errorf("audit: origin %q, log origin %q: %w", since.Origin, rep.Origin, ErrOriginMismatch)}
+	case since.Size > latest.Size:
+		return nil, &CheckpointError{File: rep.Latest, Prev: sinceFile, Err: fmt.Errorf("audit: log has size %d, a checkpoint seen earlier had %d: %w", latest.Size, since.Size, ErrRollback)}
+	}
+	p, err := t.consistencyProof(since.Size, latest.Size)
+	if err != nil {
+		return nil, &CheckpointError{File: rep.Latest, Prev: sinceFile, Err: err}
+	}
+	if err := proof.VerifyConsistency(hasher, since.Size, latest.Size, p, since.Root[:], latest.Root[:]); err != nil {
+		return nil, &CheckpointError{File: rep.Latest, Prev: sinceFile, Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", since.Size, latest.Size, proofFailure(err, "the log does not extend the checkpoint seen earlier"), ErrInconsistent)}
+	}
+	return rep, nil
+}
+
 // VerifyLogFS verifies an exported log (the layout ExportDir writes) read
 // from fsys, trusting nothing but verifier (the log key) and, if not nil,
 // known (enrolled node keys). It returns the first failure, in this order:
@@ -112,12 +158,19 @@ func VerifyLogDir(dir string, verifier note.Verifier, known NodeKeys) (*LogRepor
 // *CheckpointError (file, and the earlier file for pair checks), and a
 // folder that is missing or holds unexpected entries a *LayoutError.
 func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, error) {
+	rep, _, _, err := verifyLog(fsys, verifier, known)
+	return rep, err
+}
+
+// verifyLog runs VerifyLogFS's checks and also returns the rebuilt tree and
+// the newest checkpoint.
+func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, *tree, *Checkpoint, error) {
 	cpFiles, err := listNumbered(fsys, checkpointsDir, noteExt, noteDigits, 1)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if len(cpFiles) == 0 {
-		return nil, &LayoutError{Path: checkpointsDir, Err: fmt.Errorf("audit: no checkpoint files: %w", ErrNoCheckpoint)}
+		return nil, nil, nil, &LayoutError{Path: checkpointsDir, Err: fmt.Errorf("audit: no checkpoint files: %w", ErrNoCheckpoint)}
 	}
 	cps := make([]*Checkpoint, len(cpFiles))
 	for i, name := range cpFiles {
@@ -126,7 +179,7 @@ func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport
 			cps[i], err = ParseCheckpoint(msg, verifier)
 		}
 		if err != nil {
-			return nil, &CheckpointError{File: name, Err: err}
+			return nil, nil, nil, &CheckpointError{File: name, Err: err}
 		}
 		if i == 0 {
 			continue
@@ -134,18 +187,18 @@ func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport
 		prev, cur := cps[i-1], cps[i]
 		switch {
 		case cur.Origin != cps[0].Origin:
-			return nil, &CheckpointError{File: name, Prev: cpFiles[0], Err: fmt.Errorf("audit: origin %q, earlier %q: %w", cur.Origin, cps[0].Origin, ErrOriginMismatch)}
+			return nil, nil, nil, &CheckpointError{File: name, Prev: cpFiles[0], Err: fmt.Errorf("audit: origin %q, earlier %q: %w", cur.Origin, cps[0].Origin, ErrOriginMismatch)}
 		case cur.Size < prev.Size:
-			return nil, &CheckpointError{File: name, Prev: cpFiles[i-1], Err: fmt.Errorf("audit: size %d after size %d: %w", cur.Size, prev.Size, ErrRollback)}
+			return nil, nil, nil, &CheckpointError{File: name, Prev: cpFiles[i-1], Err: fmt.Errorf("audit: size %d after size %d: %w", cur.Size, prev.Size, ErrRollback)}
 		case cur.Size == prev.Size && cur.Root != prev.Root:
-			return nil, &CheckpointError{File: name, Prev: cpFiles[i-1], Err: fmt.Errorf("audit: size %d: %w", cur.Size, ErrFork)}
+			return nil, nil, nil, &CheckpointError{File: name, Prev: cpFiles[i-1], Err: fmt.Errorf("audit: size %d: %w", cur.Size, ErrFork)}
 		}
 	}
 	origin := cps[0].Origin
 
 	leafFiles, err := listNumbered(fsys, leavesDir, leafExt, leafDigits, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	t := newTree()
 	for i, name := range leafFiles {
@@ -157,30 +210,31 @@ func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport
 			}
 		}
 		if err != nil {
-			return nil, &LeafError{Index: uint64(i), File: name, Err: err}
+			return nil, nil, nil, &LeafError{Index: uint64(i), File: name, Err: err}
 		}
-		t.append(LeafHash(enc))
+		t.appendBulk(LeafHash(enc))
 	}
+	t.updateRoot()
 
 	last := len(cps) - 1
 	latest, latestFile := cps[last], cpFiles[last]
 	if t.size() != latest.Size {
-		return nil, &CheckpointError{File: latestFile, Err: fmt.Errorf("audit: %d leaves, checkpoint commits to %d: %w", t.size(), latest.Size, ErrSizeMismatch)}
+		return nil, nil, nil, &CheckpointError{File: latestFile, Err: fmt.Errorf("audit: %d leaves, checkpoint commits to %d: %w", t.size(), latest.Size, ErrSizeMismatch)}
 	}
 	if t.root != latest.Root {
-		return nil, &CheckpointError{File: latestFile, Err: rootMismatch(t, cps, cpFiles)}
+		return nil, nil, nil, &CheckpointError{File: latestFile, Err: rootMismatch(t, cps, cpFiles)}
 	}
 	for i := 1; i < len(cps); i++ {
 		prev, cur := cps[i-1], cps[i]
 		p, err := t.consistencyProof(prev.Size, cur.Size)
 		if err != nil {
-			return nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: err}
+			return nil, nil, nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: err}
 		}
 		if err := proof.VerifyConsistency(hasher, prev.Size, cur.Size, p, prev.Root[:], cur.Root[:]); err != nil {
-			return nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", prev.Size, cur.Size, proofFailure(err, "the later tree does not extend the earlier one"), ErrInconsistent)}
+			return nil, nil, nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", prev.Size, cur.Size, proofFailure(err, "the later tree does not extend the earlier one"), ErrInconsistent)}
 		}
 	}
-	return &LogReport{Origin: origin, Leaves: t.size(), Checkpoints: len(cps), Root: t.root, Latest: latestFile}, nil
+	return &LogReport{Origin: origin, Leaves: t.size(), Checkpoints: len(cps), Root: t.root, Latest: latestFile}, t, latest, nil
 }
 
 // rootMismatch explains a root mismatch at the newest checkpoint: the first

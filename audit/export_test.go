@@ -320,3 +320,54 @@ func TestVerifyLogUnknownNode(t *testing.T) {
 		t.Fatalf("err %v, want ErrUnknownNode at leaf 2", err)
 	}
 }
+
+// TestVerifySince: a checkpoint seen earlier must be extended by the log.
+func TestVerifySince(t *testing.T) {
+	t.Parallel()
+	s, v := testLogKey(t)
+	l := sampleLog(t, 20, 5)
+	m := exportFS(t, l)
+	// The same seed grows the same log further: its checkpoint at 25 is a
+	// genuine later state of this log.
+	grown := sampleLog(t, 25, 5)
+	alt, err := BuildSampleLog(SampleConfig{Origin: testOrigin, Leaves: 20, CheckpointEvery: 5, Seed: 99}, s, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own10, _, _ := l.Checkpoint(1)
+	alt10, _, _ := alt.Checkpoint(1)
+	grown25, _, _ := grown.LatestCheckpoint()
+	otherSigner, _ := logKeyFromSeed(t, testOrigin, 77)
+	root := l.Root()
+	foreign, _ := SignCheckpoint(otherSigner, testOrigin, 20, root[:])
+	cases := []struct {
+		name  string
+		since []byte
+		want  error
+	}{
+		{"earlier own checkpoint", own10, nil},
+		{"forked earlier checkpoint", alt10, ErrInconsistent},
+		{"log cut back below a seen checkpoint", grown25, ErrRollback},
+		{"since by another key", foreign, ErrBadCheckpointSignature},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rep, err := VerifyLogFSWith(m, v, VerifyOptions{Since: c.since})
+			if c.want == nil {
+				if err != nil || rep.Leaves != 20 {
+					t.Fatalf("rep %+v, err %v", rep, err)
+				}
+				return
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("err %v, want %v", err, c.want)
+			}
+		})
+	}
+	// Verification failures of the log itself come first.
+	bad := cloneFS(m)
+	delete(bad, LeafFile(3))
+	if _, err := VerifyLogFSWith(bad, v, VerifyOptions{Since: own10}); !errors.Is(err, ErrLayout) {
+		t.Fatalf("err %v, want ErrLayout", err)
+	}
+}

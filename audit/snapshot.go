@@ -71,7 +71,8 @@ func (l *Log) Restore(snapshot []byte) error {
 	if !bytes.HasPrefix(snapshot, []byte(snapshotMagic)) {
 		return fmt.Errorf("audit: snapshot: missing magic %q: %w", snapshotMagic, ErrMalformed)
 	}
-	r := &reader{what: "snapshot", b: snapshot, off: len(snapshotMagic)}
+	// One copy of the whole snapshot backs every restored leaf.
+	r := &reader{what: "snapshot", b: bytes.Clone(snapshot), off: len(snapshotMagic)}
 	if v := r.u8("version"); r.err == nil && v != SnapshotVersion {
 		return fmt.Errorf("audit: snapshot version %d, want %d: %w", v, SnapshotVersion, ErrVersion)
 	}
@@ -99,8 +100,10 @@ func (l *Log) Restore(snapshot []byte) error {
 		if leaf.Origin != l.origin {
 			return fmt.Errorf("audit: snapshot: %w", &LeafError{Index: i, Err: fmt.Errorf("audit: leaf origin %q: %w", leaf.Origin, ErrOriginMismatch)})
 		}
-		fresh.appendVerified(bytes.Clone(enc))
+		fresh.leaves = append(fresh.leaves, enc)
+		fresh.tree.appendBulk(LeafHash(enc))
 	}
+	fresh.tree.updateRoot()
 	ncp := r.u64("checkpoint count")
 	if r.err == nil && ncp > uint64(len(snapshot)-r.off)/4 {
 		return fmt.Errorf("audit: snapshot claims %d checkpoints in %d bytes: %w", ncp, len(snapshot)-r.off, ErrMalformed)

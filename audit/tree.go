@@ -46,8 +46,24 @@ func (t *tree) store(id compact.NodeID, hash []byte) {
 
 // append adds one leaf hash and updates the root.
 func (t *tree) append(leafHash [32]byte) {
+	t.appendBulk(leafHash)
+	t.updateRoot()
+}
+
+// appendBulk adds one leaf hash without updating the root, saving the
+// log2(size) interior hashes of the root computation when many leaves are
+// added at once. Call updateRoot before using the tree.
+func (t *tree) appendBulk(leafHash [32]byte) {
 	if err := t.rng.Append(leafHash[:], t.store); err != nil {
 		panic(fmt.Sprintf("audit: compact range append: %v", err)) // cannot happen for a range starting at 0
+	}
+}
+
+// updateRoot recomputes the root at the current size.
+func (t *tree) updateRoot() {
+	if t.size() == 0 {
+		t.root = [32]byte(hasher.EmptyRoot())
+		return
 	}
 	root, err := t.rng.GetRootHash(nil)
 	if err != nil {

@@ -297,6 +297,7 @@ func readCapped(path string, limit int) ([]byte, error) {
 
 func newAuditVerifyLogCmd(env *cmdEnv) *cobra.Command {
 	var flags auditFlags
+	var since string
 	c := &cobra.Command{
 		Use:   "verify-log DIR",
 		Short: "Verify a whole exported audit log: leaves, tree, checkpoint consistency",
@@ -312,8 +313,13 @@ leaves must equal the newest checkpoint (size and root); and each pair of
 successive checkpoints must be consistent (an RFC 6962 consistency proof
 computed from the leaves verifies between their roots). The first failure is
 reported with the leaf index and file or the checkpoint file. Other files in
-DIR are ignored.`,
-		Example: "  mfn audit verify-log ./exported-log --log-key @log.vkey\n  mfn audit verify-log ./exported-log --log-key @log.vkey --node-keys nodes.keys --json",
+DIR are ignored.
+
+One export cannot reveal being cut back to an older checkpoint (with the
+newer ones removed) or a fork shown only to you: keep the newest checkpoint
+you verified (DIR/checkpoints/<last>.note, or the one in a bundle) and pass
+it next time as --since; the log must then extend it.`,
+		Example: "  mfn audit verify-log ./exported-log --log-key @log.vkey\n  mfn audit verify-log ./exported-log --log-key @log.vkey --node-keys nodes.keys --since last-seen.note --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, keys, err := flags.load()
@@ -323,7 +329,13 @@ DIR are ignored.`,
 			if st, err := os.Stat(args[0]); err != nil || !st.IsDir() {
 				return usagef("verify-log %s: not a directory", args[0])
 			}
-			rep, err := audit.VerifyLogDir(args[0], v, keys)
+			opts := audit.VerifyOptions{NodeKeys: keys}
+			if since != "" {
+				if opts.Since, err = readCapped(since, audit.MaxCheckpointLen); err != nil {
+					return usagef("--since: %v", err)
+				}
+			}
+			rep, err := audit.VerifyLogFSWith(os.DirFS(args[0]), v, opts)
 			if err != nil {
 				return verificationFailed(env, flags.asJSON, err)
 			}
@@ -336,6 +348,7 @@ DIR are ignored.`,
 		},
 	}
 	flags.register(c)
+	c.Flags().StringVar(&since, "since", "", "a checkpoint note accepted earlier (e.g. the previous audit's newest); the log must extend it")
 	return c
 }
 
