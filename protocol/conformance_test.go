@@ -689,7 +689,9 @@ func TestDisconnectRevokedKey(t *testing.T) {
 func TestSubscriptionHeartbeats(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		cfg := testConfig(t)
-		cfg.Heartbeat = 50 * time.Millisecond
+		// Generous against scheduling stalls on a loaded machine: the
+		// client gives up after 3 intervals = 450 ms without a frame.
+		cfg.Heartbeat = 150 * time.Millisecond
 		fx := newFixture(t, tr, newTestHandler(nil), cfg)
 		c := fx.dial(t)
 		fx.hello(t, c)
@@ -697,12 +699,12 @@ func TestSubscriptionHeartbeats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Quiet for 10 heartbeat intervals (well beyond the client's
+		// Quiet for 8 heartbeat intervals (well beyond the client's
 		// 3-interval read deadline): heartbeats keep it alive.
 		select {
 		case m, ok := <-sub:
 			t.Fatalf("unexpected %v, %v", m, ok)
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(1200 * time.Millisecond):
 		}
 		if err := fx.srv.Broadcast(&RoundAnnouncement{JobID: "j", Round: 1}); err != nil {
 			t.Fatal(err)

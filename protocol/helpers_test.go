@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,18 +31,32 @@ func testIdentity(t testing.TB, n byte) Identity {
 	return id
 }
 
-// testLogger writes to t.Log.
-type tWriter struct{ t testing.TB }
+// tWriter writes log lines to t.Log while the test runs and drops them
+// afterwards (goroutines may still be winding down).
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
 
 func testConfig(t testing.TB) Config {
+	w := &tWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
 	return Config{
 		RequestTimeout:   2 * time.Second,
 		HandshakeTimeout: 2 * time.Second,
 		IdleTimeout:      5 * time.Second,
 		Heartbeat:        200 * time.Millisecond,
-		Logger:           slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:           slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }
 
