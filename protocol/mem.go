@@ -16,7 +16,9 @@ import (
 // MemNetwork is an in-memory network for tests: the same Listener, Dialer,
 // Conn and Stream contracts as QUIC, including key pinning and client-key
 // verification, per-connection stream limits, deadlines and flow control,
-// but no sockets and no encryption. It is safe for concurrent use.
+// but no sockets and no encryption. Connections never go idle, so
+// Config.IdleTimeout does not apply; Config.HandshakeTimeout bounds Dial
+// waiting for the listener to accept. It is safe for concurrent use.
 type MemNetwork struct {
 	mu        sync.Mutex
 	listeners map[string]*memListener
