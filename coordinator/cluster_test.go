@@ -15,6 +15,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/time/rate"
 
@@ -217,7 +218,7 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 			Evaluator:   o.evaluator,
 			LogVerifier: tc.keys.verifier, LogSigner: tc.keys.signer,
 			Logger: logger, Clock: tc.clock.Now, Tick: o.tick, CheckpointInterval: 20 * time.Millisecond,
-			NodeRate: 1000, NodeBurst: 1000,
+			NodeRate: 1000, NodeBurst: 1000, Registry: prometheus.NewRegistry(),
 		}
 		if o.nodeRate > 0 {
 			cfg.NodeRate, cfg.NodeBurst = rate.Limit(o.nodeRate), 1
@@ -375,3 +376,30 @@ func isNotLeader(err error, leader string) bool {
 }
 
 var _ io.Writer = (*testLogWriter)(nil)
+
+// metricValue returns the value of a metric (summed over its label sets;
+// histogram: the sample count) in c's registry.
+func metricValue(t testing.TB, c *Coordinator, name string) float64 {
+	t.Helper()
+	mfs, err := c.cfg.Registry.(*prometheus.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum
+}

@@ -181,7 +181,10 @@ type Coordinator struct {
 	// of earlier terms (the engine's barrier); Submit waits for it.
 	leading  atomic.Bool
 	closeErr error
-	closeMu  sync.Mutex
+
+	quicConns  atomic.Pointer[func() int]
+	announcerV atomic.Pointer[Announcer]
+	closeMu    sync.Mutex
 }
 
 // New starts a member from its storage: with existing Raft state it
@@ -224,6 +227,9 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	c.raft = r
+	if cfg.Announcer != nil {
+		c.SetAnnouncer(cfg.Announcer)
+	}
 	c.metrics, err = newMetrics(cfg.Registry, c)
 	if err != nil {
 		r.Shutdown()

@@ -505,12 +505,6 @@ func (f *fsm) checkpoint(c *checkpointCmd, ev func(Event)) (Checkpoint, error) {
 
 // ---- reads (callers hold no lock) ----
 
-func (f *fsm) appliedIndex() uint64 {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.applied
-}
-
 func (f *fsm) member(id string) (Member, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

@@ -8,11 +8,10 @@ import (
 // metrics are the coordinator's Prometheus metrics. Names follow
 // mfn_coordinator_<name>_<unit>.
 type metrics struct {
-	rounds          *prometheus.CounterVec // outcome: closed|failed
-	updates         *prometheus.CounterVec // result: accepted|rejected, reason
-	aggregation     prometheus.Histogram
-	roundDuration   prometheus.Histogram
-	quicConnections prometheus.Gauge
+	rounds        *prometheus.CounterVec // outcome: closed|failed
+	updates       *prometheus.CounterVec // result: accepted|rejected, reason
+	aggregation   prometheus.Histogram
+	roundDuration prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
@@ -35,10 +34,6 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 			Help:    "Time from a round's opening to its committed result.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14),
 		}),
-		quicConnections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mfn_coordinator_quic_connections",
-			Help: "Open QUIC connections from nodes.",
-		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -47,7 +42,14 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	cs := []prometheus.Collector{
-		m.rounds, m.updates, m.aggregation, m.roundDuration, m.quicConnections,
+		m.rounds, m.updates, m.aggregation, m.roundDuration,
+		gauge("mfn_coordinator_quic_connections", "Nodes connected over QUIC (subscribed to announcements).",
+			func() float64 {
+				if f := c.quicConns.Load(); f != nil {
+					return float64((*f)())
+				}
+				return 0
+			}),
 		gauge("mfn_coordinator_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
 			func() float64 { return float64(c.raft.State()) }),
 		gauge("mfn_coordinator_raft_term", "Current Raft term.",
@@ -83,9 +85,17 @@ func (c *Coordinator) voterCount() int {
 	return n
 }
 
-// ConnectionOpened and ConnectionClosed keep the QUIC connection gauge;
-// the QUIC server calls them.
-func (c *Coordinator) ConnectionOpened() { c.metrics.quicConnections.Inc() }
+// SetQUICConnections gives the coordinator a function counting the nodes
+// connected to its QUIC server, reported as mfn_coordinator_quic_connections.
+func (c *Coordinator) SetQUICConnections(count func() int) { c.quicConns.Store(&count) }
 
-// ConnectionClosed: see ConnectionOpened.
-func (c *Coordinator) ConnectionClosed() { c.metrics.quicConnections.Dec() }
+// SetAnnouncer sets (or replaces) the Announcer after New, for servers
+// that need the coordinator before they exist.
+func (c *Coordinator) SetAnnouncer(a Announcer) { c.announcerV.Store(&a) }
+
+func (c *Coordinator) announcer() Announcer {
+	if a := c.announcerV.Load(); a != nil {
+		return *a
+	}
+	return nil
+}

@@ -146,10 +146,11 @@ func (c *Coordinator) openRound(ctx context.Context, j Job, now time.Time) error
 }
 
 func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, deadline time.Time) {
-	if c.cfg.Announcer == nil {
+	a := c.announcer()
+	if a == nil {
 		return
 	}
-	c.cfg.Announcer.Announce(Announcement{
+	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline,
 		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
@@ -159,10 +160,12 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 // announceOpen re-announces every open round (a new leader's nodes have
 // just reconnected to it).
 func (c *Coordinator) announceOpen() {
+	an := c.announcer()
+	if an == nil {
+		return
+	}
 	for _, a := range c.OpenRounds() {
-		if c.cfg.Announcer != nil {
-			c.cfg.Announcer.Announce(a)
-		}
+		an.Announce(a)
 	}
 }
 

@@ -103,6 +103,15 @@ func TestFullRound(t *testing.T) {
 		}
 	}
 	assertSameState(t, tc)
+	if got := metricValue(t, l, "mfn_coordinator_rounds_total"); got < 1 {
+		t.Fatalf("rounds_total %v", got)
+	}
+	if got := metricValue(t, l, "mfn_coordinator_updates_total"); got != 5 {
+		t.Fatalf("updates_total %v, want 5", got)
+	}
+	if got := metricValue(t, l, "mfn_coordinator_raft_state"); got != 2 {
+		t.Fatalf("raft_state %v, want 2 (leader)", got)
+	}
 	// Every acknowledged update has an inclusion proof under a signed
 	// checkpoint, valid offline.
 	var cp Checkpoint

@@ -1,0 +1,160 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/protocol"
+)
+
+// QUICHandler serves the node protocol (package protocol) from a member:
+// hello with the leader hint, model fetches from the replicated state, and
+// update submission through Submit. Errors reach nodes as protocol error
+// codes (see ProtocolError).
+type QUICHandler struct {
+	c *Coordinator
+
+	mu    sync.Mutex
+	model map[string]encodedModel // latest encoded model per job
+}
+
+type encodedModel struct {
+	version uint64
+	bytes   []byte
+	hash    Hash
+}
+
+// NewQUICHandler returns the protocol handler of c.
+func NewQUICHandler(c *Coordinator) *QUICHandler {
+	return &QUICHandler{c: c, model: map[string]encodedModel{}}
+}
+
+var _ protocol.Handler = (*QUICHandler)(nil)
+
+// VerifyNodeKey is the QUIC server's client certificate check: only keys of
+// enrolled, non-revoked nodes may connect.
+func (c *Coordinator) VerifyNodeKey(pub ed25519.PublicKey) error {
+	if _, ok := c.fsm.nodeByKey(pub); !ok {
+		return fmt.Errorf("%w: key %x is not an enrolled node", ErrUnknownNode, []byte(pub))
+	}
+	return nil
+}
+
+// HandleHello admits an enrolled node whose claimed id matches its key and
+// tells it the cluster origin and the leader's QUIC address.
+func (h *QUICHandler) HandleHello(_ context.Context, peer protocol.Peer, m *protocol.Hello) (*protocol.HelloAck, error) {
+	id, ok := h.c.fsm.nodeByKey(peer.Key)
+	if !ok {
+		return nil, &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: "key is not an enrolled node"}
+	}
+	if m.NodeID != "" && m.NodeID != id {
+		return nil, &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: fmt.Sprintf("key is enrolled as node %q, not %q", id, m.NodeID)}
+	}
+	ack := &protocol.HelloAck{ClusterOrigin: h.c.cfg.Origin}
+	if l, ok := h.c.Leader(); ok {
+		ack.LeaderHint = l.QUICAddr
+	}
+	return ack, nil
+}
+
+// FetchModel serves a chunk of a model version (crypto update encoding of
+// float64 parameters; its SHA-256 is the version's hash).
+func (h *QUICHandler) FetchModel(_ context.Context, peer protocol.Peer, req *protocol.ModelFetch) (*protocol.ModelChunk, error) {
+	if _, ok := h.c.fsm.nodeByKey(peer.Key); !ok {
+		return nil, &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: "key is not an enrolled node"}
+	}
+	em, err := h.encoded(req.JobID, req.Version)
+	if err != nil {
+		return nil, ProtocolError(err)
+	}
+	return protocol.ModelChunkOf(em.bytes, em.hash, req)
+}
+
+func (h *QUICHandler) encoded(job string, version uint64) (encodedModel, error) {
+	h.mu.Lock()
+	em, ok := h.model[job]
+	h.mu.Unlock()
+	if ok && em.version == version {
+		return em, nil
+	}
+	m, err := h.c.Model(job, version)
+	if err != nil {
+		return encodedModel{}, err
+	}
+	em = encodedModel{version: version, bytes: ModelBytes(m.Params), hash: m.Hash}
+	if j, ok := h.c.fsm.job(job); ok && j.ModelVersion == version {
+		h.mu.Lock()
+		h.model[job] = em
+		h.mu.Unlock()
+	}
+	return em, nil
+}
+
+// Submit accepts a sealed update (Coordinator.Submit with the connection's
+// key) and acknowledges it once committed.
+func (h *QUICHandler) Submit(ctx context.Context, peer protocol.Peer, sealed []byte) (*protocol.Ack, error) {
+	ack, err := h.c.Submit(ctx, peer.Key, sealed)
+	if err != nil {
+		return nil, ProtocolError(err)
+	}
+	return &protocol.Ack{LogIndex: ack.LogIndex, LeafIndex: ack.LeafIndex}, nil
+}
+
+// ProtocolError maps a coordinator error to the protocol error a node
+// receives: not leader (with the leader's QUIC address), round closed,
+// duplicate, rate limited (with retry-after), unauthorized, not found,
+// bad request, unavailable.
+func ProtocolError(err error) *protocol.ProtocolError {
+	var nl *NotLeaderError
+	var rl *RateLimitedError
+	switch {
+	case errors.As(err, &nl):
+		return &protocol.ProtocolError{Code: protocol.CodeNotLeader, LeaderAddr: nl.QUICAddr, Message: "leader is " + nl.LeaderID}
+	case errors.As(err, &rl):
+		return &protocol.ProtocolError{Code: protocol.CodeRateLimited, RetryAfter: rl.RetryAfter}
+	case errors.Is(err, ErrRoundClosed), errors.Is(err, ErrRoundNotOpen), errors.Is(err, ErrBaseMismatch):
+		return &protocol.ProtocolError{Code: protocol.CodeRoundClosed, Message: limit(err.Error())}
+	case errors.Is(err, ErrDuplicate):
+		return &protocol.ProtocolError{Code: protocol.CodeDuplicate, Message: limit(err.Error())}
+	case errors.Is(err, ErrUnknownNode), errors.Is(err, ErrRevoked), errors.Is(err, crypto.ErrUnknownNode):
+		return &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: limit(err.Error())}
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrModelPruned):
+		return &protocol.ProtocolError{Code: protocol.CodeNotFound, Message: limit(err.Error())}
+	case errors.Is(err, ErrBadUpdate), errors.Is(err, ErrInvalid):
+		return &protocol.ProtocolError{Code: protocol.CodeBadRequest, Message: limit(err.Error())}
+	case errors.Is(err, ErrClosed), errors.Is(err, context.DeadlineExceeded):
+		return &protocol.ProtocolError{Code: protocol.CodeUnavailable, RetryAfter: time.Second}
+	}
+	return &protocol.ProtocolError{Code: protocol.CodeInternal, Message: "internal error"}
+}
+
+// limit keeps an error message within the protocol's 1024-byte field.
+func limit(s string) string {
+	if len(s) > 1000 {
+		return s[:1000]
+	}
+	return s
+}
+
+// ProtocolAnnouncer pushes announcements through a protocol server's
+// broadcast.
+type ProtocolAnnouncer struct {
+	Server interface {
+		Broadcast(*protocol.RoundAnnouncement) error
+	}
+}
+
+// Announce implements Announcer.
+func (a ProtocolAnnouncer) Announce(an Announcement) {
+	_ = a.Server.Broadcast(&protocol.RoundAnnouncement{
+		JobID: an.Job, Round: an.Round, BaseVersion: an.BaseVersion, BaseHash: an.BaseHash,
+		Deadline: an.Deadline, ModelSize: uint64(crypto.UpdateHeaderLen + 8*an.Dim),
+		MinUpdates: uint32(an.MinUpdates), MaxUpdates: uint32(an.MaxUpdates),
+		Metadata: map[string]string{"task": an.Task, "dim": fmt.Sprint(an.Dim)},
+	})
+}

@@ -1,0 +1,173 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/protocol"
+)
+
+// quicCluster adds a protocol server on an in-memory network to every
+// member of a test cluster, at the member's advertised QUIC address.
+func quicCluster(t *testing.T, tc *testCluster) *protocol.MemNetwork {
+	t.Helper()
+	net := protocol.NewMemNetwork()
+	for i, m := range tc.members {
+		id, err := protocol.NewIdentity(tc.keys.coords[i].SigningKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := protocol.NewServer(protocol.Config{}, NewQUICHandler(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen(m.cfg.QUICAddr, id, m.VerifyNodeKey, protocol.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetAnnouncer(ProtocolAnnouncer{Server: srv})
+		m.SetQUICConnections(srv.Subscribers)
+		go srv.Serve(context.Background(), ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	return net
+}
+
+func (tc *testCluster) coordinatorKeys() []ed25519.PublicKey {
+	var out []ed25519.PublicKey
+	for _, c := range tc.keys.coords {
+		out = append(out, c.PublicKey())
+	}
+	return out
+}
+
+func dialNode(t *testing.T, net *protocol.MemNetwork, tc *testCluster, n *testNode, addr string) (*protocol.Client, error) {
+	t.Helper()
+	id, err := protocol.NewIdentity(n.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := protocol.Dial(ctx, net.Dialer(id, tc.coordinatorKeys(), protocol.Config{}), addr, protocol.Config{})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { cl.Close() })
+	if _, err := cl.Hello(ctx, &protocol.Hello{NodeID: n.id}); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// TestQUICRound drives a round end to end through the node protocol: a
+// node learns of the round by push, fetches the hash-checked base model,
+// submits a sealed update and gets its ack; a follower redirects to the
+// leader's QUIC address; an unenrolled key cannot even connect.
+func TestQUICRound(t *testing.T) {
+	tc := newTestCluster(t, 3, clusterOpts{})
+	net := quicCluster(t, tc)
+	nodes := newTestNodes(t, 3, 21)
+	tc.enroll(nodes[:2])
+	li := tc.leader()
+	l := tc.members[li]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	cl, err := dialNode(t, net, tc, nodes[0], l.cfg.QUICAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anns, err := cl.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("q", 5, 1, 2)
+	spec.InitialModel = Params{1, 2, 3, 4, 5}
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	var ann *protocol.RoundAnnouncement
+	select {
+	case ann = <-anns:
+	case <-ctx.Done():
+		t.Fatal("no announcement pushed")
+	}
+	if ann.JobID != "q" || ann.Round != 1 || ann.BaseVersion != 0 || ann.BaseHash != ModelHash(spec.InitialModel) || ann.MaxUpdates != 2 {
+		t.Fatalf("announcement %+v", ann)
+	}
+	raw, err := cl.FetchModel(ctx, "q", ann.BaseVersion, ann.BaseHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(raw)) != ann.ModelSize || sha256.Sum256(raw) != ann.BaseHash {
+		t.Fatalf("fetched %d bytes, announced %d", len(raw), ann.ModelSize)
+	}
+	base, err := crypto.DecodeUpdate(raw, 0)
+	if err != nil || fmt.Sprint(base) != "[1 2 3 4 5]" {
+		t.Fatalf("model %v %v", base, err)
+	}
+	sealed := nodes[0].seal(t, tc.keys, "q", 1, ann.BaseHash, []float64{1, 1, 1, 1, 1}, 3)
+	ack, err := cl.Submit(ctx, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.LeafIndex != 0 || ack.LogIndex == 0 {
+		t.Fatalf("ack %+v", ack)
+	}
+	if _, err := cl.Submit(ctx, nodes[0].seal(t, tc.keys, "q", 1, ann.BaseHash, []float64{2, 2, 2, 2, 2}, 3)); !errors.Is(err, protocol.CodeDuplicate) {
+		t.Fatalf("second update: %v, want duplicate", err)
+	}
+	if got := metricValue(t, l, "mfn_coordinator_quic_connections"); got != 1 {
+		t.Fatalf("quic connections gauge %v, want 1", got)
+	}
+
+	// A follower says who leads.
+	f := tc.members[(li+1)%3]
+	fc, err := dialNode(t, net, tc, nodes[1], f.cfg.QUICAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = fc.Submit(ctx, nodes[1].seal(t, tc.keys, "q", 1, ann.BaseHash, []float64{1, 1, 1, 1, 1}, 3))
+	var pe *protocol.ProtocolError
+	if !errors.As(err, &pe) || pe.Code != protocol.CodeNotLeader || pe.LeaderAddr != l.cfg.QUICAddr {
+		t.Fatalf("follower: %v, want not leader with %s", err, l.cfg.QUICAddr)
+	}
+
+	// An unenrolled key is refused at the handshake.
+	if _, err := dialNode(t, net, tc, nodes[2], l.cfg.QUICAddr); err == nil {
+		t.Fatal("unenrolled node connected")
+	}
+}
+
+func TestProtocolErrorMapping(t *testing.T) {
+	cases := []struct {
+		err  error
+		code protocol.Code
+	}{
+		{&NotLeaderError{LeaderID: "a", QUICAddr: "q"}, protocol.CodeNotLeader},
+		{&RateLimitedError{RetryAfter: time.Second}, protocol.CodeRateLimited},
+		{fmt.Errorf("x: %w", ErrRoundClosed), protocol.CodeRoundClosed},
+		{&DuplicateError{}, protocol.CodeDuplicate},
+		{ErrRevoked, protocol.CodeUnauthorized},
+		{ErrUnknownNode, protocol.CodeUnauthorized},
+		{ErrNotFound, protocol.CodeNotFound},
+		{ErrBadUpdate, protocol.CodeBadRequest},
+		{ErrClosed, protocol.CodeUnavailable},
+		{errors.New("boom"), protocol.CodeInternal},
+	}
+	for _, c := range cases {
+		if got := ProtocolError(c.err); got.Code != c.code {
+			t.Errorf("%v → %v, want %v", c.err, got.Code, c.code)
+		}
+	}
+	if pe := ProtocolError(&NotLeaderError{LeaderID: "a", QUICAddr: "q:1"}); pe.LeaderAddr != "q:1" {
+		t.Errorf("leader address lost: %+v", pe)
+	}
+}
