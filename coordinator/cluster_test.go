@@ -169,6 +169,10 @@ type clusterOpts struct {
 	tick      time.Duration
 	logLevel  slog.Level
 	nodeRate  float64
+	// voters is how many members are bootstrapped (0: all); the others
+	// start without state, to be added later.
+	voters   int
+	httpAddr func(i int) string
 }
 
 func fastRaftConfig() *raft.Config {
@@ -195,11 +199,16 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 	}
 	tc := &testCluster{t: t, keys: newTestKeys(t, n, 1), clock: newFakeClock(), down: make([]bool, n)}
 	logger := newTestLogger(t, o.logLevel)
+	if o.voters == 0 {
+		o.voters = n
+	}
 	var servers []raft.Server
 	for i := range n {
 		addr, tr := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
 		tc.trans = append(tc.trans, tr)
-		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("c%d", i)), Address: addr})
+		if i < o.voters {
+			servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("c%d", i)), Address: addr})
+		}
 	}
 	for i := range n {
 		for j := range n {
@@ -225,6 +234,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.announcer != nil {
 			cfg.Announcer = o.announcer(i)
+		}
+		if o.httpAddr != nil {
+			cfg.HTTPAddr = o.httpAddr(i)
 		}
 		c, err := New(cfg)
 		if err != nil {
