@@ -209,8 +209,15 @@ func Open(sealed []byte, ids []age.Identity, keys NodeKeyLookup, limits Limits) 
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	// The first chunk holds the statement. Anyone can encrypt to the
-	// coordinators, so verify it before allocating for the whole update.
-	first, err := p.decrypt(0, make([]byte, 0, min(p.size, ageChunk)))
+	// coordinators, so verify it before allocating for a multi-chunk
+	// update; a single-chunk container is decrypted in place.
+	var plain, first []byte
+	if p.chunks == 1 {
+		plain = make([]byte, p.size)
+		first, err = p.decrypt(0, plain[:0])
+	} else {
+		first, err = p.decrypt(0, make([]byte, 0, ageChunk))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
@@ -218,8 +225,10 @@ func Open(sealed []byte, ids []age.Identity, keys NodeKeyLookup, limits Limits) 
 	if err != nil {
 		return nil, err
 	}
-	plain := make([]byte, p.size)
-	copy(plain, first)
+	if plain == nil {
+		plain = make([]byte, p.size)
+		copy(plain, first)
+	}
 	op.setBuffer(plain, updOff)
 	// Decrypt the rest in place and hash each chunk while it is in cache.
 	h := sha256.New()
