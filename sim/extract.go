@@ -39,30 +39,44 @@ func (e *NonFiniteError) Unwrap() error { return ErrNonFinite }
 // a *NonFiniteError (wrapping ErrNonFinite) naming the first NaN/Inf.
 func ExtractFeatures(history []float64, steps, n int) (Features, error) {
 	var f Features
-	if err := checkHistory(history, steps, n); err != nil {
+	if err := checkShape(history, steps, n); err != nil {
 		return f, err
 	}
 	cells := n * n
 	ts := newTemporal(cells)
 	scratch := make([]float64, 2*cells)
+	finite := true
 	for t := range steps {
 		cur := history[t*cells : (t+1)*cells]
 		var st frameStat
 		var prev []float64
-		if t > 0 {
+		if t == 0 {
+			for r := range n {
+				st.energy += rowEnergy(cur[r*n : (r+1)*n])
+			}
+		} else {
 			prev = history[(t-1)*cells : t*cells]
-		}
-		for r := range n {
-			row := cur[r*n : (r+1)*n]
-			st.energy += rowEnergy(row)
-			if prev != nil {
-				sd, sd2, md := rowDiff(row, prev[r*n:(r+1)*n])
+			for r := range n {
+				e, sd, sd2, md := rowStats(cur[r*n:(r+1)*n], prev[r*n:(r+1)*n])
+				st.energy += e
 				st.sumD += sd
 				st.sumD2 += sd2
 				st.maxD = max(st.maxD, md)
 			}
 		}
+		// Σv² is finite iff every value of the frame is finite (or the
+		// values are so large that it overflows, which is rejected too).
+		if math.IsInf(st.energy, 0) || math.IsNaN(st.energy) {
+			finite = false
+			break
+		}
 		ts.addFrame(st, func() float64 { return exactDiffStd(cur, prev, scratch) })
+	}
+	if !finite {
+		if err := checkFinite(history, n); err != nil {
+			return f, err
+		}
+		return f, fmt.Errorf("%w: |V| so large that Σ V² overflows", ErrNonFinite)
 	}
 	ts.result(&f)
 	var sc staticScratch
@@ -78,7 +92,7 @@ func ExtractFeatures(history []float64, steps, n int) (Features, error) {
 // run that produced the history bit for bit. It returns NaN if the
 // history's length does not match steps·n·n or it holds a NaN or ±Inf.
 func HistoryLyapunov(history []float64, steps, n int) float64 {
-	if checkHistory(history, steps, n) != nil {
+	if checkShape(history, steps, n) != nil || checkFinite(history, n) != nil {
 		return math.NaN()
 	}
 	cells := n * n
@@ -88,7 +102,7 @@ func HistoryLyapunov(history []float64, steps, n int) float64 {
 		prev := history[(t-1)*cells : t*cells]
 		s2 := 0.0
 		for r := range n {
-			_, sd2, _ := rowDiff(cur[r*n:(r+1)*n], prev[r*n:(r+1)*n])
+			_, _, sd2, _ := rowStats(cur[r*n:(r+1)*n], prev[r*n:(r+1)*n])
 			s2 += sd2
 		}
 		if norm := math.Sqrt(s2) / 1000; norm > lyapunovMinNorm {
@@ -102,14 +116,19 @@ func HistoryLyapunov(history []float64, steps, n int) float64 {
 	return sum / float64(count)
 }
 
-// checkHistory validates the shape of a history and that it is finite.
-func checkHistory(history []float64, steps, n int) error {
+// checkShape validates the shape of a history.
+func checkShape(history []float64, steps, n int) error {
 	if steps < 1 || n < 1 {
 		return fmt.Errorf("%w: steps %d and n %d must be ≥ 1", ErrShape, steps, n)
 	}
 	if n > 1<<15 || steps > math.MaxInt/(n*n) || len(history) != steps*n*n {
 		return fmt.Errorf("%w: %d values for %d frames of %d×%d", ErrShape, len(history), steps, n, n)
 	}
+	return nil
+}
+
+// checkFinite returns a *NonFiniteError for the first NaN or ±Inf.
+func checkFinite(history []float64, n int) error {
 	for k, v := range history {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			cells := n * n

@@ -88,12 +88,13 @@ func SimulateContext(ctx context.Context, cfg Config, withHistory bool) (*Result
 	if cfg.GridSize >= parallelMinGrid && runtime.GOMAXPROCS(0) >= 2 {
 		workers = 2
 	}
-	return run(ctx, cfg, withHistory, workers)
+	return run(ctx, cfg, withHistory, workers, false)
 }
 
-// run is SimulateContext with an explicit number of row workers (1 or 2).
-func run(ctx context.Context, cfg Config, withHistory bool, workers int) (*Result, error) {
-	s := newSimulation(cfg, workers)
+// run is SimulateContext with an explicit number of row workers (1 or 2)
+// and the Turing shortcut optionally disabled.
+func run(ctx context.Context, cfg Config, withHistory bool, workers int, forceTuring bool) (*Result, error) {
+	s := newSimulation(cfg, workers, forceTuring)
 	res := &Result{N: s.n, Steps: cfg.Steps}
 	cells := s.n * s.n
 	if withHistory {
@@ -151,10 +152,14 @@ func run(ctx context.Context, cfg Config, withHistory bool, workers int) (*Resul
 // simulation is the state of one run. Fields are double-buffered: a step
 // reads v, a, in and writes vNext, aNext, inNext, then the buffers swap.
 type simulation struct {
-	cfg  Config
-	n    int
-	rng  *rand.Rand // main stream: initial state and growth events
-	seed uint64     // key of the per-row jitter streams
+	cfg Config
+	n   int
+
+	// turingLive is false when turingCanFire proved that the Turing
+	// update cannot affect the result.
+	turingLive bool
+	rng        *rand.Rand // main stream: initial state and growth events
+	seed       uint64     // key of the per-row jitter streams
 
 	v, a, in             []float64
 	vNext, aNext, inNext []float64
@@ -177,17 +182,19 @@ type simulation struct {
 type rowResult struct {
 	frameStat
 	turing, clamped int
-	check           float64 // NaN iff the row produced a non-finite value
+	nonFinite       bool // the row produced a NaN
 }
 
 // rowWorker holds one goroutine's scratch rows and its jitter stream.
 type rowWorker struct {
-	lapV, lapA, lapI []float64
-	pcg              *rand.PCG
-	rng              *rand.Rand
+	lapA, lapI []float64
+	pcg        *rand.PCG
+	rng        *rand.Rand
 }
 
-func newSimulation(cfg Config, workers int) *simulation {
+// newSimulation draws the initial state. forceTuring disables the Turing
+// shortcut (see turingCanFire); tests use it to show the shortcut exact.
+func newSimulation(cfg Config, workers int, forceTuring bool) *simulation {
 	n := cfg.GridSize
 	cells := n * n
 	s := &simulation{
@@ -207,7 +214,7 @@ func newSimulation(cfg Config, workers int) *simulation {
 	for range workers {
 		pcg := rand.NewPCG(0, 0)
 		s.workers = append(s.workers, &rowWorker{
-			lapV: make([]float64, n), lapA: make([]float64, n), lapI: make([]float64, n),
+			lapA: make([]float64, n), lapI: make([]float64, n),
 			pcg: pcg, rng: rand.New(pcg),
 		})
 	}
@@ -223,6 +230,7 @@ func newSimulation(cfg Config, workers int) *simulation {
 		for k := range s.in {
 			s.in[k] = morphogenInit * s.rng.Float64()
 		}
+		s.turingLive = forceTuring || turingCanFire(s.a, cfg)
 	}
 	return s
 }
@@ -247,7 +255,7 @@ func (s *simulation) growth() {
 // the feature accumulator and swaps the buffers.
 func (s *simulation) finishStep() error {
 	var st frameStat
-	check := 0.0
+	nonFinite := false
 	for r := range s.rows {
 		rr := &s.rows[r]
 		st.energy += rr.energy
@@ -256,9 +264,9 @@ func (s *simulation) finishStep() error {
 		st.maxD = max(st.maxD, rr.maxD)
 		s.metrics.TuringActivations += rr.turing
 		s.metrics.ClampedCells += rr.clamped
-		check += rr.check
+		nonFinite = nonFinite || rr.nonFinite
 	}
-	if math.IsNaN(check) {
+	if nonFinite {
 		return s.locateNonFinite()
 	}
 	if s.spikeRow >= 0 {
@@ -327,18 +335,39 @@ func (s *simulation) neighbours(f []float64, r int) (up, down []float64) {
 func laplacianRow(dst, u, c, d []float64, b Boundary) {
 	n := len(c)
 	dst, u, d = dst[:n], u[:n], d[:n]
-	var left0, rightN float64 // outside neighbours of the first and last cell
-	switch b {
-	case Periodic:
-		left0, rightN = c[n-1], c[0]
-	case Neumann:
-		left0, rightN = c[0], c[n-1]
-	}
+	left0, rightN := horizontalEdges(c, b)
 	dst[0] = u[0] + d[0] + left0 + c[1] - 4.0*c[0]
 	for j := 1; j < n-1; j++ {
 		dst[j] = u[j] + d[j] + c[j-1] + c[j+1] - 4.0*c[j]
 	}
 	dst[n-1] = u[n-1] + d[n-1] + c[n-2] + rightN - 4.0*c[n-1]
+}
+
+// horizontalEdges returns the outside neighbours of the first and the last
+// cell of row c under boundary rule b.
+func horizontalEdges(c []float64, b Boundary) (left0, rightN float64) {
+	n := len(c)
+	switch b {
+	case Periodic:
+		return c[n-1], c[0]
+	case Neumann:
+		return c[0], c[n-1]
+	}
+	return 0, 0
+}
+
+// diffuseRow writes row c + alpha·∇²c (c between rows u and d) into dst,
+// forming the Laplacian as up + down + left + right − 4·centre like the
+// reference. len(c) ≥ 2.
+func diffuseRow(dst, u, c, d []float64, alpha float64, b Boundary) {
+	n := len(c)
+	dst, u, d = dst[:n], u[:n], d[:n]
+	left0, rightN := horizontalEdges(c, b)
+	dst[0] = c[0] + alpha*(u[0]+d[0]+left0+c[1]-4.0*c[0])
+	for j := 1; j < n-1; j++ {
+		dst[j] = c[j] + alpha*(u[j]+d[j]+c[j-1]+c[j+1]-4.0*c[j])
+	}
+	dst[n-1] = c[n-1] + alpha*(u[n-1]+d[n-1]+c[n-2]+rightN-4.0*c[n-1])
 }
 
 // row computes row r of the next state: diffusion, Turing step, jitter and
@@ -352,39 +381,50 @@ func (w *rowWorker) row(s *simulation, r int) {
 
 	c := s.v[lo:hi]
 	u, d := s.neighbours(s.v, r)
-	lapV := w.lapV[:n]
-	laplacianRow(lapV, u, c, d, cfg.Boundary)
 	vn := s.vNext[lo:hi]
-	alpha := cfg.Alpha
-	for j := range vn {
-		vn[j] = c[j] + alpha*lapV[j]
-	}
+	diffuseRow(vn, u, c, d, cfg.Alpha, cfg.Boundary)
 
-	check := 0.0
-	if cfg.TuringEnabled {
-		ac := s.a[lo:hi]
+	if s.turingLive {
+		ac, ic := s.a[lo:hi], s.in[lo:hi]
 		au, ad := s.neighbours(s.a, r)
-		ic := s.in[lo:hi]
 		iu, id := s.neighbours(s.in, r)
 		lapA, lapI := w.lapA[:n], w.lapI[:n]
 		laplacianRow(lapA, au, ac, ad, cfg.Boundary)
 		laplacianRow(lapI, iu, ic, id, cfg.Boundary)
 		an, inn := s.aNext[lo:hi], s.inNext[lo:hi]
+		vn := vn[:n]
 		da, di, ra, ri, theta := cfg.Da, cfg.Di, cfg.Ra, cfg.Ri, cfg.TuringThreshold
 		turing := 0
+		nonFinite := false
 		for j := range an {
 			a, i := ac[j], ic[j]
 			na := a + (da*lapA[j] + ra*(a*(1-a)-i))
 			ni := i + (di*lapI[j] + ri*(a-i))
-			check += (na - na) + (ni - ni)
 			if na > theta {
 				vn[j] += turingBoost
 				turing++
 			}
-			an[j] = min(max(na, 0), 1)
-			inn[j] = min(max(ni, 0), 1)
+			// Clamp to [0, 1]; the negated test also catches NaN.
+			if !(na >= 0) {
+				if !(na < 0) {
+					nonFinite = true
+				}
+				na = 0
+			} else if na > 1 {
+				na = 1
+			}
+			if !(ni >= 0) {
+				if !(ni < 0) {
+					nonFinite = true
+				}
+				ni = 0
+			} else if ni > 1 {
+				ni = 1
+			}
+			an[j], inn[j] = na, ni
 		}
 		rr.turing = turing
+		rr.nonFinite = nonFinite
 	}
 
 	if cfg.QuantumJitter {
@@ -396,9 +436,15 @@ func (w *rowWorker) row(s *simulation, r int) {
 	}
 
 	clamped := 0
+	nonFinite := false
 	for j, x := range vn {
-		check += x - x
-		if x < vClampLow {
+		// The negated test sends NaN down the rare branch; ±Inf is
+		// clamped like any other out-of-range value.
+		if !(x >= vClampLow) {
+			if !(x < vClampLow) {
+				nonFinite = true
+				continue
+			}
 			vn[j] = vClampLow
 			clamped++
 		} else if x > vClampHigh {
@@ -407,16 +453,46 @@ func (w *rowWorker) row(s *simulation, r int) {
 		}
 	}
 	rr.clamped = clamped
-	rr.check = check
+	rr.nonFinite = rr.nonFinite || nonFinite
 
-	rr.energy = rowEnergy(vn)
-	if s.step > 1 {
-		prev := c
-		if r == s.spikeRow {
-			prev = s.spikePrev
-		}
-		rr.sumD, rr.sumD2, rr.maxD = rowDiff(vn, prev)
+	if s.step == 1 {
+		rr.energy = rowEnergy(vn)
+		return
 	}
+	prev := c
+	if r == s.spikeRow {
+		prev = s.spikePrev
+	}
+	rr.energy, rr.sumD, rr.sumD2, rr.maxD = rowStats(vn, prev)
+}
+
+// turingCanFire reports whether, starting from the activator field a, any
+// cell's updated activator can exceed θ within steps steps. If not, the
+// Turing update cannot change V, the metrics or the features (a and i are
+// not part of the Result), and Simulate skips it with bit-identical output.
+//
+// The bound: write a + D_a·∇²a = (1−4D_a)·a + D_a·Σ neighbours, a convex
+// combination because D_a < 1/4 (outside cells are copies of inside cells
+// or 0), so it is at most M = max a. The reaction adds
+// r_a·(a(1−a) − i) ≤ r_a·g(M) with g(M) = M(1−M) for M ≤ ½ and ¼ above,
+// because a ∈ [0, M] and i ≥ 0. So max a grows by at most r_a·g(M) per
+// step; 1e-12 per step covers rounding (each update's error is below 1e-15).
+func turingCanFire(a []float64, cfg Config) bool {
+	m := 0.0
+	for _, x := range a {
+		m = math.Max(m, x)
+	}
+	for range cfg.Steps {
+		g := 0.25
+		if m <= 0.5 {
+			g = m * (1 - m)
+		}
+		m += cfg.Ra*g + 1e-12
+		if m > cfg.TuringThreshold {
+			return true
+		}
+	}
+	return false
 }
 
 // rowStreamSeed derives the seed of the jitter stream of row r in the

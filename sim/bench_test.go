@@ -1,0 +1,51 @@
+package sim
+
+import (
+	"fmt"
+	"testing"
+)
+
+// benchConfig is the default configuration on an n×n grid for steps steps.
+func benchConfig(n, steps int) Config {
+	cfg := DefaultConfig()
+	cfg.GridSize, cfg.Steps, cfg.Seed = n, steps, 42
+	return cfg
+}
+
+// BenchmarkSimulate measures a full run (features and Lyapunov included,
+// no history) with default parameters. The 64x64x200 and 256x256x200 cases
+// exist to show that allocations per run do not grow with the step count.
+func BenchmarkSimulate(b *testing.B) {
+	for _, bc := range []struct{ n, steps int }{{64, 100}, {256, 100}, {64, 200}, {256, 200}} {
+		b.Run(fmt.Sprintf("%dx%dx%d", bc.n, bc.n, bc.steps), func(b *testing.B) {
+			cfg := benchConfig(bc.n, bc.steps)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Simulate(cfg, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFeatures measures ExtractFeatures on a 100-step 64×64 history.
+func BenchmarkFeatures(b *testing.B) {
+	for _, bc := range []struct{ n, steps int }{{64, 100}} {
+		b.Run(fmt.Sprintf("%dx%dx%d", bc.n, bc.n, bc.steps), func(b *testing.B) {
+			cfg := benchConfig(bc.n, bc.steps)
+			cfg.QuantumJitter = true // a lively field, with clusters
+			cfg.SpikeProbability = 0.9
+			res, err := Simulate(cfg, true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ExtractFeatures(res.History, bc.steps, bc.n); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
