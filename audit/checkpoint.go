@@ -133,14 +133,20 @@ func checkCanonicalSignatures(msg []byte) error {
 // ParseCheckpointBody parses an (unsigned) checkpoint body. The origin line
 // must be non-empty, the size canonical decimal (no sign, no leading zeros,
 // fits uint64), the root standard padded base64 of exactly 32 bytes, and
-// every extension line non-empty; the text must end with a newline. Errors
-// wrap ErrMalformed.
+// every extension line non-empty; the text must be UTF-8 without control
+// characters other than newlines and end with a newline. Errors wrap
+// ErrMalformed.
 func ParseCheckpointBody(text []byte) (*Checkpoint, error) {
 	if len(text) > MaxCheckpointLen {
 		return nil, fmt.Errorf("audit: checkpoint body is %d bytes: %w", len(text), ErrTooLarge)
 	}
 	if !utf8.Valid(text) || len(text) == 0 || text[len(text)-1] != '\n' {
 		return nil, fmt.Errorf("audit: checkpoint body must be UTF-8 text ending in a newline: %w", ErrMalformed)
+	}
+	// As in signed notes, no control characters but newlines (this also
+	// keeps '\r', which base64 decoders skip, out of the root line).
+	if i := bytes.IndexFunc(text, func(r rune) bool { return r < 0x20 && r != '\n' }); i >= 0 {
+		return nil, fmt.Errorf("audit: checkpoint body has a control character at byte %d: %w", i, ErrMalformed)
 	}
 	lines := strings.Split(string(text[:len(text)-1]), "\n")
 	if len(lines) < 3 {

@@ -93,8 +93,10 @@ func TestCheckpointBodyStrict(t *testing.T) {
 		"o\n5\n" + root + "\n\n",    // empty extension line
 		"o\n5\n" + root + " \n",     // trailing space in root
 		"o\n5\n" + strings.Replace(root, "=", "9", 1) + "\n",
-		"o\n5\n" + root[:42] + "9=\n", // non-zero padding bits
-		"\xff\n5\n" + root + "\n",     // invalid UTF-8
+		"o\n5\n" + root[:42] + "9=\n",                  // non-zero padding bits
+		"\xff\n5\n" + root + "\n",                      // invalid UTF-8
+		"o\n5\n" + root[:20] + "\r" + root[20:] + "\n", // CR, which base64 decoding skips
+		"o\t\n5\n" + root + "\n",                       // control character
 	}
 	for _, b := range bad {
 		if _, err := ParseCheckpointBody([]byte(b)); !errors.Is(err, ErrMalformed) {
