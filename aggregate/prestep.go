@@ -71,7 +71,6 @@ func (p *NNM) Apply(updates [][]float64, weights []float64) (PreResult, error) {
 	k := n - p.F
 	dist := pairwiseSqDist(updates)
 	res := PreResult{Weights: slices.Clone(weights), Sources: make([][]int, n), Owner: allIndices(n)}
-	rows := make([][][]float64, n)
 	order := make([]int, n)
 	for i := 0; i < n; i++ {
 		for j := range order {
@@ -87,27 +86,55 @@ func (p *NNM) Apply(updates [][]float64, weights []float64) (PreResult, error) {
 		nb := slices.Clone(order[:k])
 		slices.Sort(nb)
 		res.Sources[i] = nb
-		rows[i] = make([][]float64, k)
-		for m, j := range nb {
-			rows[i][m] = updates[j]
+	}
+	// Outputs are computed four at a time (vec.Combine4): each group reads
+	// the union of its members' neighbourhoods once per block of
+	// coordinates, with coefficient 1/k for a neighbour and 0 otherwise.
+	// A zero coefficient adds nothing, so every output is the sum of its
+	// own neighbours in ascending order whatever its group.
+	type group struct {
+		out  [4]int
+		rows [][]float64
+		coef []float64
+	}
+	groups := make([]group, 0, (n+3)/4)
+	for g0 := 0; g0 < n; g0 += 4 {
+		var gr group
+		var union []int
+		for r := range gr.out {
+			gr.out[r] = min(g0+r, n-1) // pad the last group by repeating an output
+			union = append(union, res.Sources[gr.out[r]]...)
 		}
+		slices.Sort(union)
+		union = slices.Compact(union)
+		gr.rows = make([][]float64, len(union))
+		gr.coef = make([]float64, 4*len(union))
+		for m, j := range union {
+			gr.rows[m] = updates[j]
+			for r := range gr.out {
+				if _, ok := slices.BinarySearch(res.Sources[gr.out[r]], j); ok {
+					gr.coef[r*len(union)+m] = 1 / float64(k)
+				}
+			}
+		}
+		groups = append(groups, gr)
 	}
 	buf := make([]float64, n*d)
 	res.Updates = make([][]float64, n)
 	for i := range res.Updates {
 		res.Updates[i] = buf[i*d : (i+1)*d : (i+1)*d]
 	}
-	coef := make([]float64, k)
-	for m := range coef {
-		coef[m] = 1 / float64(k)
-	}
 	chunk := chunkLen(n)
 	nchunks := (d + chunk - 1) / chunk
-	parallelFor(nchunks, int64(n)*int64(k)*int64(d), func(c int) {
+	parallelFor(nchunks, int64(n)*int64(n)*int64(d), func(c int) {
 		lo := c * chunk
 		hi := min(d, lo+chunk)
-		for i := 0; i < n; i++ {
-			vec.Combine(res.Updates[i][lo:hi], rows[i], coef, lo)
+		var dst [4][]float64
+		for _, gr := range groups {
+			for r, i := range gr.out {
+				dst[r] = res.Updates[i][lo:hi]
+			}
+			vec.Combine4(&dst, gr.rows, gr.coef, lo)
 		}
 	})
 	return res, nil

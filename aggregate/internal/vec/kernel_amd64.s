@@ -287,3 +287,132 @@ gdone:
 	STORESUM(Y11, X11, 88)
 	VZEROUPPER
 	RET
+
+// One row j of the 4-output kernel over 12 elements: x = rows[j][pos:pos+12]
+// in Y12–Y14, each output's coefficient broadcast through Y15.
+#define C4ROW12 \
+	MOVQ (SI)(AX*8), BX; \
+	ADDQ R8, BX; \
+	VMOVUPD (BX), Y12; \
+	VMOVUPD 32(BX), Y13; \
+	VMOVUPD 64(BX), Y14; \
+	VBROADCASTSD (DX)(AX*8), Y15; \
+	VFMADD231PD Y12, Y15, Y0; \
+	VFMADD231PD Y13, Y15, Y1; \
+	VFMADD231PD Y14, Y15, Y2; \
+	VBROADCASTSD (R11)(AX*8), Y15; \
+	VFMADD231PD Y12, Y15, Y3; \
+	VFMADD231PD Y13, Y15, Y4; \
+	VFMADD231PD Y14, Y15, Y5; \
+	VBROADCASTSD (R12)(AX*8), Y15; \
+	VFMADD231PD Y12, Y15, Y6; \
+	VFMADD231PD Y13, Y15, Y7; \
+	VFMADD231PD Y14, Y15, Y8; \
+	VBROADCASTSD (R13)(AX*8), Y15; \
+	VFMADD231PD Y12, Y15, Y9; \
+	VFMADD231PD Y13, Y15, Y10; \
+	VFMADD231PD Y14, Y15, Y11
+
+// func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int)
+// dst[r][i] = Σ_j coef[r*k+j]·rows[j][off+i] for r < 4, i < n; k ≥ 1; n a
+// positive multiple of 4. A register tile of 4 outputs × 12 elements is
+// kept in Y0–Y11 while the k rows stream through: each loaded row segment
+// feeds four outputs, so the rows are read a quarter as often as by
+// combineAsm.
+TEXT ·combine4Asm(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ rows+8(FP), SI
+	MOVQ coef+16(FP), DX
+	MOVQ k+24(FP), CX
+	MOVQ off+32(FP), R9
+	SHLQ $3, R9           // byte offset of element off
+	MOVQ n+40(FP), R10
+	SHLQ $3, R10          // bytes to produce
+	LEAQ (DX)(CX*8), R11  // coefficient rows 1..3
+	LEAQ (R11)(CX*8), R12
+	LEAQ (R12)(CX*8), R13
+	XORQ R14, R14         // byte position within the outputs
+
+c4b12:
+	MOVQ R10, R8
+	SUBQ R14, R8
+	CMPQ R8, $96
+	JLT  c4b4
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	LEAQ (R9)(R14*1), R8  // byte offset of this block in every row
+	XORQ AX, AX
+
+c4row12:
+	C4ROW12
+	INCQ AX
+	CMPQ AX, CX
+	JLT  c4row12
+	MOVQ 0(DI), BX
+	VMOVUPD Y0, (BX)(R14*1)
+	VMOVUPD Y1, 32(BX)(R14*1)
+	VMOVUPD Y2, 64(BX)(R14*1)
+	MOVQ 8(DI), BX
+	VMOVUPD Y3, (BX)(R14*1)
+	VMOVUPD Y4, 32(BX)(R14*1)
+	VMOVUPD Y5, 64(BX)(R14*1)
+	MOVQ 16(DI), BX
+	VMOVUPD Y6, (BX)(R14*1)
+	VMOVUPD Y7, 32(BX)(R14*1)
+	VMOVUPD Y8, 64(BX)(R14*1)
+	MOVQ 24(DI), BX
+	VMOVUPD Y9, (BX)(R14*1)
+	VMOVUPD Y10, 32(BX)(R14*1)
+	VMOVUPD Y11, 64(BX)(R14*1)
+	ADDQ $96, R14
+	JMP  c4b12
+
+c4b4:
+	CMPQ R14, R10
+	JGE  c4done
+	VXORPD Y0, Y0, Y0
+	VXORPD Y3, Y3, Y3
+	VXORPD Y6, Y6, Y6
+	VXORPD Y9, Y9, Y9
+	LEAQ (R9)(R14*1), R8
+	XORQ AX, AX
+
+c4row4:
+	MOVQ (SI)(AX*8), BX
+	ADDQ R8, BX
+	VMOVUPD (BX), Y12
+	VBROADCASTSD (DX)(AX*8), Y15
+	VFMADD231PD Y12, Y15, Y0
+	VBROADCASTSD (R11)(AX*8), Y15
+	VFMADD231PD Y12, Y15, Y3
+	VBROADCASTSD (R12)(AX*8), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VBROADCASTSD (R13)(AX*8), Y15
+	VFMADD231PD Y12, Y15, Y9
+	INCQ AX
+	CMPQ AX, CX
+	JLT  c4row4
+	MOVQ 0(DI), BX
+	VMOVUPD Y0, (BX)(R14*1)
+	MOVQ 8(DI), BX
+	VMOVUPD Y3, (BX)(R14*1)
+	MOVQ 16(DI), BX
+	VMOVUPD Y6, (BX)(R14*1)
+	MOVQ 24(DI), BX
+	VMOVUPD Y9, (BX)(R14*1)
+	ADDQ $32, R14
+	JMP  c4b4
+
+c4done:
+	VZEROUPPER
+	RET

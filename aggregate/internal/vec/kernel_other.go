@@ -17,3 +17,7 @@ func combineAsm(dst *float64, rows **float64, coef *float64, k, off, n int) { pa
 func gram3x4Asm(a0, a1, a2, b0, b1, b2, b3 *float64, n int, out *[12]float64) {
 	panic("unreachable")
 }
+
+func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int) {
+	panic("unreachable")
+}

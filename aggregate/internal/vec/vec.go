@@ -52,7 +52,7 @@ func Combine(dst []float64, rows [][]float64, coef []float64, off int) {
 		return
 	}
 	if useAsm && n >= 4 {
-		var buf [64]*float64
+		var buf [256]*float64
 		var ptrs []*float64
 		if len(rows) <= len(buf) {
 			ptrs = buf[:len(rows)]
@@ -70,6 +70,68 @@ func Combine(dst []float64, rows [][]float64, coef []float64, off int) {
 		return
 	}
 	CombineGeneric(dst, rows, coef, off)
+}
+
+// Combine4 computes four combinations of the same rows at once:
+// dst[r][k] = Σ_j coef[r*len(rows)+j]·rows[j][off+k] for r < 4 and
+// k < len(dst[0]). The four dst slices must have equal lengths and must not
+// overlap any row; each row must hold off+len(dst[0]) elements; coef holds
+// 4·len(rows) values, one row of coefficients per output. Loading each row
+// segment once for four outputs makes it about four times lighter on the
+// cache than four Combine calls when the rows are reused (nearest-neighbour
+// mixing).
+func Combine4(dst *[4][]float64, rows [][]float64, coef []float64, off int) {
+	n := len(dst[0])
+	k := len(rows)
+	_ = coef[:4*k]
+	for r := range dst {
+		_ = dst[r][:n]
+	}
+	for _, row := range rows {
+		_ = row[off : off+n]
+	}
+	if n == 0 {
+		return
+	}
+	if k == 0 {
+		for r := range dst {
+			clear(dst[r][:n])
+		}
+		return
+	}
+	if useAsm && n >= 4 {
+		var buf [256]*float64
+		var ptrs []*float64
+		if k <= len(buf) {
+			ptrs = buf[:k]
+		} else {
+			ptrs = make([]*float64, k)
+		}
+		for j, row := range rows {
+			ptrs[j] = &row[0]
+		}
+		var dp [4]*float64
+		for r := range dst {
+			dp[r] = &dst[r][0]
+		}
+		n4 := n &^ 3
+		combine4Asm(&dp, &ptrs[0], &coef[0], k, off, n4)
+		if n4 < n {
+			for r := range dst {
+				combineGenericRange(dst[r], rows, coef[r*k:(r+1)*k], off, n4, n)
+			}
+		}
+		return
+	}
+	Combine4Generic(dst, rows, coef, off)
+}
+
+// Combine4Generic is the portable implementation of Combine4.
+func Combine4Generic(dst *[4][]float64, rows [][]float64, coef []float64, off int) {
+	k := len(rows)
+	for r := range dst {
+		CombineGeneric(dst[r][:len(dst[0])], rows, coef[r*k:(r+1)*k], off)
+	}
 }
 
 // Gram3x4 adds to out[r*4+c] the dot product of a[r] and b[c] for r < 3,

@@ -120,6 +120,44 @@ func TestCombineMatchesGeneric(t *testing.T) {
 	}
 }
 
+func TestCombine4MatchesGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for trial := 0; trial < 150; trial++ {
+		k := r.IntN(40)
+		n := r.IntN(300)
+		off := r.IntN(9)
+		if trial < len(sizes) {
+			n = sizes[trial]
+		}
+		rows := make([][]float64, k)
+		for j := range rows {
+			rows[j] = randVec(r, off+n+r.IntN(3))
+		}
+		coef := randVec(r, 4*k)
+		var got, want [4][]float64
+		for q := range got {
+			got[q] = make([]float64, n)
+			want[q] = make([]float64, n)
+			for i := range got[q] {
+				got[q][i] = math.NaN()
+			}
+		}
+		Combine4(&got, rows, coef, off)
+		Combine4Generic(&want, rows, coef, off)
+		for q := range got {
+			for i := range got[q] {
+				scale := 0.0
+				for j := range rows {
+					scale += math.Abs(coef[q*k+j] * rows[j][off+i])
+				}
+				if !closeTo(got[q][i], want[q][i], scale) {
+					t.Fatalf("k=%d n=%d off=%d: dst[%d][%d] = %.17g, generic %.17g", k, n, off, q, i, got[q][i], want[q][i])
+				}
+			}
+		}
+	}
+}
+
 func TestGram3x4MatchesGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for trial := 0; trial < 150; trial++ {
