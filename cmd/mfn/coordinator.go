@@ -1,0 +1,413 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/coordinator"
+	mfncrypto "github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/protocol"
+)
+
+func init() { registerCommand(newCoordinatorCmd) }
+
+const coordinatorLong = `coordinator runs one member of the MFN coordinator cluster: a Raft node
+(hashicorp/raft, state in --data-dir) that replicates enrolled nodes, jobs,
+rounds, accepted updates, models and the audit log; while it leads, it runs
+the training rounds and accepts sealed updates from edge nodes over QUIC.
+
+Ports (all authenticated and encrypted except the HTTP endpoints):
+  --raft-addr  Raft between coordinators: TCP with mutual TLS 1.3; each
+               member presents its Ed25519 identity and accepts only the
+               keys in --peer-keys (and members admitted by a join)
+  --quic-addr  nodes: QUIC + TLS 1.3; only enrolled, non-revoked node keys
+  --http-addr  /healthz, /readyz, /metrics and the join route
+
+Keys:
+  --identity DIR   this member's keys from "mfn keygen --role coordinator"
+                   (Ed25519 signing key and age identity)
+  --log-key FILE   the cluster's audit log signing key (log.skey from
+                   "mfn audit keygen"; its name is the cluster origin);
+                   the verifier key is read from log.vkey beside it unless
+                   --log-verifier says otherwise
+  --peer-keys FILE the coordinator public keys of the cluster, one per line
+                   ("mfn-ed25519:<base64>", optionally after a name;
+                   # starts a comment), this member's own included or not
+
+Starting a cluster: give every initial member the same --bootstrap list
+"id=raftaddr,...". Adding a member later: start it with --join pointing at
+any member's HTTP address; its key must be in the others' --peer-keys.
+A member whose --data-dir holds Raft state rejoins its cluster from it and
+ignores --bootstrap and --join, so restarting with unchanged flags is safe.
+
+Data directory: raft.db (bbolt log and stable store) and snapshots/ (the
+last two FSM snapshots). SIGTERM or SIGINT shuts down gracefully: a leader
+first hands its leadership to another member.`
+
+const coordinatorExample = `  mfn keygen --role coordinator --out keys/c1
+  mfn audit keygen --name mfn.example/cluster-1 --out logkey
+  mfn coordinator --id c1 --data-dir data/c1 --identity keys/c1 \
+    --log-key logkey/log.skey --peer-keys peers.txt \
+    --raft-addr 127.0.0.1:7001 --quic-addr 127.0.0.1:4431 --http-addr 127.0.0.1:8081 \
+    --bootstrap c1=127.0.0.1:7001,c2=127.0.0.1:7002,c3=127.0.0.1:7003
+  mfn coordinator --id c4 --data-dir data/c4 --identity keys/c4 --log-key logkey/log.skey \
+    --peer-keys peers.txt --raft-addr 127.0.0.1:7004 --quic-addr 127.0.0.1:4434 \
+    --http-addr 127.0.0.1:8084 --join 127.0.0.1:8081`
+
+type coordinatorFlags struct {
+	id, dataDir                 string
+	raftAddr, raftAdvertise     string
+	quicAddr, httpAddr          string
+	identity, logKey, logVerify string
+	peerKeys, apiKeys           string
+	bootstrap, join, joinAPIKey string
+	logLevel                    string
+	tick                        time.Duration
+	shutdownTimeout             time.Duration
+}
+
+func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
+	var f coordinatorFlags
+	c := &cobra.Command{
+		Use:     "coordinator",
+		Short:   "Run a member of the Raft-replicated coordinator cluster",
+		Long:    coordinatorLong,
+		Example: coordinatorExample,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCoordinator(env, &f)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.id, "id", "", "member id, unique in the cluster ([A-Za-z0-9._-], 1-64 characters)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory of the member's Raft state (created if missing)")
+	fl.StringVar(&f.raftAddr, "raft-addr", "", "host:port to listen on for Raft (mutual TLS)")
+	fl.StringVar(&f.raftAdvertise, "raft-advertise", "", "address other members dial for Raft; empty means --raft-addr")
+	fl.StringVar(&f.quicAddr, "quic-addr", "", "host:port (UDP) to listen on for nodes over QUIC")
+	fl.StringVar(&f.httpAddr, "http-addr", "", "host:port for the HTTP endpoints (empty: none)")
+	fl.StringVar(&f.identity, "identity", "", "directory of this member's coordinator keys (mfn keygen --role coordinator)")
+	fl.StringVar(&f.logKey, "log-key", "", "file holding the cluster's audit log signing key (log.skey)")
+	fl.StringVar(&f.logVerify, "log-verifier", "", "file holding the log verifier key; empty means log.vkey beside --log-key")
+	fl.StringVar(&f.peerKeys, "peer-keys", "", "file of the cluster's coordinator public keys, one per line")
+	fl.StringVar(&f.apiKeys, "api-keys", "", "file of operator API keys (used by the operator API when it is built in)")
+	fl.StringVar(&f.bootstrap, "bootstrap", "", "initial voters id=raftaddr,... (start a new cluster; ignored with existing state)")
+	fl.StringVar(&f.join, "join", "", "HTTP address of a member to join through (ignored with existing state)")
+	fl.StringVar(&f.joinAPIKey, "join-api-key", "", "API key sent with the join request, if the operator API requires one")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
+	return c
+}
+
+// parseBootstrap parses "id=addr,id=addr".
+func parseBootstrap(s string) ([]raft.Server, error) {
+	var out []raft.Server
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("entry %q is not id=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("entry %q: %v", part, err)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("id %q appears twice", id)
+		}
+		seen[id] = true
+		out = append(out, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(addr), Suffrage: raft.Voter})
+	}
+	return out, nil
+}
+
+// readPeerKeys reads a file of coordinator public keys: one per line, the
+// last field of the line; blank lines and # comments are skipped.
+func readPeerKeys(path string) ([]ed25519.PublicKey, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	var keys []ed25519.PublicKey
+	sc := bufio.NewScanner(fh)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := sc.Text()
+		if i := strings.IndexByte(s, '#'); i >= 0 {
+			s = s[:i]
+		}
+		fields := strings.Fields(s)
+		if len(fields) == 0 {
+			continue
+		}
+		k, err := mfncrypto.ParsePublicKey(fields[len(fields)-1])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, line, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, sc.Err()
+}
+
+func readKeyFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
+	var lvl slog.Level
+	switch {
+	case f.id == "":
+		return nil, lvl, usagef("--id is required: this member's id")
+	case f.dataDir == "":
+		return nil, lvl, usagef("--data-dir is required: where the member keeps its Raft state")
+	case f.raftAddr == "":
+		return nil, lvl, usagef("--raft-addr is required: host:port for Raft between coordinators")
+	case f.quicAddr == "":
+		return nil, lvl, usagef("--quic-addr is required: host:port for nodes over QUIC")
+	case f.identity == "":
+		return nil, lvl, usagef("--identity is required: the directory of this member's coordinator keys")
+	case f.logKey == "":
+		return nil, lvl, usagef("--log-key is required: the cluster's audit log signing key file (log.skey)")
+	case f.peerKeys == "":
+		return nil, lvl, usagef("--peer-keys is required: the file of the cluster's coordinator public keys")
+	case f.bootstrap != "" && f.join != "":
+		return nil, lvl, usagef("--bootstrap and --join are exclusive: start a new cluster or join one")
+	case f.tick < 10*time.Millisecond || f.tick > 10*time.Second:
+		return nil, lvl, usagef("--tick %v must be in [10ms, 10s]", f.tick)
+	case f.shutdownTimeout <= 0:
+		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
+	}
+	for _, a := range []struct{ flag, v string }{{"--raft-addr", f.raftAddr}, {"--quic-addr", f.quicAddr}, {"--http-addr", f.httpAddr}, {"--raft-advertise", f.raftAdvertise}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return nil, lvl, usagef("%s %q: must be host:port: %v", a.flag, a.v, err)
+		}
+	}
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, lvl, usagef("--log-level %q: must be debug, info, warn or error", f.logLevel)
+	}
+	var servers []raft.Server
+	if f.bootstrap != "" {
+		var err error
+		if servers, err = parseBootstrap(f.bootstrap); err != nil {
+			return nil, lvl, usagef("--bootstrap: %v", err)
+		}
+	}
+	return servers, lvl, nil
+}
+
+func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
+	servers, lvl, err := f.validate()
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(env.stderr, &slog.HandlerOptions{Level: lvl}))
+
+	id, err := mfncrypto.LoadIdentity(f.identity)
+	if err != nil {
+		return usagef("--identity %s: %v", f.identity, err)
+	}
+	if id.Age == nil {
+		return usagef("--identity %s: not a coordinator identity (no %s); create one with mfn keygen --role coordinator", f.identity, mfncrypto.AgeKeyFile)
+	}
+	skey, err := readKeyFile(f.logKey)
+	if err != nil {
+		return usagef("--log-key: %v", err)
+	}
+	signer, err := audit.NewLogSigner(skey)
+	if err != nil {
+		return usagef("--log-key %s: %v", f.logKey, err)
+	}
+	vpath := f.logVerify
+	if vpath == "" {
+		vpath = filepath.Join(filepath.Dir(f.logKey), "log.vkey")
+	}
+	vkey, err := readKeyFile(vpath)
+	if err != nil {
+		return usagef("--log-verifier: %v", err)
+	}
+	verifier, err := audit.NewLogVerifier(vkey)
+	if err != nil {
+		return usagef("--log-verifier %s: %v", vpath, err)
+	}
+	if verifier.Name() != signer.Name() || verifier.KeyHash() != signer.KeyHash() {
+		return usagef("--log-verifier %s does not belong to --log-key %s", vpath, f.logKey)
+	}
+	peers, err := readPeerKeys(f.peerKeys)
+	if err != nil {
+		return usagef("--peer-keys: %v", err)
+	}
+	trusted := coordinator.NewPeerKeys(peers...)
+	if f.apiKeys != "" {
+		logger.Warn("the operator API is not built into this binary; --api-keys is not used and only /healthz, /readyz, /metrics and the join route are served")
+	}
+
+	var advertise net.Addr
+	if f.raftAdvertise != "" {
+		if advertise, err = net.ResolveTCPAddr("tcp", f.raftAdvertise); err != nil {
+			return usagef("--raft-advertise %q: %v", f.raftAdvertise, err)
+		}
+	}
+	layer, err := coordinator.NewTLSStreamLayer(f.raftAddr, advertise, id.SigningKey, trusted, logger)
+	if err != nil {
+		return err
+	}
+	storage, err := coordinator.OpenStorage(f.dataDir, logger)
+	if err != nil {
+		layer.Close()
+		return err
+	}
+	hasState, err := storage.HasState()
+	if err != nil {
+		layer.Close()
+		storage.Close()
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Raft by default snapshots every 8192 entries; the FSM holds sealed
+	// updates only while their round is open, so snapshots stay small.
+	coord, err := coordinator.New(coordinator.Config{
+		ID: f.id, Origin: signer.Name(),
+		RaftAddr: layer.Addr().String(), QUICAddr: f.quicAddr, HTTPAddr: f.httpAddr,
+		PublicKey: id.PublicKey(), PeerKeys: trusted,
+		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger),
+		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
+		LogVerifier: verifier, LogSigner: signer,
+		Logger: logger, Registry: reg, Tick: f.tick,
+	})
+	if err != nil {
+		layer.Close()
+		storage.Close()
+		return err
+	}
+	shutdown := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+		defer cancel()
+		return coord.Close(ctx)
+	}
+
+	// QUIC server for nodes.
+	pid, err := protocol.NewIdentity(id.SigningKey)
+	if err != nil {
+		shutdown()
+		return err
+	}
+	pcfg := protocol.Config{Logger: logger}
+	qln, err := protocol.ListenQUIC(f.quicAddr, protocol.ServerConfig(pid, coord.VerifyNodeKey), pcfg)
+	if err != nil {
+		shutdown()
+		return fmt.Errorf("--quic-addr %s: %w", f.quicAddr, err)
+	}
+	qsrv, err := protocol.NewServer(pcfg, coordinator.NewQUICHandler(coord))
+	if err != nil {
+		qln.Close()
+		shutdown()
+		return err
+	}
+	coord.SetAnnouncer(coordinator.ProtocolAnnouncer{Server: qsrv})
+	coord.SetQUICConnections(qsrv.Subscribers)
+	errc := make(chan error, 2)
+	go func() {
+		if err := qsrv.Serve(env.ctx, qln); err != nil && !errors.Is(err, protocol.ErrServerClosed) && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("quic server: %w", err)
+		}
+	}()
+
+	// HTTP endpoints.
+	var hsrv *http.Server
+	if f.httpAddr != "" {
+		hln, err := net.Listen("tcp", f.httpAddr)
+		if err != nil {
+			qsrv.Close()
+			shutdown()
+			return fmt.Errorf("--http-addr %s: %w", f.httpAddr, err)
+		}
+		hsrv = &http.Server{Handler: coordinator.NewBasicHTTPHandler(coord, reg, trusted), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := hsrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http server: %w", err)
+			}
+		}()
+	}
+
+	switch {
+	case hasState:
+		logger.Info("rejoining from existing raft state", "data_dir", f.dataDir)
+	case len(servers) > 0:
+		if err := coord.Bootstrap(servers); err != nil {
+			return errors.Join(err, stopAll(hsrv, qsrv, shutdown))
+		}
+		logger.Info("bootstrapped a new cluster", "voters", len(servers))
+	case f.join != "":
+		req := coordinator.JoinRequest{ID: f.id, RaftAddr: layer.Addr().String(), QUICAddr: f.quicAddr, HTTPAddr: f.httpAddr}
+		req.Sign(id.SigningKey)
+		ctx, cancel := context.WithTimeout(env.ctx, 2*time.Minute)
+		err := coordinator.Join(ctx, f.join, req, f.joinAPIKey)
+		cancel()
+		if err != nil {
+			return errors.Join(err, stopAll(hsrv, qsrv, shutdown))
+		}
+		logger.Info("joined the cluster", "via", f.join)
+	default:
+		logger.Warn("no raft state, --bootstrap or --join: waiting to be added by a leader")
+	}
+	logger.Info("coordinator started", "id", f.id, "raft_addr", layer.Addr().String(), "quic_addr", f.quicAddr,
+		"http_addr", f.httpAddr, "origin", signer.Name())
+
+	var runErr error
+	select {
+	case <-env.ctx.Done():
+		logger.Info("shutting down")
+	case runErr = <-errc:
+		logger.Error("server failed, shutting down", "err", runErr)
+	}
+	err = errors.Join(runErr, stopAll(hsrv, qsrv, shutdown))
+	if err == nil {
+		logger.Info("coordinator stopped")
+	}
+	return err
+}
+
+// stopAll stops the HTTP and QUIC servers, then the member (leadership
+// transfer, Raft shutdown, stores closed).
+func stopAll(hsrv *http.Server, qsrv *protocol.Server, shutdown func() error) error {
+	var errs []error
+	if hsrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, hsrv.Shutdown(ctx))
+		cancel()
+	}
+	if qsrv != nil {
+		if err := qsrv.Close(); err != nil && !errors.Is(err, protocol.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, shutdown())
+	return errors.Join(errs...)
+}
