@@ -94,7 +94,13 @@ func SimulateContext(ctx context.Context, cfg Config, withHistory bool) (*Result
 // run is SimulateContext with an explicit number of row workers (1 or 2)
 // and the Turing shortcut optionally disabled.
 func run(ctx context.Context, cfg Config, withHistory bool, workers int, forceTuring bool) (*Result, error) {
-	s := newSimulation(cfg, workers, forceTuring)
+	return newSimulation(cfg, workers, forceTuring).execute(ctx, withHistory)
+}
+
+// execute runs all steps of a freshly initialised simulation.
+func (s *simulation) execute(ctx context.Context, withHistory bool) (*Result, error) {
+	cfg := s.cfg
+	workers := len(s.workers)
 	res := &Result{N: s.n, Steps: cfg.Steps}
 	cells := s.n * s.n
 	if withHistory {
