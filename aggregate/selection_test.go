@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -37,6 +38,34 @@ func TestSelectKAgainstSort(t *testing.T) {
 		slices.Sort(c)
 		if !slices.Equal(c, sorted) {
 			t.Fatal("selectK lost or duplicated values")
+		}
+	}
+}
+
+func TestTrimmedMeanAgainstSort(t *testing.T) {
+	r := seeded(34)
+	for trial := 0; trial < 3000; trial++ {
+		n := 1 + r.IntN(120)
+		f := r.IntN((n + 1) / 2)
+		a := make([]float64, n)
+		for i := range a {
+			switch trial % 3 {
+			case 0:
+				a[i] = r.NormFloat64()
+			case 1:
+				a[i] = float64(r.IntN(3))
+			}
+		}
+		sorted := slices.Clone(a)
+		slices.Sort(sorted)
+		var want float64
+		for _, v := range sorted[f : n-f] {
+			want += v
+		}
+		want /= float64(n - 2*f)
+		got := trimmedMeanOf(a, nil, f)
+		if math.Abs(got-want) > 1e-12 {
+			t.Fatalf("n=%d f=%d: %v, want %v", n, f, got, want)
 		}
 	}
 }
