@@ -311,4 +311,3 @@ func TestAnimationTooLarge(t *testing.T) {
 		t.Errorf("err %v, want ErrTooLarge", err)
 	}
 }
-
