@@ -416,13 +416,15 @@ func DatasetColumns() []string {
 	return append(cols, "growth_events", "turing_activations", "clamped_cells", "lyapunov")
 }
 
-// RunSample simulates sample i of spec and returns its row.
-func (s DatasetSpec) RunSample(i int) (Row, error) {
+// RunSample simulates sample i of spec and returns its row. The
+// simulation stops early with an error wrapping ctx.Err() if ctx is done;
+// other errors name the sample and its seed.
+func (s DatasetSpec) RunSample(ctx context.Context, i int) (Row, error) {
 	c, err := s.SampleConfig(i)
 	if err != nil {
 		return Row{}, err
 	}
-	res, err := Simulate(c, false)
+	res, err := SimulateContext(ctx, c, false)
 	if err != nil {
 		return Row{}, fmt.Errorf("sample %d (seed %d): %w", i, c.Seed, err)
 	}
@@ -490,7 +492,7 @@ func GenerateDataset(ctx context.Context, spec DatasetSpec, workers int, emit fu
 				if ctx.Err() != nil {
 					return
 				}
-				row, err := spec.RunSample(i)
+				row, err := spec.RunSample(ctx, i)
 				select {
 				case results <- result{row, err}:
 				case <-ctx.Done():
@@ -505,6 +507,9 @@ func GenerateDataset(ctx context.Context, spec DatasetSpec, workers int, emit fu
 		select {
 		case r := <-results:
 			if r.err != nil {
+				if ctx.Err() != nil {
+					return fmt.Errorf("dataset generation stopped after %d of %d samples: %w", next, spec.Samples, ctx.Err())
+				}
 				return r.err
 			}
 			pending[r.row.SimID] = r.row

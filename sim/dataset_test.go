@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -465,5 +466,24 @@ func TestGenerateDatasetCancel(t *testing.T) {
 	bad.Alpha = Fixed(0.9)
 	if err := GenerateDataset(context.Background(), bad, 2, func(Row) error { return nil }); !errors.Is(err, ErrInvalidSweep) {
 		t.Errorf("invalid spec: err %v", err)
+	}
+}
+
+// TestGenerateDatasetCancelInsideSample checks that cancellation reaches a
+// simulation in progress instead of waiting for it to finish.
+func TestGenerateDatasetCancelInsideSample(t *testing.T) {
+	t.Parallel()
+	spec := DefaultDatasetSpec()
+	spec.Steps = Fixed(50_000_000) // hours of work if not interrupted
+	spec.GridSize = Fixed(16)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := GenerateDataset(ctx, spec, 1, func(Row) error { return nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("cancellation took %v", d)
 	}
 }

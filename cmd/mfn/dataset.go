@@ -34,6 +34,8 @@ Every simulation flag is shared with "mfn sim" and accepts a sweep:
                   (integers: every value in min..max equally likely)
 --turing, --jitter and --boundary take values or lists, not ranges; since
 they accept lists, they need a value ("--jitter true", "--jitter true,false").
+--da, --di, --ra and --ri take one value for the whole dataset (they are
+not columns of the output).
 
 Sample i gets the seed SplitMix64(S, i) — the (i+1)-th output of SplitMix64
 started at --seed S — and draws its parameters from generators derived from
@@ -49,9 +51,12 @@ const datasetExample = `  mfn dataset --samples 1000 --out data.csv
       --jitter true,false --boundary periodic,neumann --out sweep.parquet`
 
 // sweepFlags are the simulation flags of "mfn sim" in their sweep form.
+// The reaction-diffusion constants are single values: they are not dataset
+// columns, so a sweep over them could not be read back from the file.
 type sweepFlags struct {
 	gridSize, steps, alpha, spikeProbability, turing, turingThreshold,
 	jitter, jitterVar, boundary string
+	da, di, ra, ri float64
 }
 
 // addSweepFlags defines the simulation flags with the names and ranges of
@@ -70,6 +75,11 @@ func addSweepFlags(fs *pflag.FlagSet) *sweepFlags {
 	fs.StringVar(&f.jitter, "jitter", d.QuantumJitter.String(), "add Gaussian jitter to the field every step (true/false)"+ls)
 	fs.StringVar(&f.jitterVar, "jitter-var", d.JitterVar.String(), "jitter variance σ² in V², in [0, 0.01]"+sw)
 	fs.StringVar(&f.boundary, "boundary", d.Boundary.String(), "boundary rule: periodic, neumann or dirichlet"+ls)
+	const fixed = " (one value for the whole dataset)"
+	fs.Float64Var(&f.da, "da", d.Base.Da, "activator diffusion D_a, in [0.01, 0.25)"+fixed)
+	fs.Float64Var(&f.di, "di", d.Base.Di, "inhibitor diffusion D_i, in [0.01, 0.25)"+fixed)
+	fs.Float64Var(&f.ra, "ra", d.Base.Ra, "activator reaction rate r_a, in [0.001, 0.1]"+fixed)
+	fs.Float64Var(&f.ri, "ri", d.Base.Ri, "inhibitor reaction rate r_i, in [0.001, 0.1]"+fixed)
 	return f
 }
 
@@ -85,6 +95,7 @@ var sweepParamFlags = map[string]string{
 func (f *sweepFlags) spec(samples int, seed int64) (sim.DatasetSpec, error) {
 	s := sim.DefaultDatasetSpec()
 	s.Samples, s.Seed = samples, seed
+	s.Base.Da, s.Base.Di, s.Base.Ra, s.Base.Ri = f.da, f.di, f.ra, f.ri
 	var errs []error
 	parse := func(err error) { errs = append(errs, err) }
 	var err error
