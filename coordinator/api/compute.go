@@ -1,0 +1,139 @@
+package api
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/mfn/mfn/sim"
+)
+
+// simConfig applies the request's fields over sim.DefaultConfig.
+func (req *SimulateRequest) simConfig() (sim.Config, error) {
+	c := sim.DefaultConfig()
+	setInt := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setF := func(dst *float64, v *float64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setB := func(dst *bool, v *bool) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setInt(&c.GridSize, req.GridSize)
+	setInt(&c.Steps, req.Steps)
+	setF(&c.Alpha, req.Alpha)
+	setF(&c.SpikeProbability, req.SpikeProbability)
+	setB(&c.TuringEnabled, req.TuringEnabled)
+	setF(&c.TuringThreshold, req.TuringThreshold)
+	setB(&c.QuantumJitter, req.QuantumJitter)
+	setF(&c.JitterVar, req.JitterVar)
+	setF(&c.Da, req.Da)
+	setF(&c.Di, req.Di)
+	setF(&c.Ra, req.Ra)
+	setF(&c.Ri, req.Ri)
+	if req.Seed != nil {
+		c.Seed = *req.Seed
+	}
+	if req.Boundary != nil {
+		b, err := sim.ParseBoundary(*req.Boundary)
+		if err != nil {
+			return c, err
+		}
+		c.Boundary = b
+	}
+	return c, c.Validate()
+}
+
+// simulate runs one bounded MFN field simulation.
+func (s *server) simulate(w http.ResponseWriter, r *http.Request, body []byte) error {
+	var req SimulateRequest
+	if err := decodeBody(body, &req); err != nil {
+		return err
+	}
+	cfg, err := req.simConfig()
+	if err != nil {
+		return err
+	}
+	if cells := int64(cfg.GridSize) * int64(cfg.GridSize) * int64(cfg.Steps); cells > s.cfg.Compute.MaxCellSteps {
+		return errorf(http.StatusBadRequest, CodeInvalid,
+			"grid_size² × steps = %d is above this server's limit of %d: use a smaller grid_size or fewer steps",
+			cells, s.cfg.Compute.MaxCellSteps)
+	}
+	select {
+	case s.simSem <- struct{}{}:
+		defer func() { <-s.simSem }()
+	default:
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%d simulations are running; retry later", cap(s.simSem))
+		e.retryAfter = time.Second
+		return e
+	}
+	res, err := sim.SimulateContext(r.Context(), cfg, false)
+	if err != nil {
+		var ue *sim.UnstableError
+		if errors.As(err, &ue) {
+			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "%v", err)
+		}
+		if r.Context().Err() != nil {
+			return errorf(http.StatusServiceUnavailable, CodeUnavailable, "simulation cancelled: %v", r.Context().Err())
+		}
+		return err
+	}
+	out := SimulateResponse{
+		GridSize: res.N, Steps: res.Steps,
+		Features:      make(map[string]float64, sim.NumFeatures),
+		FeatureVector: make([]float64, sim.NumFeatures),
+		Metrics: SimulateMetrics{GrowthEvents: res.Metrics.GrowthEvents, TuringActivations: res.Metrics.TuringActivations,
+			ClampedCells: res.Metrics.ClampedCells},
+		Lyapunov: res.Lyapunov,
+	}
+	for i, name := range sim.FeatureNames {
+		out.Features[name] = res.Features[i]
+		out.FeatureVector[i] = res.Features[i]
+	}
+	lo, hi, sum := math.Inf(1), math.Inf(-1), 0.0
+	for _, v := range res.Field {
+		lo, hi, sum = math.Min(lo, v), math.Max(hi, v), sum+v
+	}
+	if len(res.Field) > 0 {
+		out.FieldMinMV, out.FieldMaxMV, out.FieldMeanMV = lo*1000, hi*1000, sum/float64(len(res.Field))*1000
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// nernst computes an equilibrium potential with sim.Nernst.
+func (s *server) nernst(w http.ResponseWriter, _ *http.Request, body []byte) error {
+	var req NernstRequest
+	if err := decodeBody(body, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Z == nil:
+		return errorf(http.StatusBadRequest, CodeInvalid, "z is required (−2, −1, 1 or 2)")
+	case req.COut == nil:
+		return errorf(http.StatusBadRequest, CodeInvalid, "c_out is required (mol/L)")
+	case req.CIn == nil:
+		return errorf(http.StatusBadRequest, CodeInvalid, "c_in is required (mol/L)")
+	}
+	t := 310.0
+	if req.Temperature != nil {
+		t = *req.Temperature
+	}
+	if *req.COut < 0 || *req.CIn < 0 {
+		return errorf(http.StatusBadRequest, CodeInvalid, "c_out and c_in must be ≥ 0 mol/L")
+	}
+	e, err := sim.Nernst(*req.Z, *req.COut, *req.CIn, t)
+	if err != nil {
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+	}
+	writeJSON(w, http.StatusOK, NernstResponse{PotentialMV: e * 1000, PotentialV: e})
+	return nil
+}

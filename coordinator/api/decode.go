@@ -1,0 +1,86 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// decodeStrict decodes exactly one JSON value from data into v: unknown
+// object fields, trailing data after the value and an empty body are
+// errors. Messages name the offending field or byte offset.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("unexpected data after the JSON value at byte %d", dec.InputOffset())
+	}
+	return nil
+}
+
+// describeJSONError turns encoding/json's errors into messages for API
+// users.
+func describeJSONError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("empty body: a JSON object is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("truncated JSON")
+	case errors.As(err, &syn):
+		return fmt.Errorf("malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Errorf("field %q: cannot use a JSON %s as %v", typ.Field, typ.Value, typ.Type)
+		}
+		return fmt.Errorf("cannot use a JSON %s as %v", typ.Value, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return fmt.Errorf("invalid JSON: %v", err)
+}
+
+// readBody reads a request body of at most limit bytes. A non-empty body
+// must be declared application/json (415 otherwise); an over-long body is
+// a 413. The body is read whole so that a write can be forwarded to the
+// leader after it was read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, errorf(http.StatusBadRequest, CodeBadRequest, "reading the body: %v", err)
+	}
+	if len(data) > 0 {
+		ct := r.Header.Get("Content-Type")
+		mt, _, perr := mime.ParseMediaType(ct)
+		if ct == "" || perr != nil || mt != "application/json" {
+			return nil, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+				"Content-Type %q: the body must be application/json", ct)
+		}
+	}
+	return data, nil
+}
+
+// decodeBody decodes a JSON body strictly into v (see decodeStrict);
+// errors are 400s.
+func decodeBody(data []byte, v any) error {
+	if err := decodeStrict(data, v); err != nil {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+// Package api is the HTTP API of a coordinator member: JSON over net/http
+// for operators, researchers and auditors, plus the Prometheus metrics and
+// the health probes.
+//
+// # Wiring
+//
+// The "mfn coordinator" command builds the handler with New and serves it
+// on --http-addr:
+//
+//	keys, err := api.LoadKeys(apiKeysFlag) // a key file, or "role:key,…"
+//	h, err := api.New(api.Config{
+//		Coordinator: c,        // *coordinator.Coordinator
+//		Keys:        keys,
+//		Registry:    reg,      // the registry the coordinator's metrics are on
+//		Logger:      logger,   // JSON slog logger
+//	})
+//	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+//
+// Don't set http.Server.WriteTimeout lower than the longest model download;
+// /v1/events clears the deadlines of its own connections.
+//
+// # Routes
+//
+// Role is the weakest role whose key may call the route; roles are ordered
+// reader < auditor < operator < admin and each includes the ones before it.
+// Mode says where the request is served: "local" from this member's
+// replica; "leader" only by the leader (a follower forwards it, see below);
+// "current" on the leader after a linearizing barrier (Linearize), so the
+// answer reflects every write acknowledged before the request (a follower
+// forwards it).
+//
+//	route                                          role      mode
+//	GET    /healthz                                public    local   process is up
+//	GET    /readyz                                 public    local   member of a cluster with a leader (503 otherwise)
+//	GET    /metrics                                public    local   Prometheus text format
+//	GET    /v1/cluster                             reader    local   coordinator.Status: members, leader, raft state
+//	POST   /v1/cluster/join                        admin     leader  JoinRequest → Status ("mfn coordinator --join")
+//	DELETE /v1/cluster/members/{id}                admin     leader  204
+//	GET    /v1/nodes                               reader    current NodeList
+//	GET    /v1/nodes/{id}                          reader    current Node
+//	POST   /v1/nodes                               operator  leader  EnrollRequest → 201 Node
+//	DELETE /v1/nodes/{id}                          operator  leader  revoke → Node
+//	POST   /v1/nodes/{id}/revoke                   operator  leader  revoke → Node
+//	GET    /v1/jobs                                reader    current JobList
+//	POST   /v1/jobs                                operator  leader  coordinator.JobSpec → 201 coordinator.Job
+//	GET    /v1/jobs/{id}                           reader    current coordinator.Job
+//	POST   /v1/jobs/{id}/stop                      operator  leader  optional StopRequest → coordinator.Job
+//	GET    /v1/jobs/{id}/rounds                    reader    current RoundList
+//	GET    /v1/jobs/{id}/rounds/{round}            reader    current coordinator.Round (per-update used, reason, score)
+//	GET    /v1/jobs/{id}/models/{version}          reader    current ModelInfo; version is a number or "latest"
+//	GET    /v1/jobs/{id}/models/{version}/params   reader    current the parameters, application/octet-stream
+//	GET    /v1/audit/checkpoint                    auditor   local   newest signed note, text/plain (?format=json: Checkpoint)
+//	GET    /v1/audit/checkpoints                   auditor   local   CheckpointList
+//	GET    /v1/audit/bundles/{leaf}                auditor   local   audit.Bundle JSON ("mfn audit verify --bundle")
+//	GET    /v1/audit/consistency?from=&to=         auditor   local   ConsistencyProof
+//	GET    /v1/audit/leaves?start=&end=            auditor   local   LeafPage (≤ MaxLeavesPage leaves)
+//	GET    /v1/audit/leaves/{index}                auditor   local   one encoded leaf, application/octet-stream
+//	GET    /v1/events?kind=&job=                   reader    local   WebSocket stream of coordinator.Event
+//	POST   /v1/simulate                            reader    local   SimulateRequest → SimulateResponse
+//	POST   /v1/nernst                              reader    local   NernstRequest → NernstResponse
+//
+// The public routes need no key and are not rate limited: they are for
+// load balancers, orchestrators and Prometheus, and reveal nothing but
+// liveness, readiness and metrics. Bind the port to a trusted network if
+// the metrics are sensitive.
+//
+// # Authentication
+//
+// Every /v1 request carries an API key in the X-API-Key header. Keys come
+// from a file (ParseKeyFile: JSON or TOML, each key with a name, a role and
+// the secret or its SHA-256) or an inline list "role:key,role:key" (the
+// MFN_API_KEYS environment variable); LoadKeys takes either. The store keeps
+// only SHA-256 digests and compares the presented key's digest with every
+// stored one in constant time. A missing or unknown key is 401, a key whose
+// role is too weak 403.
+//
+// # Rate limits
+//
+// Each (key, route) pair has a token bucket (RateLimit: 20 requests/s, burst
+// 40 by default). Every rate-limited response carries
+//
+//	X-RateLimit-Limit      the bucket's capacity
+//	X-RateLimit-Remaining  whole requests left right now
+//	X-RateLimit-Reset      seconds until the bucket is full again
+//
+// and a refused request gets 429 with Retry-After (seconds). The number of
+// buckets is bounded; buckets idle long enough to be full are evicted first.
+//
+// # Errors
+//
+// Every error, including unknown routes (404) and wrong methods (405, with
+// Allow), has one shape:
+//
+//	{"error": {"code": "not_found", "message": "…", "request_id": "…"}}
+//
+// The codes are the Code* constants; not_leader and leader_unreachable
+// errors add "leader": {"id", "http_addr", "quic_addr"} when a leader is
+// known. Bodies are decoded strictly: application/json only (415), at most
+// Config.MaxBodyBytes (413), no unknown fields and nothing after the JSON
+// value (400).
+//
+// # Request ids and logs
+//
+// A request keeps the X-Request-ID it arrives with when it is 1–128
+// characters of [A-Za-z0-9._:-]; otherwise it gets a random one. The id is
+// echoed in the response, in the error body, in every log line of the
+// request, and passed on when the request is forwarded. Each request logs
+// one line ("http request") with method, path, route, status, bytes,
+// duration, key name and role.
+//
+// # Followers forward to the leader
+//
+// A write ("leader" mode) or a current read reaching a follower is forwarded
+// to the leader's HTTP address (from the replicated member list), with the
+// same method, path, query, body, X-API-Key and X-Request-ID, and the
+// leader's answer is relayed with X-MFN-Served-By naming the leader. At
+// most one hop: the forwarded request carries X-MFN-Forwarded-By, and a
+// member that receives such a request without leading answers 503
+// not_leader instead of forwarding again. Without a known leader the
+// answer is 503 not_leader (Retry-After: 1); an unreachable leader gives
+// 502 leader_unreachable; both say which leader the member believes in.
+// A leader that loses its office during a write forwards the request to
+// the new leader; writes are idempotent, so a repeated command is harmless.
+// Clients therefore never need to follow redirects.
+//
+// # Models
+//
+// GET …/models/{version}/params returns the parameters as
+// application/octet-stream: by default (format=float64) the raw
+// little-endian IEEE-754 float64 values, 8 × dim bytes; with
+// format=update, crypto's update encoding (crypto.DecodeUpdate reads it),
+// whose SHA-256 is the model hash. X-MFN-Model-Hash carries the hash in
+// hex.
+//
+// # Audit export
+//
+// An auditor rebuilds the directory "mfn audit verify-log" checks (see
+// audit.ExportDir) from GET /v1/audit/checkpoints (checkpoints/000001.note,
+// …) and GET /v1/audit/leaves (leaves/00000000.leaf, … up to the newest
+// checkpoint's size); "mfn ctl audit export --out DIR" does exactly that.
+//
+// # Events
+//
+// GET /v1/events upgrades to a WebSocket and sends JSON text messages: first
+// {"kind": "subscribed"}, then every coordinator.Event of the member
+// (round opened, update accepted, round closed or failed, checkpoint,
+// member and node changes, leader changes), optionally filtered by kind
+// (comma-separated) and job. The server pings every Config.EventPing and
+// closes a connection that does not answer. Slow consumers: the member
+// keeps a bounded buffer per subscriber and drops events beyond it rather
+// than slow the cluster; a client that does not take a message within
+// Config.EventWriteTimeout is disconnected with close code 1008 ("slow
+// consumer"). Clients that need every event reconcile after reconnecting
+// by reading the jobs and rounds. Messages from the client are not
+// expected; one closes the stream.
+//
+// # Compute
+//
+// POST /v1/simulate runs one MFN field simulation (package sim) from a
+// config whose field names match the sim flags (grid_size, steps, alpha,
+// spike_probability, turing_enabled, turing_threshold, quantum_jitter,
+// jitter_var, da, di, ra, ri, boundary, seed; omitted fields take
+// sim.DefaultConfig's values) and returns the 18 features, the event
+// metrics and the Lyapunov estimate. A parameter out of range is a 400 whose
+// message starts with the field name; grid_size² × steps is bounded by
+// Compute.MaxCellSteps and at most Compute.Concurrency simulations run at
+// once (503 beyond). POST /v1/nernst returns the Nernst potential for z,
+// c_out, c_in (mol/L) and temperature (K, default 310).
+//
+// # Client
+//
+// Client is a Go client of this API, used by "mfn ctl" and by tests.
+package api

@@ -1,0 +1,91 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/mfn/mfn/coordinator"
+)
+
+// EventSubscribed is the kind of the first message on /v1/events: the
+// subscription is active, and every later event will be delivered (unless
+// the client falls behind; see the package documentation).
+const EventSubscribed coordinator.EventKind = "subscribed"
+
+// events streams the member's events over a WebSocket as JSON text
+// messages (coordinator.Event), filtered by the optional query parameters
+// kind (comma-separated kinds) and job.
+func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error {
+	kinds := map[coordinator.EventKind]bool{}
+	for _, k := range strings.Split(r.URL.Query().Get("kind"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			kinds[coordinator.EventKind(k)] = true
+		}
+	}
+	job := r.URL.Query().Get("job")
+	// The server's read and write timeouts would otherwise cut a long
+	// stream; the WebSocket does its own liveness with pings.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		// Accept has written the HTTP error already.
+		infoFrom(r.Context()).log.Debug("websocket accept", "error", err.Error())
+		return nil
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(4096)
+	ctx := conn.CloseRead(r.Context())
+	evs, cancel := s.c.Subscribe()
+	defer cancel()
+	log := infoFrom(r.Context()).log
+
+	write := func(v any) error {
+		wctx, wcancel := context.WithTimeout(ctx, s.cfg.EventWriteTimeout)
+		defer wcancel()
+		return wsjson.Write(wctx, conn, v)
+	}
+	if err := write(coordinator.Event{Kind: EventSubscribed, At: s.cfg.Clock().UTC()}); err != nil {
+		return nil
+	}
+	ping := time.NewTicker(s.cfg.EventPing)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// The client closed the connection or sent a data message.
+			return nil
+		case <-ping.C:
+			pctx, pcancel := context.WithTimeout(ctx, s.cfg.EventWriteTimeout)
+			err := conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				log.Info("event stream: ping failed", "error", err.Error())
+				conn.Close(websocket.StatusPolicyViolation, "no pong")
+				return nil
+			}
+		case ev, ok := <-evs:
+			if !ok {
+				conn.Close(websocket.StatusGoingAway, "member shutting down")
+				return nil
+			}
+			if (len(kinds) > 0 && !kinds[ev.Kind]) || (job != "" && ev.Job != job) {
+				continue
+			}
+			if err := write(ev); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					log.Info("event stream: slow consumer disconnected")
+					conn.Close(websocket.StatusPolicyViolation, "slow consumer")
+				}
+				return nil
+			}
+		}
+	}
+}
