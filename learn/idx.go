@@ -38,7 +38,13 @@ type IDX struct {
 // unsupported type, zero or more than 8 dimensions, a zero dimension, a
 // payload above MaxIDXBytes, truncated data and trailing bytes; every such
 // error wraps ErrIDX. I/O errors are returned as they are.
-func ReadIDX(r io.Reader) (*IDX, error) {
+func ReadIDX(r io.Reader) (*IDX, error) { return ReadIDXHead(r, 0) }
+
+// ReadIDXHead is ReadIDX reading only the first maxItems entries along the
+// first dimension (all of them when maxItems ≤ 0 or larger than the
+// file's count); Dims[0] is reduced accordingly. When it stops early it
+// does not read, nor check, the rest of the file.
+func ReadIDXHead(r io.Reader, maxItems int) (*IDX, error) {
 	br := bufio.NewReader(r)
 	head, err := br.Peek(2)
 	if err != nil {
@@ -84,6 +90,15 @@ func ReadIDX(r io.Reader) (*IDX, error) {
 		dims[i] = int(v)
 		size *= int(v)
 	}
+	if maxItems > 0 && maxItems < dims[0] {
+		size = size / dims[0] * maxItems
+		dims[0] = maxItems
+		data := make([]byte, size)
+		if n, err := io.ReadFull(src, data); err != nil {
+			return nil, fmt.Errorf("%w: truncated: %d of %d data bytes", ErrIDX, n, size)
+		}
+		return &IDX{Dims: dims, Data: data}, nil
+	}
 	data := make([]byte, size)
 	if n, err := io.ReadFull(src, data); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -100,15 +115,15 @@ func ReadIDX(r io.Reader) (*IDX, error) {
 	return &IDX{Dims: dims, Data: data}, nil
 }
 
-// ReadIDXFile opens and parses one IDX file (see ReadIDX); the error names
-// the file.
-func ReadIDXFile(path string) (*IDX, error) {
+// ReadIDXFile opens and parses one IDX file (see ReadIDXHead for
+// maxItems); the error names the file.
+func ReadIDXFile(path string, maxItems int) (*IDX, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	x, err := ReadIDX(f)
+	x, err := ReadIDXHead(f, maxItems)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -155,7 +170,7 @@ var mnistFiles = [4]string{
 // ending in .gz) or raw. Pixels are scaled to [0, 1]; standardise them
 // with Standardize before training.
 func LoadMNIST(dir string) (train, test *Dataset, err error) {
-	return loadImageSet(dir, mnistFiles)
+	return LoadImages(dir, 0, 0)
 }
 
 // FashionMNISTDir is where Debian's dataset-fashion-mnist package installs
@@ -169,17 +184,23 @@ var ErrNotInstalled = errors.New("learn: dataset not installed")
 // MNIST) from dir. When none of the files exists the error wraps
 // ErrNotInstalled, so callers can skip the dataset.
 func LoadFashionMNIST(dir string) (train, test *Dataset, err error) {
-	return loadImageSet(dir, mnistFiles)
+	return LoadImages(dir, 0, 0)
 }
 
-func loadImageSet(dir string, names [4]string) (train, test *Dataset, err error) {
+// LoadImages reads an MNIST-layout directory (MNIST or Fashion-MNIST),
+// keeping only the first nTrain training and nTest test items (all when
+// zero or negative), which is much faster for small experiments. Errors
+// wrap ErrNotInstalled when a file is missing and ErrIDX when one is
+// malformed.
+func LoadImages(dir string, nTrain, nTest int) (train, test *Dataset, err error) {
 	var x [4]*IDX
-	for i, name := range names {
+	limits := [4]int{nTrain, nTrain, nTest, nTest}
+	for i, name := range mnistFiles {
 		p, err := findIDX(dir, name)
 		if err != nil {
 			return nil, nil, err
 		}
-		if x[i], err = ReadIDXFile(p); err != nil {
+		if x[i], err = ReadIDXFile(p, limits[i]); err != nil {
 			return nil, nil, err
 		}
 	}

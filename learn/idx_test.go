@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,13 @@ func TestReadIDX(t *testing.T) {
 		"gz trunc":   gz(good)[:20],
 		"gz trail":   gz(idxBytes([]uint32{1}, []byte{1, 2})),
 	}
+	head, err := ReadIDXHead(bytes.NewReader(good), 1)
+	if err != nil || head.Dims[0] != 1 || head.Dims[1] != 3 || !bytes.Equal(head.Data, []byte{1, 2, 3}) {
+		t.Errorf("ReadIDXHead(1) = %+v, %v", head, err)
+	}
+	if _, err := ReadIDXHead(bytes.NewReader(good[:len(good)-4]), 1); !errors.Is(err, ErrIDX) {
+		t.Errorf("ReadIDXHead on a file shorter than its head: err=%v", err)
+	}
 	for name, b := range bad {
 		if _, err := ReadIDX(bytes.NewReader(b)); !errors.Is(err, ErrIDX) {
 			t.Errorf("%s: err=%v, want ErrIDX", name, err)
@@ -95,26 +103,47 @@ func TestGoMNISTVersionMatchesGoMod(t *testing.T) {
 	}
 }
 
-// mnistForTest loads MNIST or fails: CI runs `go mod download`, which puts
-// the module in the cache, so its absence is an error, not a skip.
+// mnistForTest loads the first 3,000 training and 1,000 test images of
+// MNIST or fails: CI runs `go mod download`, which puts the module in the
+// cache, so its absence is an error, not a skip.
 func mnistForTest(t *testing.T) (train, test *Dataset) {
 	t.Helper()
-	dir, err := MNISTDir(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	train, test, err = LoadMNIST(dir)
+	dir := mnistDirForTest(t)
+	train, test, err := LoadImages(dir, 3000, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return train, test
 }
 
+func mnistDirForTest(t *testing.T) string {
+	t.Helper()
+	dir, err := MNISTDir(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func TestLoadMNIST(t *testing.T) {
+	dir := mnistDirForTest(t)
 	train, test := mnistForTest(t)
-	if train.Len() != 60000 || test.Len() != 10000 || train.Dim != 784 || train.Classes != 10 {
+	if train.Len() != 3000 || test.Len() != 1000 || train.Dim != 784 || train.Classes != 10 {
 		t.Fatalf("train %d×%d, test %d", train.Len(), train.Dim, test.Len())
 	}
+	// The full label files are small: check the counts of the whole set.
+	labels, err := ReadIDXFile(filepath.Join(dir, "train-labels-idx1-ubyte.gz"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := ReadIDXFile(filepath.Join(dir, "t10k-images-idx3-ubyte.gz"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels.Dims[0] != 60000 || images.Dims[0] != 10 || images.Dims[1] != 28 || images.Dims[2] != 28 {
+		t.Fatalf("label dims %v, test image head dims %v", labels.Dims, images.Dims)
+	}
+	full, _ := ImageDataset(&IDX{Dims: []int{60000, 1, 1}, Data: make([]byte, 60000)}, labels, 10)
 	// The first training labels of MNIST are 5 0 4 1 9 2 1 3 1 4.
 	want := []int{5, 0, 4, 1, 9, 2, 1, 3, 1, 4}
 	for i, w := range want {
@@ -125,7 +154,7 @@ func TestLoadMNIST(t *testing.T) {
 	if test.Y[0] != 7 {
 		t.Errorf("first test label %d, want 7", test.Y[0])
 	}
-	counts := train.LabelCounts()
+	counts := full.LabelCounts()
 	if counts[1] != 6742 || counts[5] != 5421 {
 		t.Errorf("label counts %v (want 6742 ones, 5421 fives)", counts)
 	}
@@ -133,9 +162,6 @@ func TestLoadMNIST(t *testing.T) {
 
 func TestTrainMNISTSubsetSoftmax(t *testing.T) {
 	train, test := mnistForTest(t)
-	train, test = train.Head(3000), test.Head(1000)
-	train = train.Subset(seq(0, train.Len()))
-	test = test.Subset(seq(0, test.Len()))
 	Standardize(train, test)
 	rng := testRand(7)
 	m, _ := NewModel(Arch{Kind: "softmax", Dim: 784, Classes: 10}, rng)
@@ -180,16 +206,21 @@ func FuzzIDX(f *testing.F) {
 }
 
 func TestLoadFashionMNIST(t *testing.T) {
-	train, test, err := LoadFashionMNIST(FashionMNISTDir)
+	train, test, err := LoadImages(FashionMNISTDir, 100, 10)
 	if errors.Is(err, ErrNotInstalled) {
 		t.Skipf("Fashion-MNIST not installed in %s (Debian package dataset-fashion-mnist): %v", FashionMNISTDir, err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if train.Len() != 60000 || test.Len() != 10000 || train.Dim != 784 {
+	if train.Len() != 100 || test.Len() != 10 || train.Dim != 784 {
 		t.Fatalf("train %d×%d, test %d", train.Len(), train.Dim, test.Len())
 	}
+	labels, err := ReadIDXFile(filepath.Join(FashionMNISTDir, "train-labels-idx1-ubyte.gz"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := ImageDataset(&IDX{Dims: []int{labels.Dims[0], 1, 1}, Data: make([]byte, labels.Dims[0])}, labels, 10)
 	// Fashion-MNIST's first training items: ankle boot, T-shirt, T-shirt,
 	// dress, T-shirt, pullover.
 	want := []int{9, 0, 0, 3, 0, 2}
@@ -198,7 +229,7 @@ func TestLoadFashionMNIST(t *testing.T) {
 			t.Fatalf("train label %d = %d, want %d", i, train.Y[i], w)
 		}
 	}
-	for c, n := range train.LabelCounts() {
+	for c, n := range full.LabelCounts() {
 		if n != 6000 {
 			t.Errorf("class %d has %d training items, want 6000", c, n)
 		}

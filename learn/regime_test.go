@@ -8,11 +8,11 @@ import (
 
 func TestMFNRegimeTaskIsLearnable(t *testing.T) {
 	ctx := context.Background()
-	train, test, err := MFNRegimeTask(ctx, RegimeTaskConfig{}, 40, testRand(21))
+	train, test, err := MFNRegimeTask(ctx, RegimeTaskConfig{}, 28, testRand(21))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if train.Len() != 4*30 || test.Len() != 4*10 || train.Dim != 18 || train.Classes != 4 {
+	if train.Len() != 4*21 || test.Len() != 4*7 || train.Dim != 18 || train.Classes != 4 {
 		t.Fatalf("train %d, test %d, dim %d, classes %d", train.Len(), test.Len(), train.Dim, train.Classes)
 	}
 	if err := train.Validate(); err != nil {
@@ -31,7 +31,7 @@ func TestMFNRegimeTaskIsLearnable(t *testing.T) {
 		t.Logf("%s: test accuracy %.3f", a.Kind, acc)
 	}
 	// Determinism: the same rng state gives the same data, for any Workers.
-	again, _, err := MFNRegimeTask(ctx, RegimeTaskConfig{Workers: 1}, 40, testRand(21))
+	again, _, err := MFNRegimeTask(ctx, RegimeTaskConfig{Workers: 1}, 28, testRand(21))
 	if err != nil {
 		t.Fatal(err)
 	}
