@@ -37,12 +37,17 @@ func (r *Bulyan) Aggregate(updates [][]float64, weights []float64) ([]float64, R
 	return runScreened(r, updates, weights)
 }
 
+func (*Bulyan) checksValuesThroughDistances() {}
+
 func (r *Bulyan) run(s *screened) ([]float64, Report, error) {
+	dist, err := s.distances()
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
+	}
 	n, f := s.n(), r.F
 	if n < 4*f+3 {
 		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: n, F: f, Need: fmt.Sprintf("n ≥ 4f+3 = %d", 4*f+3)}
 	}
-	dist := pairwiseSqDist(s.x)
 	theta := n - 2*f
 	remaining := allIndices(n)
 	selected := make([]int, 0, theta)

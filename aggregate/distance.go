@@ -75,10 +75,20 @@ func gramTiles(n int) []gramTile {
 // pairwiseSqDist returns the n×n matrix (row-major) of squared Euclidean
 // distances between the vectors xs, which must all have the same length.
 func pairwiseSqDist(xs [][]float64) []float64 {
+	dist, _ := pairwiseGram(xs)
+	return dist
+}
+
+// pairwiseGram returns the squared distances and the squared norms ‖xᵢ‖².
+// A vector holding NaN or ±Inf (or whose squared norm overflows) has a
+// non-finite norm and NaN or Inf distances; the distances among the other
+// vectors are unaffected, since every entry is computed on its own.
+func pairwiseGram(xs [][]float64) (out, diag []float64) {
 	n := len(xs)
-	out := make([]float64, n*n)
-	if n < 2 || len(xs[0]) == 0 {
-		return out
+	out = make([]float64, n*n)
+	diag = make([]float64, n)
+	if n == 0 || len(xs[0]) == 0 {
+		return out, diag
 	}
 	d := len(xs[0])
 	tiles := gramTiles(n)
@@ -128,7 +138,6 @@ func pairwiseSqDist(xs [][]float64) []float64 {
 			}
 		}
 	}
-	diag := make([]float64, n)
 	for i := range diag {
 		diag[i] = out[i*n+i]
 	}
@@ -158,7 +167,7 @@ func pairwiseSqDist(xs [][]float64) []float64 {
 			}
 		})
 	}
-	return out
+	return out, diag
 }
 
 // combineRows sets dst = Σ_j coef[j]·rows[j] coordinate-wise, in parallel

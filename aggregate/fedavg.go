@@ -48,8 +48,18 @@ type screenedRule interface {
 	run(s *screened) ([]float64, Report, error)
 }
 
+// distanceRule marks rules that compute all pairwise distances first and
+// so can check the values of the inputs through them (screenShape).
+type distanceRule interface {
+	checksValuesThroughDistances()
+}
+
 func runScreened(r screenedRule, updates [][]float64, weights []float64) ([]float64, Report, error) {
-	s, err := screen(updates, weights)
+	check := screen
+	if _, ok := r.(distanceRule); ok {
+		check = screenShape
+	}
+	s, err := check(updates, weights)
 	if err != nil {
 		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
 	}

@@ -35,11 +35,16 @@ func (r *Krum) Aggregate(updates [][]float64, weights []float64) ([]float64, Rep
 	return runScreened(r, updates, weights)
 }
 
+func (*Krum) checksValuesThroughDistances() {}
+
 func (r *Krum) run(s *screened) ([]float64, Report, error) {
+	dist, err := s.distances()
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
+	}
 	if err := krumRequirement(r.Name(), s.n(), r.F); err != nil {
 		return nil, Report{Rule: r.Name()}, err
 	}
-	dist := pairwiseSqDist(s.x)
 	scores := krumScores(dist, s.n(), allIndices(s.n()), s.n()-r.F-2)
 	best := argminScore(scores, s.x, allIndices(s.n()))
 	rep := s.report(r.Name(), []int{best}, "not selected by krum")
@@ -80,7 +85,13 @@ func (r *MultiKrum) Aggregate(updates [][]float64, weights []float64) ([]float64
 	return runScreened(r, updates, weights)
 }
 
+func (*MultiKrum) checksValuesThroughDistances() {}
+
 func (r *MultiKrum) run(s *screened) ([]float64, Report, error) {
+	dist, err := s.distances()
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
+	}
 	n := s.n()
 	if err := krumRequirement(r.Name(), n, r.F); err != nil {
 		return nil, Report{Rule: r.Name()}, err
@@ -92,7 +103,6 @@ func (r *MultiKrum) run(s *screened) ([]float64, Report, error) {
 	if m < 1 || m > n {
 		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: n, F: r.F, Need: fmt.Sprintf("1 ≤ m ≤ n with m = %d", m)}
 	}
-	dist := pairwiseSqDist(s.x)
 	scores := krumScores(dist, n, allIndices(n), n-r.F-2)
 	order := allIndices(n)
 	slices.SortStableFunc(order, func(a, b int) int { return compareScored(scores[a], scores[b], s.x[a], s.x[b]) })

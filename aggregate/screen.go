@@ -21,7 +21,7 @@ import (
 // calling Screen is only needed by code that works on vectors directly
 // (pre-steps used on their own, attacks, tests).
 func Screen(updates [][]float64, weights []float64, dim int) (valid []int, rejected []Rejection) {
-	s := screenVectors(updates, weights, dim)
+	s := screenVectors(updates, weights, dim, true)
 	return s.orig, s.rejected
 }
 
@@ -29,20 +29,33 @@ func Screen(updates [][]float64, weights []float64, dim int) (valid []int, rejec
 type screened struct {
 	x        [][]float64 // valid vectors, in input order
 	w        []float64   // their weights; nil when the caller passed nil
-	sqNorm   []float64   // ‖x[i]‖²
 	orig     []int       // position of x[i] in the caller's slice
 	rejected []Rejection
 	total    int // number of inputs given
 	d        int
+	// unchecked: the values (NaN, Inf, overflow) have not been checked
+	// yet; the rule checks them through distances.
+	unchecked bool
 }
 
 // screen validates the arguments of Aggregate: weights must be nil or as
 // long as updates, and at least one vector must survive.
 func screen(updates [][]float64, weights []float64) (*screened, error) {
+	return screenArgs(updates, weights, true)
+}
+
+// screenShape is screen without the pass over the values: for rules that
+// compute every pairwise distance anyway, whose squared norms reveal the
+// non-finite vectors (see (*screened).distances).
+func screenShape(updates [][]float64, weights []float64) (*screened, error) {
+	return screenArgs(updates, weights, false)
+}
+
+func screenArgs(updates [][]float64, weights []float64, values bool) (*screened, error) {
 	if weights != nil && len(weights) != len(updates) {
 		return nil, fmt.Errorf("%w: %d weights for %d updates", ErrBadArguments, len(weights), len(updates))
 	}
-	s := screenVectors(updates, weights, 0)
+	s := screenVectors(updates, weights, 0, values)
 	if len(s.x) == 0 {
 		if len(updates) == 0 {
 			return nil, fmt.Errorf("%w: no updates given", ErrNoValidInputs)
@@ -64,18 +77,20 @@ func modeLength(updates [][]float64) int {
 	return best
 }
 
-func screenVectors(updates [][]float64, weights []float64, dim int) *screened {
-	s := &screened{total: len(updates)}
+func screenVectors(updates [][]float64, weights []float64, dim int, values bool) *screened {
+	s := &screened{total: len(updates), unchecked: !values}
 	if dim <= 0 {
 		dim = modeLength(updates)
 	}
 	s.d = dim
 	norms := make([]float64, len(updates))
-	parallelFor(len(updates), int64(len(updates))*int64(dim), func(i int) {
-		if len(updates[i]) == dim {
-			norms[i] = vec.Dot(updates[i], updates[i])
-		}
-	})
+	if values {
+		parallelFor(len(updates), int64(len(updates))*int64(dim), func(i int) {
+			if len(updates[i]) == dim {
+				norms[i] = vec.Dot(updates[i], updates[i])
+			}
+		})
+	}
 	for i, u := range updates {
 		var reason string
 		switch {
@@ -91,7 +106,6 @@ func screenVectors(updates [][]float64, weights []float64, dim int) *screened {
 			continue
 		}
 		s.x = append(s.x, u)
-		s.sqNorm = append(s.sqNorm, norms[i])
 		s.orig = append(s.orig, i)
 		if weights != nil {
 			s.w = append(s.w, weights[i])
@@ -110,6 +124,53 @@ func nonFiniteReason(u []float64) string {
 		}
 	}
 	return "squared norm overflows float64"
+}
+
+// distances returns the pairwise squared distances of the valid inputs.
+// When the values were not checked yet, inputs with a non-finite squared
+// norm are rejected now: s is updated to the survivors (ErrNoValidInputs
+// if none is left) and the matrix restricted to them.
+func (s *screened) distances() ([]float64, error) {
+	dist, diag := pairwiseGram(s.x)
+	if !s.unchecked {
+		return dist, nil
+	}
+	s.unchecked = false
+	n := s.n()
+	var keep []int
+	for i, v := range diag {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			s.rejected = append(s.rejected, Rejection{Index: s.orig[i], Reason: nonFiniteReason(s.x[i])})
+			continue
+		}
+		keep = append(keep, i)
+	}
+	if len(keep) == n {
+		return dist, nil
+	}
+	sortRejections(s.rejected)
+	m := len(keep)
+	sub := make([]float64, m*m)
+	x := make([][]float64, m)
+	orig := make([]int, m)
+	var w []float64
+	if s.w != nil {
+		w = make([]float64, m)
+	}
+	for a, i := range keep {
+		x[a], orig[a] = s.x[i], s.orig[i]
+		if w != nil {
+			w[a] = s.w[i]
+		}
+		for b, j := range keep {
+			sub[a*m+b] = dist[i*n+j]
+		}
+	}
+	s.x, s.orig, s.w = x, orig, w
+	if m == 0 {
+		return nil, fmt.Errorf("%w: all %d updates rejected (first: %s)", ErrNoValidInputs, s.total, s.rejected[0].Reason)
+	}
+	return sub, nil
 }
 
 // n is the number of valid inputs.
