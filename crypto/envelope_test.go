@@ -127,6 +127,7 @@ func TestOpenErrors(t *testing.T) {
 		{"other signer", forged, ids, keys, Limits{}, ErrBadSignature},
 		{"unknown node", sealed, ids, NodeKeys{}, Limits{}, ErrUnknownNode},
 		{"too large", sealed, ids, keys, Limits{MaxUpdateBytes: 1, MaxHeaderBytes: 1}, ErrTooLarge},
+		{"header over limit", sealed, ids, keys, Limits{MaxHeaderBytes: 50}, ErrTooLarge},
 		{"update over limit", sealed, ids, keys, Limits{MaxUpdateBytes: int64(len(upd) - 1)}, ErrTooLarge},
 		{"not age", []byte("hello"), ids, keys, Limits{}, ErrMalformed},
 		{"truncated age", sealed[:len(sealed)-1], ids, keys, Limits{}, ErrMalformed},

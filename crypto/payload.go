@@ -15,7 +15,7 @@ import (
 
 // payload decrypts an age file held in memory straight into one plaintext
 // buffer. The header (parsing, HMAC, recipient stanzas, X25519 unwrap) is
-// handled by filippo.io/age's ExtractHeader and DecryptHeader; the payload
+// handled by filippo.io/age's DecryptHeader; the payload
 // follows the age-encryption.org/v1 specification's STREAM construction:
 //
 //	payload    = nonce (16 bytes) || chunk_0 || ... || chunk_{n-1}
@@ -46,18 +46,22 @@ func openPayload(sealed []byte, ids []age.Identity, maxHeader int64) (*payload, 
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("no identities: %w", ErrNotRecipient)
 	}
-	hdr, err := age.ExtractHeader(bytes.NewReader(sealed))
-	if err != nil {
-		return nil, fmt.Errorf("age header: %v: %w", err, ErrMalformed)
+	// The header ends with its MAC line, the first line starting "--- "
+	// (stanza lines start with "-> " or are base64). DecryptHeader parses
+	// exactly this prefix and checks its MAC, so a wrong split only fails.
+	search := sealed[:min(int64(len(sealed)), maxHeader)]
+	end := bytes.Index(search, []byte("\n--- "))
+	nl := -1
+	if end >= 0 {
+		nl = bytes.IndexByte(search[end+1:], '\n')
 	}
-	if int64(len(hdr)) > maxHeader {
-		return nil, fmt.Errorf("age header is %d bytes, limit %d: %w", len(hdr), maxHeader, ErrTooLarge)
+	if nl < 0 {
+		if int64(len(sealed)) > maxHeader {
+			return nil, fmt.Errorf("age header: no MAC line in the first %d bytes: %w", maxHeader, ErrTooLarge)
+		}
+		return nil, fmt.Errorf("age header: no MAC line: %w", ErrMalformed)
 	}
-	// ExtractHeader re-encodes the parsed header; age's parser accepts only
-	// the canonical encoding, so it must be a prefix of the input.
-	if !bytes.HasPrefix(sealed, hdr) {
-		return nil, fmt.Errorf("age header is not canonical: %w", ErrMalformed)
-	}
+	hdr := sealed[:end+1+nl+1]
 	fileKey, err := age.DecryptHeader(hdr, ids...)
 	if err != nil {
 		var nm *age.NoIdentityMatchError
