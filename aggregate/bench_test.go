@@ -23,9 +23,21 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N)/1e6, "cpu-ms/op")
 }
 
+var benchCache = map[[2]int][][]float64{}
+
 // benchInputs returns n standard-normal vectors of length d from a fixed
-// seed, backed by one allocation.
+// seed, backed by one allocation, generated once per size and process.
+// They are never modified.
 func benchInputs(n, d int) [][]float64 {
+	if x, ok := benchCache[[2]int{n, d}]; ok {
+		return x
+	}
+	x := genInputs(n, d)
+	benchCache = map[[2]int][][]float64{{n, d}: x} // keep one size alive at a time
+	return x
+}
+
+func genInputs(n, d int) [][]float64 {
 	r := rand.New(rand.NewPCG(42, uint64(n)*1_000_003+uint64(d)))
 	buf := make([]float64, n*d)
 	for i := range buf {

@@ -25,7 +25,9 @@ import (
 // clustering is random, the result depends on input order and on Rand.
 // Report.Used lists the inputs that reached a representative (Krum's
 // choice, or every member of an averaged cluster); Report.Scores holds each
-// input's Krum score within its cluster (zero where no Krum ran).
+// input's Krum score within its cluster (zero where no Krum ran). A
+// *rand.Rand is not safe for concurrent use, so neither is a
+// HierarchicalKrum with Rand set.
 type HierarchicalKrum struct {
 	// Clusters is the number of clusters; zero means ⌈√n⌉ (the reference's
 	// default of 100 would make every cluster a singleton at the

@@ -145,6 +145,8 @@ func (p *NNM) Apply(updates [][]float64, weights []float64) (PreResult, error) {
 // smaller). A bucket's weight is the sum of its members' weights; the
 // mean itself is unweighted. Each member is owned by its bucket. Because
 // the shuffle is random, results depend on input order for a fixed seed.
+// A *rand.Rand is not safe for concurrent use, so neither is a Bucketing
+// with Rand set.
 type Bucketing struct {
 	// S is the bucket size (≥ 1); zero means 2.
 	S int
