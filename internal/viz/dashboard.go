@@ -281,6 +281,7 @@ func timeSeriesPlots(h History) ([2]*plot.Plot, error) {
 	p.Legend.Add("mean", ml)
 	p.Legend.Add("± std", poly)
 	p.Legend.Top = true
+	p.Legend.Left = true
 	out[0] = p
 
 	q := plot.New()
