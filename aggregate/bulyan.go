@@ -37,7 +37,7 @@ func (r *Bulyan) Aggregate(updates [][]float64, weights []float64) ([]float64, R
 	return runScreened(r, updates, weights)
 }
 
-func (*Bulyan) checksValuesThroughDistances() {}
+func (*Bulyan) checksValuesItself() {}
 
 func (r *Bulyan) run(s *screened) ([]float64, Report, error) {
 	dist, err := s.distances()

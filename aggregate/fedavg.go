@@ -1,6 +1,9 @@
 package aggregate
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // FedAvg is the weighted mean of the inputs (McMahan et al. 2017): each
 // valid input i contributes weights[i]/Σweights, or 1/n when weights is nil.
@@ -48,15 +51,28 @@ type screenedRule interface {
 	run(s *screened) ([]float64, Report, error)
 }
 
-// distanceRule marks rules that compute all pairwise distances first and
-// so can check the values of the inputs through them (screenShape).
-type distanceRule interface {
-	checksValuesThroughDistances()
+// selfCheckingRule marks rules that check the values of their inputs
+// (NaN, Inf, overflow) as a by-product of their own first pass — the Gram
+// diagonal of the distance engine, the squared norms accumulated by the
+// coordinate-wise transposition — so runScreened skips the separate pass
+// (screenShape) and the rule completes the check (screened.distances,
+// coordwiseChecked).
+type selfCheckingRule interface {
+	checksValuesItself()
+}
+
+// wrapRule prefixes errors that do not already name the rule.
+func wrapRule(name string, err error) error {
+	var re *RequirementError
+	if errors.As(err, &re) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 func runScreened(r screenedRule, updates [][]float64, weights []float64) ([]float64, Report, error) {
 	check := screen
-	if _, ok := r.(distanceRule); ok {
+	if _, ok := r.(selfCheckingRule); ok {
 		check = screenShape
 	}
 	s, err := check(updates, weights)

@@ -35,7 +35,7 @@ func (r *Krum) Aggregate(updates [][]float64, weights []float64) ([]float64, Rep
 	return runScreened(r, updates, weights)
 }
 
-func (*Krum) checksValuesThroughDistances() {}
+func (*Krum) checksValuesItself() {}
 
 func (r *Krum) run(s *screened) ([]float64, Report, error) {
 	dist, err := s.distances()
@@ -85,7 +85,7 @@ func (r *MultiKrum) Aggregate(updates [][]float64, weights []float64) ([]float64
 	return runScreened(r, updates, weights)
 }
 
-func (*MultiKrum) checksValuesThroughDistances() {}
+func (*MultiKrum) checksValuesItself() {}
 
 func (r *MultiKrum) run(s *screened) ([]float64, Report, error) {
 	dist, err := s.distances()

@@ -30,12 +30,19 @@ func (r *Median) Aggregate(updates [][]float64, weights []float64) ([]float64, R
 	return runScreened(r, updates, weights)
 }
 
+func (*Median) checksValuesItself() {}
+
 func (r *Median) run(s *screened) ([]float64, Report, error) {
-	if 2*r.F >= s.n() {
-		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: s.n(), F: r.F, Need: fmt.Sprintf("f < n/2, i.e. n > %d", 2*r.F)}
+	need := func(n int) error {
+		if 2*r.F >= n {
+			return &RequirementError{Rule: r.Name(), N: n, F: r.F, Need: fmt.Sprintf("f < n/2, i.e. n > %d", 2*r.F)}
+		}
+		return nil
 	}
 	out := make([]float64, s.d)
-	coordwise(s.x, out, medianOf)
+	if err := coordwiseChecked(s, out, need, medianOf); err != nil {
+		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+	}
 	return out, s.allUsed(r.Name()), nil
 }
 
@@ -67,12 +74,19 @@ func (r *TrimmedMean) Aggregate(updates [][]float64, weights []float64) ([]float
 	return runScreened(r, updates, weights)
 }
 
+func (*TrimmedMean) checksValuesItself() {}
+
 func (r *TrimmedMean) run(s *screened) ([]float64, Report, error) {
-	if 2*r.F >= s.n() {
-		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: s.n(), F: r.F, Need: fmt.Sprintf("2f < n, i.e. n > %d", 2*r.F)}
+	need := func(n int) error {
+		if 2*r.F >= n {
+			return &RequirementError{Rule: r.Name(), N: n, F: r.F, Need: fmt.Sprintf("2f < n, i.e. n > %d", 2*r.F)}
+		}
+		return nil
 	}
 	out := make([]float64, s.d)
 	f := r.F
-	coordwise(s.x, out, func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) })
+	if err := coordwiseChecked(s, out, need, func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) }); err != nil {
+		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+	}
 	return out, s.allUsed(r.Name()), nil
 }

@@ -135,42 +135,66 @@ func (s *screened) distances() ([]float64, error) {
 	if !s.unchecked {
 		return dist, nil
 	}
+	keep, err := s.keepFinite(diag)
+	if err != nil || keep == nil {
+		return dist, err
+	}
+	n, m := len(diag), len(keep)
+	sub := make([]float64, m*m)
+	for a, i := range keep {
+		for b, j := range keep {
+			sub[a*m+b] = dist[i*n+j]
+		}
+	}
+	return sub, nil
+}
+
+// keepFinite completes a deferred value check given every input's squared
+// norm: inputs whose norm is not finite are rejected and s shrinks to the
+// others. It returns the kept positions (in the old s), or nil when all
+// were kept.
+func (s *screened) keepFinite(sqNorm []float64) ([]int, error) {
 	s.unchecked = false
-	n := s.n()
 	var keep []int
-	for i, v := range diag {
+	for i, v := range sqNorm {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			s.rejected = append(s.rejected, Rejection{Index: s.orig[i], Reason: nonFiniteReason(s.x[i])})
 			continue
 		}
 		keep = append(keep, i)
 	}
-	if len(keep) == n {
-		return dist, nil
+	if len(keep) == len(sqNorm) {
+		return nil, nil
 	}
 	sortRejections(s.rejected)
-	m := len(keep)
-	sub := make([]float64, m*m)
-	x := make([][]float64, m)
-	orig := make([]int, m)
+	if len(keep) == 0 {
+		return nil, fmt.Errorf("%w: all %d updates rejected (first: %s)", ErrNoValidInputs, s.total, s.rejected[0].Reason)
+	}
+	x := make([][]float64, len(keep))
+	orig := make([]int, len(keep))
 	var w []float64
 	if s.w != nil {
-		w = make([]float64, m)
+		w = make([]float64, len(keep))
 	}
 	for a, i := range keep {
 		x[a], orig[a] = s.x[i], s.orig[i]
 		if w != nil {
 			w[a] = s.w[i]
 		}
-		for b, j := range keep {
-			sub[a*m+b] = dist[i*n+j]
-		}
 	}
 	s.x, s.orig, s.w = x, orig, w
-	if m == 0 {
-		return nil, fmt.Errorf("%w: all %d updates rejected (first: %s)", ErrNoValidInputs, s.total, s.rejected[0].Reason)
+	return keep, nil
+}
+
+// checkValues runs the value check now if it was deferred.
+func (s *screened) checkValues() error {
+	if !s.unchecked {
+		return nil
 	}
-	return sub, nil
+	norms := make([]float64, s.n())
+	parallelFor(s.n(), int64(s.n())*int64(s.d), func(i int) { norms[i] = vec.Dot(s.x[i], s.x[i]) })
+	_, err := s.keepFinite(norms)
+	return err
 }
 
 // n is the number of valid inputs.
