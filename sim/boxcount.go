@@ -165,19 +165,19 @@ func fitLine(xs, ys []float64) (slope, r2 float64) {
 	var sxx, sxy float64
 	for i := range xs {
 		dx := xs[i] - mx
-		sxx += dx * dx
-		sxy += dx * (ys[i] - my)
+		sxx += float64(dx * dx)
+		sxy += float64(dx * (ys[i] - my))
 	}
 	if sxx == 0 {
 		return 0, 0
 	}
 	slope = sxy / sxx
-	icept := my - slope*mx
+	icept := my - float64(slope*mx)
 	var ssRes, ssTot float64
 	for i := range xs {
-		p := slope*xs[i] + icept
-		ssRes += (ys[i] - p) * (ys[i] - p)
-		ssTot += (ys[i] - my) * (ys[i] - my)
+		p := float64(slope*xs[i]) + icept
+		ssRes += float64((ys[i] - p) * (ys[i] - p))
+		ssTot += float64((ys[i] - my) * (ys[i] - my))
 	}
 	if ssTot > 0 {
 		r2 = 1 - ssRes/ssTot

@@ -667,8 +667,12 @@ func (r Row) ToParquet() ParquetRow {
 }
 
 // parquetBatch is how many rows ParquetWriter buffers before handing them to
-// parquet-go; the library itself buffers a row group in memory until Close.
+// parquet-go, which buffers a whole row group in memory.
 const parquetBatch = 1024
+
+// parquetRowGroup caps a row group at 65536 rows (about 17 MiB of column
+// data), so memory stays bounded however many samples a dataset has.
+const parquetRowGroup = 1 << 16
 
 // ParquetWriter writes rows as a Parquet file with the ParquetRow schema.
 type ParquetWriter struct {
@@ -678,7 +682,7 @@ type ParquetWriter struct {
 
 // NewParquetWriter returns a ParquetWriter writing to w.
 func NewParquetWriter(w io.Writer) *ParquetWriter {
-	return &ParquetWriter{w: parquet.NewGenericWriter[ParquetRow](w)}
+	return &ParquetWriter{w: parquet.NewGenericWriter[ParquetRow](w, parquet.MaxRowsPerRowGroup(parquetRowGroup))}
 }
 
 // WriteRow buffers one row.

@@ -487,3 +487,45 @@ func TestGenerateDatasetCancelInsideSample(t *testing.T) {
 		t.Errorf("cancellation took %v", d)
 	}
 }
+
+// FuzzParseSweep feeds arbitrary flag text to every sweep parser. They must
+// not panic; whatever they accept must render back (String) to text that
+// parses to the same sweep, and drawing from it must not panic.
+func FuzzParseSweep(f *testing.F) {
+	for _, s := range []string{"0.18", "0.1,0.2,0.24", "0.05:0.24", "64", "16:32", "8,16", "true,false",
+		"periodic,neumann", "-1:1", "1e-3", " 3 , 4 ", "NaN", "Inf:Inf", "9223372036854775807", ":", ",", "1:", "a:b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		rng := paramRNG(1, 0)
+		if s, err := ParseFloatSweep("p", text); err == nil {
+			again, err := ParseFloatSweep("p", s.String())
+			if err != nil || again.String() != s.String() {
+				t.Fatalf("float sweep %q renders as %q, which parses to %v (%v)", text, s.String(), again, err)
+			}
+			_ = s.draw(rng)
+		}
+		if s, err := ParseIntSweep("p", text); err == nil {
+			again, err := ParseIntSweep("p", s.String())
+			if err != nil || again.String() != s.String() {
+				t.Fatalf("int sweep %q renders as %q, which parses to %v (%v)", text, s.String(), again, err)
+			}
+			v := s.draw(rng)
+			if s.IsRange && (v < s.Min || v > s.Max) {
+				t.Fatalf("int sweep %q drew %d", text, v)
+			}
+		}
+		if s, err := ParseBoolSweep("p", text); err == nil {
+			if s.IsRange || len(s.Values) == 0 {
+				t.Fatalf("bool sweep %q parsed to %+v", text, s)
+			}
+			_ = s.draw(rng)
+		}
+		if s, err := ParseBoundarySweep("p", text); err == nil {
+			if again, err := ParseBoundarySweep("p", s.String()); err != nil || again.String() != s.String() {
+				t.Fatalf("boundary sweep %q does not round-trip", text)
+			}
+			_ = s.draw(rng)
+		}
+	})
+}

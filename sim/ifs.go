@@ -28,11 +28,11 @@ type Similarity struct {
 
 // Apply maps a point.
 func (m Similarity) Apply(p [2]float64) [2]float64 {
-	return [2]float64{m.A*p[0] + m.B*p[1] + m.E, m.C*p[0] + m.D*p[1] + m.F}
+	return [2]float64{float64(m.A*p[0]) + float64(m.B*p[1]) + m.E, float64(m.C*p[0]) + float64(m.D*p[1]) + m.F}
 }
 
 // Det is the Jacobian determinant A·D − B·C (= s² for a similarity).
-func (m Similarity) Det() float64 { return m.A*m.D - m.B*m.C }
+func (m Similarity) Det() float64 { return float64(m.A*m.D) - float64(m.B*m.C) }
 
 // IFS is an iterated function system of similarity maps, chosen uniformly
 // at random at each iteration (the "chaos game").
@@ -52,10 +52,10 @@ func NewIFS(numTransforms int, rng *rand.Rand) (*IFS, error) {
 	}
 	f := &IFS{Maps: make([]Similarity, numTransforms)}
 	for k := range f.Maps {
-		s := 0.2 + 0.3*rng.Float64()
+		s := 0.2 + float64(0.3*rng.Float64())
 		phi := 2 * math.Pi * rng.Float64()
-		e := -1 + 2*rng.Float64()
-		ff := -1 + 2*rng.Float64()
+		e := -1 + float64(2*rng.Float64())
+		ff := -1 + float64(2*rng.Float64())
 		sin, cos := math.Sincos(phi)
 		f.Maps[k] = Similarity{A: s * cos, B: -s * sin, C: s * sin, D: s * cos, E: e, F: ff}
 	}

@@ -69,7 +69,7 @@ func cube(x float64) float64 {
 	hi := x * x
 	lo := math.FMA(x, x, -hi)
 	p := hi * x
-	e := math.FMA(hi, x, -p) + lo*x
+	e := math.FMA(hi, x, -p) + float64(lo*x)
 	return p + e
 }
 
@@ -78,6 +78,6 @@ func fourth(x float64) float64 {
 	hi := x * x
 	lo := math.FMA(x, x, -hi)
 	p := hi * hi
-	e := math.FMA(hi, hi, -p) + 2*hi*lo
+	e := math.FMA(hi, hi, -p) + float64(2*hi*lo)
 	return p + e
 }

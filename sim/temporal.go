@@ -30,14 +30,14 @@ func rowEnergy(cur []float64) float64 {
 	for ; j+3 < len(cur); j += 4 {
 		b := cur[j : j+4 : j+4]
 		y0, y1, y2, y3 := b[0]*1000, b[1]*1000, b[2]*1000, b[3]*1000
-		e0 += y0 * y0
-		e1 += y1 * y1
-		e2 += y2 * y2
-		e3 += y3 * y3
+		e0 += float64(y0 * y0)
+		e1 += float64(y1 * y1)
+		e2 += float64(y2 * y2)
+		e3 += float64(y3 * y3)
 	}
 	for ; j < len(cur); j++ {
 		y := cur[j] * 1000
-		e0 += y * y
+		e0 += float64(y * y)
 	}
 	return (e0 + e1) + (e2 + e3)
 }
@@ -53,27 +53,37 @@ func rowStats(cur, prev []float64) (e, sd, sd2, maxd float64) {
 	var e0, e1, e2, e3, s0, s1, s2, s3, q0, q1, q2, q3 float64
 	var m0, m1, m2, m3 uint64
 	j := 0
+	if useAVX2 && len(cur) >= 4 {
+		var acc [16]float64
+		j = len(cur) / 4 * 4
+		statsAVX2(&cur[0], &prev[0], j, &acc)
+		e0, e1, e2, e3 = acc[0], acc[1], acc[2], acc[3]
+		s0, s1, s2, s3 = acc[4], acc[5], acc[6], acc[7]
+		q0, q1, q2, q3 = acc[8], acc[9], acc[10], acc[11]
+		m0, m1 = math.Float64bits(acc[12]), math.Float64bits(acc[13])
+		m2, m3 = math.Float64bits(acc[14]), math.Float64bits(acc[15])
+	}
 	for ; j+3 < len(cur); j += 4 {
 		c := cur[j : j+4 : j+4]
 		p := prev[j : j+4 : j+4]
 		y0, y1, y2, y3 := c[0]*1000, c[1]*1000, c[2]*1000, c[3]*1000
-		e0 += y0 * y0
-		e1 += y1 * y1
-		e2 += y2 * y2
-		e3 += y3 * y3
-		b0 := math.Float64bits(y0-p[0]*1000) &^ signMask
-		b1 := math.Float64bits(y1-p[1]*1000) &^ signMask
-		b2 := math.Float64bits(y2-p[2]*1000) &^ signMask
-		b3 := math.Float64bits(y3-p[3]*1000) &^ signMask
+		e0 += float64(y0 * y0)
+		e1 += float64(y1 * y1)
+		e2 += float64(y2 * y2)
+		e3 += float64(y3 * y3)
+		b0 := math.Float64bits(y0-float64(p[0]*1000)) &^ signMask
+		b1 := math.Float64bits(y1-float64(p[1]*1000)) &^ signMask
+		b2 := math.Float64bits(y2-float64(p[2]*1000)) &^ signMask
+		b3 := math.Float64bits(y3-float64(p[3]*1000)) &^ signMask
 		d0, d1, d2, d3 := math.Float64frombits(b0), math.Float64frombits(b1), math.Float64frombits(b2), math.Float64frombits(b3)
 		s0 += d0
 		s1 += d1
 		s2 += d2
 		s3 += d3
-		q0 += d0 * d0
-		q1 += d1 * d1
-		q2 += d2 * d2
-		q3 += d3 * d3
+		q0 += float64(d0 * d0)
+		q1 += float64(d1 * d1)
+		q2 += float64(d2 * d2)
+		q3 += float64(d3 * d3)
 		if b0 > m0 {
 			m0 = b0
 		}
@@ -89,11 +99,11 @@ func rowStats(cur, prev []float64) (e, sd, sd2, maxd float64) {
 	}
 	for ; j < len(cur); j++ {
 		y := cur[j] * 1000
-		e0 += y * y
-		b := math.Float64bits(y-prev[j]*1000) &^ signMask
+		e0 += float64(y * y)
+		b := math.Float64bits(y-float64(prev[j]*1000)) &^ signMask
 		d := math.Float64frombits(b)
 		s0 += d
-		q0 += d * d
+		q0 += float64(d * d)
 		if b > m0 {
 			m0 = b
 		}
@@ -106,10 +116,9 @@ func rowStats(cur, prev []float64) (e, sd, sd2, maxd float64) {
 // features. Rows are folded in row order, so the totals do not depend on
 // how rows were shared among goroutines.
 type frameStat struct {
-	energy        float64 // Σ (mV)²
-	sumD, sumD2   float64 // Σ|ΔV|, Σ|ΔV|² in mV against the previous frame
-	maxD          float64
-	nonFiniteCell int // index of a non-finite value in the row, or −1
+	energy      float64 // Σ (mV)²
+	sumD, sumD2 float64 // Σ|ΔV|, Σ|ΔV|² in mV against the previous frame
+	maxD        float64
 }
 
 // temporal accumulates the history-dependent features (dV_mean, dV_max,
@@ -148,8 +157,8 @@ func (ts *temporal) addFrame(st frameStat, exactStd func() float64) {
 	dt := t - ts.meanT
 	ts.meanT += dt / n
 	ts.meanE += (st.energy - ts.meanE) / n
-	ts.cov += dt * (st.energy - ts.meanE)
-	ts.varT += dt * (t - ts.meanT)
+	ts.cov += float64(dt * (st.energy - ts.meanE))
+	ts.varT += float64(dt * (t - ts.meanT))
 	if ts.frames < 2 {
 		return
 	}
@@ -187,7 +196,7 @@ func (ts *temporal) quasiStationary(st frameStat, exactStd func() float64) bool 
 	cells := float64(ts.cells)
 	m := st.sumD / cells
 	ms := st.sumD2 / cells
-	v := ms - m*m
+	v := ms - float64(m*m)
 	const thr2 = stabilityStdMV * stabilityStdMV
 	if math.Abs(v-thr2) > 1e-9*(ms+thr2) {
 		return v < thr2
@@ -222,7 +231,7 @@ func exactDiffStd(cur, prev, scratch []float64) float64 {
 	n := len(cur)
 	d := scratch[:n]
 	for k := range d {
-		d[k] = math.Abs(cur[k]*1000 - prev[k]*1000)
+		d[k] = math.Abs(float64(cur[k]*1000) - float64(prev[k]*1000))
 	}
 	return populationStd(d, scratch[n:2*n])
 }

@@ -1,0 +1,74 @@
+//go:build amd64
+
+#include "textflag.h"
+
+// func diffuseAVX2(dst, u, c, d *float64, n int, alpha float64)
+TEXT ·diffuseAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ u+8(FP), R10
+	MOVQ c+16(FP), SI
+	MOVQ d+24(FP), R11
+	MOVQ n+32(FP), CX
+	VBROADCASTSD alpha+40(FP), Y8
+	MOVQ $0x4010000000000000, R8 // 4.0
+	VMOVQ R8, X9
+	VBROADCASTSD X9, Y9
+	SHLQ $3, CX
+	XORQ AX, AX
+
+diffloop:
+	VMOVUPD (R10)(AX*1), Y0       // u
+	VADDPD  (R11)(AX*1), Y0, Y0   // u + d
+	VADDPD  -8(SI)(AX*1), Y0, Y0  // + left
+	VADDPD  8(SI)(AX*1), Y0, Y0   // + right
+	VMOVUPD (SI)(AX*1), Y1        // c
+	VMULPD  Y9, Y1, Y2            // 4c
+	VSUBPD  Y2, Y0, Y0            // Laplacian
+	VMULPD  Y8, Y0, Y0            // alpha · Laplacian
+	VADDPD  Y1, Y0, Y0            // c + alpha · Laplacian
+	VMOVUPD Y0, (DI)(AX*1)
+	ADDQ    $32, AX
+	CMPQ    AX, CX
+	JLT     diffloop
+	VZEROUPPER
+	RET
+
+// func statsAVX2(cur, prev *float64, n int, acc *[16]float64)
+TEXT ·statsAVX2(SB), NOSPLIT, $0-32
+	MOVQ cur+0(FP), SI
+	MOVQ prev+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ acc+24(FP), DX
+	MOVQ $0x408F400000000000, R8 // 1000.0
+	VMOVQ R8, X8
+	VBROADCASTSD X8, Y8
+	MOVQ $0x7FFFFFFFFFFFFFFF, R9 // clears the sign bit
+	VMOVQ R9, X9
+	VBROADCASTSD X9, Y9
+	VMOVUPD (DX), Y0   // Σ y²
+	VMOVUPD 32(DX), Y1 // Σ δ
+	VMOVUPD 64(DX), Y2 // Σ δ²
+	VMOVUPD 96(DX), Y3 // max δ
+	SHLQ $3, CX
+	XORQ AX, AX
+
+statloop:
+	VMULPD (SI)(AX*1), Y8, Y4 // y = 1000·cur
+	VMULPD (DI)(AX*1), Y8, Y5 // 1000·prev
+	VMULPD Y4, Y4, Y6
+	VADDPD Y6, Y0, Y0         // Σ y²
+	VSUBPD Y5, Y4, Y4         // y − 1000·prev
+	VANDPD Y9, Y4, Y4         // δ = |…|
+	VADDPD Y4, Y1, Y1         // Σ δ
+	VMULPD Y4, Y4, Y6
+	VADDPD Y6, Y2, Y2         // Σ δ²
+	VMAXPD Y4, Y3, Y3         // max δ
+	ADDQ   $32, AX
+	CMPQ   AX, CX
+	JLT    statloop
+	VMOVUPD Y0, (DX)
+	VMOVUPD Y1, 32(DX)
+	VMOVUPD Y2, 64(DX)
+	VMOVUPD Y3, 96(DX)
+	VZEROUPPER
+	RET

@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package sim
+
+const useAVX2 = false
+
+func diffuseAVX2(dst, u, c, d *float64, n int, alpha float64) { panic("unreachable") }
+
+func statsAVX2(cur, prev *float64, n int, acc *[16]float64) { panic("unreachable") }
