@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,8 @@ import (
 //
 //	byte 0     commandVersion
 //	byte 1     command type
-//	bytes 2..  JSON body of the type's struct
+//	bytes 2..  JSON body of the type's struct (binary for add-update, see
+//	           addUpdateCmd.appendBinary)
 //
 // encoding/json writes struct fields in declaration order and map keys
 // sorted, floats in their shortest exact form and Params as base64 of the
@@ -147,6 +149,101 @@ type (
 	}
 )
 
+// Add-update commands are the bulk of the log (one per accepted update,
+// each carrying a sealed envelope), so their body is binary rather than
+// JSON; all integers big-endian:
+//
+//	job          uint16 length || bytes
+//	round        uint64
+//	node         uint16 length || bytes
+//	base hash    [32]byte
+//	update hash  [32]byte
+//	samples      uint64
+//	statement    uint32 length || bytes
+//	signature    uint32 length || bytes
+//	sealed       uint32 length || bytes
+//	accepted at  int64 Unix nanoseconds (UTC)
+//
+// Decoding is strict: every length is checked against what remains and
+// nothing may follow the last field.
+func (c *addUpdateCmd) appendBinary(b []byte) ([]byte, error) {
+	if len(c.Job) > 0xffff || len(c.Node) > 0xffff || len(c.Statement) > 1<<20 || len(c.Signature) > 1<<20 || int64(len(c.Sealed)) > maxCommandSize {
+		return nil, fmt.Errorf("coordinator: encode add-update: field too long")
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(c.Job)))
+	b = append(b, c.Job...)
+	b = binary.BigEndian.AppendUint64(b, c.Round)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(c.Node)))
+	b = append(b, c.Node...)
+	b = append(b, c.BaseHash[:]...)
+	b = append(b, c.UpdateHash[:]...)
+	b = binary.BigEndian.AppendUint64(b, c.Samples)
+	for _, f := range [][]byte{c.Statement, c.Signature, c.Sealed} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(c.AcceptedAt.UnixNano())), nil
+}
+
+func (c *addUpdateCmd) unmarshalBinary(b []byte) error {
+	r := binReader{b: b}
+	c.Job = string(r.bytes(int(r.u16())))
+	c.Round = r.u64()
+	c.Node = string(r.bytes(int(r.u16())))
+	copy(c.BaseHash[:], r.bytes(32))
+	copy(c.UpdateHash[:], r.bytes(32))
+	c.Samples = r.u64()
+	c.Statement = r.bytes(int(r.u32()))
+	c.Signature = r.bytes(int(r.u32()))
+	c.Sealed = r.bytes(int(r.u32()))
+	c.AcceptedAt = time.Unix(0, int64(r.u64())).UTC()
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
+	}
+	return r.err
+}
+
+// binReader reads big-endian fields, remembering the first error (a read
+// past the end yields zeros and an error, never a panic).
+type binReader struct {
+	b   []byte
+	err error
+}
+
+func (r *binReader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b) {
+		r.err = fmt.Errorf("field of %d bytes, %d remain", n, len(r.b))
+		return nil
+	}
+	out := r.b[:n:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *binReader) u16() uint16 {
+	if b := r.bytes(2); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *binReader) u32() uint32 {
+	if b := r.bytes(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *binReader) u64() uint64 {
+	if b := r.bytes(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
 // updateOutcome is the rule's verdict on one update of a closing round, in
 // the round's update order.
 type updateOutcome struct {
@@ -160,6 +257,12 @@ var ErrMalformedCommand = errors.New("coordinator: malformed command")
 
 // encodeCommand returns the entry bytes of a command.
 func encodeCommand(t commandType, body any) ([]byte, error) {
+	if u, ok := body.(*addUpdateCmd); ok {
+		if t != cmdAddUpdate {
+			return nil, fmt.Errorf("coordinator: encode %v with an add-update body", t)
+		}
+		return u.appendBinary([]byte{commandVersion, byte(t)})
+	}
 	var buf bytes.Buffer
 	buf.WriteByte(commandVersion)
 	buf.WriteByte(byte(t))
@@ -212,6 +315,12 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(checkpointCmd)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
+	}
+	if u, ok := body.(*addUpdateCmd); ok {
+		if err := u.unmarshalBinary(b[2:]); err != nil {
+			return 0, nil, fmt.Errorf("%w: %v: %v", ErrMalformedCommand, t, err)
+		}
+		return t, body, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(b[2:]))
 	dec.DisallowUnknownFields()

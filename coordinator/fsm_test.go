@@ -335,14 +335,32 @@ func TestDecodeCommand(t *testing.T) {
 	if err != nil || typ != cmdRevokeNode || body.(*revokeNodeCmd).ID != "n1" {
 		t.Fatalf("round trip: %v %v %v", typ, body, err)
 	}
+	b := newLogBuilder(t)
+	up := b.update(b.nodes[0], "job", 3, Hash{1}, []float64{1, 2})
+	upBytes, err := encodeCommand(cmdAddUpdate, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, decoded, err := decodeCommand(upBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := decoded.(*addUpdateCmd); d.Job != up.Job || d.Round != 3 || d.Node != up.Node || d.BaseHash != up.BaseHash ||
+		d.UpdateHash != up.UpdateHash || d.Samples != up.Samples || !bytes.Equal(d.Statement, up.Statement) ||
+		!bytes.Equal(d.Signature, up.Signature) || !bytes.Equal(d.Sealed, up.Sealed) || !d.AcceptedAt.Equal(up.AcceptedAt) {
+		t.Fatalf("add-update round trip: %+v", d)
+	}
 	bad := map[string][]byte{
-		"empty":         nil,
-		"short":         {commandVersion},
-		"version":       append([]byte{9}, good[1:]...),
-		"unknown type":  append([]byte{commandVersion, 200}, good[2:]...),
-		"unknown field": append([]byte{commandVersion, byte(cmdRevokeNode)}, []byte(`{"id":"n1","x":1}`)...),
-		"trailing":      append(bytes.Clone(good), []byte(`{}`)...),
-		"not json":      {commandVersion, byte(cmdRevokeNode), 0xff},
+		"add-update truncated": upBytes[:len(upBytes)-1],
+		"add-update trailing":  append(bytes.Clone(upBytes), 0),
+		"add-update huge len":  append([]byte{commandVersion, byte(cmdAddUpdate), 0xff, 0xff}, upBytes[4:]...),
+		"empty":                nil,
+		"short":                {commandVersion},
+		"version":              append([]byte{9}, good[1:]...),
+		"unknown type":         append([]byte{commandVersion, 200}, good[2:]...),
+		"unknown field":        append([]byte{commandVersion, byte(cmdRevokeNode)}, []byte(`{"id":"n1","x":1}`)...),
+		"trailing":             append(bytes.Clone(good), []byte(`{}`)...),
+		"not json":             {commandVersion, byte(cmdRevokeNode), 0xff},
 	}
 	for name, b := range bad {
 		t.Run(name, func(t *testing.T) {
