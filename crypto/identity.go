@@ -29,12 +29,12 @@ const (
 	RoleCoordinator Role = "coordinator"
 )
 
-// Roles lists the valid roles, for flag help and error messages.
-var Roles = []Role{RoleNode, RoleCoordinator}
+// Roles returns the valid roles, for flag help and error messages.
+func Roles() []Role { return []Role{RoleNode, RoleCoordinator} }
 
 // ParseRole returns the Role named s, or an error listing the valid roles.
 func ParseRole(s string) (Role, error) {
-	for _, r := range Roles {
+	for _, r := range Roles() {
 		if string(r) == s {
 			return r, nil
 		}

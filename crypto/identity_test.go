@@ -39,7 +39,7 @@ func TestGenerateIdentityDeterministicSigningKey(t *testing.T) {
 
 func TestSaveLoadIdentity(t *testing.T) {
 	t.Parallel()
-	for _, role := range Roles {
+	for _, role := range Roles() {
 		t.Run(string(role), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "keys")
 			id, err := GenerateIdentity(role, seededReader(3))
@@ -172,7 +172,7 @@ func TestParsePublicKey(t *testing.T) {
 
 func TestParseRole(t *testing.T) {
 	t.Parallel()
-	for _, r := range Roles {
+	for _, r := range Roles() {
 		if got, err := ParseRole(string(r)); err != nil || got != r {
 			t.Fatal(r, err)
 		}
