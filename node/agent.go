@@ -1,0 +1,627 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/protocol"
+)
+
+// Errors a node reports through events and logs; Run itself only fails
+// for local problems (state directory, data).
+var (
+	// ErrRefused: the cluster refused the node's key at the handshake or
+	// at Hello — it is not enrolled, or it was revoked, or the node id
+	// does not match the key. The node keeps retrying with backoff, as an
+	// operator may enroll it later.
+	ErrRefused = errors.New("node: the cluster refused this node's key (not enrolled, revoked, or wrong node id)")
+	// ErrNoLeader: every reachable coordinator answered, but none knows a
+	// leader (an election is under way, or a quorum is lost).
+	ErrNoLeader = errors.New("node: no coordinator knows a leader")
+	// ErrOrigin: a coordinator announced another cluster origin than the
+	// cluster file pins.
+	ErrOrigin = errors.New("node: coordinator reports another cluster origin")
+)
+
+// EventKind names what happened in an Event.
+type EventKind string
+
+// Event kinds.
+const (
+	EventDataReady    EventKind = "data_ready"   // local data loaded or simulated
+	EventConnected    EventKind = "connected"    // subscribed at the leader (Addr)
+	EventDisconnected EventKind = "disconnected" // the connection ended (Err says why)
+	EventRefused      EventKind = "refused"      // the cluster refused the key (Err)
+	EventSkipped      EventKind = "skipped"      // an announced round was not trained (Result/Err say why)
+	EventSubmitted    EventKind = "submitted"    // a submission got an answer (Result; Record when stored)
+)
+
+// Event is one notable step of the agent, for Config.OnEvent.
+type Event struct {
+	Kind   EventKind
+	Job    string
+	Round  uint64
+	Addr   string  // coordinator address concerned
+	Result string  // for EventSubmitted and EventSkipped: one of the Result constants or a reason
+	Record *Record // for acknowledged or duplicate submissions: what was recorded
+	// LocalAccuracy is the trained model's accuracy on the held-out split
+	// (honest nodes with a held-out split; else -1).
+	LocalAccuracy float64
+	Err           error
+}
+
+// Agent is one running edge node. Create it with New, run it with Run.
+type Agent struct {
+	cfg     Config
+	id      *crypto.Identity
+	nodeID  string
+	state   *State
+	dialer  protocol.Dialer
+	metrics *metrics
+	log     *slog.Logger
+	attack  aggregate.Rule // the rule adaptive attacks aim at
+
+	mu      sync.Mutex
+	learner *Learner
+	hold    *learn.Dataset
+	leader  string // last address known to lead
+}
+
+// New checks cfg, loads the identity and opens the state directory. It
+// does no network I/O and no simulation (Run does).
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	id := cfg.Identity
+	if id == nil {
+		var err error
+		if id, err = crypto.LoadIdentity(cfg.IdentityDir); err != nil {
+			return nil, fmt.Errorf("node: identity %s: %w", cfg.IdentityDir, err)
+		}
+	}
+	a := &Agent{cfg: cfg, id: id, nodeID: cfg.NodeID, log: cfg.Logger}
+	if a.nodeID == "" {
+		a.nodeID = id.NodeID()
+	}
+	a.log = a.log.With("node", a.nodeID)
+	var err error
+	if a.state, err = OpenState(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if a.metrics, err = newMetrics(cfg.Registry); err != nil {
+		return nil, fmt.Errorf("node: metrics: %w", err)
+	}
+	a.dialer = cfg.Dialer
+	if a.dialer == nil {
+		pid, err := protocol.NewIdentity(id.SigningKey)
+		if err != nil {
+			return nil, err
+		}
+		a.dialer = &protocol.QUICDialer{TLS: protocol.ClientConfig(pid, cfg.Cluster.PinnedKeys()), Config: cfg.Protocol}
+	}
+	if cfg.Byzantine != "" {
+		if a.attack, err = aggregate.New(cfg.AttackRule, aggregate.Params{F: cfg.AttackF}); err != nil {
+			return nil, fmt.Errorf("node: Config.AttackRule: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// NodeID returns the id the node submits under.
+func (a *Agent) NodeID() string { return a.nodeID }
+
+// State returns the node's durable submission record.
+func (a *Agent) State() *State { return a.state }
+
+func (a *Agent) emit(e Event) {
+	if a.cfg.OnEvent != nil {
+		a.cfg.OnEvent(e)
+	}
+}
+
+// PrepareData loads the node's local data (from the cache in the state
+// directory, or by simulating and caching it) and splits off the held-out
+// part. Run calls it; calling it first only moves the work earlier.
+func (a *Agent) PrepareData(ctx context.Context) error {
+	a.mu.Lock()
+	ready := a.learner != nil
+	a.mu.Unlock()
+	if ready {
+		return nil
+	}
+	start := time.Now()
+	data, cached, err := loadData(ctx, a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
+	if err != nil {
+		return fmt.Errorf("node: local data: %w", err)
+	}
+	train, hold := splitHoldOut(data, a.cfg.Data.HoldOut, a.cfg.Data.Seed)
+	a.mu.Lock()
+	a.learner = NewLearner(train, a.cfg.Train, a.cfg.Seed)
+	a.hold = hold
+	a.mu.Unlock()
+	a.log.Info("local data ready", "task", a.cfg.Data.Task, "samples", data.Len(), "train", train.Len(),
+		"held_out", holdLen(hold), "label_counts", fmt.Sprint(data.LabelCounts()), "from_cache", cached,
+		"seconds", time.Since(start).Seconds())
+	a.emit(Event{Kind: EventDataReady})
+	return nil
+}
+
+func holdLen(d *learn.Dataset) int {
+	if d == nil {
+		return 0
+	}
+	return d.Len()
+}
+
+// Run takes part in the federation until ctx is done: it prepares the
+// local data, connects to the leader, and trains and submits an update for
+// every announced round it has not submitted yet. Connection failures are
+// retried forever with jittered exponential backoff. Run returns nil after
+// ctx is done, or an error for a local failure it cannot get past (the
+// data cannot be built, the state directory cannot be written).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.PrepareData(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	rng := newRand(a.cfg.Seed, 0xbac0ff)
+	failures := 0
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attempt > 0 {
+			a.metrics.reconnects.Inc()
+		}
+		c, addr, origin, err := a.connect(ctx, attempt)
+		if err == nil {
+			var served bool
+			served, err = a.session(ctx, c, addr, origin)
+			c.Close()
+			a.metrics.connected.Set(0)
+			var fe *fatalError
+			if errors.As(err, &fe) {
+				return fe.err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.emit(Event{Kind: EventDisconnected, Addr: addr, Err: err})
+			a.log.Warn("disconnected", "addr", addr, "err", err)
+			if served {
+				failures = 0
+			}
+			var re *redirectError
+			if errors.As(err, &re) {
+				continue // redial at once, the leader's address is known
+			}
+		} else {
+			if errors.Is(err, ErrRefused) {
+				a.emit(Event{Kind: EventRefused, Err: err})
+				a.log.Error("refused by the cluster: enroll this node's key (signing.pub) or check it was not revoked", "node_id", a.nodeID, "err", err)
+			} else {
+				a.log.Warn("no leader reachable", "err", err)
+			}
+		}
+		failures++
+		if !sleepCtx(ctx, a.backoff(failures, rng)) {
+			return nil
+		}
+	}
+}
+
+// backoff is the wait before reconnection attempt n ≥ 1: exponential from
+// BackoffMin, capped at BackoffMax, with "equal jitter" (half fixed, half
+// uniform) so that many nodes do not reconnect in lockstep.
+func (a *Agent) backoff(n int, rng *rand.Rand) time.Duration {
+	d := a.cfg.BackoffMin
+	for i := 1; i < n && d < a.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, a.cfg.BackoffMax)
+	return d/2 + time.Duration(rng.Int64N(int64(d/2)+1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// fatalError ends Run: a local failure retrying cannot fix.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// redirectError ends a session to redial the leader at addr.
+type redirectError struct{ addr string }
+
+func (e *redirectError) Error() string { return "leader is at " + e.addr }
+
+// dialHello connects to addr and says Hello.
+func (a *Agent) dialHello(ctx context.Context, addr string) (*protocol.Client, *protocol.HelloAck, error) {
+	c, err := protocol.Dial(ctx, a.dialer, addr, a.cfg.Protocol)
+	if err != nil {
+		return nil, nil, classify(err)
+	}
+	ack, err := c.Hello(ctx, &protocol.Hello{NodeID: a.nodeID, ClientInfo: "mfn-node"})
+	if err != nil {
+		c.Close()
+		return nil, nil, classify(err)
+	}
+	if a.cfg.Cluster.Origin != "" && ack.ClusterOrigin != a.cfg.Cluster.Origin {
+		c.Close()
+		return nil, nil, fmt.Errorf("%w: %s says %q, the cluster file pins %q", ErrOrigin, addr, ack.ClusterOrigin, a.cfg.Cluster.Origin)
+	}
+	return c, ack, nil
+}
+
+// classify marks the errors that mean "this key is not welcome".
+func classify(err error) error {
+	var te *quic.TransportError
+	switch {
+	case errors.Is(err, protocol.CodeUnauthorized):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	case errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError():
+		// The server aborted the TLS handshake: with pinned server keys
+		// already checked on our side, that is its client-key check.
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	case strings.Contains(err.Error(), "rejected client key"):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return err
+}
+
+// connect finds the leader: it tries the last known leader first, then
+// every coordinator in turn (starting at a different one each attempt),
+// follows a Hello's leader hint once, and returns a connection to a
+// coordinator that says it leads.
+func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, string, string, error) {
+	addrs := a.cfg.Cluster.Addrs()
+	order := make([]string, 0, len(addrs)+1)
+	a.mu.Lock()
+	if a.leader != "" {
+		order = append(order, a.leader)
+	}
+	a.mu.Unlock()
+	for i := range addrs {
+		order = append(order, addrs[(i+attempt)%len(addrs)])
+	}
+	var errs []error
+	tried := map[string]bool{}
+	for _, addr := range order {
+		if tried[addr] {
+			continue
+		}
+		tried[addr] = true
+		c, ack, err := a.dialHello(ctx, addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, "", "", ctx.Err()
+			}
+			if errors.Is(err, ErrRefused) || errors.Is(err, ErrOrigin) {
+				return nil, "", "", err
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		switch hint := ack.LeaderHint; {
+		case hint == addr:
+			a.setLeader(addr)
+			return c, addr, ack.ClusterOrigin, nil
+		case hint == "":
+			c.Close()
+			errs = append(errs, fmt.Errorf("%s: %w", addr, ErrNoLeader))
+			continue
+		default:
+			// A follower names the leader: go there once. Accept it even
+			// if it names itself differently (a leader advertising a
+			// hostname we know by IP): its key is pinned all the same.
+			c.Close()
+			tried[hint] = true
+			lc, lack, err := a.dialHello(ctx, hint)
+			if err != nil {
+				if errors.Is(err, ErrRefused) {
+					return nil, "", "", err
+				}
+				errs = append(errs, fmt.Errorf("%s (leader named by %s): %w", hint, addr, err))
+				continue
+			}
+			if lack.LeaderHint == "" {
+				lc.Close()
+				errs = append(errs, fmt.Errorf("%s: %w", hint, ErrNoLeader))
+				continue
+			}
+			a.setLeader(hint)
+			return lc, hint, lack.ClusterOrigin, nil
+		}
+	}
+	a.setLeader("")
+	return nil, "", "", errors.Join(errs...)
+}
+
+func (a *Agent) setLeader(addr string) {
+	a.mu.Lock()
+	a.leader = addr
+	a.mu.Unlock()
+}
+
+// session serves one connection: subscribe, handle announcements, and
+// check now and then that the coordinator still leads. served reports
+// whether the subscription was established.
+func (a *Agent) session(ctx context.Context, c *protocol.Client, addr, origin string) (served bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := c.Subscribe(sctx)
+	if err != nil {
+		return false, err
+	}
+	a.metrics.connected.Set(1)
+	a.log.Info("connected", "addr", addr, "origin", origin)
+	a.emit(Event{Kind: EventConnected, Addr: addr})
+	check := time.NewTicker(a.cfg.LeaderCheck)
+	defer check.Stop()
+	quiet := true // no announcement since the last check
+	for {
+		select {
+		case <-ctx.Done():
+			return true, nil
+		case ann, ok := <-ch:
+			if !ok {
+				return true, fmt.Errorf("subscription at %s ended", addr)
+			}
+			quiet = false
+			if err := a.handle(sctx, c, addr, origin, ann); err != nil {
+				return true, err
+			}
+		case <-check.C:
+			if !quiet {
+				quiet = true
+				continue
+			}
+			if hint, err := a.probe(ctx, addr); err != nil {
+				return true, fmt.Errorf("leader check at %s: %w", addr, err)
+			} else if hint != addr {
+				if hint == "" {
+					return true, fmt.Errorf("%s: %w", addr, ErrNoLeader)
+				}
+				return true, &redirectError{addr: hint}
+			}
+		}
+	}
+}
+
+// probe asks addr, on a fresh connection, who leads.
+func (a *Agent) probe(ctx context.Context, addr string) (string, error) {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, ack, err := a.dialHello(pctx, addr)
+	if err != nil {
+		return "", err
+	}
+	c.Close()
+	return ack.LeaderHint, nil
+}
+
+// handle takes part in one announced round.
+func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin string, ann *protocol.RoundAnnouncement) error {
+	job, round := ann.JobID, ann.Round
+	log := a.log.With("job", job, "round", round)
+	skip := func(reason string, err error) error {
+		log.Info("round skipped", "reason", reason, "err", err)
+		a.emit(Event{Kind: EventSkipped, Job: job, Round: round, Addr: addr, Result: reason, Err: err})
+		return nil
+	}
+	if _, ok := a.state.Acked(job, round); ok {
+		return skip("already submitted", nil)
+	}
+	if task := ann.Metadata["task"]; task != "" && task != a.cfg.Data.Task {
+		return skip("task mismatch", fmt.Errorf("%w: job task %q, node data %q", ErrTask, task, a.cfg.Data.Task))
+	}
+	baseHex := hex.EncodeToString(ann.BaseHash[:])
+	p, err := a.state.loadPending(job, round)
+	if err != nil {
+		return &fatalError{err}
+	}
+	if p != nil && p.BaseHash != baseHex {
+		if err := a.state.dropPending(job, round); err != nil {
+			return &fatalError{err}
+		}
+		p = nil
+	}
+	accuracy := -1.0
+	if p == nil {
+		p, accuracy, err = a.build(ctx, c, origin, ann, log)
+		if err != nil {
+			var fe *fatalError
+			if errors.As(err, &fe) || isConnErr(err) {
+				return err
+			}
+			return skip("cannot train", err)
+		}
+	} else {
+		log.Info("resubmitting the pending update of an earlier run")
+	}
+	return a.submit(ctx, c, addr, p, accuracy, log)
+}
+
+// isConnErr reports errors that call for a new connection rather than
+// skipping the round.
+func isConnErr(err error) bool {
+	var pe *protocol.ProtocolError
+	if errors.As(err, &pe) {
+		return pe.Code == protocol.CodeNotLeader || pe.Code == protocol.CodeUnavailable || pe.Code == protocol.CodeInternal
+	}
+	return !errors.Is(err, protocol.ErrHashMismatch) && !errors.Is(err, ErrTask) && !errors.Is(err, learn.ErrDiverged) &&
+		!errors.Is(err, crypto.ErrMalformed)
+}
+
+// build fetches the base model, trains (or crafts) the update, seals it and
+// stores it as pending.
+func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, ann *protocol.RoundAnnouncement, log *slog.Logger) (*pending, float64, error) {
+	dim := 0
+	if s := ann.Metadata["dim"]; s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			dim = v
+		}
+	}
+	raw, err := c.FetchModel(ctx, ann.JobID, ann.BaseVersion, ann.BaseHash)
+	if err != nil {
+		return nil, -1, fmt.Errorf("fetch model %s v%d: %w", ann.JobID, ann.BaseVersion, err)
+	}
+	base, err := crypto.DecodeUpdate(raw, dim)
+	if err != nil {
+		return nil, -1, fmt.Errorf("decode model %s v%d: %w", ann.JobID, ann.BaseVersion, err)
+	}
+	arch, err := ArchFor(a.cfg.Data.Task, len(base))
+	if err != nil {
+		return nil, -1, err
+	}
+	a.mu.Lock()
+	l, hold := a.learner, a.hold
+	a.mu.Unlock()
+	if hold != nil {
+		if m, err := learn.NewModel(arch, newRand(0, 0)); err == nil {
+			copy(m.Params(), base)
+			if acc, err := learn.Accuracy(m, hold); err == nil {
+				a.metrics.accuracy.WithLabelValues("global").Set(acc)
+			}
+		}
+	}
+	start := time.Now()
+	var delta []float64
+	accuracy := -1.0
+	if a.cfg.Byzantine != "" {
+		delta, err = l.Craft(a.cfg.Byzantine, ann.JobID, ann.Round, arch, base, a.cfg.AttackHonest, a.cfg.AttackF, int(ann.MaxUpdates), a.attack)
+	} else {
+		var m learn.Model
+		delta, m, err = l.Update(ann.JobID, ann.Round, arch, base)
+		if err == nil && hold != nil {
+			if acc, aerr := learn.Accuracy(m, hold); aerr == nil {
+				accuracy = acc
+				a.metrics.accuracy.WithLabelValues("local").Set(acc)
+			}
+		}
+	}
+	a.metrics.trainSecs.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, -1, err
+	}
+	upd := crypto.EncodeUpdate(delta, crypto.Float32)
+	stmt := &crypto.Statement{
+		Origin: origin, JobID: ann.JobID, Round: ann.Round, NodeID: a.nodeID,
+		BaseModelHash: ann.BaseHash, SampleCount: uint64(l.Samples()), Time: a.cfg.Clock().UTC(),
+	}
+	sealed, err := crypto.Seal(stmt, upd, a.id.SigningKey, a.cfg.Cluster.Recipients())
+	if err != nil {
+		return nil, -1, &fatalError{fmt.Errorf("node: seal: %w", err)}
+	}
+	p := &pending{
+		Job: ann.JobID, Round: ann.Round, BaseHash: hex.EncodeToString(ann.BaseHash[:]),
+		UpdateHash: hex.EncodeToString(stmt.UpdateHash[:]), Samples: stmt.SampleCount, Sealed: sealed,
+	}
+	if err := a.state.savePending(p); err != nil {
+		return nil, -1, &fatalError{err}
+	}
+	log.Info("update ready", "arch", arch.Kind, "params", len(delta), "byzantine", a.cfg.Byzantine,
+		"local_accuracy", accuracy, "train_seconds", time.Since(start).Seconds())
+	return p, accuracy, nil
+}
+
+// maxRetries bounds the rate-limited and unavailable retries of one
+// submission on one connection.
+const maxRetries = 8
+
+// submit sends a pending update until it is answered for good, and
+// records an acknowledgement before returning.
+func (a *Agent) submit(ctx context.Context, c *protocol.Client, addr string, p *pending, accuracy float64, log *slog.Logger) error {
+	ev := Event{Kind: EventSubmitted, Job: p.Job, Round: p.Round, Addr: addr, LocalAccuracy: accuracy}
+	count := func(result string) { a.metrics.submissions.WithLabelValues(result).Inc() }
+	for try := 0; ; try++ {
+		ack, err := c.Submit(ctx, p.Sealed)
+		var pe *protocol.ProtocolError
+		errors.As(err, &pe)
+		switch {
+		case err == nil, errors.Is(err, protocol.CodeDuplicate):
+			r := Record{Job: p.Job, Round: p.Round, BaseHash: p.BaseHash, UpdateHash: p.UpdateHash, Samples: p.Samples,
+				Byzantine: a.cfg.Byzantine, Coordinator: addr, AckedAt: a.cfg.Clock().UTC()}
+			result := ResultAcked
+			if err == nil {
+				r.LogIndex, r.LeafIndex = ack.LogIndex, ack.LeafIndex
+			} else {
+				r.Duplicate, result = true, ResultDuplicate
+			}
+			if err := a.state.RecordAck(r); err != nil {
+				return &fatalError{fmt.Errorf("node: record acknowledgement of %s round %d: %w", p.Job, p.Round, err)}
+			}
+			count(result)
+			a.metrics.rounds.Inc()
+			log.Info("update acknowledged", "result", result, "log_index", r.LogIndex, "leaf_index", r.LeafIndex, "update_hash", r.UpdateHash)
+			ev.Result, ev.Record = result, &r
+			a.emit(ev)
+			return nil
+		case errors.Is(err, protocol.CodeNotLeader):
+			count(ResultNotLeader)
+			ev.Result, ev.Err = ResultNotLeader, err
+			a.emit(ev)
+			if pe != nil && pe.LeaderAddr != "" && pe.LeaderAddr != addr {
+				a.setLeader(pe.LeaderAddr)
+				return &redirectError{addr: pe.LeaderAddr}
+			}
+			a.setLeader("")
+			return err
+		case errors.Is(err, protocol.CodeRoundClosed), errors.Is(err, protocol.CodeBadRequest),
+			errors.Is(err, protocol.CodeNotFound), errors.Is(err, protocol.CodeUnauthorized):
+			result := ResultRejected
+			if errors.Is(err, protocol.CodeRoundClosed) {
+				result = ResultRoundClosed
+			}
+			count(result)
+			if derr := a.state.dropPending(p.Job, p.Round); derr != nil {
+				return &fatalError{derr}
+			}
+			log.Warn("update refused", "result", result, "err", err)
+			ev.Result, ev.Err = result, err
+			a.emit(ev)
+			return nil
+		case (errors.Is(err, protocol.CodeRateLimited) || errors.Is(err, protocol.CodeUnavailable) ||
+			errors.Is(err, protocol.CodeInternal)) && try < maxRetries:
+			count(ResultRetry)
+			wait := 200 * time.Millisecond << min(try, 5)
+			if pe != nil && pe.RetryAfter > 0 {
+				wait = min(pe.RetryAfter, 30*time.Second)
+			}
+			if !sleepCtx(ctx, wait) {
+				return ctx.Err()
+			}
+		default:
+			count(ResultError)
+			ev.Result, ev.Err = ResultError, err
+			a.emit(ev)
+			return err
+		}
+	}
+}

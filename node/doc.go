@@ -1,0 +1,99 @@
+// Package node is the MFN edge agent: the program a data site runs to take
+// part in federated training without ever sending its data anywhere.
+//
+// A node simulates its own MFN fields (package sim, through learn's regime
+// task), keeps them in its state directory, and for every training round
+// the coordinator cluster announces it fetches the global model, trains it
+// on its local data, signs and seals the resulting update to the
+// coordinators (package crypto) and submits it over QUIC (package
+// protocol). The cluster's acknowledgement — the Raft log index and the
+// audit leaf of the update — is written to the state directory before the
+// node moves on.
+//
+//	cluster, _ := node.LoadCluster("cluster.txt")
+//	cfg := node.DefaultConfig()
+//	cfg.IdentityDir, cfg.StateDir, cfg.Cluster = "keys/site-7", "state/site-7", cluster
+//	a, err := node.New(cfg)
+//	err = a.Run(ctx) // until ctx is cancelled
+//
+// # The cluster file
+//
+// A node must know, before its first connection, where the coordinators
+// are, which keys their TLS certificates must carry (the node pins them and
+// refuses any other server) and which age recipients its updates are
+// sealed to. ParseCluster reads all three from one text file:
+//
+//	origin mfn.example/cluster-1
+//	coordinator c1 10.0.0.1:4431 mfn-ed25519:<signing.pub of c1> age1<age.pub of c1>
+//	coordinator c2 10.0.0.2:4431 mfn-ed25519:... age1...
+//	coordinator c3 10.0.0.3:4431 mfn-ed25519:... age1...
+//
+// Every update is sealed to every listed coordinator, so any of them can
+// open it after a leader change.
+//
+// # Local data
+//
+// The regime task's samples are the 18 features of one simulation each,
+// labelled by the parameter regime it was drawn from; a site's regime mix
+// (Proportions) makes federations heterogeneous. Features are standardised
+// with the task's reference statistics (ReferenceStandardizer), computed
+// by every site and evaluator from the same fixed-seed simulations, so
+// sites agree on the input scale without sharing data. The simulated set is
+// cached in StateDir/dataset-v1.bin (versioned, keyed by the data
+// configuration, SHA-256 checksummed, written atomically) and reused on
+// restart. A fraction (HoldOut) is kept out of training to report local
+// accuracy.
+//
+// # Rounds, acknowledgements and restarts
+//
+// For each announced round the node checks its State: a round with an
+// acknowledgement record is skipped. Otherwise it fetches the base model
+// (hash-checked against the announcement), trains with a random source
+// derived from (seed, job, round), seals the update, and writes it as
+// "pending" before submitting. The answer decides:
+//
+//   - acknowledged: the Record (job, round, log index, leaf index, update
+//     hash) is written durably, then the pending file removed;
+//   - duplicate: an earlier attempt was stored but its acknowledgement was
+//     lost; recorded as such (success, indexes unknown);
+//   - not leader: the node redials the leader named in the answer;
+//   - round closed, bad request, unauthorized: the round is given up;
+//   - rate limited, unavailable: retried after the advised delay.
+//
+// A node killed between submission and record finds the pending file on
+// restart and submits the very same bytes again; the cluster recognises
+// them and answers with the original acknowledgement, so no round is ever
+// submitted twice with different contents, and none is counted twice.
+//
+// # Leaders and failures
+//
+// The node dials the coordinators in turn. A coordinator that does not
+// lead names the leader in its Hello answer (or in a "not leader" error)
+// and the node goes there: only the leader pushes round announcements.
+// When the connection ends — leader crash, network loss — the node
+// reconnects with jittered exponential backoff (BackoffMin to BackoffMax,
+// from the seeded source) and resumes the round that is open, since a new
+// subscription first delivers the open rounds. A connection that carries
+// no announcement for LeaderCheck is checked with a fresh Hello, in case
+// its coordinator stepped down without dying.
+//
+// # Byzantine nodes
+//
+// For experiments and demonstrations, Config.Byzantine names an attack of
+// package aggregate. Such a node follows the protocol exactly but sends a
+// crafted update: "label-flip" trains on flipped labels; the other attacks
+// need the round's honest updates, which a real node cannot see, so the
+// node approximates them by AttackHonest honest updates of its own, each
+// trained from the round's model on a bootstrap resample of its local data.
+// That underestimates the spread between honest sites (one site's resamples
+// agree more than different sites do), so these attacks are weaker than the
+// omniscient versions that learn.RunFederation simulates.
+//
+// # Observability
+//
+// Logs go to Config.Logger (log/slog); metrics to Config.Registry:
+// mfn_node_rounds_participated_total, mfn_node_submissions_total{result},
+// mfn_node_train_seconds, mfn_node_local_accuracy_ratio{model},
+// mfn_node_connected and mfn_node_reconnects_total. Config.OnEvent
+// receives the same steps as Events, for programs that drive nodes.
+package node

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/sim"
+)
+
+// ErrTask reports a job the node cannot train: another task than its
+// data's, or a parameter count that fits no model of the task.
+var ErrTask = errors.New("node: job does not fit the node's task")
+
+// ArchFor returns the model a job of task with dim parameters trains:
+// softmax regression when dim is the task's softmax size, otherwise a
+// one-hidden-layer MLP whose hidden width makes dim parameters. For the
+// regime task (18 features, 4 classes) softmax has 76 parameters and an
+// MLP with h hidden units 23h+4; for MNIST 7,850 and 795h+10. Errors wrap
+// ErrTask.
+func ArchFor(task string, dim int) (learn.Arch, error) {
+	var in, classes int
+	switch task {
+	case TaskMFNRegime:
+		in, classes = sim.NumFeatures, NumRegimes
+	case TaskMNIST:
+		in, classes = 28*28, 10
+	default:
+		return learn.Arch{}, fmt.Errorf("%w: unknown task %q", ErrTask, task)
+	}
+	soft := learn.Arch{Kind: "softmax", Dim: in, Classes: classes}
+	if dim == soft.NumParams() {
+		return soft, nil
+	}
+	per := in + 1 + classes // weights in, bias, weights out per hidden unit
+	if dim > classes && (dim-classes)%per == 0 {
+		return learn.Arch{Kind: "mlp", Dim: in, Hidden: (dim - classes) / per, Classes: classes}, nil
+	}
+	return learn.Arch{}, fmt.Errorf("%w: %d parameters fit neither softmax (%d) nor an MLP (%d·h+%d) of task %s",
+		ErrTask, dim, soft.NumParams(), per, classes, task)
+}
+
+// Learner computes one node's updates. It holds the node's training split
+// and its per-job SGD state (client momentum persists across rounds), and
+// draws every random choice from a source derived from (seed, job, round),
+// so the same node trains the same update from the same base model. It is
+// exported so that an in-process reference federation can train exactly as
+// nodes do. Safe for concurrent use (updates of one job are serialised).
+type Learner struct {
+	data *learn.Dataset
+	cfg  TrainConfig
+	seed uint64
+
+	mu   sync.Mutex
+	opts map[string]*learn.SGD
+}
+
+// NewLearner returns a Learner training on data with cfg, seeded by seed.
+func NewLearner(data *learn.Dataset, cfg TrainConfig, seed uint64) *Learner {
+	return &Learner{data: data, cfg: cfg, seed: seed, opts: map[string]*learn.SGD{}}
+}
+
+// Samples returns the number of training samples.
+func (l *Learner) Samples() int { return l.data.Len() }
+
+// roundRand is the source of one (job, round) for one purpose.
+func (l *Learner) roundRand(job string, round, purpose uint64) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(job))
+	return rand.New(rand.NewPCG(l.seed^h.Sum64(), round<<8|purpose))
+}
+
+func (l *Learner) sgd(job string) *learn.SGD {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o, ok := l.opts[job]
+	if !ok {
+		o = &learn.SGD{LR: l.cfg.LR, Momentum: l.cfg.Momentum, WeightDecay: l.cfg.WeightDecay}
+		l.opts[job] = o
+	}
+	return o
+}
+
+// Update trains a model of shape arch from base on the local data and
+// returns the delta θ_new − θ_old and the trained model. Errors: an arch
+// or base of the wrong size, learn.ErrDiverged.
+func (l *Learner) Update(job string, round uint64, arch learn.Arch, base []float64) ([]float64, learn.Model, error) {
+	return l.train(job, round, arch, base, l.data, l.sgd(job), 0)
+}
+
+func (l *Learner) train(job string, round uint64, arch learn.Arch, base []float64, data *learn.Dataset, opt *learn.SGD, purpose uint64) ([]float64, learn.Model, error) {
+	if arch.Dim != l.data.Dim || arch.Classes != l.data.Classes {
+		return nil, nil, fmt.Errorf("%w: model %dx%d, data %dx%d", ErrTask, arch.Dim, arch.Classes, l.data.Dim, l.data.Classes)
+	}
+	rng := l.roundRand(job, round, purpose)
+	m, err := learn.NewModel(arch, rng)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(base) != len(m.Params()) {
+		return nil, nil, fmt.Errorf("%w: base model has %d parameters, arch %d", ErrTask, len(base), len(m.Params()))
+	}
+	copy(m.Params(), base)
+	delta, err := learn.TrainLocal(m, data, learn.LocalConfig{Epochs: l.cfg.Epochs, Batch: l.cfg.Batch}, opt, rng)
+	return delta, m, err
+}
+
+// Craft returns a Byzantine node's update for a round: attack "label-flip"
+// trains honestly on flipped labels; every other attack is fed honest
+// updates that the node simulates from its own data (honest updates
+// trained from base on bootstrap resamples of the local data), since it
+// cannot see the other nodes' updates. maxUpdates, when above f, is the
+// federation size ALIE's z is computed for; rule is what adaptive attacks
+// optimise against.
+func (l *Learner) Craft(attack string, job string, round uint64, arch learn.Arch, base []float64, honest, f, maxUpdates int, rule aggregate.Rule) ([]float64, error) {
+	if attack == "label-flip" {
+		flipped := l.data.WithLabels(func(y int) int { return aggregate.FlipLabel(y, l.data.Classes) })
+		delta, _, err := l.train(job, round, arch, base, flipped, l.sgd(job), 1)
+		return delta, err
+	}
+	p := aggregate.AttackParams{Classes: l.data.Classes}
+	if attack == "alie" && maxUpdates > f {
+		z, err := aggregate.ALIE{}.ZFor(maxUpdates-f, f)
+		if err == nil {
+			p.Z = z
+		}
+	}
+	a, err := aggregate.NewAttack(attack, p)
+	if err != nil {
+		return nil, err
+	}
+	vecs := make([][]float64, honest)
+	for k := range vecs {
+		rng := l.roundRand(job, round, 2+uint64(k))
+		idx := make([]int, l.data.Len())
+		for i := range idx {
+			idx[i] = rng.IntN(l.data.Len())
+		}
+		opt := &learn.SGD{LR: l.cfg.LR, Momentum: l.cfg.Momentum, WeightDecay: l.cfg.WeightDecay}
+		d, _, err := l.train(job, round, arch, base, l.data.Subset(idx), opt, 2+uint64(k))
+		if err != nil {
+			return nil, err
+		}
+		vecs[k] = d
+	}
+	out, err := a.Craft(aggregate.AttackInput{Honest: vecs, F: f, Rule: rule, Rand: l.roundRand(job, round, 1<<7)})
+	if err != nil {
+		return nil, fmt.Errorf("node: attack %s: %w", attack, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("node: attack %s crafted nothing", attack)
+	}
+	return out[0], nil
+}
