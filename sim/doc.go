@@ -54,9 +54,10 @@
 //
 // # Determinism
 //
-// A run depends only on its Config: the initial state and growth events
-// come from one PCG stream seeded with Config.Seed, and the jitter of row r
-// in step t from a PCG stream whose seed is derived from (Seed, t, r). On
+// A run depends only on its Config: the initial V and the growth events
+// come from one PCG stream seeded with Config.Seed, the initial activator
+// and inhibitor from a second, and the jitter of row r in step t from a
+// PCG stream whose seed is derived from (Seed, t, r). On
 // grids of 128 and more rows are shared between two goroutines; partial
 // sums are always combined in row order, so the result is bit-identical for
 // any GOMAXPROCS.

@@ -26,8 +26,12 @@ const (
 // costs more than it saves.
 const parallelMinGrid = 128
 
-// streamConst is the second PCG seed word of a run's main random stream.
-const streamConst = 0x6d666e2d73696d31 // "mfn-sim1"
+// Second PCG seed words of a run's main random stream (initial V, growth
+// events) and of its activator/inhibitor stream.
+const (
+	streamConst          = 0x6d666e2d73696d31 // "mfn-sim1"
+	morphogenStreamConst = 0x6d666e2d74757231 // "mfn-tur1"
+)
 
 // ErrUnstable is wrapped by UnstableError: the simulation produced NaN or
 // ±Inf, which valid configurations do not do.
@@ -179,7 +183,7 @@ type simulation struct {
 
 	rows     []rowResult
 	workers  []*rowWorker
-	scratch  []float64 // 2·cells, for the exact stability std
+	scratch  []float64 // 2·cells for the exact stability std, allocated when first needed
 	metrics  Metrics
 	temporal temporal
 }
@@ -214,7 +218,6 @@ func newSimulation(cfg Config, workers int, forceTuring bool) *simulation {
 		spikeRow:  -1,
 		spikePrev: make([]float64, n),
 		rows:      make([]rowResult, n),
-		scratch:   make([]float64, 2*cells),
 		temporal:  newTemporal(cells),
 	}
 	for range workers {
@@ -227,16 +230,21 @@ func newSimulation(cfg Config, workers int, forceTuring bool) *simulation {
 	for k := range s.v {
 		s.v[k] = restMean + float64(restStd*s.rng.NormFloat64())
 	}
-	if cfg.TuringEnabled {
+	// The activator and inhibitor have their own stream, so whether they
+	// are drawn does not shift the growth events. Every initial activator
+	// is below morphogenInit, so if that bound already rules out crossing
+	// θ, they are not even drawn.
+	if cfg.TuringEnabled && (forceTuring || turingCanFire(morphogenInit, cfg)) {
+		s.turingLive = true
+		mrng := rand.New(rand.NewPCG(uint64(cfg.Seed), morphogenStreamConst))
 		s.a, s.aNext = make([]float64, cells), make([]float64, cells)
 		s.in, s.inNext = make([]float64, cells), make([]float64, cells)
 		for k := range s.a {
-			s.a[k] = morphogenInit * s.rng.Float64()
+			s.a[k] = morphogenInit * mrng.Float64()
 		}
 		for k := range s.in {
-			s.in[k] = morphogenInit * s.rng.Float64()
+			s.in[k] = morphogenInit * mrng.Float64()
 		}
-		s.turingLive = forceTuring || turingCanFire(s.a, cfg)
 	}
 	return s
 }
@@ -280,7 +288,12 @@ func (s *simulation) finishStep() error {
 		s.v[s.spikeRow*s.n+s.spikeCol] = s.spikeOld
 	}
 	prev, cur := s.v, s.vNext
-	s.temporal.addFrame(st, func() float64 { return exactDiffStd(cur, prev, s.scratch) })
+	s.temporal.addFrame(st, func() float64 {
+		if s.scratch == nil {
+			s.scratch = make([]float64, 2*len(cur))
+		}
+		return exactDiffStd(cur, prev, s.scratch)
+	})
 	s.v, s.vNext = s.vNext, s.v
 	s.a, s.aNext = s.aNext, s.a
 	s.in, s.inNext = s.inNext, s.in
@@ -448,23 +461,7 @@ func (w *rowWorker) row(s *simulation, r int) {
 		}
 	}
 
-	clamped := 0
-	nonFinite := false
-	for j, x := range vn {
-		// The negated test sends NaN down the rare branch; ±Inf is
-		// clamped like any other out-of-range value.
-		if !(x >= vClampLow) {
-			if !(x < vClampLow) {
-				nonFinite = true
-				continue
-			}
-			vn[j] = vClampLow
-			clamped++
-		} else if x > vClampHigh {
-			vn[j] = vClampHigh
-			clamped++
-		}
-	}
+	clamped, nonFinite := clampRow(vn)
 	rr.clamped = clamped
 	rr.nonFinite = rr.nonFinite || nonFinite
 
@@ -479,8 +476,35 @@ func (w *rowWorker) row(s *simulation, r int) {
 	rr.energy, rr.sumD, rr.sumD2, rr.maxD = rowStats(vn, prev)
 }
 
-// turingCanFire reports whether, starting from the activator field a, any
-// cell's updated activator can exceed θ within steps steps. If not, the
+// clampRow clamps V to [vClampLow, vClampHigh] in place and returns the
+// number of clamped cells and whether a NaN was seen (NaN is left in place
+// so that the error can locate it; ±Inf is clamped like any other value).
+func clampRow(vn []float64) (clamped int, nonFinite bool) {
+	j := 0
+	if useAVX2 && len(vn) >= 4 {
+		j = len(vn) / 4 * 4
+		clamped, nonFinite = clampAVX2(&vn[0], j, vClampLow, vClampHigh)
+	}
+	for ; j < len(vn); j++ {
+		x := vn[j]
+		// The negated test sends NaN down the rare branch.
+		if !(x >= vClampLow) {
+			if !(x < vClampLow) {
+				nonFinite = true
+				continue
+			}
+			vn[j] = vClampLow
+			clamped++
+		} else if x > vClampHigh {
+			vn[j] = vClampHigh
+			clamped++
+		}
+	}
+	return clamped, nonFinite
+}
+
+// turingCanFire reports whether, starting from activator values at most
+// maxA, any cell's updated activator can exceed θ within cfg.Steps steps. If not, the
 // Turing update cannot change V, the metrics or the features (a and i are
 // not part of the Result), and Simulate skips it with bit-identical output.
 //
@@ -490,11 +514,8 @@ func (w *rowWorker) row(s *simulation, r int) {
 // r_a·(a(1−a) − i) ≤ r_a·g(M) with g(M) = M(1−M) for M ≤ ½ and ¼ above,
 // because a ∈ [0, M] and i ≥ 0. So max a grows by at most r_a·g(M) per
 // step; 1e-12 per step covers rounding (each update's error is below 1e-15).
-func turingCanFire(a []float64, cfg Config) bool {
-	m := 0.0
-	for _, x := range a {
-		m = math.Max(m, x)
-	}
+func turingCanFire(maxA float64, cfg Config) bool {
+	m := maxA
 	for range cfg.Steps {
 		g := 0.25
 		if m <= 0.5 {

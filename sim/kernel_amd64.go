@@ -21,3 +21,10 @@ func diffuseAVX2(dst, u, c, d *float64, n int, alpha float64)
 //
 //go:noescape
 func statsAVX2(cur, prev *float64, n int, acc *[16]float64)
+
+// clampAVX2 clamps v[0:n] (n a positive multiple of 4) to [lo, hi] in
+// place, leaving NaN unchanged, and returns how many values were below lo
+// or above hi and whether any was NaN.
+//
+//go:noescape
+func clampAVX2(v *float64, n int, lo, hi float64) (clamped int, nan bool)

@@ -72,3 +72,43 @@ statloop:
 	VMOVUPD Y3, 96(DX)
 	VZEROUPPER
 	RET
+
+// func clampAVX2(v *float64, n int, lo, hi float64) (clamped int, nan bool)
+// Clamps v[0:n] (n a positive multiple of 4) to [lo, hi] in place, leaving
+// NaN unchanged, and returns the number of values below lo or above hi and
+// whether any value was NaN.
+TEXT ·clampAVX2(SB), NOSPLIT, $0-41
+	MOVQ v+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSD lo+16(FP), Y8
+	VBROADCASTSD hi+24(FP), Y9
+	SHLQ $3, CX
+	XORQ AX, AX
+	XORQ R8, R8 // clamped count
+	XORQ R9, R9 // NaN lanes seen
+
+clamploop:
+	VMOVUPD (SI)(AX*1), Y0
+	VCMPPD  $0x11, Y8, Y0, Y1 // x < lo  (LT_OQ)
+	VCMPPD  $0x1e, Y9, Y0, Y2 // x > hi  (GT_OQ)
+	VCMPPD  $0x03, Y0, Y0, Y3 // x is NaN (UNORD_Q)
+	VMOVMSKPD Y1, R10
+	VMOVMSKPD Y2, R11
+	VMOVMSKPD Y3, R12
+	POPCNTQ R10, R10
+	POPCNTQ R11, R11
+	ADDQ    R10, R8
+	ADDQ    R11, R8
+	ORQ     R12, R9
+	VMAXPD  Y8, Y0, Y4        // x > lo ? x : lo
+	VMINPD  Y9, Y4, Y4        // … < hi ? … : hi
+	VBLENDVPD Y3, Y0, Y4, Y4  // NaN lanes keep x
+	VMOVUPD Y4, (SI)(AX*1)
+	ADDQ    $32, AX
+	CMPQ    AX, CX
+	JLT     clamploop
+	MOVQ    R8, clamped+32(FP)
+	TESTQ   R9, R9
+	SETNE   nan+40(FP)
+	VZEROUPPER
+	RET

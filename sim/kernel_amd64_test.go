@@ -49,6 +49,30 @@ func TestAVX2KernelsBitIdentical(t *testing.T) {
 			}
 		}
 	}
+	for n := 1; n <= 23; n++ {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = -0.03 + 0.05*rng.NormFloat64()
+		}
+		if n > 6 {
+			v[5] = math.NaN()
+			v[n-1] = math.Inf(1)
+		}
+		fast := append([]float64(nil), v...)
+		slow := append([]float64(nil), v...)
+		c1, nan1 := clampRow(fast)
+		var c2 int
+		var nan2 bool
+		withoutAVX2(func() { c2, nan2 = clampRow(slow) })
+		if c1 != c2 || nan1 != nan2 || nan1 != (n > 6) {
+			t.Fatalf("n=%d: clampRow AVX2 (%d, %v), Go (%d, %v)", n, c1, nan1, c2, nan2)
+		}
+		for j := range fast {
+			if math.Float64bits(fast[j]) != math.Float64bits(slow[j]) {
+				t.Fatalf("n=%d: clamp cell %d: AVX2 %v, Go %v", n, j, fast[j], slow[j])
+			}
+		}
+	}
 	// A whole run, with the Turing step live, jitter and Neumann edges.
 	cfg := liveTuringConfig(21, 15)
 	cfg.QuantumJitter, cfg.Boundary, cfg.Seed = true, Neumann, 4

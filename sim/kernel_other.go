@@ -7,3 +7,5 @@ const useAVX2 = false
 func diffuseAVX2(dst, u, c, d *float64, n int, alpha float64) { panic("unreachable") }
 
 func statsAVX2(cur, prev *float64, n int, acc *[16]float64) { panic("unreachable") }
+
+func clampAVX2(v *float64, n int, lo, hi float64) (int, bool) { panic("unreachable") }
