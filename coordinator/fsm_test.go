@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -194,6 +195,8 @@ func TestFSMDeterminism(t *testing.T) {
 		if err := os.WriteFile(golden, a, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		writeCorpus(t, "FuzzApply", b.entries)
+		writeCorpus(t, "FuzzRestore", [][]byte{a})
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
@@ -315,6 +318,22 @@ func TestFSMRejections(t *testing.T) {
 				t.Fatal("a rejected command changed the state")
 			}
 		})
+	}
+}
+
+// writeCorpus stores seed inputs in testdata/fuzz/NAME in the go test
+// fuzz corpus format.
+func writeCorpus(t *testing.T, name string, inputs [][]byte) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, in := range inputs {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", in)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
