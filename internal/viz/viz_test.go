@@ -157,8 +157,14 @@ func TestDashboard(t *testing.T) {
 	feat := sim.Features{}
 	feat[sim.FVMean] = -69.5
 	met := sim.Metrics{GrowthEvents: 3}
+	// renderDashboard is what Dashboard encodes; it also reports where the
+	// panels' data areas are.
+	c, areas, err := renderDashboard(h, Summary{Title: "blob", Features: feat, Metrics: &met}, DashboardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var buf bytes.Buffer
-	if err := Dashboard(&buf, h, Summary{Title: "blob", Features: feat, Metrics: &met}, DashboardOptions{}); err != nil {
+	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
 	img, err := png.Decode(&buf)
@@ -167,12 +173,6 @@ func TestDashboard(t *testing.T) {
 	}
 	if b := img.Bounds(); b.Dx() != 1800 || b.Dy() != 1500 {
 		t.Fatalf("image is %v, want 1800×1500", b)
-	}
-
-	// Same layout again to locate the panels' data areas.
-	_, areas, err := renderDashboard(h, Summary{}, DashboardOptions{})
-	if err != nil {
-		t.Fatal(err)
 	}
 	final := pixelRect(areas[0][2], 96, 1500)
 	if n := distinctColors(img, final); n < 20 {
@@ -202,15 +202,16 @@ func TestDashboard(t *testing.T) {
 func TestDashboardConstantField(t *testing.T) {
 	t.Parallel()
 	h := constantHistory(3, 16)
-	c, areas, err := renderDashboard(h, Summary{}, DashboardOptions{WidthPx: 900, HeightPx: 750, DPI: 72})
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := DashboardOptions{WidthPx: 900, HeightPx: 750, DPI: 72}
 	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(&buf); err != nil {
+	if err := Dashboard(&buf, h, Summary{}, o); err != nil {
 		t.Fatal(err)
 	}
 	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, areas, err := renderDashboard(h, Summary{}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
