@@ -24,10 +24,23 @@ func benchConfig(n, steps int) Config {
 // BenchmarkSimulate measures a full run (features and Lyapunov included,
 // no history) with default parameters. The 64x64x200 and 256x256x200 cases
 // exist to show that allocations per run do not grow with the step count.
+// With default parameters the Turing update is provably inert and skipped
+// (see turingCanFire); the "-turing" cases use r_a = 0.1, θ = 0.5, where it
+// must run, to show its cost.
 func BenchmarkSimulate(b *testing.B) {
-	for _, bc := range []struct{ n, steps int }{{64, 100}, {256, 100}, {64, 200}, {256, 200}} {
-		b.Run(fmt.Sprintf("%dx%dx%d", bc.n, bc.n, bc.steps), func(b *testing.B) {
+	for _, bc := range []struct {
+		n, steps int
+		turing   bool
+	}{{64, 100, false}, {256, 100, false}, {64, 200, false}, {256, 200, false}, {64, 100, true}, {256, 100, true}} {
+		name := fmt.Sprintf("%dx%dx%d", bc.n, bc.n, bc.steps)
+		if bc.turing {
+			name += "-turing"
+		}
+		b.Run(name, func(b *testing.B) {
 			cfg := benchConfig(bc.n, bc.steps)
+			if bc.turing {
+				cfg.Ra, cfg.TuringThreshold = 0.1, 0.5
+			}
 			b.ReportAllocs()
 			start := processCPUNanos()
 			for b.Loop() {

@@ -41,11 +41,14 @@ var ErrUnstable = errors.New("simulation unstable")
 // a NaN or ±Inf, and where.
 type UnstableError struct {
 	Step     int    // 1-based step number
-	Field    string // "V", "activator" or "inhibitor"
-	Row, Col int
+	Field    string // "V", or "activator or inhibitor"
+	Row, Col int    // the first non-finite cell of V in row-major order; −1 if not in V
 }
 
 func (e *UnstableError) Error() string {
+	if e.Row < 0 {
+		return fmt.Sprintf("%v: non-finite %s at step %d", ErrUnstable, e.Field, e.Step)
+	}
 	return fmt.Sprintf("%v: non-finite %s at step %d, row %d, column %d", ErrUnstable, e.Field, e.Step, e.Row, e.Col)
 }
 
@@ -301,19 +304,14 @@ func (s *simulation) finishStep() error {
 }
 
 func (s *simulation) locateNonFinite() error {
-	for _, f := range []struct {
-		name string
-		v    []float64
-	}{{"V", s.vNext}, {"activator", s.aNext}, {"inhibitor", s.inNext}} {
-		for k, x := range f.v {
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return &UnstableError{Step: s.step, Field: f.name, Row: k / s.n, Col: k % s.n}
-			}
+	for k, x := range s.vNext {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return &UnstableError{Step: s.step, Field: "V", Row: k / s.n, Col: k % s.n}
 		}
 	}
-	// V was non-finite before the clamp but no longer is (±Inf clamps to a
-	// bound); report the step without a cell.
-	return &UnstableError{Step: s.step, Field: "V", Row: -1, Col: -1}
+	// NaN in V stays in place, so this was the activator or inhibitor,
+	// whose clamp replaces NaN by 0: report the step without a cell.
+	return &UnstableError{Step: s.step, Field: "activator or inhibitor", Row: -1, Col: -1}
 }
 
 // neighbours returns the rows above and below row r of the field f under
@@ -356,7 +354,13 @@ func laplacianRow(dst, u, c, d []float64, b Boundary) {
 	dst, u, d = dst[:n], u[:n], d[:n]
 	left0, rightN := horizontalEdges(c, b)
 	dst[0] = u[0] + d[0] + left0 + c[1] - float64(4.0*c[0])
-	for j := 1; j < n-1; j++ {
+	j := 1
+	if useAVX2 && n >= 6 {
+		k := (n - 2) / 4 * 4
+		laplacianAVX2(&dst[1], &u[1], &c[1], &d[1], k)
+		j += k
+	}
+	for ; j < n-1; j++ {
 		dst[j] = u[j] + d[j] + c[j-1] + c[j+1] - float64(4.0*c[j])
 	}
 	dst[n-1] = u[n-1] + d[n-1] + c[n-2] + rightN - float64(4.0*c[n-1])
@@ -417,40 +421,7 @@ func (w *rowWorker) row(s *simulation, r int) {
 		lapA, lapI := w.lapA[:n], w.lapI[:n]
 		laplacianRow(lapA, au, ac, ad, cfg.Boundary)
 		laplacianRow(lapI, iu, ic, id, cfg.Boundary)
-		an, inn := s.aNext[lo:hi], s.inNext[lo:hi]
-		vn := vn[:n]
-		da, di, ra, ri, theta := cfg.Da, cfg.Di, cfg.Ra, cfg.Ri, cfg.TuringThreshold
-		turing := 0
-		nonFinite := false
-		for j := range an {
-			a, i := ac[j], ic[j]
-			na := a + (float64(da*lapA[j]) + float64(ra*(float64(a*(1-a))-i)))
-			ni := i + (float64(di*lapI[j]) + float64(ri*(a-i)))
-			if na > theta {
-				vn[j] += turingBoost
-				turing++
-			}
-			// Clamp to [0, 1]; the negated test also catches NaN.
-			if !(na >= 0) {
-				if !(na < 0) {
-					nonFinite = true
-				}
-				na = 0
-			} else if na > 1 {
-				na = 1
-			}
-			if !(ni >= 0) {
-				if !(ni < 0) {
-					nonFinite = true
-				}
-				ni = 0
-			} else if ni > 1 {
-				ni = 1
-			}
-			an[j], inn[j] = na, ni
-		}
-		rr.turing = turing
-		rr.nonFinite = nonFinite
+		rr.turing, rr.nonFinite = turingRow(s.aNext[lo:hi], s.inNext[lo:hi], vn, ac, ic, lapA, lapI, cfg)
 	}
 
 	if cfg.QuantumJitter {
@@ -474,6 +445,47 @@ func (w *rowWorker) row(s *simulation, r int) {
 		prev = s.spikePrev
 	}
 	rr.energy, rr.sumD, rr.sumD2, rr.maxD = rowStats(vn, prev)
+}
+
+// turingRow applies the pointwise Turing update to one row: from a, i and
+// their Laplacians it writes a' and i' clamped to [0, 1] into an and inn,
+// adds turingBoost to V where a' > θ, and returns the number of such cells
+// and whether a' or i' was NaN.
+func turingRow(an, inn, vn, ac, ic, lapA, lapI []float64, cfg *Config) (turing int, nonFinite bool) {
+	n := len(an)
+	inn, vn, ac, ic, lapA, lapI = inn[:n], vn[:n], ac[:n], ic[:n], lapA[:n], lapI[:n]
+	da, di, ra, ri, theta := cfg.Da, cfg.Di, cfg.Ra, cfg.Ri, cfg.TuringThreshold
+	j := 0
+	if useAVX2 && n >= 4 {
+		j = n / 4 * 4
+		prm := [7]float64{da, di, ra, ri, theta, turingBoost, 1}
+		turing, nonFinite = turingAVX2(&an[0], &inn[0], &vn[0], &ac[0], &ic[0], &lapA[0], &lapI[0], j, &prm)
+	}
+	for ; j < n; j++ {
+		a, i := ac[j], ic[j]
+		na := a + (float64(da*lapA[j]) + float64(ra*(float64(a*(1-a))-i)))
+		ni := i + (float64(di*lapI[j]) + float64(ri*(a-i)))
+		if na > theta {
+			vn[j] += turingBoost
+			turing++
+		}
+		if na != na || ni != ni {
+			nonFinite = true
+		}
+		// Clamp to [0, 1] as max(min(·)) does: NaN and −0 become +0.
+		if !(na > 0) {
+			na = 0
+		} else if na > 1 {
+			na = 1
+		}
+		if !(ni > 0) {
+			ni = 0
+		} else if ni > 1 {
+			ni = 1
+		}
+		an[j], inn[j] = na, ni
+	}
+	return turing, nonFinite
 }
 
 // clampRow clamps V to [vClampLow, vClampHigh] in place and returns the

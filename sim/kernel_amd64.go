@@ -28,3 +28,15 @@ func statsAVX2(cur, prev *float64, n int, acc *[16]float64)
 //
 //go:noescape
 func clampAVX2(v *float64, n int, lo, hi float64) (clamped int, nan bool)
+
+// laplacianAVX2 writes dst[j] = u[j]+d[j]+c[j−1]+c[j+1]−4c[j] for
+// j = 0 … n−1 (n a positive multiple of 4; c[−1] and c[n] readable).
+//
+//go:noescape
+func laplacianAVX2(dst, u, c, d *float64, n int)
+
+// turingAVX2 is the pointwise Turing update of turingRow over n cells (a
+// positive multiple of 4); prm = {D_a, D_i, r_a, r_i, θ, boost, 1}.
+//
+//go:noescape
+func turingAVX2(an, inn, vn, ac, ic, lapA, lapI *float64, n int, prm *[7]float64) (turing int, nan bool)

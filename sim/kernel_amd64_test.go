@@ -73,6 +73,37 @@ func TestAVX2KernelsBitIdentical(t *testing.T) {
 			}
 		}
 	}
+	cfg0 := DefaultConfig()
+	for n := 1; n <= 23; n++ {
+		mk := func(scale, off float64) []float64 {
+			r := make([]float64, n)
+			for i := range r {
+				r[i] = off + scale*rng.Float64()
+			}
+			return r
+		}
+		ac, ic := mk(1, 0), mk(0.5, 0)
+		lapA, lapI := mk(2, -1), mk(2, -1)
+		v := mk(0.1, -0.1)
+		ac[0], lapA[0] = 0.95, 0 // a' > θ here
+		if n > 3 {
+			ac[3] = math.NaN()
+		}
+		an1, in1, v1 := make([]float64, n), make([]float64, n), append([]float64(nil), v...)
+		an2, in2, v2 := make([]float64, n), make([]float64, n), append([]float64(nil), v...)
+		t1, nan1 := turingRow(an1, in1, v1, ac, ic, lapA, lapI, &cfg0)
+		var t2 int
+		var nan2 bool
+		withoutAVX2(func() { t2, nan2 = turingRow(an2, in2, v2, ac, ic, lapA, lapI, &cfg0) })
+		if t1 != t2 || nan1 != nan2 || nan1 != (n > 3) || t1 == 0 {
+			t.Fatalf("n=%d: turingRow AVX2 (%d, %v), Go (%d, %v)", n, t1, nan1, t2, nan2)
+		}
+		for j := range an1 {
+			if math.Float64bits(an1[j]) != math.Float64bits(an2[j]) || math.Float64bits(in1[j]) != math.Float64bits(in2[j]) || math.Float64bits(v1[j]) != math.Float64bits(v2[j]) {
+				t.Fatalf("n=%d cell %d: AVX2 (%v %v %v), Go (%v %v %v)", n, j, an1[j], in1[j], v1[j], an2[j], in2[j], v2[j])
+			}
+		}
+	}
 	// A whole run, with the Turing step live, jitter and Neumann edges.
 	cfg := liveTuringConfig(21, 15)
 	cfg.QuantumJitter, cfg.Boundary, cfg.Seed = true, Neumann, 4
