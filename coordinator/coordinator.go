@@ -691,6 +691,9 @@ func (c *Coordinator) poke() {
 // wrapping audit.ErrNoCheckpoint before the first).
 func (c *Coordinator) LatestCheckpoint() (Checkpoint, error) { return c.fsm.latestCheckpoint() }
 
+// Checkpoints returns every signed audit checkpoint, oldest first.
+func (c *Coordinator) Checkpoints() ([]Checkpoint, error) { return c.fsm.checkpoints() }
+
 // Bundle returns the self-contained inclusion proof of an audit leaf under
 // the newest checkpoint (errors wrap audit.ErrRange for no such leaf,
 // audit.ErrNoCheckpoint when no checkpoint covers it yet).

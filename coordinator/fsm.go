@@ -750,6 +750,21 @@ func (f *fsm) latestCheckpoint() (Checkpoint, error) {
 	return Checkpoint{Size: cp.Size, Root: Hash(cp.Root), Note: note}, nil
 }
 
+// checkpoints returns every checkpoint, oldest first.
+func (f *fsm) checkpoints() ([]Checkpoint, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Checkpoint, 0, f.log.Checkpoints())
+	for i := range f.log.Checkpoints() {
+		note, cp, err := f.log.Checkpoint(i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Checkpoint{Size: cp.Size, Root: Hash(cp.Root), Note: note})
+	}
+	return out, nil
+}
+
 // bundle returns the proof bundle of a leaf under the newest checkpoint.
 func (f *fsm) bundle(leaf uint64) (*audit.Bundle, error) {
 	f.mu.RLock()

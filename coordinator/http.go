@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mfn/mfn/crypto"
 )
 
 // JoinPath is the HTTP route a joining member posts its JoinRequest to.
@@ -30,14 +32,54 @@ const joinSkew = 5 * time.Minute
 // JoinRequest asks the leader to add a member. It is signed with the
 // joining member's Ed25519 key (proof that the caller holds the key it
 // registers); Time bounds replays.
+//
+// On the wire it is JSON {"id", "raft_addr", "quic_addr", "http_addr",
+// "public_key" ("mfn-ed25519:<base64>"), "time", "signature" (base64)}.
+// The operator API's join route takes the same object without time and
+// signature, authorised by an admin API key instead.
 type JoinRequest struct {
-	ID        string    `json:"id"`
-	RaftAddr  string    `json:"raft_addr"`
-	QUICAddr  string    `json:"quic_addr"`
-	HTTPAddr  string    `json:"http_addr"`
-	PublicKey []byte    `json:"public_key"`
-	Time      time.Time `json:"time"`
-	Signature []byte    `json:"signature"`
+	ID        string
+	RaftAddr  string
+	QUICAddr  string
+	HTTPAddr  string
+	PublicKey ed25519.PublicKey
+	Time      time.Time
+	Signature []byte
+}
+
+type joinWire struct {
+	ID        string     `json:"id"`
+	RaftAddr  string     `json:"raft_addr"`
+	QUICAddr  string     `json:"quic_addr"`
+	HTTPAddr  string     `json:"http_addr"`
+	PublicKey string     `json:"public_key"`
+	Time      *time.Time `json:"time,omitempty"`
+	Signature []byte     `json:"signature,omitempty"`
+}
+
+// wire returns the JSON form; signed=false leaves out time and signature.
+func (r *JoinRequest) wire(signed bool) joinWire {
+	w := joinWire{ID: r.ID, RaftAddr: r.RaftAddr, QUICAddr: r.QUICAddr, HTTPAddr: r.HTTPAddr}
+	if len(r.PublicKey) == ed25519.PublicKeySize {
+		w.PublicKey = crypto.FormatPublicKey(r.PublicKey)
+	}
+	if signed {
+		t := r.Time
+		w.Time, w.Signature = &t, r.Signature
+	}
+	return w
+}
+
+func (w joinWire) request() (JoinRequest, error) {
+	key, err := crypto.ParsePublicKey(w.PublicKey)
+	if err != nil {
+		return JoinRequest{}, fmt.Errorf("%w: public_key: %v", ErrInvalid, err)
+	}
+	r := JoinRequest{ID: w.ID, RaftAddr: w.RaftAddr, QUICAddr: w.QUICAddr, HTTPAddr: w.HTTPAddr, PublicKey: key, Signature: w.Signature}
+	if w.Time != nil {
+		r.Time = *w.Time
+	}
+	return r, nil
 }
 
 func (r *JoinRequest) signedBytes() []byte {
@@ -85,11 +127,16 @@ func (c *Coordinator) HandleJoin(trusted *PeerKeys) http.HandlerFunc {
 			httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 			return
 		}
-		var req JoinRequest
+		var jw joinWire
 		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := dec.Decode(&jw); err != nil {
 			httpError(w, http.StatusBadRequest, "bad_request", "join request: "+err.Error())
+			return
+		}
+		req, err := jw.request()
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
 		if !c.IsLeader() {
@@ -129,12 +176,13 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-// Join posts a signed join request to the member at httpAddr (host:port or
-// a URL), following redirects to the leader, retrying until ctx ends while
-// the cluster has no leader or the member is unreachable. apiKey, if not
-// empty, is sent as X-API-Key (the operator API requires an admin key).
+// Join posts a join request to the member at httpAddr (host:port or a
+// URL), following redirects to the leader, retrying until ctx ends while
+// the cluster has no leader or the member is unreachable. With an apiKey
+// (an admin key of the operator API) it sends X-API-Key and the unsigned
+// form; without, the signed form that HandleJoin checks.
 func Join(ctx context.Context, httpAddr string, req JoinRequest, apiKey string) error {
-	body, err := json.Marshal(req)
+	body, err := json.Marshal(req.wire(apiKey == ""))
 	if err != nil {
 		return err
 	}

@@ -119,6 +119,18 @@ func TestFullRound(t *testing.T) {
 		cp, err = l.LatestCheckpoint()
 		return err == nil && cp.Size == 5
 	})
+	cps, err := tc.members[(li+2)%3].Checkpoints()
+	if err != nil || len(cps) == 0 || cps[len(cps)-1].Size != 5 {
+		t.Fatalf("checkpoints %v %v", cps, err)
+	}
+	for i := 1; i < len(cps); i++ {
+		if cps[i].Size <= cps[i-1].Size {
+			t.Fatalf("checkpoint sizes not increasing: %d then %d", cps[i-1].Size, cps[i].Size)
+		}
+		if _, err := tc.members[li].Consistency(cps[i-1].Size, cps[i].Size); err != nil {
+			t.Fatal(err)
+		}
+	}
 	keys := audit.NodeKeys{}
 	for _, n := range nodes {
 		keys[n.id] = n.pub()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/coordinator/api"
 	mfncrypto "github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/protocol"
 )
@@ -38,7 +39,10 @@ Ports (all authenticated and encrypted except the HTTP endpoints):
                member presents its Ed25519 identity and accepts only the
                keys in --peer-keys (and members admitted by a join)
   --quic-addr  nodes: QUIC + TLS 1.3; only enrolled, non-revoked node keys
-  --http-addr  /healthz, /readyz, /metrics and the join route
+  --http-addr  the operator API (JSON, API keys from --api-keys, roles
+               admin/operator/auditor/reader) with /healthz, /readyz,
+               /metrics; without --api-keys only those three and the
+               signed join route
 
 Keys:
   --identity DIR   this member's keys from "mfn keygen --role coordinator"
@@ -53,7 +57,10 @@ Keys:
 
 Starting a cluster: give every initial member the same --bootstrap list
 "id=raftaddr,...". Adding a member later: start it with --join pointing at
-any member's HTTP address; its key must be in the others' --peer-keys.
+any member's HTTP address and --join-api-key an admin key of the operator
+API (then its key is distributed to the others through the replicated
+state); without the operator API, the join request is signed with the
+member's key, which must be in the others' --peer-keys.
 A member whose --data-dir holds Raft state rejoins its cluster from it and
 ignores --bootstrap and --join, so restarting with unchanged flags is safe.
 
@@ -106,7 +113,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.logKey, "log-key", "", "file holding the cluster's audit log signing key (log.skey)")
 	fl.StringVar(&f.logVerify, "log-verifier", "", "file holding the log verifier key; empty means log.vkey beside --log-key")
 	fl.StringVar(&f.peerKeys, "peer-keys", "", "file of the cluster's coordinator public keys, one per line")
-	fl.StringVar(&f.apiKeys, "api-keys", "", "file of operator API keys (used by the operator API when it is built in)")
+	fl.StringVar(&f.apiKeys, "api-keys", "", `operator API keys: a key file, or "role:key,..." (without it only health, metrics and the signed join route are served)`)
 	fl.StringVar(&f.bootstrap, "bootstrap", "", "initial voters id=raftaddr,... (start a new cluster; ignored with existing state)")
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member to join through (ignored with existing state)")
 	fl.StringVar(&f.joinAPIKey, "join-api-key", "", "API key sent with the join request, if the operator API requires one")
@@ -263,8 +270,11 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		return usagef("--peer-keys: %v", err)
 	}
 	trusted := coordinator.NewPeerKeys(peers...)
+	var apiKeys *api.KeyStore
 	if f.apiKeys != "" {
-		logger.Warn("the operator API is not built into this binary; --api-keys is not used and only /healthz, /readyz, /metrics and the join route are served")
+		if apiKeys, err = api.LoadKeys(f.apiKeys); err != nil {
+			return usagef("--api-keys: %v", err)
+		}
 	}
 
 	var advertise net.Addr
@@ -348,7 +358,20 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 			shutdown()
 			return fmt.Errorf("--http-addr %s: %w", f.httpAddr, err)
 		}
-		hsrv = &http.Server{Handler: coordinator.NewBasicHTTPHandler(coord, reg, trusted), ReadHeaderTimeout: 10 * time.Second}
+		var h http.Handler
+		if apiKeys != nil {
+			h, err = api.New(api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger})
+			if err != nil {
+				hln.Close()
+				qsrv.Close()
+				shutdown()
+				return err
+			}
+		} else {
+			logger.Warn("no --api-keys: serving only /healthz, /readyz, /metrics and the signed join route, not the operator API")
+			h = coordinator.NewBasicHTTPHandler(coord, reg, trusted)
+		}
+		hsrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := hsrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http server: %w", err)
