@@ -16,17 +16,26 @@ import (
 // it); decoding also accepts the bare standard base64 of the 32 bytes.
 type PublicKey ed25519.PublicKey
 
-// MarshalText encodes k as "mfn-ed25519:<base64>".
+// MarshalText encodes k as "mfn-ed25519:<base64>", and an empty key as
+// the empty string.
 func (k PublicKey) MarshalText() ([]byte, error) {
+	if len(k) == 0 {
+		return []byte{}, nil
+	}
 	if len(k) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("public key has %d bytes, want %d", len(k), ed25519.PublicKeySize)
 	}
 	return []byte(crypto.FormatPublicKey(ed25519.PublicKey(k))), nil
 }
 
-// UnmarshalText decodes either text form; errors name public_key.
+// UnmarshalText decodes either text form, and the empty string as an
+// empty key; errors name public_key.
 func (k *PublicKey) UnmarshalText(b []byte) error {
 	s := strings.TrimSpace(string(b))
+	if s == "" {
+		*k = nil
+		return nil
+	}
 	if strings.HasPrefix(s, crypto.PublicKeyPrefix) {
 		pub, err := crypto.ParsePublicKey(s)
 		if err != nil {
