@@ -927,7 +927,7 @@ func writeRobustPNG(path string, o *robustnessOptions, recs []robustnessRecord) 
 	height := vg.Length(len(groups)) * vg.Length(90+28*maxRules)
 	img := vgimg.New(width, height)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadTop: 4, PadBottom: 4, PadX: 4, PadY: 12}
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadTop: 4, PadBottom: 4, PadLeft: 12, PadRight: 8, PadX: 4, PadY: 12}
 	canvases := plot.Align(plots, tiles, dc)
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
