@@ -177,11 +177,12 @@ type clusterOpts struct {
 
 func fastRaftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
-	// Generous for a loaded 2-core CI machine: an election takes 0.5–1 s,
-	// but a starved process does not lose its leadership every second.
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	// raft's defaults (1 s heartbeat and election timeouts, 500 ms lease):
+	// on a loaded 2-core CI machine shorter ones make a starved leader
+	// step down in the middle of a test.
+	rc.HeartbeatTimeout = time.Second
+	rc.ElectionTimeout = time.Second
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = 1 << 30
 	rc.SnapshotInterval = time.Hour
@@ -204,7 +205,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 	}
 	var servers []raft.Server
 	for i := range n {
-		addr, tr := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
+		// The default 500 ms RPC timeout fails appends of large batches on
+		// a loaded machine; a generous one keeps the test about the system.
+		addr, tr := raft.NewInmemTransportWithTimeout(raft.ServerAddress(fmt.Sprintf("raft-%d", i)), 5*time.Second)
 		tc.trans = append(tc.trans, tr)
 		if i < o.voters {
 			servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("c%d", i)), Address: addr})
@@ -261,8 +264,9 @@ func (tc *testCluster) close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
+			// No leadership transfer: every member is going away.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
 			c.Close(ctx)
 		}()
 	}

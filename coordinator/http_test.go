@@ -35,6 +35,7 @@ func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestJoinOverHTTP: a fourth member joins a 3-member cluster by posting a
 // signed request to a follower, which redirects it to the leader.
 func TestJoinOverHTTP(t *testing.T) {
+	t.Parallel()
 	var servers []*httptest.Server
 	var handlers []*lateHandler
 	for range 4 {

@@ -71,6 +71,7 @@ func dialNode(t *testing.T, net *protocol.MemNetwork, tc *testCluster, n *testNo
 // submits a sealed update and gets its ack; a follower redirects to the
 // leader's QUIC address; an unenrolled key cannot even connect.
 func TestQUICRound(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, 3, clusterOpts{})
 	net := quicCluster(t, tc)
 	nodes := newTestNodes(t, 3, 21)

@@ -38,6 +38,7 @@ func fedavg(base []float64, ups [][]float64, w []float64) []float64 {
 }
 
 func TestFullRound(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, 3, clusterOpts{})
 	nodes := newTestNodes(t, 5, 1)
 	tc.enroll(nodes)
@@ -188,6 +189,7 @@ func assertSameState(t *testing.T, tc *testCluster) {
 }
 
 func TestSubmissionErrors(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, 3, clusterOpts{})
 	nodes := newTestNodes(t, 4, 2)
 	tc.enroll(nodes[:3]) // nodes[3] stays unknown
@@ -293,6 +295,7 @@ func TestSubmissionErrors(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, 1, clusterOpts{nodeRate: 0.001})
 	nodes := newTestNodes(t, 1, 3)
 	tc.enroll(nodes)
@@ -314,8 +317,10 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestDeadlines(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []OnFailure{OnFailureContinue, OnFailureStop} {
 		t.Run(string(policy), func(t *testing.T) {
+			t.Parallel()
 			tc := newTestCluster(t, 3, clusterOpts{})
 			nodes := newTestNodes(t, 3, 4)
 			tc.enroll(nodes)
@@ -382,8 +387,10 @@ func TestDeadlines(t *testing.T) {
 // updates; the new leader resumes the round with its deadline, every
 // acknowledged update is present exactly once, and the round completes.
 func TestLeaderChange(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"transfer", "crash"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			tc := newTestCluster(t, 3, clusterOpts{})
 			nodes := newTestNodes(t, 5, 5)
 			tc.enroll(nodes)

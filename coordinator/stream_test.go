@@ -125,6 +125,7 @@ func TestTLSStreamLayer(t *testing.T) {
 // transport and on-disk storage, and restarts a member from its data
 // directory.
 func TestTLSClusterOnLoopback(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("loopback cluster skipped in -short mode")
 	}

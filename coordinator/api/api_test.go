@@ -340,18 +340,18 @@ func TestForwarding(t *testing.T) {
 	if _, err := lead.GetJob("fw"); err != nil {
 		t.Errorf("job not created on the leader: %v", err)
 	}
-	if fol.writes != 0 {
-		t.Errorf("follower attempted %d writes", fol.writes)
+	if n := fol.count(&fol.writes); n != 0 {
+		t.Errorf("follower attempted %d writes", n)
 	}
 	if !strings.Contains(leadLogs.String(), `"request_id":"fwd-1"`) || !strings.Contains(leadLogs.String(), `"key":"operator"`) {
 		t.Error("leader's log does not show the forwarded request id and key")
 	}
 	// A current read goes to the leader, which linearizes.
-	before := lead.linearize
+	before := lead.count(&lead.linearize)
 	resp = request(t, folSrv, "GET", "/v1/jobs/fw", keyReader, "")
 	decodeResp[coordinator.Job](t, resp, 200)
-	if lead.linearize != before+1 {
-		t.Errorf("leader Linearize calls %d → %d, want one more", before, lead.linearize)
+	if after := lead.count(&lead.linearize); after != before+1 {
+		t.Errorf("leader Linearize calls %d → %d, want one more", before, after)
 	}
 	// Bad keys are refused by the follower before forwarding.
 	wantError(t, request(t, folSrv, "POST", "/v1/jobs", keyReader, `{"id":"x","dim":1}`), 403, CodeForbidden)
@@ -453,6 +453,39 @@ func TestEvents(t *testing.T) {
 	_, err = bad.Events(ctx, nil, "")
 	if e, ok := err.(*Error); !ok || e.Status != 401 || e.Code != CodeUnauthorized {
 		t.Errorf("events without key: %v, want 401 unauthorized", err)
+	}
+}
+
+// TestEventsPing: a client that stops reading (so never answers pings)
+// is disconnected and its subscription ended.
+func TestEventsPing(t *testing.T) {
+	t.Parallel()
+	f := seededFake()
+	srv, logs := newTestAPI(t, f, func(c *Config) {
+		c.EventPing = 20 * time.Millisecond
+		c.EventWriteTimeout = 100 * time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, srv.URL+"/v1/events", &websocket.DialOptions{
+		HTTPClient: srv.Client(), HTTPHeader: http.Header{HeaderAPIKey: {keyReader}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if _, msg, err := conn.Read(ctx); err != nil || !strings.Contains(string(msg), `"subscribed"`) {
+		t.Fatalf("first message %s, %v", msg, err)
+	}
+	// Not reading from here on: pongs are never sent.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.subscribers() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("silent client still subscribed after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "ping failed") {
+		t.Errorf("no ping failure logged:\n%s", logs)
 	}
 }
 
@@ -735,8 +768,8 @@ func TestCurrentReadLinearizes(t *testing.T) {
 	request(t, srv, "GET", "/v1/jobs/j1", keyReader, "")
 	request(t, srv, "GET", "/v1/cluster", keyReader, "")
 	request(t, srv, "GET", "/v1/audit/leaves", keyAuditor, "")
-	if f.linearize != 1 {
-		t.Errorf("Linearize called %d times, want 1 (only the job read is current)", f.linearize)
+	if n := f.count(&f.linearize); n != 1 {
+		t.Errorf("Linearize called %d times, want 1 (only the job read is current)", n)
 	}
 }
 

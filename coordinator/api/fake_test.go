@@ -303,6 +303,13 @@ func (f *fakeCoord) publish(ev coordinator.Event) {
 	}
 }
 
+// count reads a counter field under the lock.
+func (f *fakeCoord) count(p *int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *p
+}
+
 func (f *fakeCoord) subscribers() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
