@@ -5,9 +5,10 @@ package aggregate
 // selectK is quickselect (Hoare 1961) with a median-of-three pivot and a
 // branch-free Lomuto partition: the comparison result is added to the
 // store index instead of being branched on, which avoids the
-// misprediction that random data causes on every other element. Runs of
-// values equal to the pivot are grouped in a second pass when present, so
-// columns with many ties (all-zero coordinates) stay linear.
+// misprediction that random data causes on every other element. When a
+// partition comes out lopsided, values equal to the pivot are grouped in a
+// second pass, so columns with many ties (all-zero coordinates) stay
+// linear.
 
 const insertionCutoff = 12
 
@@ -30,13 +31,12 @@ func selectK(a []float64, k int, _ []float64) {
 		// a[lo] ≤ a[mid] ≤ a[hi]; the pivot moves to hi.
 		p := a[mid]
 		a[mid], a[hi] = a[hi], a[mid]
-		store, eq := lo, 0
+		store := lo
 		for i := lo; i < hi; i++ {
 			v := a[i]
 			a[i] = a[store]
 			a[store] = v
 			store += b2i(v < p)
-			eq += b2i(v == p)
 		}
 		a[hi], a[store] = a[store], a[hi]
 		switch {
@@ -45,8 +45,11 @@ func selectK(a []float64, k int, _ []float64) {
 		case k < store:
 			hi = store - 1
 		default:
+			// A lopsided split may come from many values equal to the
+			// pivot (they all land on the right): group them.
+			lopsided := 8*(store-lo) < hi-lo
 			lo = store + 1
-			if eq > 0 {
+			if lopsided {
 				// Group the values equal to the pivot right after it.
 				s := lo
 				for i := lo; i <= hi; i++ {

@@ -111,3 +111,28 @@ func BenchmarkSelectTrimmed100(b *testing.B) {
 	}
 	reportCPU(b, start)
 }
+
+// BenchmarkSelectTrimmedTies times columns with only three distinct values
+// (and all-zero ones), which must stay about as fast as distinct values.
+func BenchmarkSelectTrimmedTies(b *testing.B) {
+	r := seeded(35)
+	cols := make([][]float64, 1024)
+	for i := range cols {
+		cols[i] = make([]float64, 100)
+		if i%2 == 0 {
+			for k := range cols[i] {
+				cols[i][k] = float64(r.IntN(3))
+			}
+		}
+	}
+	work := make([]float64, 100)
+	tmp := make([]float64, 100)
+	start := cpuTime()
+	i := 0
+	for b.Loop() {
+		copy(work, cols[i%len(cols)])
+		trimmedMeanOf(work, tmp, 20)
+		i++
+	}
+	reportCPU(b, start)
+}
