@@ -110,8 +110,8 @@ type Config struct {
 	ForwardScheme string
 	// EventPing is the WebSocket ping period of /v1/events; zero means 20 s.
 	EventPing time.Duration
-	// EventWriteTimeout bounds one event write; a client slower than this
-	// is disconnected (close code 1008, "slow consumer"). Zero means 10 s.
+	// EventWriteTimeout bounds one event write and the wait for a pong; a
+	// client slower than this is disconnected. Zero means 10 s.
 	EventWriteTimeout time.Duration
 	// Clock returns the current time (rate limits); nil means time.Now.
 	Clock func() time.Time

@@ -480,7 +480,7 @@ func TestEventsPing(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for f.subscribers() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("silent client still subscribed after 5 s")
+			t.Fatalf("silent client still subscribed after 5 s; log:\n%s", logs)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -17,7 +17,9 @@
 //	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 //
 // Don't set http.Server.WriteTimeout lower than the longest model download;
-// /v1/events clears the deadlines of its own connections.
+// /v1/events clears the deadlines of its own connections. A member joining
+// with "mfn coordinator --join" posts the unsigned JoinRequest to
+// /v1/cluster/join with an admin key (--join-api-key).
 //
 // # Routes
 //
@@ -137,7 +139,10 @@
 // An auditor rebuilds the directory "mfn audit verify-log" checks (see
 // audit.ExportDir) from GET /v1/audit/checkpoints (checkpoints/000001.note,
 // …) and GET /v1/audit/leaves (leaves/00000000.leaf, … up to the newest
-// checkpoint's size); "mfn ctl audit export --out DIR" does exactly that.
+// checkpoint's size); Client.ExportLog and "mfn ctl audit export --out DIR"
+// do exactly that. The full checkpoint history needs the Coordinator's
+// optional CheckpointLister ability (*coordinator.Coordinator has it);
+// without it the export holds the newest checkpoint only.
 //
 // # Events
 //
@@ -146,11 +151,12 @@
 // (round opened, update accepted, round closed or failed, checkpoint,
 // member and node changes, leader changes), optionally filtered by kind
 // (comma-separated) and job. The server pings every Config.EventPing and
-// closes a connection that does not answer. Slow consumers: the member
-// keeps a bounded buffer per subscriber and drops events beyond it rather
-// than slow the cluster; a client that does not take a message within
-// Config.EventWriteTimeout is disconnected with close code 1008 ("slow
-// consumer"). Clients that need every event reconcile after reconnecting
+// drops a connection whose pong does not come within
+// Config.EventWriteTimeout. Slow consumers: the member keeps a bounded
+// buffer per subscriber and drops events beyond it rather than slow the
+// cluster; a client that does not take a message within
+// Config.EventWriteTimeout is disconnected (the connection is dropped; a
+// timed-out write leaves no room for a close frame). Clients that need every event reconcile after reconnecting
 // by reading the jobs and rounds. Messages from the client are not
 // expected; one closes the stream.
 //

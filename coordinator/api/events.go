@@ -67,8 +67,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 			err := conn.Ping(pctx)
 			pcancel()
 			if err != nil {
+				// The peer does not answer: no close handshake to wait for.
 				log.Info("event stream: ping failed", "error", err.Error())
-				conn.Close(websocket.StatusPolicyViolation, "no pong")
 				return nil
 			}
 		case ev, ok := <-evs:
@@ -80,9 +80,10 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 				continue
 			}
 			if err := write(ev); err != nil {
+				// A timed-out write leaves the connection unusable: it is
+				// dropped without a close handshake.
 				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 					log.Info("event stream: slow consumer disconnected")
-					conn.Close(websocket.StatusPolicyViolation, "slow consumer")
 				}
 				return nil
 			}
