@@ -231,3 +231,23 @@ func BenchmarkGram3x4(b *testing.B) {
 		Gram3x4(&out, &ga, &gb)
 	}
 }
+
+func BenchmarkCombine4(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const n, k = 480, 100
+	rows := make([][]float64, k)
+	for j := range rows {
+		rows[j] = randVec(r, n)
+	}
+	coef := randVec(r, 4*k)
+	var dst [4][]float64
+	for q := range dst {
+		dst[q] = make([]float64, n)
+	}
+	b.SetBytes(k * n * 8)
+	for b.Loop() {
+		Combine4(&dst, rows, coef, 0)
+	}
+	// 4·n·k multiply-adds per call.
+	b.ReportMetric(float64(4*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
+}
