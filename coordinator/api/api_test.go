@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,6 +120,30 @@ func TestRoleMatrix(t *testing.T) {
 		{"POST", "/v1/jobs/j1/stop", "", RoleOperator},
 		{"POST", "/v1/cluster/join", `{"id":"c9","raft_addr":"127.0.0.1:1","public_key":"` + testPubKey + `"}`, RoleAdmin},
 		{"DELETE", "/v1/cluster/members/c9", "", RoleAdmin},
+		{"GET", "/v1/nodes/n9", "", RoleReader},
+		{"DELETE", "/v1/nodes/n9", "", RoleOperator},
+		{"GET", "/v1/audit/leaves/0", "", RoleAuditor},
+		{"GET", "/v1/events", "", RoleReader},
+		{"POST", "/v1/simulate", `{"grid_size":8,"steps":2}`, RoleReader},
+	}
+	// The matrix covers every keyed route of the table, with its role.
+	h, err := New(Config{Coordinator: f, Keys: testKeys(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.(*server)
+	covered := map[string]Role{}
+	for _, r := range routes {
+		_, pattern := s.mux.Handler(httptest.NewRequest(r.method, r.path, nil))
+		covered[pattern] = r.role
+	}
+	for _, rt := range s.routes(nil) {
+		if rt.role == 0 {
+			continue
+		}
+		if role, ok := covered[rt.pattern]; !ok || role != rt.role {
+			t.Errorf("route %s (role %s) not in the matrix with its role (matrix says %v)", rt.pattern, rt.role, role)
+		}
 	}
 	for _, r := range routes {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {

@@ -5,8 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,5 +173,127 @@ func TestRealCoordinator(t *testing.T) {
 		if !bytes.Contains(body.Bytes(), []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// lateHandler lets a test server exist before the API it serves, so a
+// member can be configured with its own HTTP address.
+type lateHandler struct {
+	mu sync.Mutex
+	h  http.Handler
+}
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	if h == nil {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// TestRealFollowerForwards runs two real members on raft's in-memory
+// transport, each behind its own API server: writes and current reads
+// sent to the follower are served by the leader, whose HTTP address the
+// follower learns from the replicated member list.
+func TestRealFollowerForwards(t *testing.T) {
+	t.Parallel()
+	rng := rand.NewChaCha8([32]byte{5})
+	skey, vkey, err := audit.GenerateLogKey("mfn.test/api2", rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := audit.NewLogSigner(skey)
+	verifier, _ := audit.NewLogVerifier(vkey)
+	var trans []*raft.InmemTransport
+	var servers []raft.Server
+	for i := range 2 {
+		addr, tr := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
+		trans = append(trans, tr)
+		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("c%d", i)), Address: addr})
+	}
+	trans[0].Connect(trans[1].LocalAddr(), trans[1])
+	trans[1].Connect(trans[0].LocalAddr(), trans[0])
+	var members []*coordinator.Coordinator
+	var srvs []*httptest.Server
+	for i := range 2 {
+		lh := &lateHandler{}
+		srv := httptest.NewServer(lh)
+		t.Cleanup(srv.Close)
+		rc := raft.DefaultConfig()
+		// Generous timeouts: a loaded CI machine must not flap leadership.
+		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
+		reg := prometheus.NewRegistry()
+		c, err := coordinator.New(coordinator.Config{
+			ID: fmt.Sprintf("c%d", i), Origin: "mfn.test/api2", RaftAddr: string(trans[i].LocalAddr()),
+			HTTPAddr: strings.TrimPrefix(srv.URL, "http://"),
+			Storage:  coordinator.InmemStorage(), Transport: trans[i], Raft: rc,
+			LogVerifier: verifier, LogSigner: signer, Registry: reg, Tick: 10 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = c.Close(ctx)
+		})
+		h, err := New(Config{Coordinator: c, Keys: testKeys(t), Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lh.mu.Lock()
+		lh.h = h
+		lh.mu.Unlock()
+		members, srvs = append(members, c), append(srvs, srv)
+	}
+	if err := members[0].Bootstrap(servers); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for a leader whose HTTP address the follower knows.
+	var leader, follower int
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if members[0].IsLeader() || members[1].IsLeader() {
+			leader = 0
+			if members[1].IsLeader() {
+				leader = 1
+			}
+			follower = 1 - leader
+			if m, ok := members[follower].Leader(); ok && m.HTTPAddr != "" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader known to the follower within 15 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leaderID := fmt.Sprintf("c%d", leader)
+
+	resp := request(t, srvs[follower], "POST", "/v1/jobs", keyOperator,
+		`{"id":"fj","task":"t","dim":2,"rule":{"name":"fedavg"},"rounds":1,"min_updates":1,"max_updates":1,"round_deadline":"1m"}`,
+		HeaderRequestID, "real-fwd")
+	j := decodeResp[coordinator.Job](t, resp, 201)
+	if j.Spec.ID != "fj" || resp.Header.Get(HeaderServedBy) != leaderID || resp.Header.Get(HeaderRequestID) != "real-fwd" {
+		t.Errorf("forwarded create: %+v served by %q id %q", j.Spec, resp.Header.Get(HeaderServedBy), resp.Header.Get(HeaderRequestID))
+	}
+	// The leader has it at once; the follower's own replica soon after.
+	if _, err := members[leader].GetJob("fj"); err != nil {
+		t.Errorf("leader lacks the job: %v", err)
+	}
+	fc, _ := NewClient(srvs[follower].URL, keyReader, srvs[follower].Client())
+	got, err := fc.Job(ctx, "fj")
+	if err != nil || got.Spec.ID != "fj" {
+		t.Errorf("current read through the follower: %+v %v", got, err)
+	}
+	st, err := fc.Cluster(ctx)
+	if err != nil || st.ID != fmt.Sprintf("c%d", follower) || st.LeaderID != leaderID || len(st.Members) != 2 {
+		t.Errorf("follower's cluster view: %+v %v", st, err)
 	}
 }
