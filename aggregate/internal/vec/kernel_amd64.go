@@ -23,3 +23,14 @@ func gram3x4Asm(a0, a1, a2, b0, b1, b2, b3 *float64, n int, out *[12]float64)
 
 //go:noescape
 func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int)
+
+// ForcePortable makes every kernel use its portable implementation (on =
+// true) or the assembly one again when the processor has it (on = false),
+// and returns whether the portable code was forced before. It exists for
+// tests that compare the two paths end to end; it must not be called
+// while kernels run.
+func ForcePortable(on bool) (was bool) {
+	was = !useAsm
+	useAsm = !on && HasAVX2FMA
+	return was
+}

@@ -21,3 +21,7 @@ func gram3x4Asm(a0, a1, a2, b0, b1, b2, b3 *float64, n int, out *[12]float64) {
 func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int) {
 	panic("unreachable")
 }
+
+// ForcePortable exists for symmetry with amd64: the portable kernels are
+// the only ones here. It returns true.
+func ForcePortable(bool) bool { return true }
