@@ -409,6 +409,17 @@ func TestForwarding(t *testing.T) {
 	}
 	wantError(t, resp, 503, CodeNotLeader)
 
+	// A leader advertising a bind address cannot be forwarded to.
+	for _, addr := range []string{":8080", "0.0.0.0:8080", "[::]:8080"} {
+		fol.mu.Lock()
+		fol.leaderM = &coordinator.Member{ID: "c1", HTTPAddr: addr}
+		fol.mu.Unlock()
+		e := wantError(t, request(t, folSrv, "POST", "/v1/jobs", keyOperator, `{"id":"x","dim":1}`), 503, CodeNotLeader)
+		if !strings.Contains(e.Message, "cannot reach") || e.Leader == nil || e.Leader.ID != "c1" {
+			t.Errorf("leader at %s: %+v", addr, e)
+		}
+	}
+
 	// An unreachable leader: 502 naming it.
 	fol.mu.Lock()
 	fol.leaderM = &coordinator.Member{ID: "gone", HTTPAddr: "127.0.0.1:1"}

@@ -87,6 +87,8 @@
 //
 // and a refused request gets 429 with Retry-After (seconds). The number of
 // buckets is bounded; buckets idle long enough to be full are evicted first.
+// Requests without a valid key are refused (401) before they reach a bucket,
+// so unknown clients cannot drain a key's budget.
 //
 // # Errors
 //

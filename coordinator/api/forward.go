@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +55,8 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, body []byte, ca
 	}
 	target, err := s.leaderURL(leader.HTTPAddr, r.URL)
 	if err != nil {
-		return notLeader("leader " + leader.ID + " has an unusable HTTP address " + leader.HTTPAddr)
+		return notLeader("this member is not the leader; the leader " + leader.ID + " advertises the HTTP address " +
+			strconv.Quote(leader.HTTPAddr) + ", which other members cannot reach (advertise a routable host:port)")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
@@ -102,6 +105,13 @@ func (s *server) leaderURL(addr string, u *url.URL) (string, error) {
 	b, err := url.Parse(base)
 	if err != nil || b.Host == "" || (b.Scheme != "http" && b.Scheme != "https") {
 		return "", errors.New("api: bad leader address")
+	}
+	// A bind address such as ":8080" or "0.0.0.0:8080" names no host
+	// another member can reach.
+	if h := b.Hostname(); h == "" {
+		return "", errors.New("api: leader address has no host")
+	} else if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+		return "", errors.New("api: leader address is unspecified")
 	}
 	return strings.TrimSuffix(b.String(), "/") + u.RequestURI(), nil
 }
