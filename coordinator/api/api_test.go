@@ -484,6 +484,12 @@ func TestEvents(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// A plain GET is told to upgrade, in the error shape.
+	resp := request(t, srv, "GET", "/v1/events", keyReader, "")
+	wantError(t, resp, http.StatusUpgradeRequired, CodeUpgradeRequired)
+	if resp.Header.Get("Upgrade") != "websocket" {
+		t.Errorf("426 without Upgrade: websocket")
+	}
 	// Without a key the upgrade is refused with the error shape.
 	bad, _ := NewClient(srv.URL, "", srv.Client())
 	_, err = bad.Events(ctx, nil, "")

@@ -25,6 +25,7 @@ const (
 	CodeConflict          = "conflict"               // 409: exists with other content, or a stale command
 	CodeGone              = "gone"                   // 410: model parameters pruned
 	CodeTooLarge          = "body_too_large"         // 413: body over the limit
+	CodeUpgradeRequired   = "upgrade_required"       // 426: /v1/events without a WebSocket upgrade
 	CodeUnsupportedMedia  = "unsupported_media_type" // 415: body is not application/json
 	CodeRateLimited       = "rate_limited"           // 429: see Retry-After
 	CodeInternal          = "internal"               // 500

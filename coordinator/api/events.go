@@ -29,6 +29,11 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 		}
 	}
 	job := r.URL.Query().Get("job")
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		return errorf(http.StatusUpgradeRequired, CodeUpgradeRequired, "%s is a WebSocket: open it with a WebSocket client", r.URL.Path)
+	}
 	// The server's read and write timeouts would otherwise cut a long
 	// stream; the WebSocket does its own liveness with pings.
 	rc := http.NewResponseController(w)
@@ -89,4 +94,17 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 			}
 		}
 	}
+}
+
+// headerHasToken reports whether a comma-separated header contains token
+// (case-insensitive).
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
