@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -295,69 +296,100 @@ func classify(err error) error {
 	return err
 }
 
-// connect finds the leader: it tries the last known leader first, then
-// every coordinator in turn (starting at a different one each attempt),
-// follows a Hello's leader hint once, and returns a connection to a
-// coordinator that says it leads.
+// connect finds the leader. It dials every coordinator at once (so a dead
+// member costs no handshake timeout), keeps the connection of the one that
+// says it leads and closes the others; if none does but one names the
+// leader, it dials that address. The last known leader address is dialled
+// too when it is not in the cluster file.
 func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, string, string, error) {
 	addrs := a.cfg.Cluster.Addrs()
 	order := make([]string, 0, len(addrs)+1)
-	a.mu.Lock()
-	if a.leader != "" {
-		order = append(order, a.leader)
-	}
-	a.mu.Unlock()
 	for i := range addrs {
 		order = append(order, addrs[(i+attempt)%len(addrs)])
 	}
-	var errs []error
-	tried := map[string]bool{}
+	a.mu.Lock()
+	if a.leader != "" && !slices.Contains(order, a.leader) {
+		order = append(order, a.leader)
+	}
+	a.mu.Unlock()
+	type result struct {
+		addr string
+		c    *protocol.Client
+		ack  *protocol.HelloAck
+		err  error
+	}
+	results := make(chan result, len(order))
+	dctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
+	defer cancel()
 	for _, addr := range order {
-		if tried[addr] {
-			continue
-		}
-		tried[addr] = true
-		c, ack, err := a.dialHello(ctx, addr)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, "", "", ctx.Err()
-			}
-			if errors.Is(err, ErrRefused) || errors.Is(err, ErrOrigin) {
-				return nil, "", "", err
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-			continue
-		}
-		switch hint := ack.LeaderHint; {
-		case hint == addr:
-			a.setLeader(addr)
-			return c, addr, ack.ClusterOrigin, nil
-		case hint == "":
-			c.Close()
-			errs = append(errs, fmt.Errorf("%s: %w", addr, ErrNoLeader))
-			continue
-		default:
-			// A follower names the leader: go there once. Accept it even
-			// if it names itself differently (a leader advertising a
-			// hostname we know by IP): its key is pinned all the same.
-			c.Close()
-			tried[hint] = true
-			lc, lack, err := a.dialHello(ctx, hint)
-			if err != nil {
-				if errors.Is(err, ErrRefused) {
-					return nil, "", "", err
+		go func() {
+			c, ack, err := a.dialHello(dctx, addr)
+			results <- result{addr, c, ack, err}
+		}()
+	}
+	// drain closes the connections of the dials still running.
+	drain := func(left int) {
+		go func() {
+			for range left {
+				if r := <-results; r.c != nil {
+					r.c.Close()
 				}
-				errs = append(errs, fmt.Errorf("%s (leader named by %s): %w", hint, addr, err))
-				continue
 			}
-			if lack.LeaderHint == "" {
-				lc.Close()
-				errs = append(errs, fmt.Errorf("%s: %w", hint, ErrNoLeader))
-				continue
+		}()
+	}
+	var errs []error
+	failed := map[string]bool{}
+	hint := ""
+	for i := range order {
+		r := <-results
+		switch {
+		case r.err != nil:
+			if errors.Is(r.err, ErrRefused) || errors.Is(r.err, ErrOrigin) {
+				drain(len(order) - i - 1)
+				return nil, "", "", r.err
 			}
-			a.setLeader(hint)
-			return lc, hint, lack.ClusterOrigin, nil
+			failed[r.addr] = true
+			errs = append(errs, fmt.Errorf("%s: %w", r.addr, r.err))
+		case r.ack.LeaderHint == r.addr:
+			drain(len(order) - i - 1)
+			a.setLeader(r.addr)
+			return r.c, r.addr, r.ack.ClusterOrigin, nil
+		default:
+			r.c.Close()
+			if r.ack.LeaderHint == "" {
+				errs = append(errs, fmt.Errorf("%s: %w", r.addr, ErrNoLeader))
+			} else if hint == "" {
+				hint = r.ack.LeaderHint
+			}
 		}
+	}
+	if ctx.Err() != nil {
+		return nil, "", "", ctx.Err()
+	}
+	if hint != "" && !failed[hint] && !slices.Contains(order, hint) {
+		// A follower names a leader we do not know by that address (it
+		// advertises a name the cluster file spells otherwise): go
+		// there. Its key is pinned all the same. A hint naming an
+		// address that just failed is stale: the followers have not yet
+		// noticed their leader's death, and the next attempt will see
+		// the new one.
+		hctx, hcancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
+		c, ack, err := a.dialHello(hctx, hint)
+		hcancel()
+		if err == nil && ack.LeaderHint != "" {
+			a.setLeader(hint)
+			return c, hint, ack.ClusterOrigin, nil
+		}
+		if err == nil {
+			c.Close()
+			err = ErrNoLeader
+		}
+		if errors.Is(err, ErrRefused) {
+			return nil, "", "", err
+		}
+		errs = append(errs, fmt.Errorf("%s (named leader): %w", hint, err))
+	} else if hint != "" {
+		errs = append(errs, fmt.Errorf("the coordinators name %s as leader, which did not answer as one: %w", hint, ErrNoLeader))
 	}
 	a.setLeader("")
 	return nil, "", "", errors.Join(errs...)
@@ -416,7 +448,7 @@ func (a *Agent) session(ctx context.Context, c *protocol.Client, addr, origin st
 
 // probe asks addr, on a fresh connection, who leads.
 func (a *Agent) probe(ctx context.Context, addr string) (string, error) {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
 	defer cancel()
 	c, ack, err := a.dialHello(pctx, addr)
 	if err != nil {

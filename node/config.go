@@ -65,6 +65,10 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the jittered exponential backoff
 	// between reconnection attempts; zero means 200 ms and 10 s.
 	BackoffMin, BackoffMax time.Duration
+	// DialTimeout bounds one connection attempt to the coordinators
+	// (QUIC handshake and Hello); zero means 5 s. A dead coordinator
+	// costs this much at most, as all are dialled at once.
+	DialTimeout time.Duration
 	// LeaderCheck is how long a connection may carry no announcement
 	// before the node asks the cluster again who leads (a leader that
 	// stepped down without dying announces nothing); zero means 5 s.
@@ -150,8 +154,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: Config.NodeID is %d bytes, at most %d", len(c.NodeID), crypto.MaxNodeIDLen)
 	case c.BackoffMin < 0 || c.BackoffMax < 0 || (c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax):
 		return fmt.Errorf("node: Config.BackoffMin %v and BackoffMax %v must be ≥ 0 with min ≤ max", c.BackoffMin, c.BackoffMax)
-	case c.LeaderCheck < 0:
-		return fmt.Errorf("node: Config.LeaderCheck %v must be ≥ 0", c.LeaderCheck)
+	case c.LeaderCheck < 0 || c.DialTimeout < 0:
+		return fmt.Errorf("node: Config.LeaderCheck %v and DialTimeout %v must be ≥ 0", c.LeaderCheck, c.DialTimeout)
 	case c.AttackHonest < 0 || c.AttackF < 0:
 		return fmt.Errorf("node: Config.AttackHonest %d and AttackF %d must be ≥ 0", c.AttackHonest, c.AttackF)
 	}
@@ -250,6 +254,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if cp.BackoffMin > cp.BackoffMax {
 		cp.BackoffMin = cp.BackoffMax
+	}
+	if cp.DialTimeout == 0 {
+		cp.DialTimeout = 5 * time.Second
 	}
 	if cp.LeaderCheck == 0 {
 		cp.LeaderCheck = 5 * time.Second

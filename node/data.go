@@ -367,3 +367,25 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// LocalData returns a node's training and held-out splits exactly as an
+// Agent with this data configuration builds them: from the cache in
+// stateDir if it matches, otherwise simulated (or loaded) and cached
+// there. An agent started later on stateDir finds its data ready.
+func LocalData(ctx context.Context, d DataConfig, stateDir string, progress func(done, total int)) (train, hold *learn.Dataset, err error) {
+	if err := d.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if d.HoldOut == 0 {
+		d.HoldOut = 0.2
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	data, _, err := loadData(ctx, d, stateDir, progress)
+	if err != nil {
+		return nil, nil, err
+	}
+	train, hold = splitHoldOut(data, d.HoldOut, d.Seed)
+	return train, hold, nil
+}

@@ -306,7 +306,10 @@ func regimeJob(id string, rounds, minU, maxU int) coordinator.JobSpec {
 	return coordinator.JobSpec{
 		ID: id, Task: TaskMFNRegime, Dim: 76, Rule: coordinator.RuleSpec{Name: "fedavg"},
 		Rounds: rounds, MinUpdates: minU, MaxUpdates: maxU,
-		RoundDeadline: coordinator.Duration(2 * time.Second), HardDeadline: coordinator.Duration(30 * time.Second),
+		// Rounds close at MaxUpdates; the soft deadline only bounds how long
+		// a new leader's announcement of an open round is kept for nodes
+		// that subscribe late (protocol.Server drops it at the deadline).
+		RoundDeadline: coordinator.Duration(20 * time.Second), HardDeadline: coordinator.Duration(60 * time.Second),
 	}
 }
 

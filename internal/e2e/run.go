@@ -1,0 +1,584 @@
+package e2e
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/node"
+)
+
+// JobID is the id of the federation's training job.
+const JobID = "demo"
+
+// Origin is the demo cluster's origin (the audit log key's name).
+const Origin = "mfn.demo/cluster"
+
+// Options configures a federation run. DefaultOptions gives the demo's.
+type Options struct {
+	Members   int    // coordinators (≥ 1)
+	Nodes     int    // edge nodes (≥ 1)
+	Byzantine int    // how many of the nodes are Byzantine (< Nodes)
+	Attack    string // their attack (aggregate.AttackNames)
+	Rule      string // the job's aggregation rule or pipeline (aggregate.New)
+	Rounds    int    // rounds of the job (≥ 1)
+	// Chaos kills the leader once, after round ChaosAfter closed (zero
+	// means half of Rounds).
+	Chaos      bool
+	ChaosAfter int
+	// Samples is each node's number of local simulations, TestPerRegime
+	// the size of the cluster's held-out test set per regime.
+	Samples       int
+	TestPerRegime int
+	// Hidden is the MLP's hidden width; zero means softmax regression.
+	Hidden int
+	Train  node.TrainConfig
+	// RoundDeadline is each round's soft deadline; zero means 10 s. Rounds
+	// close as soon as every node submitted; the deadline matters when
+	// updates are missing, and it bounds how long a new leader's
+	// announcement of an open round reaches nodes that subscribe late.
+	RoundDeadline time.Duration
+	// Seed drives data, training and attacks.
+	Seed uint64
+	// Dir is the working directory (keys, data directories, node state,
+	// audit export); empty means a new temporary directory, removed at the
+	// end unless Keep.
+	Dir  string
+	Keep bool
+	// Reference computes the FedAvg reference accuracy (honest nodes only,
+	// in process, same data and seeds).
+	Reference bool
+	// Timeout bounds the training (zero means 10 minutes).
+	Timeout time.Duration
+	// Log receives the components' JSON logs; nil discards them.
+	Log io.Writer
+	// OnRound is called when a round of the job ends.
+	OnRound func(RoundReport)
+	// OnStage is called as the run moves through its stages.
+	OnStage func(stage string)
+	// OnProgress reports the local data simulation (done of total).
+	OnProgress func(done, total int)
+	// OnLeaderKilled is called when the chaos kill happens.
+	OnLeaderKilled func(id string)
+}
+
+// DefaultOptions is the demo: 3 coordinators, 10 nodes of which 2 run
+// ALIE, 20 rounds of the MFN regime task under trimmed mean, the leader
+// killed once.
+func DefaultOptions() Options {
+	return Options{
+		Members: 3, Nodes: 10, Byzantine: 2, Attack: "alie", Rule: "trimmed-mean", Rounds: 20,
+		Chaos: true, Samples: 60, TestPerRegime: 50, Hidden: 16,
+		Train: node.TrainConfig{Epochs: 1, Batch: 16, LR: 0.05, Momentum: 0.9},
+		Seed:  1, Reference: true,
+	}
+}
+
+// Validate names the first bad option.
+func (o *Options) Validate() error {
+	switch {
+	case o.Members < 1 || o.Members > 7:
+		return fmt.Errorf("e2e: Members %d must be in [1, 7]", o.Members)
+	case o.Nodes < 1 || o.Nodes > 100:
+		return fmt.Errorf("e2e: Nodes %d must be in [1, 100]", o.Nodes)
+	case o.Byzantine < 0 || o.Byzantine >= o.Nodes:
+		return fmt.Errorf("e2e: Byzantine %d must be in [0, Nodes=%d)", o.Byzantine, o.Nodes)
+	case o.Rounds < 1 || o.Rounds > 10000:
+		return fmt.Errorf("e2e: Rounds %d must be in [1, 10000]", o.Rounds)
+	case o.Samples < 2 || o.TestPerRegime < 1:
+		return fmt.Errorf("e2e: Samples %d must be ≥ 2 and TestPerRegime %d ≥ 1", o.Samples, o.TestPerRegime)
+	case o.Hidden < 0:
+		return fmt.Errorf("e2e: Hidden %d must be ≥ 0", o.Hidden)
+	case o.ChaosAfter < 0 || o.ChaosAfter >= o.Rounds && o.Chaos && o.ChaosAfter != 0:
+		return fmt.Errorf("e2e: ChaosAfter %d must be in [0, Rounds=%d)", o.ChaosAfter, o.Rounds)
+	case o.Chaos && o.Members < 3:
+		return fmt.Errorf("e2e: Chaos needs at least 3 members (a quorum must survive), have %d", o.Members)
+	}
+	if o.Byzantine > 0 && !slices.Contains(aggregate.AttackNames, o.Attack) {
+		return fmt.Errorf("e2e: Attack %q is not one of %v", o.Attack, aggregate.AttackNames)
+	}
+	if _, err := aggregate.New(o.Rule, aggregate.Params{F: o.Byzantine}); err != nil {
+		return fmt.Errorf("e2e: Rule %q: %w", o.Rule, err)
+	}
+	return o.Train.Validate()
+}
+
+// RoundReport is one ended round of the job, for the live table.
+type RoundReport struct {
+	Round    uint64
+	Failed   bool
+	Reason   string // why it failed
+	Updates  int    // updates the round held
+	Used     int    // used by the rule
+	Rejected int    // rejected by the rule
+	// ByzantineUsed counts the Byzantine nodes' updates the rule used.
+	ByzantineUsed int
+	Accuracy      float64 // global test accuracy after the round (NaN if unknown)
+	Leader        string  // member leading when the round ended
+	Elapsed       time.Duration
+}
+
+// Summary is the outcome of a run (the demo's --json output).
+type Summary struct {
+	RoundsCompleted         int     `json:"rounds_completed"`
+	FinalAccuracy           float64 `json:"final_accuracy"`
+	FedAvgReferenceAccuracy float64 `json:"fedavg_reference_accuracy"`
+	LeaderChanges           int     `json:"leader_changes"`
+	AcknowledgedUpdates     int     `json:"acknowledged_updates"`
+	UpdatesInLog            int     `json:"updates_in_log"`
+	LostUpdates             int     `json:"lost_updates"`
+	DuplicateUpdates        int     `json:"duplicate_updates"`
+	AuditVerified           bool    `json:"audit_verified"`
+	ByzantineNodes          int     `json:"byzantine_nodes"`
+	Rule                    string  `json:"rule"`
+
+	Attack         string  `json:"attack"`
+	Nodes          int     `json:"nodes"`
+	Rounds         int     `json:"rounds"`
+	RoundsFailed   int     `json:"rounds_failed"`
+	ByzantineUsed  int     `json:"byzantine_updates_used"`
+	Checkpoints    int     `json:"checkpoints"`
+	KilledLeader   string  `json:"killed_leader,omitempty"`
+	FailoverSecs   float64 `json:"failover_seconds,omitempty"`
+	TrainingSecs   float64 `json:"training_seconds"`
+	TotalSecs      float64 `json:"total_seconds"`
+	AuditError     string  `json:"audit_error,omitempty"`
+	AuditDir       string  `json:"audit_dir,omitempty"`
+	LogVerifierKey string  `json:"log_verifier_key,omitempty"`
+	ChanceAccuracy float64 `json:"chance_accuracy"`
+}
+
+// Run starts the coordinator cluster and the nodes, runs the job to its
+// end (killing the leader once with Chaos), exports and verifies the audit
+// log, and returns the summary. Everything it started is stopped, and a
+// temporary Dir removed, before it returns — also when ctx is cancelled,
+// in which case it returns ctx.Err().
+func Run(ctx context.Context, o Options) (_ *Summary, err error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.RoundDeadline == 0 {
+		o.RoundDeadline = 10 * time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Chaos && o.ChaosAfter == 0 {
+		o.ChaosAfter = max(1, o.Rounds/2)
+	}
+	stage := func(s string) {
+		if o.OnStage != nil {
+			o.OnStage(s)
+		}
+	}
+	start := time.Now()
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "mfn-demo-*"); err != nil {
+			return nil, err
+		}
+		if !o.Keep {
+			defer os.RemoveAll(dir)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	logger := slog.New(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	// Keys: coordinators, the audit log key, nodes.
+	stage("keys")
+	coordKeys := make([]*crypto.Identity, o.Members)
+	for i := range coordKeys {
+		if coordKeys[i], err = crypto.GenerateIdentity(crypto.RoleCoordinator, crand.Reader); err != nil {
+			return nil, err
+		}
+	}
+	skey, vkey, err := audit.GenerateLogKey(Origin, crand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := audit.NewLogSigner(skey)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := audit.NewLogVerifier(vkey)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "log.vkey"), []byte(vkey+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	nodeKeys := make([]*crypto.Identity, o.Nodes)
+	for i := range nodeKeys {
+		if nodeKeys[i], err = crypto.GenerateIdentity(crypto.RoleNode, crand.Reader); err != nil {
+			return nil, err
+		}
+	}
+
+	// Data: every node's local simulations (cached in its state dir, where
+	// its agent finds them), and the cluster's held-out test set.
+	stage("data")
+	arch := learn.Arch{Kind: "softmax", Dim: 18, Classes: node.NumRegimes}
+	if o.Hidden > 0 {
+		arch = learn.Arch{Kind: "mlp", Dim: 18, Hidden: o.Hidden, Classes: node.NumRegimes}
+	}
+	nodeData := make([]node.DataConfig, o.Nodes)
+	trains := make([]*learn.Dataset, o.Nodes)
+	total := o.Nodes * o.Samples
+	for i := range o.Nodes {
+		nodeData[i] = siteData(o, i)
+		base := i * o.Samples
+		progress := func(done, tot int) {
+			if o.OnProgress != nil {
+				// Count the node's own simulations, not the reference set.
+				o.OnProgress(base+min(done, o.Samples), total)
+			}
+		}
+		if trains[i], _, err = node.LocalData(ctx, nodeData[i], nodeDir(dir, i), progress); err != nil {
+			return nil, fmt.Errorf("e2e: node %d data: %w", i+1, err)
+		}
+	}
+	test, err := node.RegimeTestSet(ctx, 0, 0, o.TestPerRegime, o.Seed^0x7e57, 0)
+	if err != nil {
+		return nil, err
+	}
+	eval := &evaluator{test: test}
+
+	// The cluster.
+	stage("cluster")
+	cl, err := startCluster(ctx, clusterConfig{n: o.Members, dir: dir, origin: Origin, keys: coordKeys,
+		signer: signer, verifier: verifier, evaluator: eval, logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.close()
+	leader, err := cl.waitLeader(ctx, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, o.Nodes)
+	known := audit.NodeKeys{}
+	for i, k := range nodeKeys {
+		names[i] = fmt.Sprintf("site-%02d", i+1)
+		known[names[i]] = k.PublicKey()
+		if err := leader.coord.EnrollNode(ctx, names[i], k.PublicKey()); err != nil {
+			return nil, fmt.Errorf("e2e: enroll %s: %w", names[i], err)
+		}
+	}
+	clusterFile := &node.Cluster{Origin: Origin}
+	for _, m := range cl.members {
+		clusterFile.Members = append(clusterFile.Members, node.Member{ID: m.id, QUICAddr: m.quic, PublicKey: m.key.PublicKey(), Recipient: m.key.Recipient()})
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.txt"), clusterFile.Format(), 0o644); err != nil {
+		return nil, err
+	}
+
+	// The nodes.
+	stage("nodes")
+	nctx, stopNodes := context.WithCancel(ctx)
+	var nwg sync.WaitGroup
+	agents := make([]*node.Agent, o.Nodes)
+	nodeErrs := make([]error, o.Nodes)
+	defer func() {
+		stopNodes()
+		nwg.Wait()
+	}()
+	byzantine := map[string]bool{}
+	for i := range o.Nodes {
+		cfg := node.DefaultConfig()
+		cfg.NodeID, cfg.Identity, cfg.Cluster, cfg.StateDir = names[i], nodeKeys[i], clusterFile, nodeDir(dir, i)
+		cfg.Data, cfg.Train, cfg.Seed = nodeData[i], o.Train, nodeSeed(o, i)
+		cfg.BackoffMin, cfg.BackoffMax, cfg.LeaderCheck, cfg.DialTimeout = 100*time.Millisecond, 2*time.Second, 3*time.Second, 2*time.Second
+		cfg.Logger = logger.With("component", "node")
+		if i >= o.Nodes-o.Byzantine {
+			cfg.Byzantine, cfg.AttackF, cfg.AttackRule = o.Attack, o.Byzantine, ruleForAttack(o.Rule)
+			byzantine[names[i]] = true
+		}
+		if agents[i], err = node.New(cfg); err != nil {
+			return nil, fmt.Errorf("e2e: node %s: %w", names[i], err)
+		}
+		nwg.Add(1)
+		go func() {
+			defer nwg.Done()
+			nodeErrs[i] = agents[i].Run(nctx)
+		}()
+	}
+
+	// The job.
+	stage("job")
+	initial := make([]float64, arch.NumParams())
+	if arch.Kind == "mlp" {
+		m, err := learn.NewModel(arch, newRand(o.Seed, 0x1417))
+		if err != nil {
+			return nil, err
+		}
+		copy(initial, m.Params())
+	}
+	spec := coordinator.JobSpec{
+		ID: JobID, Task: node.TaskMFNRegime, Dim: arch.NumParams(), Shape: []int{arch.Dim, arch.Hidden, arch.Classes},
+		Rule:   coordinator.RuleSpec{Name: o.Rule, F: o.Byzantine, Seed: o.Seed},
+		Rounds: o.Rounds, MinUpdates: max(1, o.Nodes-o.Nodes/3), MaxUpdates: o.Nodes,
+		RoundDeadline: coordinator.Duration(o.RoundDeadline), HardDeadline: coordinator.Duration(6 * o.RoundDeadline),
+		OnFailure: coordinator.OnFailureContinue, InitialModel: initial,
+	}
+	if spec.MinUpdates <= 2*o.Byzantine {
+		spec.MinUpdates = min(o.Nodes, 2*o.Byzantine+1)
+	}
+	if err := createJob(ctx, cl, spec); err != nil {
+		return nil, err
+	}
+	stage("training")
+	trainStart := time.Now()
+	mon := newMonitor(cl, o, byzantine)
+	sum, err := mon.run(ctx, trainStart)
+	if err != nil {
+		return nil, err
+	}
+	sum.TrainingSecs = time.Since(trainStart).Seconds()
+
+	// Stop the nodes, then count what they recorded.
+	stopNodes()
+	nwg.Wait()
+	for i, e := range nodeErrs {
+		if e != nil {
+			return nil, fmt.Errorf("e2e: node %s: %w", names[i], e)
+		}
+	}
+	stage("audit")
+	if err := mon.finalCheckpoint(ctx); err != nil {
+		return nil, err
+	}
+	reader := cl.any()
+	if reader == nil {
+		return nil, errors.New("e2e: no live member left")
+	}
+	if err := countUpdates(sum, reader.coord, agents); err != nil {
+		return nil, err
+	}
+	auditDir := filepath.Join(dir, "audit")
+	cps := mon.checkpoints()
+	sum.Checkpoints = len(cps)
+	if err := exportAudit(auditDir, reader.coord, cps); err != nil {
+		return nil, err
+	}
+	if rep, err := audit.VerifyLogDir(auditDir, verifier, known); err != nil {
+		sum.AuditError = err.Error()
+	} else {
+		sum.AuditVerified = rep.Leaves == uint64(sum.UpdatesInLog)
+		if !sum.AuditVerified {
+			sum.AuditError = fmt.Sprintf("export verified %d leaves, the cluster holds %d", rep.Leaves, sum.UpdatesInLog)
+		}
+	}
+	if o.Keep || o.Dir != "" {
+		sum.AuditDir, sum.LogVerifierKey = auditDir, filepath.Join(dir, "log.vkey")
+	}
+	if m, err := reader.coord.LatestModel(JobID); err == nil {
+		if acc, ok, err := eval.Evaluate(node.TaskMFNRegime, m.Params); err == nil && ok {
+			sum.FinalAccuracy = acc
+		}
+	}
+	sum.FedAvgReferenceAccuracy = math.NaN()
+	if o.Reference {
+		stage("reference")
+		if sum.FedAvgReferenceAccuracy, err = reference(o, arch, initial, trains, eval); err != nil {
+			return nil, err
+		}
+	}
+	sum.ByzantineNodes, sum.Rule, sum.Attack, sum.Nodes, sum.Rounds = o.Byzantine, o.Rule, o.Attack, o.Nodes, o.Rounds
+	sum.ChanceAccuracy = 1 / float64(node.NumRegimes)
+	sum.TotalSecs = time.Since(start).Seconds()
+	return sum, nil
+}
+
+func nodeDir(dir string, i int) string { return filepath.Join(dir, "nodes", fmt.Sprintf("site-%02d", i+1)) }
+
+func nodeSeed(o Options, i int) uint64 { return o.Seed*1000 + uint64(i) + 1 }
+
+// siteData gives node i a regime mix dominated by regime i mod 4 (4:1:1:1),
+// so the federation is heterogeneous.
+func siteData(o Options, i int) node.DataConfig {
+	props := make([]float64, node.NumRegimes)
+	for r := range props {
+		props[r] = 1
+	}
+	props[i%node.NumRegimes] = 4
+	return node.DataConfig{Task: node.TaskMFNRegime, Samples: o.Samples, Proportions: props, Seed: nodeSeed(o, i)}
+}
+
+// ruleForAttack is the rule adaptive attacks aim at: the job's own rule
+// without its pre-steps (the node knows the cluster's published rule).
+func ruleForAttack(rule string) string {
+	for i := len(rule) - 1; i >= 0; i-- {
+		if rule[i] == '+' {
+			return rule[i+1:]
+		}
+	}
+	return rule
+}
+
+func createJob(ctx context.Context, cl *cluster, spec coordinator.JobSpec) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := cl.waitLeader(ctx, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		_, err = l.coord.CreateJob(ctx, spec)
+		if err == nil || !errors.Is(err, coordinator.ErrNotLeader) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// evaluator scores models of the regime task on the held-out test set.
+type evaluator struct {
+	test *learn.Dataset
+	mu   sync.Mutex
+}
+
+func (e *evaluator) Evaluate(task string, params []float64) (float64, bool, error) {
+	if task != node.TaskMFNRegime {
+		return 0, false, nil
+	}
+	arch, err := node.ArchFor(task, len(params))
+	if err != nil {
+		return 0, false, err
+	}
+	m, err := learn.NewModel(arch, newRand(0, 0))
+	if err != nil {
+		return 0, false, err
+	}
+	copy(m.Params(), params)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	acc, err := learn.Accuracy(m, e.test)
+	return acc, err == nil, err
+}
+
+// reference runs the same job in process with plain FedAvg over the honest
+// nodes only: the same data, initial model, training and seeds (each
+// node's Learner is rebuilt as its agent built it).
+func reference(o Options, arch learn.Arch, initial []float64, trains []*learn.Dataset, eval *evaluator) (float64, error) {
+	honest := o.Nodes - o.Byzantine
+	learners := make([]*node.Learner, honest)
+	for i := range learners {
+		learners[i] = node.NewLearner(trains[i], o.Train, nodeSeed(o, i))
+	}
+	fedavg, err := aggregate.New("fedavg", aggregate.Params{})
+	if err != nil {
+		return 0, err
+	}
+	global := slices.Clone(initial)
+	for r := 1; r <= o.Rounds; r++ {
+		deltas := make([][]float64, honest)
+		weights := make([]float64, honest)
+		for i, l := range learners {
+			d, _, err := l.Update(JobID, uint64(r), arch, global)
+			if err != nil {
+				return 0, fmt.Errorf("e2e: reference round %d node %d: %w", r, i+1, err)
+			}
+			deltas[i], weights[i] = d, float64(l.Samples())
+		}
+		agg, _, err := fedavg.Aggregate(deltas, weights)
+		if err != nil {
+			return 0, err
+		}
+		for j := range global {
+			global[j] += agg[j]
+		}
+	}
+	acc, _, err := eval.Evaluate(node.TaskMFNRegime, global)
+	return acc, err
+}
+
+// countUpdates compares what the nodes recorded with the audit log.
+func countUpdates(sum *Summary, c *coordinator.Coordinator, agents []*node.Agent) error {
+	cp, err := c.LatestCheckpoint()
+	if err != nil {
+		return err
+	}
+	type key struct {
+		round uint64
+		node  string
+	}
+	inLog := map[key][]uint64{}
+	for i := uint64(0); i < cp.Size; i++ {
+		b, err := c.Leaf(i)
+		if err != nil {
+			return err
+		}
+		l, err := audit.ParseLeaf(b)
+		if err != nil {
+			return fmt.Errorf("e2e: audit leaf %d: %w", i, err)
+		}
+		if l.JobID != JobID {
+			continue
+		}
+		sum.UpdatesInLog++
+		k := key{l.Round, l.NodeID}
+		inLog[k] = append(inLog[k], i)
+	}
+	for _, leaves := range inLog {
+		sum.DuplicateUpdates += len(leaves) - 1
+	}
+	for _, a := range agents {
+		for _, r := range a.State().Records() {
+			if r.Job != JobID {
+				continue
+			}
+			sum.AcknowledgedUpdates++
+			leaves := inLog[key{r.Round, a.NodeID()}]
+			if len(leaves) == 0 || (!r.Duplicate && !slices.Contains(leaves, r.LeafIndex)) {
+				sum.LostUpdates++
+			}
+		}
+	}
+	return nil
+}
+
+// exportAudit writes the log in audit.ExportDir's layout from a member's
+// leaves and the checkpoints collected during the run (oldest first).
+func exportAudit(dir string, c *coordinator.Coordinator, cps []coordinator.Checkpoint) error {
+	if len(cps) == 0 {
+		return errors.New("e2e: no audit checkpoint was committed")
+	}
+	for _, sub := range []string{"leaves", "checkpoints"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	last := cps[len(cps)-1]
+	for i := uint64(0); i < last.Size; i++ {
+		b, err := c.Leaf(i)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(audit.LeafFile(i))), b, 0o644); err != nil {
+			return err
+		}
+	}
+	for i, cp := range cps {
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(audit.CheckpointFile(i+1))), cp.Note, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
