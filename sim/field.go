@@ -55,6 +55,14 @@ func (e *UnstableError) Error() string {
 // Unwrap returns ErrUnstable and ErrNonFinite.
 func (e *UnstableError) Unwrap() []error { return []error{ErrUnstable, ErrNonFinite} }
 
+// MaxHistoryValues bounds Steps·N² when Simulate keeps the history
+// (2 GiB of float64); longer histories return ErrHistoryTooLarge.
+const MaxHistoryValues = 1 << 28
+
+// ErrHistoryTooLarge is returned when a requested history would exceed
+// MaxHistoryValues values.
+var ErrHistoryTooLarge = errors.New("simulation history too large")
+
 // Metrics counts the events of one run.
 type Metrics struct {
 	GrowthEvents      int // steps in which a spike was added
@@ -79,7 +87,8 @@ type Result struct {
 // Result on every machine and for any GOMAXPROCS.
 //
 // Errors: a *ConfigError (wrapping ErrInvalidConfig) if cfg is invalid;
-// an *UnstableError (wrapping ErrUnstable and ErrNonFinite) naming the step
+// ErrHistoryTooLarge (wrapped) if withHistory and Steps·N² exceeds
+// MaxHistoryValues; an *UnstableError (wrapping ErrUnstable and ErrNonFinite) naming the step
 // at which a NaN or ±Inf appeared.
 func Simulate(cfg Config, withHistory bool) (*Result, error) {
 	return SimulateContext(context.Background(), cfg, withHistory)
@@ -90,6 +99,9 @@ func Simulate(cfg Config, withHistory bool) (*Result, error) {
 func SimulateContext(ctx context.Context, cfg Config, withHistory bool) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cells := cfg.GridSize * cfg.GridSize; withHistory && cfg.Steps > MaxHistoryValues/cells {
+		return nil, fmt.Errorf("%w: %d steps of %d×%d is more than %d values", ErrHistoryTooLarge, cfg.Steps, cfg.GridSize, cfg.GridSize, MaxHistoryValues)
 	}
 	workers := 1
 	if cfg.GridSize >= parallelMinGrid && runtime.GOMAXPROCS(0) >= 2 {

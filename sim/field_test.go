@@ -342,6 +342,15 @@ func TestUnstableNamesStep(t *testing.T) {
 	}
 }
 
+func TestHistoryTooLarge(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.GridSize, cfg.Steps = 1024, 300
+	if _, err := Simulate(cfg, true); !errors.Is(err, ErrHistoryTooLarge) {
+		t.Fatalf("got %v, want ErrHistoryTooLarge", err)
+	}
+}
+
 func TestSimulateContextCancel(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
