@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"os"
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -14,7 +14,9 @@ func TestFederation(t *testing.T) {
 	o.Nodes, o.Byzantine, o.Rounds, o.Samples, o.TestPerRegime = 6, 1, 6, 40, 30
 	o.ChaosAfter = 2
 	o.OnRound = func(r RoundReport) { t.Logf("round %+v", r) }
-	if f, err := os.Create("/tmp/e2e.log"); err == nil { o.Log = f }
+	if f, err := os.Create("/tmp/e2e.log"); err == nil {
+		o.Log = f
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, o)

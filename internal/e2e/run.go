@@ -408,7 +408,9 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	return sum, nil
 }
 
-func nodeDir(dir string, i int) string { return filepath.Join(dir, "nodes", fmt.Sprintf("site-%02d", i+1)) }
+func nodeDir(dir string, i int) string {
+	return filepath.Join(dir, "nodes", fmt.Sprintf("site-%02d", i+1))
+}
 
 func nodeSeed(o Options, i int) uint64 { return o.Seed*1000 + uint64(i) + 1 }
 
