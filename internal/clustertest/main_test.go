@@ -1,0 +1,64 @@
+package clustertest_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mfn/mfn/internal/clustertest"
+)
+
+var (
+	binDir    string
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	buildTime time.Duration
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "clustertest-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// mfnBinary builds the mfn command once per test binary run (on first
+// use, so `go test -run NoSuchTest` builds nothing).
+func mfnBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		start := time.Now()
+		root, err := clustertest.ModuleRoot(ctx)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath, buildErr = clustertest.BuildMFN(ctx, root, binDir)
+		buildTime = time.Since(start)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// processTest skips process-level tests under -short and builds the
+// binary.
+func processTest(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("process-level cluster test: starts three mfn coordinator processes (skipped with -short)")
+	}
+	return mfnBinary(t)
+}
