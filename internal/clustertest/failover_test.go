@@ -105,7 +105,9 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		}
 		acks[ups[n/2+i].node.ID] = rc.Ack
 	}
-	r, err = c.WaitRound(ctx, spec.ID, 1, "closed", func(r coordinator.Round) bool { return r.State != coordinator.RoundOpen && r.State != coordinator.RoundClosing })
+	r, err = c.WaitRound(ctx, spec.ID, 1, "closed", func(r coordinator.Round) bool {
+		return r.State != coordinator.RoundOpen && r.State != coordinator.RoundClosing
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
