@@ -173,6 +173,8 @@ type clusterOpts struct {
 	// start without state, to be added later.
 	voters   int
 	httpAddr func(i int) string
+	// raft adjusts each member's raft configuration.
+	raft func(*raft.Config)
 }
 
 func fastRaftConfig() *raft.Config {
@@ -221,11 +223,15 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 	}
 	for i := range n {
+		rc := fastRaftConfig()
+		if o.raft != nil {
+			o.raft(rc)
+		}
 		cfg := Config{
 			ID: fmt.Sprintf("c%d", i), Origin: tc.keys.origin,
 			RaftAddr: string(tc.trans[i].LocalAddr()), QUICAddr: fmt.Sprintf("quic-%d:4433", i), HTTPAddr: fmt.Sprintf("http-%d:8080", i),
 			PublicKey: tc.keys.coords[i].PublicKey(),
-			Storage:   InmemStorage(), Transport: tc.trans[i], Raft: fastRaftConfig(),
+			Storage:   InmemStorage(), Transport: tc.trans[i], Raft: rc,
 			Opener:      &CryptoOpener{Identities: []age.Identity{tc.keys.coords[i].Age}},
 			Evaluator:   o.evaluator,
 			LogVerifier: tc.keys.verifier, LogSigner: tc.keys.signer,

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/mfn/mfn/audit"
 )
@@ -44,6 +47,8 @@ func TestFullRound(t *testing.T) {
 	tc.enroll(nodes)
 	li := tc.leader()
 	l := tc.members[li]
+	events, cancelEvents := tc.members[(li+1)%3].Subscribe() // a follower's view
+	defer cancelEvents()
 	ctx := context.Background()
 	const dim = 6
 	if _, err := l.CreateJob(ctx, testSpec("job1", dim, 5, 5)); err != nil {
@@ -81,14 +86,39 @@ func TestFullRound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fedavg(make([]float64, dim), ups, ws)
-	for k := range want {
-		if math.Abs(m.Params[k]-want[k]) > 1e-12 {
-			t.Fatalf("model[%d] = %v, want %v", k, m.Params[k], want[k])
+	wantModel := fedavg(make([]float64, dim), ups, ws)
+	for k := range wantModel {
+		if math.Abs(m.Params[k]-wantModel[k]) > 1e-12 {
+			t.Fatalf("model[%d] = %v, want %v", k, m.Params[k], wantModel[k])
 		}
 	}
 	if m.Hash != ModelHash(m.Params) || m.Hash != r.Result.ModelHash {
 		t.Fatal("model hash mismatch")
+	}
+	// A follower's subscribers saw the round's life, in log order.
+	var kinds []EventKind
+	var last uint64
+	eventually(t, 5*time.Second, "round events on a follower", func() bool {
+		for {
+			select {
+			case e := <-events:
+				if e.Job != "job1" || e.Round != 1 {
+					continue
+				}
+				if e.Index <= last {
+					t.Fatalf("event index %d after %d", e.Index, last)
+				}
+				last = e.Index
+				kinds = append(kinds, e.Kind)
+			default:
+				return len(kinds) == 8
+			}
+		}
+	})
+	want := []EventKind{EventRoundOpened, EventUpdateAccepted, EventUpdateAccepted, EventUpdateAccepted,
+		EventUpdateAccepted, EventUpdateAccepted, EventRoundSealed, EventRoundClosed}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", kinds, want)
 	}
 	// The next round opens on the new model.
 	r2 := tc.waitRound(li, "job1", 2, RoundOpen)
@@ -487,4 +517,50 @@ func TestLeaderChange(t *testing.T) {
 			assertSameState(t, tc)
 		})
 	}
+}
+
+// TestSnapshotInstall: a member added after the leader compacted its log
+// receives the state as a Raft snapshot (InstallSnapshot → fsm.Restore) and
+// ends identical to the others, open round and sealed updates included.
+func TestSnapshotInstall(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 4, clusterOpts{voters: 3, raft: func(rc *raft.Config) { rc.TrailingLogs = 2 }})
+	nodes := newTestNodes(t, 3, 6)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	if _, err := l.CreateJob(ctx, testSpec("s", 3, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	r1 := tc.waitRound(li, "s", 1, RoundOpen)
+	for _, n := range nodes[:2] {
+		if _, err := l.Submit(ctx, n.pub(), n.seal(t, tc.keys, "s", 1, r1.BaseHash, []float64{1, 2, 3}, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	newcomer := tc.members[3]
+	if err := l.AddVoter(ctx, Member{ID: newcomer.cfg.ID, RaftAddr: newcomer.cfg.RaftAddr, PublicKey: newcomer.cfg.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the newcomer to restore the snapshot", func() bool {
+		r, err := newcomer.GetRound("s", 1)
+		return err == nil && len(r.Updates) == 2
+	})
+	if idx := newcomer.raft.Stats()["last_snapshot_index"]; idx == "0" || idx == "" {
+		t.Fatalf("newcomer did not install a snapshot (last_snapshot_index %q)", idx)
+	}
+	if got, _ := newcomer.fsm.round("s", 1, true); len(got.Updates[0].Sealed) == 0 {
+		t.Fatal("sealed updates of the open round were not in the snapshot")
+	}
+	assertSameState(t, tc)
+	// The round completes with the newcomer in the cluster.
+	if _, err := l.Submit(ctx, nodes[2].pub(), nodes[2].seal(t, tc.keys, "s", 1, r1.BaseHash, []float64{3, 2, 1}, 1)); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitRound(3, "s", 1, RoundClosed)
+	assertSameState(t, tc)
 }
