@@ -564,3 +564,77 @@ func TestSnapshotInstall(t *testing.T) {
 	tc.waitRound(3, "s", 1, RoundClosed)
 	assertSameState(t, tc)
 }
+
+// TestMinorityPartition: a leader cut off from the majority acknowledges
+// nothing, steps down and says who it believes leads; the majority goes on;
+// after healing, the isolated member converges and holds no update it did
+// not acknowledge.
+func TestMinorityPartition(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{})
+	nodes := newTestNodes(t, 3, 8)
+	tc.enroll(nodes)
+	li := tc.leader()
+	old := tc.members[li]
+	ctx := context.Background()
+	if _, err := old.CreateJob(ctx, testSpec("p", 2, 3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	r1 := tc.waitRound(li, "p", 1, RoundOpen)
+	tc.waitApplied()
+	partition := func(connect bool) {
+		for j := range tc.members {
+			if j == li {
+				continue
+			}
+			if connect {
+				tc.trans[li].Connect(tc.trans[j].LocalAddr(), tc.trans[j])
+				tc.trans[j].Connect(tc.trans[li].LocalAddr(), tc.trans[li])
+			} else {
+				tc.trans[li].Disconnect(tc.trans[j].LocalAddr())
+				tc.trans[j].Disconnect(tc.trans[li].LocalAddr())
+			}
+		}
+	}
+	partition(false)
+	// The isolated leader cannot commit: no ack.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := old.Submit(sctx, nodes[0].pub(), nodes[0].seal(t, tc.keys, "p", 1, r1.BaseHash, []float64{1, 1}, 1))
+	cancel()
+	if err == nil {
+		t.Fatal("an isolated leader acknowledged an update")
+	}
+	// It steps down and redirects.
+	eventually(t, 10*time.Second, "the isolated member to step down", func() bool { return !old.IsLeader() })
+	_, err = old.Submit(ctx, nodes[1].pub(), nodes[1].seal(t, tc.keys, "p", 1, r1.BaseHash, []float64{1, 1}, 1))
+	if !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("isolated member: %v, want NotLeaderError", err)
+	}
+	// The majority elects a leader and accepts updates.
+	var ni int
+	eventually(t, 10*time.Second, "a majority leader", func() bool {
+		for i, c := range tc.members {
+			if i != li && c.IsLeader() && c.leading.Load() {
+				ni = i
+				return true
+			}
+		}
+		return false
+	})
+	nl := tc.members[ni]
+	ack, err := nl.Submit(ctx, nodes[1].pub(), nodes[1].seal(t, tc.keys, "p", 1, r1.BaseHash, []float64{2, 2}, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	partition(true)
+	assertSameState(t, tc)
+	r, err := old.GetRound("p", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The isolated leader's entry was never replicated, so never
+	// committed: healing truncated it.
+	if len(r.Updates) != 1 || r.Updates[0].Node != nodes[1].id || r.Updates[0].LogIndex != ack.LogIndex {
+		t.Fatalf("healed member's round: %+v, want only the majority's ack %+v", r.Updates, ack)
+	}
+}
