@@ -119,9 +119,22 @@ func trimmedMeanOf(a, tmp []float64, f int) float64 {
 			selectK(rest, n-2*f-2, tmp)
 		}
 	}
-	var s float64
-	for _, v := range a[f : n-f] {
-		s += v
+	return sum4(a[f:n-f]) / float64(n-2*f)
+}
+
+// sum4 returns the sum of a with four interleaved partial sums, so the
+// additions do not wait on each other (fixed order: deterministic).
+func sum4(a []float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i]
+		s1 += a[i+1]
+		s2 += a[i+2]
+		s3 += a[i+3]
 	}
-	return s / float64(n-2*f)
+	for ; i < len(a); i++ {
+		s0 += a[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
