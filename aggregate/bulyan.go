@@ -68,7 +68,7 @@ func (r *Bulyan) run(s *screened) ([]float64, Report, error) {
 	}
 	beta := theta - 2*f
 	out := make([]float64, s.d)
-	coordwise(rows, out, func(col, _ []float64) float64 { return closestToMedianMean(col, beta) })
+	coordwise(rows, out, colOp{one: func(col, _ []float64) float64 { return closestToMedianMean(col, beta) }})
 	rep := s.report(r.Name(), selected, "not selected by bulyan's iterated krum")
 	rep.Scores = s.scores(first)
 	return out, rep, nil

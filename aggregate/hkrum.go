@@ -143,13 +143,13 @@ func (r *HierarchicalKrum) top(reps [][]float64, d int) []float64 {
 		return append([]float64(nil), reps[0]...)
 	case nr <= 2*g+2:
 		out := make([]float64, d)
-		coordwise(reps, out, lowerMedianOf)
+		coordwise(reps, out, colOp{one: lowerMedianOf})
 		return out
 	}
 	sc := krumScores(pairwiseSqDist(reps), nr, allIndices(nr), nr-g-2)
 	k := reps[argminScore(sc, reps, allIndices(nr))]
 	out := make([]float64, d)
-	coordwise(reps, out, lowerMedianOf)
+	coordwise(reps, out, colOp{one: lowerMedianOf})
 	for j := range out {
 		out[j] = 0.7*k[j] + 0.3*out[j]
 	}

@@ -40,7 +40,7 @@ func (r *Median) run(s *screened) ([]float64, Report, error) {
 		return nil
 	}
 	out := make([]float64, s.d)
-	if err := coordwiseChecked(s, out, need, medianOf); err != nil {
+	if err := coordwiseChecked(s, out, need, colOp{one: medianOf, four: medianOf4}); err != nil {
 		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
 	}
 	return out, s.allUsed(r.Name()), nil
@@ -85,8 +85,40 @@ func (r *TrimmedMean) run(s *screened) ([]float64, Report, error) {
 	}
 	out := make([]float64, s.d)
 	f := r.F
-	if err := coordwiseChecked(s, out, need, func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) }); err != nil {
+	op := colOp{
+		one:  func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) },
+		four: func(sorted []float64, n int, dst *[4]float64) { trimmedMean4(sorted, n, f, dst) },
+	}
+	if err := coordwiseChecked(s, out, need, op); err != nil {
 		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
 	}
 	return out, s.allUsed(r.Name()), nil
+}
+
+// medianOf4 is medianOf for four sorted, interleaved columns.
+func medianOf4(sorted []float64, n int, dst *[4]float64) {
+	h := n / 2
+	for l := range dst {
+		if n%2 == 1 {
+			dst[l] = sorted[4*h+l]
+		} else {
+			dst[l] = (sorted[4*(h-1)+l] + sorted[4*h+l]) / 2
+		}
+	}
+}
+
+// trimmedMean4 is trimmedMeanOf for four sorted, interleaved columns: the
+// kept values are summed in ascending order.
+func trimmedMean4(sorted []float64, n, f int, dst *[4]float64) {
+	var s [4]float64
+	for i := f; i < n-f; i++ {
+		row := sorted[4*i : 4*i+4]
+		s[0] += row[0]
+		s[1] += row[1]
+		s[2] += row[2]
+		s[3] += row[3]
+	}
+	for l := range dst {
+		dst[l] = s[l] / float64(n-2*f)
+	}
 }

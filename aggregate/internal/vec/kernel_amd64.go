@@ -34,3 +34,6 @@ func ForcePortable(on bool) (was bool) {
 	useAsm = !on && HasAVX2FMA
 	return was
 }
+
+//go:noescape
+func sortNet4Asm(buf *float64, pairs *int32, npairs int)

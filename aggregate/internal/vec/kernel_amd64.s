@@ -416,3 +416,49 @@ c4row4:
 c4done:
 	VZEROUPPER
 	RET
+
+// One comparator of the network on four lanes: pair (i, j) holds the byte
+// offsets of rows i < j; row i gets the lane-wise minimum, row j the
+// maximum.
+#define CMPX(pairoff) \
+	MOVL    pairoff(DX), AX; \
+	MOVL    pairoff+4(DX), BX; \
+	VMOVUPD (SI)(AX*1), Y0; \
+	VMOVUPD (SI)(BX*1), Y1; \
+	VMINPD  Y1, Y0, Y2; \
+	VMAXPD  Y1, Y0, Y3; \
+	VMOVUPD Y2, (SI)(AX*1); \
+	VMOVUPD Y3, (SI)(BX*1)
+
+// func sortNet4Asm(buf *float64, pairs *int32, npairs int)
+// Applies a comparator network to four interleaved columns: buf holds rows
+// of four float64 (one lane per column) and pairs npairs (i·32, j·32)
+// byte-offset pairs, applied in order. No NaN allowed.
+TEXT ·sortNet4Asm(SB), NOSPLIT, $0-24
+	MOVQ buf+0(FP), SI
+	MOVQ pairs+8(FP), DX
+	MOVQ npairs+16(FP), CX
+	SHLQ $3, CX
+	ADDQ DX, CX           // end of the pair list
+	MOVQ CX, R8
+	SUBQ DX, R8
+	ANDQ $-16, R8
+	ADDQ DX, R8           // end of the part done two pairs at a time
+	CMPQ DX, R8
+	JGE  sn1
+
+sn2:
+	CMPX(0)
+	CMPX(8)
+	ADDQ $16, DX
+	CMPQ DX, R8
+	JLT  sn2
+
+sn1:
+	CMPQ DX, CX
+	JGE  sndone
+	CMPX(0)
+
+sndone:
+	VZEROUPPER
+	RET

@@ -25,3 +25,5 @@ func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int)
 // ForcePortable exists for symmetry with amd64: the portable kernels are
 // the only ones here. It returns true.
 func ForcePortable(bool) bool { return true }
+
+func sortNet4Asm(buf *float64, pairs *int32, npairs int) { panic("unreachable") }

@@ -225,3 +225,8 @@ func gram3x4GenericRange(out *[12]float64, a *[3][]float64, b *[4][]float64, lo,
 		}
 	}
 }
+
+// Accelerated reports whether the assembly kernels are in use, for callers
+// that choose between algorithms (a sorting network pays off only with
+// vector min/max).
+func Accelerated() bool { return useAsm }
