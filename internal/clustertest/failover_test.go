@@ -82,10 +82,12 @@ func TestLeaderKilledMidRound(t *testing.T) {
 
 	// A node that never saw its acknowledgement retries with the same
 	// bytes: it gets the original acknowledgement back.
+	retryStart := time.Now()
 	retry, err := ups[0].node.Submit(ctx, ups[0].sealed)
 	if err != nil {
 		t.Fatalf("retry of an acknowledged update: %v", err)
 	}
+	t.Logf("retry acknowledged after %d attempts, %d redirects, %v", retry.Attempts, retry.Redirects, time.Since(retryStart).Round(time.Millisecond))
 	if a := acks[ups[0].node.ID]; retry.Ack != a {
 		t.Errorf("retry acknowledged as %+v, first acknowledgement was %+v", retry.Ack, a)
 	}

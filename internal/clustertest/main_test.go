@@ -46,6 +46,7 @@ func mfnBinary(t testing.TB) string {
 		}
 		binPath, buildErr = clustertest.BuildMFN(ctx, root, binDir)
 		buildTime = time.Since(start)
+		t.Logf("built %s in %v", binPath, buildTime.Round(time.Millisecond))
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
