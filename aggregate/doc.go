@@ -53,9 +53,10 @@
 // share one pairwise-distance engine: the Gram matrix computed in
 // cache-sized blocks of coordinates by an AVX2+FMA kernel (with a portable
 // fallback, package internal/vec), on all cores. The coordinate-wise rules
-// transpose blocks of coordinates and use quickselect instead of sorting;
-// the geometric median and centered clipping read the inputs once per
-// iteration. Work is always split into a fixed partition summed in a
+// transpose blocks of coordinates; with the vector kernels and n ≤ 256 the
+// median and trimmed mean sort four coordinates at once with a branch-free
+// sorting network, otherwise they use quickselect. The geometric median and
+// centered clipping read the inputs once per iteration. Work is always split into a fixed partition summed in a
 // fixed order, so the same inputs give bit-identical results whatever
 // GOMAXPROCS is. docs/BENCHMARKS.md has the figures.
 //
