@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -43,6 +44,15 @@ Ports (all authenticated and encrypted except the HTTP endpoints):
                admin/operator/auditor/reader) with /healthz, /readyz,
                /metrics; without --api-keys only those three and the
                signed join route
+
+Advertised addresses: the QUIC and HTTP addresses are recorded in the
+replicated member list, where nodes (leader hints) and other members
+(forwarded writes, joins) find them. By default a member advertises its
+bind address, with the port actually bound (so port 0 works). A wildcard
+bind (":8080", "0.0.0.0:8080", "[::]:8080") names no host others can dial:
+give --raft-advertise, --quic-advertise and --http-advertise host:port
+with it (only a one-member cluster, --bootstrap naming this member alone,
+may leave the QUIC and HTTP ones out; they are then not advertised).
 
 Keys:
   --identity DIR   this member's keys from "mfn keygen --role coordinator"
@@ -82,6 +92,7 @@ type coordinatorFlags struct {
 	id, dataDir                 string
 	raftAddr, raftAdvertise     string
 	quicAddr, httpAddr          string
+	quicAdvertise, httpAdvert   string
 	identity, logKey, logVerify string
 	peerKeys, apiKeys           string
 	bootstrap, join, joinAPIKey string
@@ -108,7 +119,9 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.raftAddr, "raft-addr", "", "host:port to listen on for Raft (mutual TLS)")
 	fl.StringVar(&f.raftAdvertise, "raft-advertise", "", "address other members dial for Raft; empty means --raft-addr")
 	fl.StringVar(&f.quicAddr, "quic-addr", "", "host:port (UDP) to listen on for nodes over QUIC")
+	fl.StringVar(&f.quicAdvertise, "quic-advertise", "", "address nodes are told to dial for QUIC (leader hints); empty means --quic-addr when it names a host")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "host:port for the HTTP endpoints (empty: none)")
+	fl.StringVar(&f.httpAdvert, "http-advertise", "", "address other members and clients use for HTTP (forwarding, joins); empty means --http-addr when it names a host")
 	fl.StringVar(&f.identity, "identity", "", "directory of this member's coordinator keys (mfn keygen --role coordinator)")
 	fl.StringVar(&f.logKey, "log-key", "", "file holding the cluster's audit log signing key (log.skey)")
 	fl.StringVar(&f.logVerify, "log-verifier", "", "file holding the log verifier key; empty means log.vkey beside --log-key")
@@ -207,13 +220,24 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 	case f.shutdownTimeout <= 0:
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
 	}
-	for _, a := range []struct{ flag, v string }{{"--raft-addr", f.raftAddr}, {"--quic-addr", f.quicAddr}, {"--http-addr", f.httpAddr}, {"--raft-advertise", f.raftAdvertise}} {
+	for _, a := range []struct{ flag, v string }{{"--raft-addr", f.raftAddr}, {"--quic-addr", f.quicAddr}, {"--http-addr", f.httpAddr}} {
 		if a.v == "" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return nil, lvl, usagef("%s %q: must be host:port: %v", a.flag, a.v, err)
 		}
+	}
+	for _, a := range []struct{ flag, v string }{{"--raft-advertise", f.raftAdvertise}, {"--quic-advertise", f.quicAdvertise}, {"--http-advertise", f.httpAdvert}} {
+		if a.v == "" {
+			continue
+		}
+		if err := checkAdvertise(a.v); err != nil {
+			return nil, lvl, usagef("%s %q: %v", a.flag, a.v, err)
+		}
+	}
+	if f.httpAdvert != "" && f.httpAddr == "" {
+		return nil, lvl, usagef("--http-advertise needs --http-addr: there is no HTTP listener to advertise")
 	}
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, lvl, usagef("--log-level %q: must be debug, info, warn or error", f.logLevel)
@@ -225,7 +249,78 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 			return nil, lvl, usagef("--bootstrap: %v", err)
 		}
 	}
+	// Raft's address is always in the cluster configuration; the QUIC and
+	// HTTP addresses go into the replicated member list, which other
+	// members (forwarding, joins) and nodes (leader hints) dial. Only a
+	// one-member cluster keeps a wildcard bind to itself.
+	if f.raftAdvertise == "" && wildcardHost(f.raftAddr) {
+		return nil, lvl, usagef("--raft-addr %q listens on every interface; other members need a routable address: give --raft-advertise host:port", f.raftAddr)
+	}
+	if !f.singleMember(servers) {
+		if f.quicAdvertise == "" && wildcardHost(f.quicAddr) {
+			return nil, lvl, usagef("--quic-addr %q listens on every interface; nodes are sent to the leader's address: give --quic-advertise host:port", f.quicAddr)
+		}
+		if f.httpAddr != "" && f.httpAdvert == "" && wildcardHost(f.httpAddr) {
+			return nil, lvl, usagef("--http-addr %q listens on every interface; other members forward writes to it: give --http-advertise host:port", f.httpAddr)
+		}
+	}
 	return servers, lvl, nil
+}
+
+// singleMember reports whether the flags describe a one-member cluster:
+// bootstrapped with this member alone and not joining. Its QUIC and HTTP
+// addresses are not used by other members.
+func (f *coordinatorFlags) singleMember(servers []raft.Server) bool {
+	return f.join == "" && len(servers) == 1 && string(servers[0].ID) == f.id
+}
+
+// wildcardHost reports whether host:port names no host another machine
+// can dial: an empty host (":8080") or an unspecified IP ("0.0.0.0",
+// "[::]").
+func wildcardHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// checkAdvertise checks an advertised address: host:port with a
+// dialable host and a non-zero port.
+func checkAdvertise(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil:
+		return fmt.Errorf("must be host:port: %v", err)
+	case wildcardHost(addr):
+		return fmt.Errorf("must name a host others can dial, not a wildcard")
+	case port == "0" || port == "":
+		return fmt.Errorf("must have a port other than 0")
+	}
+	return nil
+}
+
+// advertised returns the address to advertise for a listener bound from
+// bind to bound: adv when set; otherwise bind's host with the bound port
+// (so port 0 advertises the port chosen); "" for a wildcard bind (only
+// allowed for a one-member cluster, see validate).
+func advertised(adv, bind string, bound net.Addr) string {
+	if adv != "" {
+		return adv
+	}
+	if wildcardHost(bind) {
+		return ""
+	}
+	host, _, _ := net.SplitHostPort(bind)
+	_, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return bind
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
@@ -277,6 +372,16 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		}
 	}
 
+	// Listen on every port before the member starts, so that the
+	// addresses it registers in the replicated state are the bound ones
+	// (port 0 included).
+	var cleanup []func() error
+	fail := func(err error) error {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+		return err
+	}
 	var advertise net.Addr
 	if f.raftAdvertise != "" {
 		if advertise, err = net.ResolveTCPAddr("tcp", f.raftAdvertise); err != nil {
@@ -287,16 +392,52 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	if err != nil {
 		return err
 	}
+	cleanup = append(cleanup, layer.Close)
+
+	// The QUIC listener admits only enrolled node keys, which the member
+	// knows once it runs; until then every node is refused.
+	var coordRef atomic.Pointer[coordinator.Coordinator]
+	verifyNode := func(pub ed25519.PublicKey) error {
+		c := coordRef.Load()
+		if c == nil {
+			return errors.New("coordinator starting")
+		}
+		return c.VerifyNodeKey(pub)
+	}
+	pid, err := protocol.NewIdentity(id.SigningKey)
+	if err != nil {
+		return fail(err)
+	}
+	pcfg := protocol.Config{Logger: logger}
+	qln, err := protocol.ListenQUIC(f.quicAddr, protocol.ServerConfig(pid, verifyNode), pcfg)
+	if err != nil {
+		return fail(fmt.Errorf("--quic-addr %s: %w", f.quicAddr, err))
+	}
+	cleanup = append(cleanup, qln.Close)
+	quicAdv := advertised(f.quicAdvertise, f.quicAddr, qln.Addr())
+
+	var hln net.Listener
+	var httpAdv string
+	if f.httpAddr != "" {
+		if hln, err = net.Listen("tcp", f.httpAddr); err != nil {
+			return fail(fmt.Errorf("--http-addr %s: %w", f.httpAddr, err))
+		}
+		cleanup = append(cleanup, hln.Close)
+		httpAdv = advertised(f.httpAdvert, f.httpAddr, hln.Addr())
+	}
+	if quicAdv == "" || (hln != nil && httpAdv == "") {
+		logger.Warn("a wildcard bind address without --quic-advertise/--http-advertise is not registered in the cluster; add them before adding members",
+			"quic_addr", f.quicAddr, "http_addr", f.httpAddr)
+	}
+
 	storage, err := coordinator.OpenStorage(f.dataDir, logger)
 	if err != nil {
-		layer.Close()
-		return err
+		return fail(err)
 	}
 	hasState, err := storage.HasState()
 	if err != nil {
-		layer.Close()
 		storage.Close()
-		return err
+		return fail(err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -309,7 +450,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	rc.TrailingLogs = 1024
 	coord, err := coordinator.New(coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
-		RaftAddr: layer.Addr().String(), QUICAddr: f.quicAddr, HTTPAddr: f.httpAddr,
+		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
 		PublicKey: id.PublicKey(), PeerKeys: trusted,
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
@@ -317,33 +458,23 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Logger: logger, Registry: reg, Tick: f.tick,
 	})
 	if err != nil {
-		layer.Close()
 		storage.Close()
-		return err
+		return fail(err)
 	}
+	// The member owns the Raft layer and the storage from here on.
+	cleanup = cleanup[1:]
+	coordRef.Store(coord)
 	shutdown := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 		defer cancel()
 		return coord.Close(ctx)
 	}
+	cleanup = append(cleanup, shutdown)
 
 	// QUIC server for nodes.
-	pid, err := protocol.NewIdentity(id.SigningKey)
-	if err != nil {
-		shutdown()
-		return err
-	}
-	pcfg := protocol.Config{Logger: logger}
-	qln, err := protocol.ListenQUIC(f.quicAddr, protocol.ServerConfig(pid, coord.VerifyNodeKey), pcfg)
-	if err != nil {
-		shutdown()
-		return fmt.Errorf("--quic-addr %s: %w", f.quicAddr, err)
-	}
 	qsrv, err := protocol.NewServer(pcfg, coordinator.NewQUICHandler(coord))
 	if err != nil {
-		qln.Close()
-		shutdown()
-		return err
+		return fail(err)
 	}
 	coord.SetAnnouncer(coordinator.ProtocolAnnouncer{Server: qsrv})
 	coord.SetQUICConnections(qsrv.Subscribers)
@@ -356,21 +487,13 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 
 	// HTTP endpoints.
 	var hsrv *http.Server
-	if f.httpAddr != "" {
-		hln, err := net.Listen("tcp", f.httpAddr)
-		if err != nil {
-			qsrv.Close()
-			shutdown()
-			return fmt.Errorf("--http-addr %s: %w", f.httpAddr, err)
-		}
+	if hln != nil {
 		var h http.Handler
 		if apiKeys != nil {
 			h, err = api.New(api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger})
 			if err != nil {
-				hln.Close()
 				qsrv.Close()
-				shutdown()
-				return err
+				return fail(err)
 			}
 		} else {
 			logger.Warn("no --api-keys: serving only /healthz, /readyz, /metrics and the signed join route, not the operator API")
@@ -393,7 +516,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		}
 		logger.Info("bootstrapped a new cluster", "voters", len(servers))
 	case f.join != "":
-		req := coordinator.JoinRequest{ID: f.id, RaftAddr: layer.Addr().String(), QUICAddr: f.quicAddr, HTTPAddr: f.httpAddr}
+		req := coordinator.JoinRequest{ID: f.id, RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv}
 		req.Sign(id.SigningKey)
 		ctx, cancel := context.WithTimeout(env.ctx, 2*time.Minute)
 		err := coordinator.Join(ctx, f.join, req, f.joinAPIKey)
@@ -405,8 +528,8 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	default:
 		logger.Warn("no raft state, --bootstrap or --join: waiting to be added by a leader")
 	}
-	logger.Info("coordinator started", "id", f.id, "raft_addr", layer.Addr().String(), "quic_addr", f.quicAddr,
-		"http_addr", f.httpAddr, "origin", signer.Name())
+	logger.Info("coordinator started", "id", f.id, "raft_addr", layer.Addr().String(), "quic_addr", qln.Addr().String(),
+		"quic_advertise", quicAdv, "http_addr", listenAddr(hln), "http_advertise", httpAdv, "origin", signer.Name())
 
 	var runErr error
 	select {
@@ -420,6 +543,13 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		logger.Info("coordinator stopped")
 	}
 	return err
+}
+
+func listenAddr(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }
 
 // stopAll stops the HTTP and QUIC servers, then the member (leadership
