@@ -310,6 +310,14 @@ func (m *Member) current() *process {
 	}
 }
 
+// PID returns the process id of the current incarnation, 0 if none runs.
+func (m *Member) PID() int {
+	if p := m.current(); p != nil {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
 // Running reports whether the member's process is alive (stopped or not).
 func (m *Member) Running() bool { return m.current() != nil }
 

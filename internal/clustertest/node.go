@@ -146,6 +146,18 @@ func (n *Node) connect(ctx context.Context, addr string) (*protocol.Client, erro
 	return cl, nil
 }
 
+// Connect dials the member at addr (a QUIC address) and says Hello, so
+// that later submissions start there without a handshake.
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	if _, err := n.connect(ctx, addr); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.hint = addr
+	n.mu.Unlock()
+	return nil
+}
+
 // drop closes the connection if it is still the one to addr.
 func (n *Node) drop(addr string) {
 	n.mu.Lock()
