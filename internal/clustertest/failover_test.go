@@ -144,3 +144,53 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderSIGTERMHandsOver stops the leader gracefully: it exits with
+// status 0 within its --shutdown-timeout (5 s here), having handed the
+// leadership to another member, which leads within the failover bound.
+// Started again with the same flags, it rejoins as a follower of the new
+// leader.
+func TestLeaderSIGTERMHandsOver(t *testing.T) {
+	bin := processTest(t)
+	t.Parallel()
+	ctx := ctxFor(t, 90*time.Second)
+	c := clustertest.Start(t, clustertest.Config{Binary: bin})
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old, _, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := old.Terminate(10 * time.Second); err != nil {
+		t.Fatalf("%s after SIGTERM: %v", old.ID, err)
+	}
+	stopped := time.Since(start)
+	fctx, cancel := context.WithTimeout(ctx, maxFailover)
+	leader, took, err := c.WaitLeader(fctx, start, old)
+	cancel()
+	if err != nil {
+		t.Fatalf("no new leader within %v of SIGTERM to %s: %v", maxFailover, old.ID, err)
+	}
+	t.Logf("%s exited %v after SIGTERM; %s leads %v after it", old.ID, stopped.Round(time.Millisecond), leader.ID, took.Round(time.Millisecond))
+	if ok, err := old.LogContains(1, "coordinator stopped"); err != nil || !ok {
+		t.Errorf("%s did not log a clean stop (%v)", old.ID, err)
+	}
+	if ok, _ := old.LogContains(1, "leadership transfer"); ok {
+		t.Errorf("%s logged a failed or abandoned leadership transfer", old.ID)
+	}
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "Follower" || st.LeaderID != leader.ID {
+		t.Errorf("restarted %s is %s following %q, want Follower of %s", old.ID, st.State, st.LeaderID, leader.ID)
+	}
+}

@@ -146,8 +146,16 @@ func TestIsolatedMember(t *testing.T) {
 	}
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(5, 6)))
 
-	// A healthy follower refuses and names the leader's QUIC address.
+	// A healthy follower refuses and names the leader's QUIC address. It
+	// admits the node's TLS key only once it has applied the enrollment.
 	follower := c.Others(leader)[0]
+	st, err := c.Status(ctx, leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitCaughtUp(ctx, follower, st.CommitIndex, api.Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
 	_, err = ups[0].node.SubmitTo(ctx, follower.QUICAddr, ups[0].sealed)
 	var pe *protocol.ProtocolError
 	if !errors.As(err, &pe) || pe.Code != protocol.CodeNotLeader || pe.LeaderAddr != leader.QUICAddr {
