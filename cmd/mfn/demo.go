@@ -53,7 +53,7 @@ audit log, counted twice, or the audit log does not verify.`
 
 const demoExample = `  mfn demo
   mfn demo --no-chaos --rounds 10
-  mfn demo --attack sign-flip --rule fedavg        # watch a non-robust rule fail
+  mfn demo --attack gaussian --rule fedavg         # watch a non-robust rule suffer
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey`
 
@@ -119,6 +119,11 @@ func (f *demoFlags) options() (e2e.Options, error) {
 	}
 	if _, err := aggregate.New(f.rule, aggregate.Params{F: f.byzantine}); err != nil {
 		return o, usagef("--rule %q: %v", f.rule, err)
+	}
+	probe := e2e.DefaultOptions()
+	probe.Nodes, probe.Byzantine, probe.Rule, probe.Attack = f.nodes, f.byzantine, f.rule, f.attack
+	if err := probe.Validate(); err != nil {
+		return o, usagef("--rule %q with --nodes %d and --byzantine %d: %v", f.rule, f.nodes, f.byzantine, err)
 	}
 	if f.keep != "" {
 		entries, err := os.ReadDir(f.keep)

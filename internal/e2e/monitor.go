@@ -30,6 +30,10 @@ func newMonitor(cl *cluster, o Options, byz map[string]bool) *monitor {
 
 func newRand(seed, stream uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, stream)) }
 
+// maxFailedInRow rounds failing one after the other end the run: the job
+// cannot make progress (a rule whose requirement is not met, nodes gone).
+const maxFailedInRow = 3
+
 // pollInterval is how often the monitor looks at the cluster.
 const pollInterval = 50 * time.Millisecond
 
@@ -39,6 +43,7 @@ func (m *monitor) run(ctx context.Context, start time.Time) (*Summary, error) {
 	reported := map[uint64]bool{}
 	lastLeader := ""
 	chaosDone := !m.o.Chaos
+	failedInRow := 0
 	var killedAt time.Time
 	killed := ""
 	t := time.NewTicker(pollInterval)
@@ -80,7 +85,12 @@ func (m *monitor) run(ctx context.Context, start time.Time) (*Summary, error) {
 			rep := m.report(rd, leaderID, time.Since(start))
 			if rep.Failed {
 				sum.RoundsFailed++
+				failedInRow++
+				if failedInRow >= maxFailedInRow {
+					return nil, fmt.Errorf("e2e: %d rounds in a row failed, the last because %s", failedInRow, rep.Reason)
+				}
 			} else {
+				failedInRow = 0
 				sum.RoundsCompleted++
 			}
 			sum.ByzantineUsed += rep.ByzantineUsed

@@ -111,8 +111,18 @@ func (o *Options) Validate() error {
 	if o.Byzantine > 0 && !slices.Contains(aggregate.AttackNames, o.Attack) {
 		return fmt.Errorf("e2e: Attack %q is not one of %v", o.Attack, aggregate.AttackNames)
 	}
-	if _, err := aggregate.New(o.Rule, aggregate.Params{F: o.Byzantine}); err != nil {
+	rule, err := aggregate.New(o.Rule, aggregate.Params{F: o.Byzantine})
+	if err != nil {
 		return fmt.Errorf("e2e: Rule %q: %w", o.Rule, err)
+	}
+	// Rules state their requirement on n and f (Krum needs n > 2f+2, ...):
+	// try the rule on as many vectors as there are nodes.
+	probe := make([][]float64, o.Nodes)
+	for i := range probe {
+		probe[i] = []float64{float64(i), 1}
+	}
+	if _, _, err := rule.Aggregate(probe, nil); errors.Is(err, aggregate.ErrRequirement) {
+		return fmt.Errorf("e2e: Rule %q with %d nodes and f = %d Byzantine: %w", o.Rule, o.Nodes, o.Byzantine, err)
 	}
 	return o.Train.Validate()
 }
