@@ -31,10 +31,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// binaryEnv names an environment variable that, when set, gives a
+// prebuilt mfn binary to use instead of building one (e.g. a binary with
+// uprobes attached for profiling).
+const binaryEnv = "MFN_CLUSTERTEST_BINARY"
+
 // mfnBinary builds the mfn command once per test binary run (on first
-// use, so `go test -run NoSuchTest` builds nothing).
+// use, so `go test -run NoSuchTest` builds nothing), or returns the
+// binary named by $MFN_CLUSTERTEST_BINARY.
 func mfnBinary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv(binaryEnv); p != "" {
+		return p
+	}
 	buildOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
