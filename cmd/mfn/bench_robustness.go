@@ -100,6 +100,7 @@ type robustnessOptions struct {
 	clipNorm         float64
 	ccTau            float64
 	ccIters          int
+	gmIters          int
 	bucketSize       int
 }
 
@@ -173,6 +174,7 @@ func newBenchRobustnessCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&o.clipNorm, "clip-norm", 2, "static-clipping's norm bound C (> 0)")
 	fl.Float64Var(&o.ccTau, "cc-tau", 1, "centered-clipping's radius τ (> 0)")
 	fl.IntVar(&o.ccIters, "cc-iters", 1, "centered-clipping's iterations L (1..100)")
+	fl.IntVar(&o.gmIters, "gm-iters", 8, "geometric-median's maximum smoothed-Weiszfeld iterations (1..1000)")
 	fl.IntVar(&o.bucketSize, "bucket-size", 2, "bucketing's bucket size s (1..1000)")
 	fl.IntVar(&o.workers, "workers", 0, "goroutines training clients (0 means GOMAXPROCS; results do not depend on it)")
 	return c
@@ -262,6 +264,8 @@ func (o *robustnessOptions) validate() error {
 		return usagef("--cc-tau %v: want a positive number", o.ccTau)
 	case o.ccIters < 1 || o.ccIters > 100:
 		return usagef("--cc-iters %d: want 1..100", o.ccIters)
+	case o.gmIters < 1 || o.gmIters > 1000:
+		return usagef("--gm-iters %d: want 1..1000", o.gmIters)
 	case o.bucketSize < 1 || o.bucketSize > 1000:
 		return usagef("--bucket-size %d: want 1..1000", o.bucketSize)
 	case o.workers < 0:
@@ -315,12 +319,11 @@ func robustAttacks(attacks []string) []string {
 	return out
 }
 
-// setup fingerprints the hyper-parameters a cell's result depends on
-// beyond its key.
+// setup fingerprints the training hyper-parameters a cell's result
+// depends on beyond its key; cellSetup adds the rule's own parameters.
 func (o *robustnessOptions) setup() string {
-	s := fmt.Sprintf("rounds=%d lr=%g mom=%g wd=%g batch=%d steps=%d epochs=%d train=%d test=%d clip=%g tau=%g L=%d s=%d",
-		o.rounds, o.lr, o.momentum, o.wd, o.batch, o.localSteps, o.localEpochs, o.trainSize, o.testSize,
-		o.clipNorm, o.ccTau, o.ccIters, o.bucketSize)
+	s := fmt.Sprintf("rounds=%d lr=%g mom=%g wd=%g batch=%d steps=%d epochs=%d train=%d test=%d",
+		o.rounds, o.lr, o.momentum, o.wd, o.batch, o.localSteps, o.localEpochs, o.trainSize, o.testSize)
 	if o.model == "mlp" {
 		s += fmt.Sprintf(" hidden=%d", o.hidden)
 	}
@@ -331,6 +334,25 @@ func (o *robustnessOptions) setup() string {
 		s += fmt.Sprintf(" per-regime=%d", o.mfnPerRegime)
 	}
 	return s
+}
+
+// cellSetup is setup plus the parameters of the steps in the pipeline
+// spec, so that changing --cc-tau, say, only invalidates the
+// centered-clipping cells of a results file.
+func (o *robustnessOptions) cellSetup(setup, spec string) string {
+	for _, part := range strings.Split(spec, "+") {
+		switch strings.TrimSpace(part) {
+		case "centered-clipping":
+			setup += fmt.Sprintf(" tau=%g L=%d", o.ccTau, o.ccIters)
+		case "geometric-median":
+			setup += fmt.Sprintf(" gm-iters=%d", o.gmIters)
+		case "static-clipping":
+			setup += fmt.Sprintf(" clip=%g", o.clipNorm)
+		case "bucketing":
+			setup += fmt.Sprintf(" s=%d", o.bucketSize)
+		}
+	}
+	return setup
 }
 
 // cells lists every run in a stable order: setting, f, rule, attack, seed.
@@ -369,7 +391,7 @@ func (o *robustnessOptions) cells() []robustnessCell {
 }
 
 func (o *robustnessOptions) key(c robustnessCell, setup string) string {
-	return fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", o.dataset, o.model, c.hetero, c.alpha, o.honest, c.f, c.rule, c.attack, c.seed, setup)
+	return fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", o.dataset, o.model, c.hetero, c.alpha, o.honest, c.f, c.rule, c.attack, c.seed, o.cellSetup(setup, c.rule))
 }
 
 func recordKey(r robustnessRecord) string {
@@ -611,7 +633,7 @@ func runRobustCell(ctx context.Context, o *robustnessOptions, data *robustData, 
 	pre, ruleName := splitPipeline(c.rule)
 	rec := robustnessRecord{
 		Dataset: o.dataset, Model: o.model, Heterogeneity: c.hetero, Alpha: c.alpha,
-		Honest: o.honest, F: c.f, Rule: ruleName, Pre: pre, Attack: c.attack, Seed: c.seed, Setup: setup,
+		Honest: o.honest, F: c.f, Rule: ruleName, Pre: pre, Attack: c.attack, Seed: c.seed, Setup: o.cellSetup(setup, c.rule),
 	}
 	start := time.Now()
 	fail := func(err error) (robustnessRecord, error) {
@@ -959,9 +981,17 @@ func (p paletteColors) Colors() []color.Color { return p }
 // newRobustRule builds the pipeline spec for f Byzantine clients; seed
 // feeds the randomised steps (bucketing, hierarchical Krum).
 func newRobustRule(o *robustnessOptions, spec string, f int, seed uint64) (aggregate.Rule, error) {
-	return aggregate.ParsePipeline(spec, aggregate.Params{
-		F: f, Seed: seed, ClipNorm: o.clipNorm, Tau: o.ccTau, Iters: o.ccIters, BucketSize: o.bucketSize,
-	})
+	p := aggregate.Params{F: f, Seed: seed, ClipNorm: o.clipNorm, Tau: o.ccTau, BucketSize: o.bucketSize}
+	// Params.Iters is read by both centered-clipping (L) and
+	// geometric-median (Weiszfeld iterations): set it for the final rule.
+	_, rule := splitPipeline(spec)
+	switch strings.TrimSpace(rule) {
+	case "centered-clipping":
+		p.Iters = o.ccIters
+	case "geometric-median":
+		p.Iters = o.gmIters
+	}
+	return aggregate.ParsePipeline(spec, p)
 }
 
 // newRobustAttack builds an attack from "name[:key=value]..."; flip is true
