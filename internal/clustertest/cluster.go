@@ -56,6 +56,11 @@ type Config struct {
 type Cluster struct {
 	Dir    string
 	Origin string
+	// Binary is the mfn command the members run (see MFN).
+	Binary string
+	// LogVerifierFile is the path of the audit log's verifier key
+	// (log.vkey), for "mfn audit verify-log --log-key @FILE".
+	LogVerifierFile string
 	// Members in id order c1, c2, ….
 	Members []*Member
 	// Recipients are the members' age recipients, CoordKeys their Ed25519
@@ -127,7 +132,7 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	if cfg.OperatorKeys == 0 {
 		cfg.OperatorKeys = 4
 	}
-	c := &Cluster{Dir: cfg.Dir, Origin: cfg.Origin, t: t}
+	c := &Cluster{Dir: cfg.Dir, Origin: cfg.Origin, Binary: cfg.Binary, t: t}
 	t.Cleanup(c.cleanup)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -136,7 +141,8 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	if out, err := exec.CommandContext(ctx, cfg.Binary, "audit", "keygen", "--name", cfg.Origin, "--out", logKeyDir).CombinedOutput(); err != nil {
 		t.Fatalf("clustertest: mfn audit keygen: %v\n%s", err, out)
 	}
-	vkey, err := os.ReadFile(filepath.Join(logKeyDir, "log.vkey"))
+	c.LogVerifierFile = filepath.Join(logKeyDir, "log.vkey")
+	vkey, err := os.ReadFile(c.LogVerifierFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +196,17 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		}
 	}
 	return c
+}
+
+// MFN runs the mfn binary with args (e.g. "ctl", "--server", …) and
+// returns its stdout and stderr; err is the exit error, if any.
+func (c *Cluster) MFN(ctx context.Context, args ...string) (stdout, stderr []byte, err error) {
+	var o, e bytes.Buffer
+	cmd := exec.CommandContext(ctx, c.Binary, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Dir = c.Dir
+	err = cmd.Run()
+	return o.Bytes(), e.Bytes(), err
 }
 
 // writeAPIKeys writes a JSON key file (mode 0600, as the API demands for

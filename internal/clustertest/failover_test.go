@@ -3,7 +3,9 @@ package clustertest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,6 +144,28 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		if _, err := c.WaitCaughtUp(ctx, m, 0, after); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// An auditor with only the command line and the verifier key: export
+	// from the surviving follower, verify offline, and check the proof
+	// bundle of an update acknowledged by the dead leader.
+	follower := c.Others(old, leader)[0]
+	ctl := []string{"ctl", "--server", "http://" + follower.HTTPAddr, "--api-key", c.AuditorKey}
+	dir := t.TempDir()
+	if _, stderr, err := c.MFN(ctx, append(ctl, "audit", "export", "--out", dir+"/log")...); err != nil {
+		t.Fatalf("mfn ctl audit export: %v\n%s", err, stderr)
+	}
+	wantLog := fmt.Sprintf("OK: log %s: %d leaves,", c.Origin, n)
+	if stdout, stderr, err := c.MFN(ctx, "audit", "verify-log", dir+"/log", "--log-key", "@"+c.LogVerifierFile); err != nil || !strings.Contains(string(stdout), wantLog) {
+		t.Errorf("mfn audit verify-log: %v, want %q in\n%s%s", err, wantLog, stdout, stderr)
+	}
+	leaf := fmt.Sprint(acks[ups[0].node.ID].LeafIndex)
+	if _, stderr, err := c.MFN(ctx, append(ctl, "audit", "bundle", leaf, "--out", dir+"/bundle.json")...); err != nil {
+		t.Fatalf("mfn ctl audit bundle %s: %v\n%s", leaf, err, stderr)
+	}
+	wantLeaf := fmt.Sprintf("OK: leaf %s (node %s, job %s, round 1,", leaf, ups[0].node.ID, spec.ID)
+	if stdout, stderr, err := c.MFN(ctx, "audit", "verify", "--bundle", dir+"/bundle.json", "--log-key", "@"+c.LogVerifierFile); err != nil || !strings.Contains(string(stdout), wantLeaf) {
+		t.Errorf("mfn audit verify --bundle: %v, want %q in\n%s%s", err, wantLeaf, stdout, stderr)
 	}
 }
 

@@ -1,6 +1,7 @@
 package clustertest_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,6 +23,26 @@ func TestFrozenFollower(t *testing.T) {
 	leader, _, err := c.Leader(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every member's /readyz names the leader and its own role.
+	for _, m := range c.Members {
+		want := "Follower"
+		if m == leader {
+			want = "Leader"
+		}
+		err := clustertest.Poll(ctx, m.ID+" readiness", func() (bool, error) {
+			rd, err := c.Ready(ctx, m)
+			if err != nil {
+				return false, err
+			}
+			if rd.Leader != leader.ID || rd.State != want {
+				return false, fmt.Errorf("%s /readyz: %+v", m.ID, rd)
+			}
+			return true, nil
+		})
+		if err != nil {
+			t.Errorf("want leader %s, state %s: %v", leader.ID, want, err)
+		}
 	}
 	const n, dim = 4, 1000
 	nodes, err := c.NewNodes(n, 3)

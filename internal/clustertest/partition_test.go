@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,22 @@ func refused(ctx context.Context, t *testing.T, m *clustertest.Member, u update)
 		case <-time.After(clustertest.PollInterval):
 		}
 	}
+}
+
+// checkSaysNoLeader asserts that the last answer of an isolated member,
+// a not-leader error without a leader address, says in words that no
+// leader is known rather than naming an empty one.
+func checkSaysNoLeader(t *testing.T, m *clustertest.Member, answers []error) {
+	t.Helper()
+	t.Run("says-no-leader-known", func(t *testing.T) {
+		var pe *protocol.ProtocolError
+		if !errors.As(answers[len(answers)-1], &pe) {
+			t.Fatalf("last answer %v is not a protocol error", answers[len(answers)-1])
+		}
+		if msg := strings.TrimSpace(pe.Message); msg == "" || strings.HasSuffix(msg, "leader is") {
+			t.Errorf("isolated %s answers %q (%v): it names an empty leader; want a message saying that no leader is known", m.ID, pe.Message, pe)
+		}
+	})
 }
 
 // checkNotReady asserts that m's API says it has no leader: /readyz 503,
@@ -172,6 +189,7 @@ func TestIsolatedMember(t *testing.T) {
 		if errors.As(answers[0], &pe) && pe.Code == protocol.CodeNotLeader && pe.LeaderAddr != "" && pe.LeaderAddr != leader.QUICAddr {
 			t.Errorf("isolated follower named %s as leader; the last leader it knew is at %s", pe.LeaderAddr, leader.QUICAddr)
 		}
+		checkSaysNoLeader(t, follower, answers)
 		checkNotReady(ctx, t, c, follower, nodes[0])
 	})
 	if err := c.WaitReady(ctx); err != nil {
@@ -189,6 +207,7 @@ func TestIsolatedMember(t *testing.T) {
 		answers := refused(ctx, t, leader, ups[1])
 		t.Logf("isolated leader %s: %d answers in %v, first %v, last %v", leader.ID, len(answers),
 			time.Since(start).Round(time.Millisecond), answers[0], answers[len(answers)-1])
+		checkSaysNoLeader(t, leader, answers)
 		checkNotReady(ctx, t, c, leader, nodes[1])
 	})
 	if err := c.WaitReady(ctx); err != nil {
