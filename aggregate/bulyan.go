@@ -68,7 +68,21 @@ func (r *Bulyan) run(s *screened) ([]float64, Report, error) {
 	}
 	beta := theta - 2*f
 	out := make([]float64, s.d)
-	coordwise(rows, out, colOp{one: func(col, _ []float64) float64 { return closestToMedianMean(col, beta) }})
+	coordwise(rows, out, colOp{
+		one: func(col, _ []float64) float64 {
+			slices.Sort(col)
+			return closestToMedianMeanSorted(col, beta)
+		},
+		four: func(sorted []float64, n int, dst *[4]float64) {
+			var col [maxNetworkN]float64
+			for l := range dst {
+				for i := 0; i < n; i++ {
+					col[i] = sorted[4*i+l]
+				}
+				dst[l] = closestToMedianMeanSorted(col[:n], beta)
+			}
+		},
+	})
 	rep := s.report(r.Name(), selected, "not selected by bulyan's iterated krum")
 	rep.Scores = s.scores(first)
 	return out, rep, nil
@@ -78,6 +92,11 @@ func (r *Bulyan) run(s *screened) ([]float64, Report, error) {
 // closest to its median.
 func closestToMedianMean(col []float64, beta int) float64 {
 	slices.Sort(col)
+	return closestToMedianMeanSorted(col, beta)
+}
+
+// closestToMedianMeanSorted is closestToMedianMean for a sorted column.
+func closestToMedianMeanSorted(col []float64, beta int) float64 {
 	n := len(col)
 	m := col[n/2]
 	if n%2 == 0 {

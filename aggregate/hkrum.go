@@ -143,15 +143,24 @@ func (r *HierarchicalKrum) top(reps [][]float64, d int) []float64 {
 		return append([]float64(nil), reps[0]...)
 	case nr <= 2*g+2:
 		out := make([]float64, d)
-		coordwise(reps, out, colOp{one: lowerMedianOf})
+		coordwise(reps, out, lowerMedianOp)
 		return out
 	}
 	sc := krumScores(pairwiseSqDist(reps), nr, allIndices(nr), nr-g-2)
 	k := reps[argminScore(sc, reps, allIndices(nr))]
 	out := make([]float64, d)
-	coordwise(reps, out, colOp{one: lowerMedianOf})
+	coordwise(reps, out, lowerMedianOp)
 	for j := range out {
 		out[j] = 0.7*k[j] + 0.3*out[j]
 	}
 	return out
+}
+
+// lowerMedianOp reduces columns to their lower median.
+var lowerMedianOp = colOp{
+	one: lowerMedianOf,
+	four: func(sorted []float64, n int, dst *[4]float64) {
+		k := (n - 1) / 2
+		copy(dst[:], sorted[4*k:4*k+4])
+	},
 }
