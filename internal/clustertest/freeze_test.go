@@ -1,11 +1,16 @@
 package clustertest_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/internal/clustertest"
+	"github.com/mfn/mfn/protocol"
 )
 
 // TestFrozenFollower freezes a follower with SIGSTOP: the two others keep
@@ -96,4 +101,84 @@ func TestFrozenFollower(t *testing.T) {
 	}
 	checkLeaves(t, count, spec.ID, 1, first)
 	checkLeaves(t, count, spec.ID, 2, second)
+}
+
+// TestFrozenLeader freezes the leader with SIGSTOP long enough for the
+// others to elect a new one, then resumes it: the stale leader must not
+// acknowledge anything it cannot commit. A submission sent to it right
+// after SIGCONT either fails (it has stepped down: not leader, naming the
+// new leader or none) or, if acknowledged, is in the round; every
+// acknowledged update ends up in the round exactly once.
+func TestFrozenLeader(t *testing.T) {
+	processTest(t)
+	t.Parallel()
+	ctx := ctxFor(t, 150*time.Second)
+	const n, dim = 4, 1000
+	spec := testSpec("frozen-leader", dim, n, 1)
+	c, old, nodes := startCluster(ctx, t, n, 11, spec)
+	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(12, 12)))
+	acks := map[string]protocol.Ack{}
+	rc := submitAll(ctx, t, ups[:1])
+	acks[ups[0].node.ID] = rc[0].Ack
+	// Connect the node that will talk to the stale leader while it still
+	// leads, so that its first request after SIGCONT needs no handshake.
+	if err := ups[3].node.Connect(ctx, old.QUICAddr); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, maxFailover)
+	leader, took, err := c.WaitLeader(fctx, stopped, old)
+	cancel()
+	if err != nil {
+		t.Fatalf("no new leader within %v of freezing %s: %v", maxFailover, old.ID, err)
+	}
+	t.Logf("%s frozen; %s leads after %v", old.ID, leader.ID, took.Round(time.Millisecond))
+	for i, rc := range submitAll(ctx, t, ups[1:3]) {
+		acks[ups[1+i].node.ID] = rc.Ack
+	}
+	if err := old.Cont(); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, refuseBound)
+	ack, err := ups[3].node.SubmitTo(sctx, old.QUICAddr, ups[3].sealed)
+	cancel()
+	if err == nil {
+		t.Logf("the resumed %s acknowledged %+v", old.ID, *ack)
+		acks[ups[3].node.ID] = *ack
+	} else {
+		var pe *protocol.ProtocolError
+		if !errors.As(err, &pe) || (pe.Code != protocol.CodeNotLeader && pe.Code != protocol.CodeUnavailable) {
+			t.Errorf("resumed stale leader %s answered %v; want not-leader or unavailable", old.ID, err)
+		} else if pe.LeaderAddr != "" && pe.LeaderAddr != leader.QUICAddr {
+			t.Errorf("resumed %s names %s as leader, the leader is %s at %s", old.ID, pe.LeaderAddr, leader.ID, leader.QUICAddr)
+		}
+		t.Logf("the resumed %s answered %v", old.ID, err)
+		rc, err := ups[3].node.Submit(ctx, ups[3].sealed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks[ups[3].node.ID] = rc.Ack
+	}
+	r, err = c.WaitRound(ctx, spec.ID, 1, "ended", roundEnded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRound(t, r, ups, acks)
+	l, _, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := waitCheckpoint(ctx, t, c, l, n)
+	if _, err := c.WaitCaughtUp(ctx, old, 0, cp); err != nil {
+		t.Fatal(err)
+	}
+	_, count := exportAndVerify(ctx, t, c, old, nodes)
+	checkLeaves(t, count, spec.ID, 1, ups)
 }
