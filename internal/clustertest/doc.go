@@ -15,7 +15,10 @@
 // from the module root (BuildMFN), without the race detector even when the
 // tests run with -race: the processes are the system under test, the
 // coordinator package's in-process tests race-check its code, and a race
-// build would take several times longer to compile and run.
+// build would take several times longer to compile and run. Setting
+// MFN_CLUSTERTEST_BINARY to a prebuilt mfn binary skips the build (for
+// profiling a binary with uprobes attached, say). The tests are skipped
+// with -short.
 //
 // # A cluster
 //
@@ -50,4 +53,34 @@
 // member names, waiting out rate limits, and moving on to another member
 // when one is dead or answers that it knows no leader. Node.SubmitTo makes
 // a single attempt and returns the member's answer unchanged.
+//
+// # The tests
+//
+// Each test starts its own three-member cluster and runs in parallel with
+// the others; the package takes about 20–45 s with -race on two loaded
+// cores, the build of the binary included.
+//
+//   - TestLeaderKilledMidRound: SIGKILL of the leader with half a round
+//     acknowledged; a new leader within 10 s, the retried update keeps its
+//     acknowledgement, a second update from the same node is a duplicate,
+//     the round closes on the new leader with every acknowledged update
+//     once, the model is their mean, the audit log verifies offline (API
+//     export and the mfn audit commands) and its checkpoints are consistent
+//     across the change.
+//   - TestLeaderKilledWhileClosing: the leader dies as the last update is
+//     acknowledged; the new leader re-opens the sealed updates and closes
+//     the round.
+//   - TestLeaderSIGTERMHandsOver: graceful stop with leadership transfer.
+//   - TestFollowerRestartCatchesUp, TestWholeClusterRestart: restarts with
+//     the same flags and data directories lose nothing.
+//   - TestFrozenFollower, TestFrozenLeader: SIGSTOP and SIGCONT.
+//   - TestIsolatedMember: a member cut off from the majority refuses
+//     updates and says it knows no leader, over QUIC and the API.
+//   - TestDeadlineSurvivesLeaderChange: a round's absolute deadline is kept
+//     by the new leader.
+//   - TestHostileSubmissions: malformed and hostile envelopes get typed
+//     errors and store nothing.
+//
+// BenchmarkAckThroughput and BenchmarkRoundClose measure the cluster's
+// speed; docs/BENCHMARKS.md has the figures.
 package clustertest
