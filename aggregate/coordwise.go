@@ -52,12 +52,13 @@ func coordwiseChecked(s *screened, out []float64, need func(n int) error, reduce
 	return nil
 }
 
-// coordwise sets out[c] = reduce(column c) for every coordinate c, where
-// column c holds xs[0][c], …, xs[n−1][c] in input order and may be
-// reordered by reduce, and tmp is scratch of n values. Coordinates are processed in parallel over fixed
-// ranges, each transposing blocks of colBlock coordinates into a private
-// scratch buffer; the output of one coordinate never depends on another's,
-// so the result is independent of scheduling. It returns every input's
+// coordwise sets out[c] to the reduction of column c (xs[0][c], …,
+// xs[n−1][c]) for every coordinate c, with reduce.four on sorted columns
+// when the vector kernels are available and n ≤ maxNetworkN, reduce.one
+// otherwise. Coordinates are processed in parallel over fixed ranges, each
+// transposing blocks of colBlock coordinates into a private scratch buffer;
+// the output of one coordinate never depends on another's, so the result
+// is independent of scheduling. It returns every input's
 // squared norm, accumulated during the transposition (part by part, in
 // part order), which costs one multiply-add per value and spares a
 // separate pass over the inputs.
