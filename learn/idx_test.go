@@ -182,6 +182,15 @@ func FuzzIDX(f *testing.F) {
 	f.Add(gz(idxBytes([]uint32{3}, []byte{7, 8, 9})))
 	f.Add(idxBytes([]uint32{1, 2, 2}, []byte{0, 1, 2, 3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, err := ReadIDXHead(bytes.NewReader(b), 2); err == nil {
+			size := 1
+			for _, d := range h.Dims {
+				size *= d
+			}
+			if h.Dims[0] > 2 || size != len(h.Data) {
+				t.Fatalf("head of 2 items: dims %v, %d bytes", h.Dims, len(h.Data))
+			}
+		}
 		x, err := ReadIDX(bytes.NewReader(b))
 		if err != nil {
 			return
