@@ -125,7 +125,8 @@ func TestFrozenLeader(t *testing.T) {
 	rc := submitAll(ctx, t, ups[:1])
 	acks[ups[0].node.ID] = rc[0].Ack
 	// Connect the node that will talk to the stale leader while it still
-	// leads, so that its first request after SIGCONT needs no handshake.
+	// leads, so that its first request after SIGCONT may need no
+	// handshake.
 	if err := ups[3].node.Connect(ctx, old.QUICAddr); err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +147,20 @@ func TestFrozenLeader(t *testing.T) {
 	if err := old.Cont(); err != nil {
 		t.Fatal(err)
 	}
+	// The connection made before the freeze may have died of its idle
+	// timeout meanwhile; a transport failure is retried (a new handshake
+	// with the resumed member) until it answers.
 	sctx, cancel := context.WithTimeout(ctx, refuseBound)
-	ack, err := ups[3].node.SubmitTo(sctx, old.QUICAddr, ups[3].sealed)
+	var ack *protocol.Ack
+	err = clustertest.Poll(sctx, "an answer from the resumed "+old.ID, func() (bool, error) {
+		var err error
+		ack, err = ups[3].node.SubmitTo(sctx, old.QUICAddr, ups[3].sealed)
+		var pe *protocol.ProtocolError
+		if err != nil && !errors.As(err, &pe) {
+			return false, err
+		}
+		return true, err
+	})
 	cancel()
 	if err == nil {
 		t.Logf("the resumed %s acknowledged %+v", old.ID, *ack)
