@@ -182,6 +182,10 @@ type Coordinator struct {
 	leading  atomic.Bool
 	closeErr error
 
+	// raftDown is closed once Raft has shut down: a future it has not
+	// answered by then never will be (see wait).
+	raftDown chan struct{}
+
 	quicConns  atomic.Pointer[func() int]
 	announcerV atomic.Pointer[Announcer]
 	closeMu    sync.Mutex
@@ -205,6 +209,7 @@ func New(cfg Config) (*Coordinator, error) {
 		notify:   make(chan bool, 16),
 		obsCh:    make(chan raft.Observation, 16),
 		stop:     make(chan struct{}),
+		raftDown: make(chan struct{}),
 	}
 	var err error
 	c.fsm, err = newFSM(cfg.Origin, cfg.LogVerifier, c.applied)
@@ -310,6 +315,7 @@ func (c *Coordinator) Close(ctx context.Context) error {
 	}
 	close(c.stop)
 	err := c.raft.Shutdown().Error()
+	close(c.raftDown)
 	c.raft.DeregisterObserver(c.observer)
 	c.wg.Wait()
 	if cl, ok := c.cfg.Transport.(io.Closer); ok {
@@ -402,6 +408,26 @@ func (c *Coordinator) Leader() (Member, bool) {
 	return m, true
 }
 
+// wait returns the future's error, or raft.ErrRaftShutdown once Raft has
+// shut down without answering it: an entry handed to the FSM goroutine
+// just before shutdown is never answered, and waiting for it would hang
+// Close.
+func (c *Coordinator) wait(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-c.raftDown:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return raft.ErrRaftShutdown
+		}
+	}
+}
+
 // propose commits one command through Raft and returns its apply result.
 // It fails with a *NotLeaderError on a follower, or if leadership is lost
 // before the entry is known committed (the entry may still commit: callers
@@ -424,7 +450,7 @@ func (c *Coordinator) propose(ctx context.Context, t commandType, body any) (*ap
 		}
 	}
 	f := c.raft.Apply(b, timeout)
-	if err := f.Error(); err != nil {
+	if err := c.wait(f); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 			errors.Is(err, raft.ErrLeadershipTransferInProgress):
@@ -514,10 +540,10 @@ func (c *Coordinator) Linearize(ctx context.Context) error {
 	if c.raft.State() != raft.Leader {
 		return c.notLeader()
 	}
-	if err := c.raft.VerifyLeader().Error(); err != nil {
+	if err := c.wait(c.raft.VerifyLeader()); err != nil {
 		return c.notLeader()
 	}
-	if err := c.raft.Barrier(c.cfg.ApplyTimeout).Error(); err != nil {
+	if err := c.wait(c.raft.Barrier(c.cfg.ApplyTimeout)); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return c.notLeader()
 		}
@@ -544,7 +570,7 @@ func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
 		return err
 	}
 	f := c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, c.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := c.wait(f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return c.notLeader()
 		}
@@ -566,7 +592,7 @@ func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
 		}
 	}
 	f := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := c.wait(f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return c.notLeader()
 		}

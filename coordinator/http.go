@@ -2,15 +2,21 @@ package coordinator
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -176,13 +182,72 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-// Join posts a join request to the member at httpAddr (host:port or a
-// URL), following redirects to the leader, retrying until ctx ends while
-// the cluster has no leader or the member is unreachable. With an apiKey
-// (an admin key of the operator API) it sends X-API-Key and the unsigned
-// form; without, the signed form that HandleJoin checks.
-func Join(ctx context.Context, httpAddr string, req JoinRequest, apiKey string) error {
-	body, err := json.Marshal(req.wire(apiKey == ""))
+// JoinConfig configures Join. The zero value works: plain HTTP (or the
+// default TLS roots for an https:// address), the signed form, a 2 minute
+// deadline.
+type JoinConfig struct {
+	// APIKey is an admin key of the operator API: Join then sends it in
+	// X-API-Key with the unsigned request. Empty means the signed form
+	// that HandleJoin checks.
+	APIKey string
+	// Client sends the requests (set its TLS configuration for an https
+	// member, see HTTPTLSClientConfig); nil means a client with a 30 s
+	// timeout per request. Redirects to the leader are followed.
+	Client *http.Client
+	// Timeout bounds the whole join, retries included; zero means
+	// 2 minutes. ctx may end it earlier.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between attempts, which
+	// doubles from MinBackoff up to MaxBackoff; zero means 200 ms and 5 s.
+	// Each wait is drawn uniformly from [d/2, d] so that members started
+	// together do not retry in lockstep.
+	MinBackoff, MaxBackoff time.Duration
+	// Rand draws the jitter; nil means math/rand/v2's global source.
+	Rand *rand.Rand
+}
+
+// JoinError is Join's failure: the target, the attempts made and the last
+// error. It unwraps to the last error (and to ctx's error when the
+// deadline or a cancellation ended the retries).
+type JoinError struct {
+	// Target is the join URL.
+	Target string
+	// Attempts is the number of requests sent.
+	Attempts int
+	// Status is the last HTTP status, 0 if no answer came.
+	Status int
+	// Last is the last attempt's error.
+	Last error
+	// Ended is ctx's error (or context.DeadlineExceeded for Timeout) when
+	// retries stopped for lack of time, else nil.
+	Ended error
+}
+
+func (e *JoinError) Error() string {
+	if e.Ended != nil {
+		return fmt.Sprintf("coordinator: join %s: gave up after %d attempts (%v): last error: %v", e.Target, e.Attempts, e.Ended, e.Last)
+	}
+	return fmt.Sprintf("coordinator: join %s: %v", e.Target, e.Last)
+}
+
+// Unwrap returns the last error and, when time ran out, ctx's error.
+func (e *JoinError) Unwrap() []error {
+	if e.Ended != nil {
+		return []error{e.Last, e.Ended}
+	}
+	return []error{e.Last}
+}
+
+// Join posts a join request to the member at httpAddr (host:port, which
+// means http://, or a URL), following redirects to the leader. It retries
+// while the answer says "try again" — 502 (the member cannot reach the
+// leader), 503 (no leader yet), 504, 429 — or no answer comes because the
+// member is not up yet (connection refused or reset, timeouts, DNS
+// failures), with jittered exponential backoff until cfg.Timeout or ctx
+// ends. Any other status, and TLS failures (a certificate that is not
+// trusted), end it at once. Every failure is a *JoinError.
+func Join(ctx context.Context, httpAddr string, req JoinRequest, cfg JoinConfig) error {
+	body, err := json.Marshal(req.wire(cfg.APIKey == ""))
 	if err != nil {
 		return err
 	}
@@ -191,40 +256,96 @@ func Join(ctx context.Context, httpAddr string, req JoinRequest, apiKey string) 
 		target = "http://" + target
 	}
 	target = strings.TrimRight(target, "/") + JoinPath
-	client := &http.Client{Timeout: 30 * time.Second}
-	backoff := 200 * time.Millisecond
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	timeout := cmp.Or(cfg.Timeout, 2*time.Minute)
+	minB, maxB := cmp.Or(cfg.MinBackoff, 200*time.Millisecond), cmp.Or(cfg.MaxBackoff, 5*time.Second)
+	maxB = max(maxB, minB)
+	jitter := func(d time.Duration) time.Duration {
+		half := int64(d / 2)
+		if cfg.Rand != nil {
+			return time.Duration(half + cfg.Rand.Int64N(half+1))
+		}
+		return time.Duration(half + rand.Int64N(half+1))
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	je := &JoinError{Target: target}
+	backoff := minB
 	for {
 		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 		if err != nil {
-			return err
+			je.Last = err
+			return je
 		}
 		hr.Header.Set("Content-Type", "application/json")
-		if apiKey != "" {
-			hr.Header.Set("X-API-Key", apiKey)
+		if cfg.APIKey != "" {
+			hr.Header.Set("X-API-Key", cfg.APIKey)
 		}
+		je.Attempts++
 		resp, err := client.Do(hr)
-		var retry error
 		if err != nil {
-			retry = err
+			if ctx.Err() != nil {
+				// Time ran out during the request: the error before it
+				// says more about why the join failed.
+				if je.Last == nil {
+					je.Last = err
+				}
+				je.Ended = ctx.Err()
+				return je
+			}
+			je.Status, je.Last = 0, err
+			if !retryableJoinError(err) {
+				return je
+			}
 		} else {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 			resp.Body.Close()
-			switch {
-			case resp.StatusCode/100 == 2:
+			je.Status = resp.StatusCode
+			switch resp.StatusCode {
+			case http.StatusOK, http.StatusCreated, http.StatusNoContent:
 				return nil
-			case resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests:
-				retry = fmt.Errorf("join %s: %s: %s", target, resp.Status, bytes.TrimSpace(msg))
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+				je.Last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
 			default:
-				return fmt.Errorf("coordinator: join %s: %s: %s", target, resp.Status, bytes.TrimSpace(msg))
+				je.Last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+				return je
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("coordinator: join %s: %w (last: %v)", target, ctx.Err(), retry)
-		case <-time.After(backoff):
+			je.Ended = ctx.Err()
+			return je
+		case <-time.After(jitter(backoff)):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, maxB)
 	}
+}
+
+// retryableJoinError reports whether a request error means "the member
+// is not reachable yet" rather than "it will never accept this".
+func retryableJoinError(err error) bool {
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	var x509Unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &x509Unknown),
+		errors.Is(err, ErrUntrustedPeer):
+		return false
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &dnsErr):
+		return true
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return true
+	}
+	return false
 }
 
 // NewBasicHTTPHandler serves the member's public endpoints when the full

@@ -3,11 +3,15 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +73,7 @@ func TestJoinOverHTTP(t *testing.T) {
 		bad := req
 		bad.PublicKey = tc.keys.coords[3].PublicKey()
 		bad.Time = time.Now()
-		if err := Join(ctx, servers[li].URL, bad, ""); err == nil || !strings.Contains(err.Error(), "401") {
+		if err := Join(ctx, servers[li].URL, bad, JoinConfig{}); err == nil || !strings.Contains(err.Error(), "401") {
 			t.Fatalf("got %v, want 401", err)
 		}
 	})
@@ -78,14 +82,14 @@ func TestJoinOverHTTP(t *testing.T) {
 		defer cancel()
 		bad := req
 		bad.Sign(testKey(t, 99))
-		if err := Join(ctx, servers[li].URL, bad, ""); err == nil || !strings.Contains(err.Error(), "403") {
+		if err := Join(ctx, servers[li].URL, bad, JoinConfig{}); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Fatalf("got %v, want 403", err)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req.Sign(tc.keys.coords[3].SigningKey)
-	if err := Join(ctx, servers[fi].URL, req, ""); err != nil {
+	if err := Join(ctx, servers[fi].URL, req, JoinConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "four voters seen by the joiner", func() bool {
@@ -130,6 +134,152 @@ func TestJoinOverHTTP(t *testing.T) {
 			if path == "/metrics" && !strings.Contains(string(body), "mfn_coordinator_raft_term") {
 				t.Fatalf("metrics lack raft gauges")
 			}
+		}
+	})
+}
+
+// countingTransport counts requests and calls after once, when the
+// count reaches n.
+type countingTransport struct {
+	mu    sync.Mutex
+	n     int
+	at    int
+	after func()
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.n++
+	if c.n == c.at && c.after != nil {
+		c.after()
+	}
+	c.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (c *countingTransport) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func TestJoinRetries(t *testing.T) {
+	t.Parallel()
+	req := JoinRequest{ID: "c9", RaftAddr: "127.0.0.1:1"}
+	req.Sign(testKey(t, 9))
+	// fast returns a config with short waits and its own jitter source
+	// (a *rand.Rand is not safe for concurrent use).
+	fast := func(seed uint64) JoinConfig {
+		return JoinConfig{MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Rand: rand.New(rand.NewPCG(seed, 2))}
+	}
+
+	t.Run("502 503 504 429 then success", func(t *testing.T) {
+		t.Parallel()
+		var mu sync.Mutex
+		answers := []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests, http.StatusNoContent}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			code := answers[0]
+			answers = answers[1:]
+			mu.Unlock()
+			w.WriteHeader(code)
+		}))
+		t.Cleanup(srv.Close)
+		ct := &countingTransport{}
+		cfg := fast(1)
+		cfg.Client = &http.Client{Transport: ct}
+		if err := Join(context.Background(), srv.URL, req, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if ct.count() != 5 {
+			t.Fatalf("%d requests, want 5", ct.count())
+		}
+	})
+
+	t.Run("connection refused until the member listens", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		var srv *http.Server
+		ct := &countingTransport{at: 3, after: func() {
+			// The third attempt was refused (or races the listener); the
+			// member comes up now.
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })}
+			go srv.Serve(l)
+		}}
+		cfg := fast(2)
+		cfg.Client = &http.Client{Transport: ct}
+		cfg.Timeout = 20 * time.Second
+		err = Join(context.Background(), addr, req, cfg)
+		if srv != nil {
+			srv.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := ct.count(); n < 3 {
+			t.Fatalf("%d requests, want ≥ 3", n)
+		}
+	})
+
+	t.Run("deadline gives a clear error", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		cfg := fast(3)
+		cfg.Timeout = 200 * time.Millisecond
+		err = Join(context.Background(), addr, req, cfg)
+		var je *JoinError
+		if !errors.As(err, &je) || je.Attempts < 2 || je.Status != 0 {
+			t.Fatalf("got %#v, want a JoinError after several attempts", err)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%v: want connection refused and deadline exceeded inside", err)
+		}
+		if !strings.Contains(err.Error(), "gave up after") || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("message %q", err)
+		}
+	})
+
+	t.Run("final answers are not retried", func(t *testing.T) {
+		t.Parallel()
+		for _, code := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusInternalServerError} {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "no", code)
+			}))
+			ct := &countingTransport{}
+			cfg := fast(4)
+			cfg.Client = &http.Client{Transport: ct}
+			err := Join(context.Background(), srv.URL, req, cfg)
+			srv.Close()
+			var je *JoinError
+			if !errors.As(err, &je) || je.Status != code || ct.count() != 1 {
+				t.Fatalf("%d: got %v after %d requests, want one request", code, err, ct.count())
+			}
+		}
+	})
+
+	t.Run("untrusted certificate is not retried", func(t *testing.T) {
+		t.Parallel()
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+		t.Cleanup(srv.Close)
+		err := Join(context.Background(), srv.URL, req, fast(5))
+		var je *JoinError
+		if !errors.As(err, &je) || je.Attempts != 1 || je.Ended != nil {
+			t.Fatalf("got %v, want one failed attempt", err)
 		}
 	})
 }

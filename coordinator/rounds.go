@@ -34,7 +34,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 	defer c.logger.Info("no longer leading")
 	// Apply every entry of earlier terms before deciding anything.
 	for {
-		err := c.raft.Barrier(c.cfg.ApplyTimeout).Error()
+		err := c.wait(c.raft.Barrier(c.cfg.ApplyTimeout))
 		if err == nil {
 			break
 		}

@@ -550,9 +550,12 @@ func TestSnapshotInstall(t *testing.T) {
 		r, err := newcomer.GetRound("s", 1)
 		return err == nil && len(r.Updates) == 2
 	})
-	if idx := newcomer.raft.Stats()["last_snapshot_index"]; idx == "0" || idx == "" {
-		t.Fatalf("newcomer did not install a snapshot (last_snapshot_index %q)", idx)
-	}
+	// Raft restores the FSM before it records the snapshot's index, so the
+	// state can be visible a moment before the index is.
+	eventually(t, 5*time.Second, "the newcomer to record an installed snapshot", func() bool {
+		idx := newcomer.raft.Stats()["last_snapshot_index"]
+		return idx != "0" && idx != ""
+	})
 	if got, _ := newcomer.fsm.round("s", 1, true); len(got.Updates[0].Sealed) == 0 {
 		t.Fatal("sealed updates of the open round were not in the snapshot")
 	}

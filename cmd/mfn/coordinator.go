@@ -99,6 +99,7 @@ type coordinatorFlags struct {
 	logLevel                    string
 	tick                        time.Duration
 	shutdownTimeout             time.Duration
+	joinTimeout                 time.Duration
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -130,6 +131,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.bootstrap, "bootstrap", "", "initial voters id=raftaddr,... (start a new cluster; ignored with existing state)")
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member to join through (ignored with existing state)")
 	fl.StringVar(&f.joinAPIKey, "join-api-key", "", "API key sent with the join request, if the operator API requires one")
+	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
@@ -219,6 +221,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--tick %v must be in [10ms, 10s]", f.tick)
 	case f.shutdownTimeout <= 0:
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
+	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
+		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
 	}
 	for _, a := range []struct{ flag, v string }{{"--raft-addr", f.raftAddr}, {"--quic-addr", f.quicAddr}, {"--http-addr", f.httpAddr}} {
 		if a.v == "" {
@@ -518,9 +522,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	case f.join != "":
 		req := coordinator.JoinRequest{ID: f.id, RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv}
 		req.Sign(id.SigningKey)
-		ctx, cancel := context.WithTimeout(env.ctx, 2*time.Minute)
-		err := coordinator.Join(ctx, f.join, req, f.joinAPIKey)
-		cancel()
+		err := coordinator.Join(env.ctx, f.join, req, coordinator.JoinConfig{APIKey: f.joinAPIKey, Timeout: f.joinTimeout})
 		if err != nil {
 			return errors.Join(err, stopAll(hsrv, qsrv, shutdown))
 		}
