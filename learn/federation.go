@@ -81,7 +81,9 @@ type Federation struct {
 	Byzantine int
 	// Attack crafts the Byzantine deltas from the honest ones. When nil and
 	// FlipLabels is set, Byzantine clients instead train honestly on
-	// flipped labels. With Byzantine > 0 one of the two is required.
+	// flipped labels. With Byzantine > 0 one of the two is required. The
+	// data-level aggregate.LabelFlip is recognised and carried out as
+	// FlipLabels with aggregate.FlipLabel.
 	Attack aggregate.Attack
 	// FlipLabels makes Byzantine client j train on the data of honest
 	// client j mod len(Clients) with every label y replaced by
@@ -141,6 +143,13 @@ func RunFederation(ctx context.Context, f Federation) (*FederationResult, error)
 	cfg := f.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFederation, err)
+	}
+	if _, ok := f.Attack.(aggregate.LabelFlip); ok {
+		f.Attack, f.FlipLabels = nil, true
+		if f.FlipLabel == nil {
+			classes := cfg.Arch.Classes
+			f.FlipLabel = func(y int) int { return aggregate.FlipLabel(y, classes) }
+		}
 	}
 	if err := f.check(); err != nil {
 		return nil, err

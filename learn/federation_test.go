@@ -208,3 +208,25 @@ func TestFederationErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestFederationRecognisesLabelFlipAttack(t *testing.T) {
+	// aggregate.LabelFlip as Attack behaves exactly like FlipLabels with
+	// FlipLabel(y) = classes−1−y.
+	a := blobFederation(t, 3, "softmax")
+	a.Byzantine = 2
+	a.Attack = aggregate.LabelFlip{Classes: 3}
+	b := blobFederation(t, 3, "softmax")
+	b.Byzantine = 2
+	b.FlipLabels = true
+	ra, err := RunFederation(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := RunFederation(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ra.Params, rb.Params) {
+		t.Error("LabelFlip attack and FlipLabels differ")
+	}
+}
