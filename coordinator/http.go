@@ -124,7 +124,7 @@ func (r *JoinRequest) Member() Member {
 }
 
 // HandleJoin serves a JoinRequest: on a follower it redirects (307) to the
-// leader's HTTP address; on the leader it admits the member if the request
+// leader's HTTP address (https when the request came over TLS); on the leader it admits the member if the request
 // verifies and its key is one of trusted (the cluster's coordinator keys),
 // then calls AddVoter. It answers 204 on success.
 func (c *Coordinator) HandleJoin(trusted *PeerKeys) http.HandlerFunc {
@@ -147,7 +147,11 @@ func (c *Coordinator) HandleJoin(trusted *PeerKeys) http.HandlerFunc {
 		}
 		if !c.IsLeader() {
 			if l, ok := c.Leader(); ok && l.HTTPAddr != "" && l.ID != c.cfg.ID {
-				u := url.URL{Scheme: "http", Host: l.HTTPAddr, Path: JoinPath}
+				scheme := "http"
+				if r.TLS != nil {
+					scheme = "https"
+				}
+				u := url.URL{Scheme: scheme, Host: l.HTTPAddr, Path: JoinPath}
 				http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
 				return
 			}

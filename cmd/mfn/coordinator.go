@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +38,7 @@ const coordinatorLong = `coordinator runs one member of the MFN coordinator clus
 rounds, accepted updates, models and the audit log; while it leads, it runs
 the training rounds and accepts sealed updates from edge nodes over QUIC.
 
-Ports (all authenticated and encrypted except the HTTP endpoints):
+Ports (all authenticated and encrypted; HTTP too when given a certificate):
   --raft-addr  Raft between coordinators: TCP with mutual TLS 1.3; each
                member presents its Ed25519 identity and accepts only the
                keys in --peer-keys (and members admitted by a join)
@@ -44,6 +47,19 @@ Ports (all authenticated and encrypted except the HTTP endpoints):
                admin/operator/auditor/reader) with /healthz, /readyz,
                /metrics; without --api-keys only those three and the
                signed join route
+
+HTTPS: --http-tls-self-signed serves the HTTP endpoints over TLS 1.3 with a
+certificate self-signed by the member's identity key, naming its advertised
+host, localhost, 127.0.0.1 and ::1 (also written to DATA/http-cert.pem, the
+same bytes on every start); --http-tls-cert/--http-tls-key serve a
+certificate of your own (then give the other members its CA with
+--http-tls-ca unless the system trusts it). Clients then use
+"mfn ctl --server https://HOST:PORT" with --pin mfn-ed25519:<member key>
+(the keys of --peer-keys), or --ca FILE. Members forwarding to each other
+trust the cluster's coordinator keys and the --http-tls-ca roots. Without
+a certificate the endpoints are plaintext HTTP and a warning is logged
+unless --http-insecure says that is intended (e.g. behind a TLS proxy);
+every member of a cluster should use the same scheme.
 
 Advertised addresses: the QUIC and HTTP addresses are recorded in the
 replicated member list, where nodes (leader hints) and other members
@@ -86,7 +102,12 @@ const coordinatorExample = `  mfn keygen --role coordinator --out keys/c1
     --bootstrap c1=127.0.0.1:7001,c2=127.0.0.1:7002,c3=127.0.0.1:7003
   mfn coordinator --id c4 --data-dir data/c4 --identity keys/c4 --log-key logkey/log.skey \
     --peer-keys peers.txt --raft-addr 127.0.0.1:7004 --quic-addr 127.0.0.1:4434 \
-    --http-addr 127.0.0.1:8084 --join 127.0.0.1:8081`
+    --http-addr 127.0.0.1:8084 --join 127.0.0.1:8081
+  mfn coordinator --id c1 --data-dir data/c1 --identity keys/c1 --log-key logkey/log.skey \
+    --peer-keys peers.txt --api-keys apikeys.json --raft-addr 0.0.0.0:7001 --raft-advertise c1.example:7001 \
+    --quic-addr 0.0.0.0:4431 --quic-advertise c1.example:4431 \
+    --http-addr 0.0.0.0:8081 --http-advertise c1.example:8081 --http-tls-self-signed \
+    --bootstrap c1=c1.example:7001,c2=c2.example:7001,c3=c3.example:7001`
 
 type coordinatorFlags struct {
 	id, dataDir                 string
@@ -100,6 +121,10 @@ type coordinatorFlags struct {
 	tick                        time.Duration
 	shutdownTimeout             time.Duration
 	joinTimeout                 time.Duration
+	httpTLSCert, httpTLSKey     string
+	httpTLSCA                   string
+	httpTLSSelfSigned           bool
+	httpInsecure                bool
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -123,6 +148,11 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.quicAdvertise, "quic-advertise", "", "address nodes are told to dial for QUIC (leader hints); empty means --quic-addr when it names a host")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "host:port for the HTTP endpoints (empty: none)")
 	fl.StringVar(&f.httpAdvert, "http-advertise", "", "address other members and clients use for HTTP (forwarding, joins); empty means --http-addr when it names a host")
+	fl.StringVar(&f.httpTLSCert, "http-tls-cert", "", "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (TLS 1.3) with it; needs --http-tls-key")
+	fl.StringVar(&f.httpTLSKey, "http-tls-key", "", "PEM private key file of --http-tls-cert")
+	fl.BoolVar(&f.httpTLSSelfSigned, "http-tls-self-signed", false, "serve HTTPS with a certificate self-signed by the member's identity key (clients pin the key: mfn ctl --pin)")
+	fl.StringVar(&f.httpTLSCA, "http-tls-ca", "", "PEM file of the CAs that sign other members' --http-tls-cert certificates (forwarding, --join); empty means the system's roots; self-signed members are trusted by their key")
+	fl.BoolVar(&f.httpInsecure, "http-insecure", false, "serve the HTTP endpoints as plaintext HTTP on purpose (without it, plaintext is served with a warning)")
 	fl.StringVar(&f.identity, "identity", "", "directory of this member's coordinator keys (mfn keygen --role coordinator)")
 	fl.StringVar(&f.logKey, "log-key", "", "file holding the cluster's audit log signing key (log.skey)")
 	fl.StringVar(&f.logVerify, "log-verifier", "", "file holding the log verifier key; empty means log.vkey beside --log-key")
@@ -239,6 +269,17 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		if err := checkAdvertise(a.v); err != nil {
 			return nil, lvl, usagef("%s %q: %v", a.flag, a.v, err)
 		}
+	}
+	tlsOn := f.httpTLSCert != "" || f.httpTLSSelfSigned
+	switch {
+	case (f.httpTLSCert == "") != (f.httpTLSKey == ""):
+		return nil, lvl, usagef("--http-tls-cert and --http-tls-key go together: give both")
+	case f.httpTLSCert != "" && f.httpTLSSelfSigned:
+		return nil, lvl, usagef("--http-tls-self-signed and --http-tls-cert are exclusive: choose one certificate")
+	case f.httpInsecure && tlsOn:
+		return nil, lvl, usagef("--http-insecure contradicts --http-tls-cert/--http-tls-self-signed")
+	case (tlsOn || f.httpInsecure) && f.httpAddr == "":
+		return nil, lvl, usagef("--http-tls-cert, --http-tls-self-signed and --http-insecure need --http-addr")
 	}
 	if f.httpAdvert != "" && f.httpAddr == "" {
 		return nil, lvl, usagef("--http-advertise needs --http-addr: there is no HTTP listener to advertise")
@@ -438,6 +479,29 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	if err != nil {
 		return fail(err)
 	}
+	var httpTLS *tls.Config
+	if hln != nil {
+		if httpTLS, err = f.httpServerTLS(id.SigningKey, httpAdv, logger); err != nil {
+			storage.Close()
+			return fail(err)
+		}
+	}
+	if hln != nil && httpTLS == nil && !f.httpInsecure {
+		logger.Warn("PLAINTEXT HTTP: the operator API, its API keys and the join route are served without TLS; "+
+			"serve HTTPS with --http-tls-self-signed or --http-tls-cert/--http-tls-key, or pass --http-insecure to accept plaintext (e.g. behind a TLS proxy)",
+			"http_addr", hln.Addr().String())
+	}
+	var roots *x509.CertPool
+	if f.httpTLSCA != "" {
+		if roots, err = readCertPool(f.httpTLSCA); err != nil {
+			storage.Close()
+			return fail(usagef("--http-tls-ca: %v", err))
+		}
+	}
+	// Members reach each other's HTTP API (forwarded requests, joins)
+	// trusting the cluster's coordinator keys (self-signed members) and
+	// the --http-tls-ca roots.
+	memberTransport := coordinator.HTTPTransport(trusted, roots)
 	hasState, err := storage.HasState()
 	if err != nil {
 		storage.Close()
@@ -494,7 +558,13 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	if hln != nil {
 		var h http.Handler
 		if apiKeys != nil {
-			h, err = api.New(api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger})
+			acfg := api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger,
+				ForwardClient: &http.Client{Transport: memberTransport, Timeout: 30 * time.Second,
+					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+			if httpTLS != nil {
+				acfg.ForwardScheme = "https"
+			}
+			h, err = api.New(acfg)
 			if err != nil {
 				qsrv.Close()
 				return fail(err)
@@ -503,9 +573,16 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 			logger.Warn("no --api-keys: serving only /healthz, /readyz, /metrics and the signed join route, not the operator API")
 			h = coordinator.NewBasicHTTPHandler(coord, reg, trusted)
 		}
-		hsrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		hsrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 		go func() {
-			if err := hsrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if httpTLS != nil {
+				err = hsrv.ServeTLS(hln, "", "")
+			} else {
+				err = hsrv.Serve(hln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http server: %w", err)
 			}
 		}()
@@ -522,7 +599,12 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	case f.join != "":
 		req := coordinator.JoinRequest{ID: f.id, RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv}
 		req.Sign(id.SigningKey)
-		err := coordinator.Join(env.ctx, f.join, req, coordinator.JoinConfig{APIKey: f.joinAPIKey, Timeout: f.joinTimeout})
+		target := f.join
+		if !strings.Contains(target, "://") && httpTLS != nil {
+			target = "https://" + target
+		}
+		err := coordinator.Join(env.ctx, target, req, coordinator.JoinConfig{APIKey: f.joinAPIKey, Timeout: f.joinTimeout,
+			Client: &http.Client{Transport: memberTransport, Timeout: 30 * time.Second}})
 		if err != nil {
 			return errors.Join(err, stopAll(hsrv, qsrv, shutdown))
 		}
@@ -545,6 +627,54 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		logger.Info("coordinator stopped")
 	}
 	return err
+}
+
+// httpServerTLS returns the HTTPS configuration the flags ask for, or nil
+// for plaintext. A self-signed certificate names the advertised host and
+// is written to DATA/http-cert.pem for clients that want a CA file.
+func (f *coordinatorFlags) httpServerTLS(key ed25519.PrivateKey, advertise string, logger *slog.Logger) (*tls.Config, error) {
+	switch {
+	case f.httpTLSCert != "":
+		cert, err := tls.LoadX509KeyPair(f.httpTLSCert, f.httpTLSKey)
+		if err != nil {
+			return nil, usagef("--http-tls-cert/--http-tls-key: %v", err)
+		}
+		logger.Info("serving HTTPS", "cert", f.httpTLSCert)
+		return coordinator.HTTPServerTLS(cert), nil
+	case f.httpTLSSelfSigned:
+		var hosts []string
+		for _, a := range []string{advertise, f.httpAddr} {
+			if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		cert, err := coordinator.SelfSignedHTTPCert(key, hosts)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(f.dataDir, "http-cert.pem")
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+		if err := os.WriteFile(path, pemBytes, 0o644); err != nil {
+			return nil, fmt.Errorf("writing the self-signed HTTP certificate: %w", err)
+		}
+		logger.Info("serving HTTPS with a self-signed certificate of the member's identity",
+			"pin", mfncrypto.FormatPublicKey(key.Public().(ed25519.PublicKey)), "cert", path, "names", cert.Leaf.DNSNames, "ips", fmt.Sprint(cert.Leaf.IPAddresses))
+		return coordinator.HTTPServerTLS(cert), nil
+	}
+	return nil, nil
+}
+
+// readCertPool reads PEM certificates from path.
+func readCertPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 func listenAddr(ln net.Listener) string {

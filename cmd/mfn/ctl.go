@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/coordinator/api"
+	mfncrypto "github.com/mfn/mfn/crypto"
 )
 
 func init() { registerCommand(newCtlCmd) }
@@ -24,8 +29,13 @@ func init() { registerCommand(newCtlCmd) }
 const ctlLong = `ctl drives a coordinator cluster through its HTTP API: cluster membership,
 node enrolment, training jobs, rounds, models and the audit log.
 
---server is the URL of any member (http://host:port; "host:port" means
-http). A follower forwards writes and current reads to the leader, so any
+--server is the URL of any member (http://host:port or https://host:port;
+"host:port" means http). For an HTTPS member, trust its certificate with
+--pin mfn-ed25519:<key> (a member started with --http-tls-self-signed: its
+coordinator key, as in the cluster's peer key list; several may be given),
+--ca FILE (a CA that signed the member's certificate, or the member's own
+DATA/http-cert.pem), or, for tests only, --insecure-skip-verify; without
+them the system's roots are used. A follower forwards writes and current reads to the leader, so any
 member will do. --api-key is sent as X-API-Key; its role decides what is
 allowed (reader: read; auditor: + audit; operator: + nodes and jobs; admin:
 + cluster membership). Both are usually set once in the environment as
@@ -40,10 +50,13 @@ not be reached; 2 bad flags or arguments.`
 
 // ctlOpts are the flags shared by every ctl command.
 type ctlOpts struct {
-	server  string
-	apiKey  string
-	timeout time.Duration
-	asJSON  bool
+	server   string
+	apiKey   string
+	timeout  time.Duration
+	asJSON   bool
+	ca       string
+	pins     []string
+	insecure bool
 }
 
 // client builds the API client from the shared flags.
@@ -54,11 +67,87 @@ func (o *ctlOpts) client() (*api.Client, error) {
 	if o.timeout <= 0 {
 		return nil, usagef("--timeout %v: must be > 0", o.timeout)
 	}
-	cl, err := api.NewClient(o.server, o.apiKey, &http.Client{Timeout: o.timeout})
+	tlsConf, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: o.timeout}
+	if tlsConf != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsConf
+		hc.Transport = tr
+	}
+	cl, err := api.NewClient(o.server, o.apiKey, hc)
 	if err != nil {
 		return nil, usagef("--server %q: %v", o.server, strings.TrimPrefix(err.Error(), "api: "))
 	}
 	return cl, nil
+}
+
+// tlsConfig builds the TLS client configuration of --ca, --pin and
+// --insecure-skip-verify; nil means Go's defaults (the system's roots).
+func (o *ctlOpts) tlsConfig() (*tls.Config, error) {
+	set := 0
+	for _, b := range []bool{o.ca != "", len(o.pins) > 0, o.insecure} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		return nil, usagef("--ca, --pin and --insecure-skip-verify are exclusive: choose one way to trust the server")
+	}
+	switch {
+	case o.ca != "":
+		b, err := os.ReadFile(o.ca)
+		if err != nil {
+			return nil, usagef("--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, usagef("--ca %s: no PEM certificate in the file", o.ca)
+		}
+		return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}, nil
+	case len(o.pins) > 0:
+		var keys []ed25519.PublicKey
+		for _, p := range o.pins {
+			k, err := mfncrypto.ParsePublicKey(strings.TrimSpace(p))
+			if err != nil {
+				return nil, usagef("--pin %q: want mfn-ed25519:<base64> (a coordinator's signing.pub): %v", p, err)
+			}
+			keys = append(keys, k)
+		}
+		return &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			// The server is identified by its key, not by a CA or a name:
+			// VerifyPeerCertificate below replaces chain verification.
+			InsecureSkipVerify: true,
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 {
+					return errors.New("server sent no certificate")
+				}
+				cert, err := x509.ParseCertificate(raw[0])
+				if err != nil {
+					return err
+				}
+				pub, ok := cert.PublicKey.(ed25519.PublicKey)
+				if ok && slices.ContainsFunc(keys, func(k ed25519.PublicKey) bool { return k.Equal(pub) }) {
+					return nil
+				}
+				return fmt.Errorf("server certificate key is not one of the --pin keys (its key: %s)", describeKey(cert))
+			},
+		}, nil
+	case o.insecure:
+		return &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}, nil
+	}
+	return nil, nil
+}
+
+// describeKey names a certificate's key for an error message.
+func describeKey(cert *x509.Certificate) string {
+	if pub, ok := cert.PublicKey.(ed25519.PublicKey); ok {
+		return mfncrypto.FormatPublicKey(pub)
+	}
+	return cert.PublicKeyAlgorithm.String() + " key"
 }
 
 // ctlError turns a client error into the message ctl prints.
@@ -163,6 +252,9 @@ func newCtlCmd(env *cmdEnv) *cobra.Command {
 	pf.StringVar(&o.apiKey, "api-key", "", "API key sent as X-API-Key (env MFN_API_KEY)")
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of each request to the server, > 0")
 	pf.BoolVar(&o.asJSON, "json", false, "print the API's JSON instead of a table")
+	pf.StringVar(&o.ca, "ca", "", "PEM file of the CA certificates that sign the server's HTTPS certificate (e.g. a member's DATA/http-cert.pem)")
+	pf.StringSliceVar(&o.pins, "pin", nil, "trust an HTTPS server whose certificate carries one of these coordinator keys (mfn-ed25519:<base64>, repeatable; for --http-tls-self-signed members)")
+	pf.BoolVar(&o.insecure, "insecure-skip-verify", false, "accept any HTTPS certificate (testing only: the API key is exposed to whoever answers)")
 	c.AddCommand(newCtlClusterCmd(env, o), newCtlNodesCmd(env, o), newCtlJobsCmd(env, o), newCtlRoundsCmd(env, o),
 		newCtlModelsCmd(env, o), newCtlAuditCmd(env, o), newCtlEventsCmd(env, o))
 	return c

@@ -16,6 +16,10 @@
 //	})
 //	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 //
+// For HTTPS give the server coordinator.HTTPServerTLS(cert) as its
+// TLSConfig (TLS 1.3; cert from coordinator.SelfSignedHTTPCert or the
+// operator's files) and serve with ServeTLS.
+//
 // Don't set http.Server.WriteTimeout lower than the longest model download;
 // /v1/events clears the deadlines of its own connections. A member joining
 // with "mfn coordinator --join" posts the unsigned JoinRequest to
@@ -125,7 +129,13 @@
 // 502 leader_unreachable; both say which leader the member believes in.
 // A leader that loses its office during a write forwards the request to
 // the new leader; writes are idempotent, so a repeated command is harmless.
-// Clients therefore never need to follow redirects.
+// Clients therefore never need to follow redirects. The leader's address is
+// the one it advertises in the replicated member list ("mfn coordinator
+// --http-advertise", by default its bind address with the bound port); a
+// bind address such as ":8080" is refused with not_leader naming it. Over
+// HTTPS, set Config.ForwardScheme to "https" and give Config.ForwardClient
+// a transport that trusts the members' certificates
+// (coordinator.HTTPTransport pins the cluster's coordinator keys).
 //
 // # Models
 //
