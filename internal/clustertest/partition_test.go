@@ -121,8 +121,8 @@ func checkNotReady(ctx context.Context, t *testing.T, c *clustertest.Cluster, m 
 	}
 	_, err = c.API(m, c.OperatorKeys[0]).EnrollNode(ctx, n.ID+"x", api.PublicKey(n.Identity.PublicKey()))
 	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
-		t.Errorf("isolated %s: enroll answered %v, want 503", m.ID, err)
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != api.CodeNotLeader || ae.Leader != nil {
+		t.Errorf("isolated %s: enroll answered %v, want 503 %s without a leader hint", m.ID, err, api.CodeNotLeader)
 	}
 }
 
