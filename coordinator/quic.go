@@ -114,7 +114,11 @@ func ProtocolError(err error) *protocol.ProtocolError {
 	var rl *RateLimitedError
 	switch {
 	case errors.As(err, &nl):
-		return &protocol.ProtocolError{Code: protocol.CodeNotLeader, LeaderAddr: nl.QUICAddr, Message: "leader is " + nl.LeaderID}
+		msg := "no leader is known (this member cannot reach a quorum; try another member)"
+		if nl.LeaderID != "" {
+			msg = "leader is " + nl.LeaderID
+		}
+		return &protocol.ProtocolError{Code: protocol.CodeNotLeader, LeaderAddr: nl.QUICAddr, Message: msg}
 	case errors.As(err, &rl):
 		return &protocol.ProtocolError{Code: protocol.CodeRateLimited, RetryAfter: rl.RetryAfter}
 	case errors.Is(err, ErrRoundClosed), errors.Is(err, ErrRoundNotOpen), errors.Is(err, ErrBaseMismatch):
