@@ -413,6 +413,9 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		}
 	}
 	sum.ByzantineNodes, sum.Rule, sum.Attack, sum.Nodes, sum.Rounds = o.Byzantine, o.Rule, o.Attack, o.Nodes, o.Rounds
+	if o.Byzantine == 0 {
+		sum.Attack = "none"
+	}
 	sum.ChanceAccuracy = 1 / float64(node.NumRegimes)
 	sum.TotalSecs = time.Since(start).Seconds()
 	return sum, nil
