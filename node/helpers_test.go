@@ -104,7 +104,6 @@ type memCluster struct {
 	down     []bool
 	cluster  *Cluster
 	origin   string
-	verifier interface{ Name() string }
 }
 
 func fastRaft() *raft.Config {
