@@ -15,7 +15,9 @@ import (
 // Weights are ignored. Report.Used is the θ selected inputs and
 // Report.Scores the first round's Krum scores.
 //
-// Requirement: n ≥ 4f+3 valid inputs.
+// Requirement: n ≥ 4f+3 valid inputs. Here and in θ and β, f is the
+// effective f: F less the inputs rejected as malformed (see the package
+// documentation).
 type Bulyan struct {
 	// F is the number of Byzantine inputs tolerated (≥ 0).
 	F int
@@ -44,9 +46,9 @@ func (r *Bulyan) run(s *screened) ([]float64, Report, error) {
 	if err != nil {
 		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
 	}
-	n, f := s.n(), r.F
+	n, f := s.n(), s.budget(r.F)
 	if n < 4*f+3 {
-		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: n, F: f, Need: fmt.Sprintf("n ≥ 4f+3 = %d", 4*f+3)}
+		return nil, Report{Rule: r.Name()}, s.requirement(r.Name(), r.F, fmt.Sprintf("n ≥ 4f+3 = %d", 4*f+3))
 	}
 	theta := n - 2*f
 	remaining := allIndices(n)

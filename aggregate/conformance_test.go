@@ -23,6 +23,19 @@ type ruleCase struct {
 	usesWeights bool
 	// meanAtF0: with f = 0 the rule is the plain mean.
 	meanAtF0 bool
+	// afterRejections builds the rule that a rule made for f must equal
+	// once rejected of total inputs were rejected as malformed (the
+	// Byzantine budget); nil means make(max(0, f − rejected)).
+	afterRejections func(f, rejected, total int) Rule
+}
+
+// equivalent returns the rule that rc.make(f) behaves as after rejected of
+// total inputs were rejected.
+func (rc ruleCase) equivalent(f, rejected, total int) Rule {
+	if rc.afterRejections != nil {
+		return rc.afterRejections(f, rejected, total)
+	}
+	return rc.make(max(0, f-rejected))
 }
 
 func must[T any](v T, err error) T {
@@ -45,7 +58,11 @@ var ruleCases = []ruleCase{
 	{name: "bulyan", make: func(f int) Rule { return must(NewBulyan(f)) }, minN: func(f int) int { return 4*f + 3 }, permInvariant: true, meanAtF0: true},
 	{name: "geometric-median", make: func(int) Rule { return must(NewGeometricMedian(0, 0, 0)) }, minN: one, permInvariant: true, usesWeights: true},
 	{name: "centered-clipping", make: func(int) Rule { return must(NewCenteredClipping(1e6, 1)) }, minN: one, permInvariant: true, meanAtF0: true},
-	{name: "hierarchical-krum", make: func(int) Rule { return must(NewHierarchicalKrum(0, 0.2, seeded(7))) }, minN: one},
+	{name: "hierarchical-krum", make: func(int) Rule { return must(NewHierarchicalKrum(0, 0.2, seeded(7))) }, minN: one,
+		afterRejections: func(_, r, total int) Rule {
+			n := float64(total - r)
+			return must(NewHierarchicalKrum(0, max(0, 0.2*float64(total)-float64(r))/n, seeded(7)))
+		}},
 	{name: "nnm+krum", make: func(f int) Rule { return must(ParsePipeline("nnm+krum", Params{F: f})) }, minN: func(f int) int { return 2*f + 3 }, permInvariant: true, meanAtF0: true},
 	{name: "nnm+trimmed-mean", make: func(f int) Rule { return must(ParsePipeline("nnm+trimmed-mean", Params{F: f})) }, minN: func(f int) int { return 2*f + 1 }, permInvariant: true, meanAtF0: true},
 	{name: "static-clipping+median", make: func(f int) Rule { return must(ParsePipeline("static-clipping+median", Params{F: f, ClipNorm: 1e9})) }, minN: func(f int) int { return 2*f + 1 }, permInvariant: true},
@@ -278,18 +295,38 @@ func TestConformance(t *testing.T) {
 						t.Errorf("reason %q does not say what is wrong", reason)
 					}
 				}
-				want, _, err := rc.make(f).Aggregate(x, nil)
+				// The malformed inputs are provably faulty: they consume the
+				// Byzantine budget, so the rule acts on the rest as with
+				// f − 4 (here 0).
+				want, _, err := rc.equivalent(f, len(bad), len(mixed)).Aggregate(x, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if diff := maxAbsDiff(out, want); diff > 1e-12 {
-					t.Fatalf("aggregate with malformed inputs differs from the clean aggregate by %g", diff)
+					t.Fatalf("aggregate with malformed inputs differs from the clean aggregate with the reduced budget by %g", diff)
 				}
-				// Requirements are checked against the vectors that remain.
-				if short := rc.minN(f) - 1; short >= 1 {
-					withBad := append(slices.Clone(x[:short]), bad...)
-					if _, _, err := rc.make(f).Aggregate(withBad, nil); !errors.Is(err, ErrRequirement) {
-						t.Fatalf("%d valid + %d malformed inputs: got %v, want ErrRequirement", short, len(bad), err)
+				// Requirements are checked against the vectors that remain
+				// and the effective f: one NaN input leaves f − 1.
+				if short := rc.minN(f-1) - 1; short >= 1 {
+					withBad := append(slices.Clone(x[:short]), bad[0])
+					_, _, err := rc.make(f).Aggregate(withBad, nil)
+					var re *RequirementError
+					if !errors.As(err, &re) {
+						t.Fatalf("%d valid + 1 malformed input: got %v, want a *RequirementError", short, err)
+					}
+					wantN := short
+					if strings.HasPrefix(rc.name, "bucketing+") {
+						wantN = (short + 1) / 2 // the rule sees buckets of 2
+					}
+					if re.F != f || re.FEff != f-1 || re.Rejected != 1 || re.N != wantN {
+						t.Fatalf("%d valid + 1 malformed input: %+v, want F = %d, FEff = %d, Rejected = 1, N = %d", short, re, f, f-1, wantN)
+					}
+					if !strings.Contains(err.Error(), "less 1 rejected input") {
+						t.Fatalf("requirement error does not mention the rejection: %v", err)
+					}
+					withBad = append(slices.Clone(x[:short+1]), bad[0])
+					if _, _, err := rc.make(f).Aggregate(withBad, nil); err != nil {
+						t.Fatalf("%d valid + 1 malformed input should satisfy the requirement with f = %d: %v", short+1, f-1, err)
 					}
 				}
 			})

@@ -27,17 +27,23 @@ type colOp struct {
 // coordwiseChecked is coordwise for inputs whose values may not have been
 // checked yet (s.unchecked): the squared norms are accumulated during the
 // transposition, and if some input turns out non-finite it is rejected and
-// the pass repeated on the others. It returns a *RequirementError from
-// need (evaluated on the final count) or ErrNoValidInputs.
-func coordwiseChecked(s *screened, out []float64, need func(n int) error, reduce colOp) error {
-	if err := need(s.n()); err != nil {
-		// Report the requirement against the inputs that are really valid.
-		if cerr := s.checkValues(); cerr != nil {
-			return cerr
+// the pass repeated on the others. need checks the rule's requirement and
+// reduce builds its reduction; both read s (its count and its effective
+// f, which the rejections change), so they are called again after every
+// rejection. It returns need's *RequirementError (evaluated on the final
+// count) or ErrNoValidInputs.
+func coordwiseChecked(s *screened, out []float64, need func() error, reduce func() colOp) error {
+	if need() != nil {
+		// Judge the requirement by the inputs that are really valid, and
+		// the effective f that their rejections leave.
+		if err := s.checkValues(); err != nil {
+			return err
 		}
-		return need(s.n())
 	}
-	norms := coordwise(s.x, out, reduce)
+	if err := need(); err != nil {
+		return err
+	}
+	norms := coordwise(s.x, out, reduce())
 	if !s.unchecked {
 		return nil
 	}
@@ -45,10 +51,10 @@ func coordwiseChecked(s *screened, out []float64, need func(n int) error, reduce
 	if err != nil || keep == nil {
 		return err
 	}
-	if err := need(s.n()); err != nil {
+	if err := need(); err != nil {
 		return err
 	}
-	coordwise(s.x, out, reduce)
+	coordwise(s.x, out, reduce())
 	return nil
 }
 

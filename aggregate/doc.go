@@ -27,6 +27,39 @@
 // never reaches the aggregate, and requirements are checked against the
 // number of vectors that remain.
 //
+// # Rejected inputs and the Byzantine budget
+//
+// A rule's f bounds the number of faulty inputs, whatever their fault. An
+// input rejected as malformed is provably faulty, and it is gone: it
+// cannot also hide among the valid inputs. So each rejection consumes one
+// unit of the budget, and the rule runs on the n valid inputs with the
+// effective f
+//
+//	f_eff = max(0, f − rejected)
+//
+// where rejected counts every input dropped by the screening, including
+// those a distance-based or coordinate-wise rule finds non-finite during
+// its own first pass. With 10 honest inputs and 4 NaN ones, Krum
+// configured with f = 4 runs as Krum with f = 0 on the 10 (n > 2·0+2)
+// instead of failing because 10 is not > 2·4+2; with 2 NaN and 2 crafted
+// outliers it runs with f = 2 and still excludes the outliers.
+//
+// f_eff is what every rule with an f uses, both in its requirement and in
+// the algorithm: Krum's and Multi-Krum's n−f−2 neighbours, Multi-Krum's
+// default M = n−f (an explicit M is kept; see MultiKrum), the median's
+// check, the trimmed mean's values dropped per side, Bulyan's θ and β,
+// NNM's n−f neighbours. HierarchicalKrum, configured with a fraction,
+// subtracts the rejected inputs from the count that fraction stands for.
+// In a Pipeline the screening happens once, and NNM and the final rule see
+// the same rejected count. A *RequirementError reports the configured f
+// (F), the effective f (FEff) and the number rejected, and states the
+// requirement with the effective f.
+//
+// The accounting is sound only if f counts every faulty input: an honest
+// client whose training diverged to NaN is a fault and uses up budget like
+// a Byzantine one. FedAvg, GeometricMedian and CenteredClipping have no f
+// and are unaffected.
+//
 // # Pre-steps and pipelines
 //
 // NNM (nearest-neighbour mixing), Bucketing and StaticClipping transform

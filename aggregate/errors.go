@@ -32,20 +32,40 @@ var (
 
 // RequirementError says which requirement a rule's configuration violates
 // for the number of valid inputs it received, e.g.
-// "krum needs n > 2f+2 = 8, got n = 7 valid inputs (f = 3)".
+// "krum needs n > 2f+2 = 8, got n = 7 valid inputs (f = 3)". Requirements
+// are stated with the effective f, the configured f less the inputs
+// rejected as malformed (see "Rejected inputs and the Byzantine budget" in
+// the package documentation); when some were rejected the message says
+// so: "krum needs n > 2f+2 = 4, got n = 3 valid inputs (f = 1: configured
+// f = 3 less 2 rejected inputs)".
 type RequirementError struct {
-	// Rule is the rule's name.
+	// Rule is the rule's (or pre-step's) name.
 	Rule string
 	// N is the number of valid inputs (after rejecting malformed ones).
 	N int
-	// F is the rule's assumed number of Byzantine inputs.
+	// F is the rule's configured number of Byzantine inputs.
 	F int
-	// Need states the requirement, e.g. "n > 2f+2 = 8".
+	// FEff is the effective f the requirement was checked with:
+	// max(0, F − Rejected).
+	FEff int
+	// Rejected is the number of inputs rejected as malformed before the
+	// rule ran.
+	Rejected int
+	// Need states the requirement with the effective f, e.g.
+	// "n > 2f+2 = 8".
 	Need string
 }
 
 func (e *RequirementError) Error() string {
-	return fmt.Sprintf("aggregate: %s needs %s, got n = %d valid inputs (f = %d)", e.Rule, e.Need, e.N, e.F)
+	if e.Rejected == 0 && e.FEff == e.F {
+		return fmt.Sprintf("aggregate: %s needs %s, got n = %d valid inputs (f = %d)", e.Rule, e.Need, e.N, e.F)
+	}
+	noun := "inputs"
+	if e.Rejected == 1 {
+		noun = "input"
+	}
+	return fmt.Sprintf("aggregate: %s needs %s, got n = %d valid inputs (f = %d: configured f = %d less %d rejected %s)",
+		e.Rule, e.Need, e.N, e.FEff, e.F, e.Rejected, noun)
 }
 
 // Unwrap returns ErrRequirement.

@@ -20,6 +20,12 @@ import (
 //     median (torch.median's convention: the value of rank ⌊(R−1)/2⌋);
 //     otherwise 0.7·Krum(representatives, g) + 0.3·lower median.
 //
+// Rejected inputs: Fraction·(n + r) inputs are assumed Byzantine among
+// the n valid and the r rejected as malformed; the rejected ones, provably
+// faulty, consume that count (see the package documentation), so the
+// budgets above use the effective fraction max(0, Fraction·(n+r) − r)/n
+// of the valid inputs, which is Fraction when nothing was rejected.
+//
 // The reference samples a fraction of clients when n > 1000; this
 // implementation always uses every input. Weights are ignored. Because the
 // clustering is random, the result depends on input order and on Rand.
@@ -65,12 +71,13 @@ func (r *HierarchicalKrum) Aggregate(updates [][]float64, weights []float64) ([]
 	return runScreened(r, updates, weights)
 }
 
-// budget is the reference's _estimate_byzantine_count.
-func (r *HierarchicalKrum) budget(size int) int {
+// hkrumBudget is the reference's _estimate_byzantine_count for Byzantine
+// fraction frac.
+func hkrumBudget(size int, frac float64) int {
 	if size <= 0 {
 		return 0
 	}
-	est := int(math.Ceil(float64(size) * r.Fraction))
+	est := int(math.Ceil(float64(size) * frac))
 	return min(est, max(0, (size-3)/2))
 }
 
@@ -79,6 +86,7 @@ func (r *HierarchicalKrum) run(s *screened) ([]float64, Report, error) {
 		return nil, Report{Rule: r.Name()}, err
 	}
 	n := s.n()
+	frac := s.fractionBudget(r.Fraction)
 	c := r.Clusters
 	if c == 0 {
 		c = int(math.Ceil(math.Sqrt(float64(n))))
@@ -97,7 +105,7 @@ func (r *HierarchicalKrum) run(s *screened) ([]float64, Report, error) {
 	var reps [][]float64
 	var repSources [][]int
 	for _, m := range members {
-		switch fs := r.budget(len(m)); {
+		switch fs := hkrumBudget(len(m), frac); {
 		case len(m) == 0:
 			continue
 		case len(m) == 1:
@@ -128,16 +136,17 @@ func (r *HierarchicalKrum) run(s *screened) ([]float64, Report, error) {
 	for _, src := range repSources {
 		used = append(used, src...)
 	}
-	out := r.top(reps, s.d)
+	out := hkrumTop(reps, s.d, frac)
 	rep := s.report(r.Name(), used, "not chosen within its cluster")
 	rep.Scores = s.scores(scores)
 	return out, rep, nil
 }
 
-// top is level 2: the combination of the cluster representatives.
-func (r *HierarchicalKrum) top(reps [][]float64, d int) []float64 {
+// hkrumTop is level 2: the combination of the cluster representatives, with
+// Byzantine fraction frac.
+func hkrumTop(reps [][]float64, d int, frac float64) []float64 {
 	nr := len(reps)
-	g := r.budget(nr)
+	g := hkrumBudget(nr, frac)
 	switch {
 	case nr == 1:
 		return append([]float64(nil), reps[0]...)

@@ -11,8 +11,9 @@ import (
 // NeurIPS 2017). The aggregate is a copy of that input. Weights are
 // ignored.
 //
-// Requirement: n > 2f+2 valid inputs. Report.Scores holds every input's
-// Krum score. Exact ties are broken by comparing the vectors
+// Requirement: n > 2f+2 valid inputs, with f the effective f (F less the
+// inputs rejected as malformed, which are provably faulty; see the package
+// documentation). Report.Scores holds every input's Krum score. Exact ties are broken by comparing the vectors
 // lexicographically, so the choice does not depend on input order.
 type Krum struct {
 	// F is the number of Byzantine inputs tolerated (≥ 0).
@@ -42,10 +43,10 @@ func (r *Krum) run(s *screened) ([]float64, Report, error) {
 	if err != nil {
 		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
 	}
-	if err := krumRequirement(r.Name(), s.n(), r.F); err != nil {
+	if err := krumRequirement(r.Name(), s, r.F); err != nil {
 		return nil, Report{Rule: r.Name()}, err
 	}
-	scores := krumScores(dist, s.n(), allIndices(s.n()), s.n()-r.F-2)
+	scores := krumScores(dist, s.n(), allIndices(s.n()), s.n()-s.budget(r.F)-2)
 	best := argminScore(scores, s.x, allIndices(s.n()))
 	rep := s.report(r.Name(), []int{best}, "not selected by krum")
 	rep.Scores = s.scores(scores)
@@ -56,17 +57,29 @@ func (r *Krum) run(s *screened) ([]float64, Report, error) {
 // et al., "The Hidden Vulnerability of Distributed Learning in Byzantium",
 // ICML 2018). M = 1 is Krum; M = n is the mean. Weights are ignored.
 //
-// Requirement: n > 2f+2 valid inputs and 1 ≤ M ≤ n.
+// Requirement: n > 2f+2 valid inputs, with f the effective f (F less the
+// inputs rejected as malformed; see the package documentation), and
+// 1 ≤ M ≤ n + rejected.
+//
+// M and rejected inputs: with M = 0 the rule averages n − f inputs, n and
+// f both counted after the rejections. An explicit M is kept as set: as
+// long as no more than F inputs are rejected, n − f (effective) equals the
+// caller's total less F, so M keeps its relation to the number of
+// presumably honest inputs. Only when the rejections leave fewer than M
+// valid inputs is M lowered to n, all of them (they are then all presumed
+// honest if M ≤ total − F was configured); an M above n + rejected is a
+// *RequirementError, as it is without rejections.
 type MultiKrum struct {
 	// F is the number of Byzantine inputs tolerated (≥ 0).
 	F int
 	// M is how many inputs are averaged; zero means n−f (n counted after
-	// rejecting malformed inputs).
+	// rejecting malformed inputs, f the effective f).
 	M int
 }
 
 // NewMultiKrum returns Multi-Krum for f Byzantine inputs averaging m
-// inputs (m = 0 means n−f); f and m must be ≥ 0.
+// inputs (m = 0 means n−f; see MultiKrum for how rejected inputs change
+// both); f and m must be ≥ 0.
 func NewMultiKrum(f, m int) (*MultiKrum, error) {
 	if err := checkF("multi-krum", f); err != nil {
 		return nil, err
@@ -92,18 +105,21 @@ func (r *MultiKrum) run(s *screened) ([]float64, Report, error) {
 	if err != nil {
 		return nil, Report{Rule: r.Name()}, fmt.Errorf("%s: %w", r.Name(), err)
 	}
-	n := s.n()
-	if err := krumRequirement(r.Name(), n, r.F); err != nil {
+	n, f := s.n(), s.budget(r.F)
+	if err := krumRequirement(r.Name(), s, r.F); err != nil {
 		return nil, Report{Rule: r.Name()}, err
 	}
 	m := r.M
-	if m == 0 {
-		m = n - r.F
+	switch {
+	case m == 0:
+		m = n - f
+	case m > n && m <= n+s.faulty():
+		m = n // the rejections took the inputs M counted on
 	}
 	if m < 1 || m > n {
-		return nil, Report{Rule: r.Name()}, &RequirementError{Rule: r.Name(), N: n, F: r.F, Need: fmt.Sprintf("1 ≤ m ≤ n with m = %d", m)}
+		return nil, Report{Rule: r.Name()}, s.requirement(r.Name(), r.F, fmt.Sprintf("1 ≤ m ≤ n with m = %d", m))
 	}
-	scores := krumScores(dist, n, allIndices(n), n-r.F-2)
+	scores := krumScores(dist, n, allIndices(n), n-f-2)
 	order := allIndices(n)
 	slices.SortStableFunc(order, func(a, b int) int { return compareScored(scores[a], scores[b], s.x[a], s.x[b]) })
 	chosen := order[:m]
@@ -118,9 +134,11 @@ func (r *MultiKrum) run(s *screened) ([]float64, Report, error) {
 	return out, rep, nil
 }
 
-func krumRequirement(name string, n, f int) error {
-	if n <= 2*f+2 {
-		return &RequirementError{Rule: name, N: n, F: f, Need: fmt.Sprintf("n > 2f+2 = %d", 2*f+2)}
+// krumRequirement checks n > 2f+2 for the valid inputs of s and the
+// effective f of a rule configured with f.
+func krumRequirement(name string, s *screened, f int) error {
+	if fe := s.budget(f); s.n() <= 2*fe+2 {
+		return s.requirement(name, f, fmt.Sprintf("n > 2f+2 = %d", 2*fe+2))
 	}
 	return nil
 }

@@ -7,7 +7,8 @@ import "fmt"
 // each coordinate of the aggregate is the median of that coordinate over
 // the inputs, the mean of the two middle values when n is even (NumPy's
 // convention). Weights are ignored. F is used only to check the
-// requirement f < n/2.
+// requirement f < n/2, with f the effective f (F less the inputs rejected
+// as malformed; see the package documentation).
 type Median struct {
 	// F is the number of Byzantine inputs the caller expects (≥ 0).
 	F int
@@ -33,14 +34,15 @@ func (r *Median) Aggregate(updates [][]float64, weights []float64) ([]float64, R
 func (*Median) checksValuesItself() {}
 
 func (r *Median) run(s *screened) ([]float64, Report, error) {
-	need := func(n int) error {
-		if 2*r.F >= n {
-			return &RequirementError{Rule: r.Name(), N: n, F: r.F, Need: fmt.Sprintf("f < n/2, i.e. n > %d", 2*r.F)}
+	need := func() error {
+		if f := s.budget(r.F); 2*f >= s.n() {
+			return s.requirement(r.Name(), r.F, fmt.Sprintf("f < n/2, i.e. n > %d", 2*f))
 		}
 		return nil
 	}
+	op := func() colOp { return colOp{one: medianOf, four: medianOf4} }
 	out := make([]float64, s.d)
-	if err := coordwiseChecked(s, out, need, colOp{one: medianOf, four: medianOf4}); err != nil {
+	if err := coordwiseChecked(s, out, need, op); err != nil {
 		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
 	}
 	return out, s.allUsed(r.Name()), nil
@@ -51,9 +53,14 @@ func (r *Median) run(s *screened) ([]float64, Report, error) {
 // remaining n−2f averaged. Weights are ignored. Report.Used lists every
 // input, since each contributes to some coordinates.
 //
+// The number of values dropped per side is the effective f: F less the
+// inputs rejected as malformed, which are provably faulty and no longer
+// among the values (see the package documentation).
+//
 // Requirement: 2f < n valid inputs.
 type TrimmedMean struct {
-	// F is the number of values dropped on each side (≥ 0).
+	// F is the number of Byzantine inputs tolerated (≥ 0): with nothing
+	// rejected, the number of values dropped on each side.
 	F int
 }
 
@@ -77,18 +84,20 @@ func (r *TrimmedMean) Aggregate(updates [][]float64, weights []float64) ([]float
 func (*TrimmedMean) checksValuesItself() {}
 
 func (r *TrimmedMean) run(s *screened) ([]float64, Report, error) {
-	need := func(n int) error {
-		if 2*r.F >= n {
-			return &RequirementError{Rule: r.Name(), N: n, F: r.F, Need: fmt.Sprintf("2f < n, i.e. n > %d", 2*r.F)}
+	need := func() error {
+		if f := s.budget(r.F); 2*f >= s.n() {
+			return s.requirement(r.Name(), r.F, fmt.Sprintf("2f < n, i.e. n > %d", 2*f))
 		}
 		return nil
 	}
-	out := make([]float64, s.d)
-	f := r.F
-	op := colOp{
-		one:  func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) },
-		four: func(sorted []float64, n int, dst *[4]float64) { trimmedMean4(sorted, n, f, dst) },
+	op := func() colOp {
+		f := s.budget(r.F)
+		return colOp{
+			one:  func(col, tmp []float64) float64 { return trimmedMeanOf(col, tmp, f) },
+			four: func(sorted []float64, n int, dst *[4]float64) { trimmedMean4(sorted, n, f, dst) },
+		}
 	}
+	out := make([]float64, s.d)
 	if err := coordwiseChecked(s, out, need, op); err != nil {
 		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
 	}

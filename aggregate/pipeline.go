@@ -22,6 +22,13 @@ import (
 //
 // The rule's requirement is checked against what it receives: after
 // bucketing that is the number of buckets.
+//
+// Byzantine budget: the inputs rejected by the screening are provably
+// faulty and count against f in every step (see the package
+// documentation, "Rejected inputs and the Byzantine budget"): NNM and the
+// rule of this package both run with the same effective f,
+// max(0, F − rejected). A Rule from outside this package only sees the
+// pre-steps' output and cannot apply the budget itself.
 type Pipeline struct {
 	// Pre are applied in order.
 	Pre []PreStep
@@ -58,8 +65,14 @@ func (p *Pipeline) Aggregate(updates [][]float64, weights []float64) ([]float64,
 	for i := range sources {
 		sources[i] = []int{i}
 	}
+	rejected := s.faulty()
 	for _, step := range p.Pre {
-		res, err := step.Apply(cur, curW)
+		var res PreResult
+		if bs, ok := step.(budgetedPreStep); ok {
+			res, err = bs.applyRejected(cur, curW, rejected)
+		} else {
+			res, err = step.Apply(cur, curW)
+		}
 		if err != nil {
 			return nil, Report{Rule: name}, fmt.Errorf("%s: %w", name, err)
 		}
@@ -80,7 +93,7 @@ func (p *Pipeline) Aggregate(updates [][]float64, weights []float64) ([]float64,
 	var out []float64
 	var rr Report
 	if sr, ok := p.Rule.(screenedRule); ok {
-		inner := &screened{x: cur, w: curW, orig: allIndices(len(cur)), total: len(cur), d: s.d}
+		inner := &screened{x: cur, w: curW, orig: allIndices(len(cur)), total: len(cur), d: s.d, upstream: rejected}
 		out, rr, err = sr.run(inner)
 	} else {
 		out, rr, err = p.Rule.Aggregate(cur, curW)

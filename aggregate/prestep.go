@@ -43,6 +43,10 @@ type PreResult struct {
 // to the lower position). Output i stands for input i and comes from its
 // n−f neighbours; weights pass through unchanged.
 //
+// Inside a Pipeline, f is the effective f: F less the inputs the
+// pipeline's screening rejected as malformed (see the package
+// documentation). Apply on its own receives valid inputs only and uses F.
+//
 // Requirement: f < n.
 type NNM struct {
 	// F is the number of Byzantine inputs tolerated (≥ 0).
@@ -63,12 +67,29 @@ func (*NNM) Name() string { return "nnm" }
 
 // Apply mixes the inputs. It allocates one n×d buffer for the outputs.
 func (p *NNM) Apply(updates [][]float64, weights []float64) (PreResult, error) {
+	return p.applyRejected(updates, weights, 0)
+}
+
+// budgetedPreStep is implemented by the pre-steps that have an f: a
+// Pipeline tells them how many inputs its screening rejected, which count
+// against f.
+type budgetedPreStep interface {
+	applyRejected(updates [][]float64, weights []float64, rejected int) (PreResult, error)
+}
+
+// applyRejected is Apply after rejected inputs were screened out: it
+// mixes with the effective f, max(0, F − rejected).
+func (p *NNM) applyRejected(updates [][]float64, weights []float64, rejected int) (PreResult, error) {
 	n := len(updates)
-	if p.F < 0 || p.F >= n {
-		return PreResult{}, &RequirementError{Rule: p.Name(), N: n, F: p.F, Need: fmt.Sprintf("f < n, i.e. n > %d", p.F)}
+	if err := checkF(p.Name(), p.F); err != nil {
+		return PreResult{}, err
+	}
+	f := max(0, p.F-rejected)
+	if f >= n {
+		return PreResult{}, &RequirementError{Rule: p.Name(), N: n, F: p.F, FEff: f, Rejected: rejected, Need: fmt.Sprintf("f < n, i.e. n > %d", f)}
 	}
 	d := len(updates[0])
-	k := n - p.F
+	k := n - f
 	dist := pairwiseSqDist(updates)
 	res := PreResult{Weights: slices.Clone(weights), Sources: make([][]int, n), Owner: allIndices(n)}
 	order := make([]int, n)

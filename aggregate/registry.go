@@ -10,7 +10,9 @@ import (
 // which rules read it; a zero field selects the documented default.
 type Params struct {
 	// F is the number of Byzantine inputs tolerated: krum, multi-krum,
-	// median (requirement only), trimmed-mean, bulyan, nnm.
+	// median (requirement only), trimmed-mean, bulyan, nnm. Inputs rejected
+	// as malformed count against it (see "Rejected inputs and the
+	// Byzantine budget" in the package documentation).
 	F int
 	// M is how many inputs multi-krum averages; zero means n−f.
 	M int

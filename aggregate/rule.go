@@ -8,9 +8,11 @@ import "math/rand/v2"
 // (Krum, median, ...) say so in their documentation.
 //
 // Inputs that are malformed (wrong length, NaN or Inf) are never propagated:
-// they are dropped before the rule runs and listed in Report.Rejected. An
-// error is returned only when the rule cannot run at all (too few valid
-// inputs for its f, inconsistent arguments); the error names the requirement.
+// they are dropped before the rule runs and listed in Report.Rejected, and
+// each counts against the rule's f (see "Rejected inputs and the Byzantine
+// budget" in the package documentation). An error is returned only when
+// the rule cannot run at all (too few valid inputs for its effective f,
+// inconsistent arguments); the error names the requirement.
 //
 // Implementations must not modify updates or weights.
 type Rule interface {

@@ -49,14 +49,13 @@ func TestHierarchicalKrumTopByHand(t *testing.T) {
 	// tie among 1..4 goes to the smallest vector, 1. Lower median (rank 3)
 	// is 3. Result 0.7·1 + 0.3·3 = 1.6.
 	reps := [][]float64{{3}, {100}, {0}, {5}, {1}, {4}, {2}}
-	r := &HierarchicalKrum{Fraction: 0.2}
-	near(t, "top level", r.top(reps, 1), []float64{1.6}, 1e-15)
+	near(t, "top level", hkrumTop(reps, 1, 0.2), []float64{1.6}, 1e-15)
 	// Three representatives: budget min(1, 0) = 0, 3 > 2, Krum with one
 	// neighbour: 1 and 2 tie (distance 1), 1 wins; lower median of {1,2,9}
 	// is 2: 0.7 + 0.6 = 1.3.
-	near(t, "three", r.top([][]float64{{9}, {2}, {1}}, 1), []float64{1.3}, 1e-15)
+	near(t, "three", hkrumTop([][]float64{{9}, {2}, {1}}, 1, 0.2), []float64{1.3}, 1e-15)
 	// Two: budget 0 and 2 ≤ 2, so the lower median alone: 1.
-	near(t, "two", r.top([][]float64{{9}, {1}}, 1), []float64{1}, 0)
+	near(t, "two", hkrumTop([][]float64{{9}, {1}}, 1, 0.2), []float64{1}, 0)
 }
 
 func TestCoordinateWiseByHand(t *testing.T) {
@@ -220,10 +219,12 @@ func TestPreStepsByHand(t *testing.T) {
 }
 
 func TestPipelineReportsOriginalIndices(t *testing.T) {
-	// A NaN input at position 1 is rejected; NNM and the median run on
-	// the other four (0, 1, 2, 10 → mixed 1, 1, 1, 13/3 → median 1).
+	// A NaN input at position 1 is rejected and consumes one of the two
+	// Byzantine inputs of the budget; NNM (f = 1, three neighbours) and the
+	// median run on the other four (0, 1, 2, 10 → mixed 1, 1, 1, 13/3 →
+	// median 1).
 	x := [][]float64{{0}, {math.NaN()}, {1}, {2}, {10}}
-	p := must(ParsePipeline("nnm+median", Params{F: 1}))
+	p := must(ParsePipeline("nnm+median", Params{F: 2}))
 	out, rep, err := p.Aggregate(x, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ type screened struct {
 	rejected []Rejection
 	total    int // number of inputs given
 	d        int
+	// upstream counts the inputs rejected before x was formed: a
+	// Pipeline's screening, when x holds the output of its pre-steps.
+	upstream int
 	// unchecked: the values (NaN, Inf, overflow) have not been checked
 	// yet; the rule checks them through distances.
 	unchecked bool
@@ -199,6 +202,39 @@ func (s *screened) checkValues() error {
 
 // n is the number of valid inputs.
 func (s *screened) n() int { return len(s.x) }
+
+// faulty is the number of inputs rejected as malformed so far, including
+// those a deferred value check has found. Each is provably faulty, so it
+// counts against the Byzantine budget (see the package documentation,
+// "Rejected inputs and the Byzantine budget").
+func (s *screened) faulty() int { return s.upstream + len(s.rejected) }
+
+// budget returns the effective f for a rule configured with f: the
+// Byzantine inputs that may still hide among the valid ones,
+// max(0, f − faulty). It must be read after the value check is complete
+// (after distances or coordwiseChecked), since that check may reject more.
+func (s *screened) budget(f int) int { return max(0, f-s.faulty()) }
+
+// fractionBudget is budget for a rule configured with a Byzantine
+// fraction instead of a count: frac·(n + faulty) inputs are assumed
+// Byzantine among the n valid and the faulty ones, the faulty ones consume
+// that count, and the rest is returned as a fraction of the n valid
+// inputs. With nothing rejected it is frac itself.
+func (s *screened) fractionBudget(frac float64) float64 {
+	r := s.faulty()
+	if r == 0 {
+		return frac
+	}
+	n := float64(s.n())
+	return max(0, frac*(n+float64(r))-float64(r)) / n
+}
+
+// requirement returns the *RequirementError of rule configured with f
+// whose requirement need (stated with the effective f) the valid inputs
+// do not meet.
+func (s *screened) requirement(rule string, f int, need string) *RequirementError {
+	return &RequirementError{Rule: rule, N: s.n(), F: f, FEff: s.budget(f), Rejected: s.faulty(), Need: need}
+}
 
 // report starts a Report for rule name: inputs in used (positions in s.x)
 // are listed as used, every other valid input as rejected with notUsed.
