@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,6 +134,64 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.dialTimeout, "dial-timeout", 5*time.Second, "bound on one connection attempt (QUIC handshake and hello)")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "host:port serving /metrics and /healthz (empty: none)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	c.AddCommand(newNodeAcksCmd(env))
+	return c
+}
+
+const nodeAcksLong = `acks lists the acknowledgements a node recorded in its state directory:
+for every round it took part in, the job, the round, the Raft log index and
+the audit log leaf that hold its update, and the update's SHA-256. The leaf
+index is what proves the update is in the audit log:
+
+  mfn ctl audit bundle LEAF --out leaf.json
+  mfn audit verify --bundle leaf.json --log-key @log.vkey
+
+A "duplicate" record is a round whose acknowledgement was lost and that the
+cluster reported as already stored; its indexes are unknown (0).`
+
+func newNodeAcksCmd(env *cmdEnv) *cobra.Command {
+	var stateDir string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "acks",
+		Short:   "List the acknowledged updates recorded in a node's state directory",
+		Long:    nodeAcksLong,
+		Example: "  mfn node acks --state-dir state/site-07\n  mfn node acks --state-dir state/site-07 --json",
+		Args:    cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if stateDir == "" {
+				return usagef("--state-dir is required: the node's state directory")
+			}
+			if fi, err := os.Stat(stateDir); err != nil || !fi.IsDir() {
+				return usagef("--state-dir %s: not a directory", stateDir)
+			}
+			st, err := node.OpenState(stateDir)
+			if err != nil {
+				return err
+			}
+			recs := st.Records()
+			if asJSON {
+				if recs == nil {
+					recs = []node.Record{}
+				}
+				enc := json.NewEncoder(env.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(recs)
+			}
+			tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tROUND\tLOG INDEX\tLEAF\tUPDATE SHA-256\tACKED BY\tAT")
+			for _, r := range recs {
+				log, leaf := strconv.FormatUint(r.LogIndex, 10), strconv.FormatUint(r.LeafIndex, 10)
+				if r.Duplicate {
+					log, leaf = "duplicate", "-"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Job, r.Round, log, leaf, r.UpdateHash, r.Coordinator, r.AckedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&stateDir, "state-dir", "", "the node's state directory")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the records as a JSON array")
 	return c
 }
 
