@@ -232,24 +232,23 @@ func TestRequirementWithBudget(t *testing.T) {
 		{name: "krum 3 valid f=1", rule: must(NewKrum(1)), updates: x[:3],
 			want: "aggregate: krum needs n > 2f+2 = 4, got n = 3 valid inputs (f = 1)", f: 1, fEff: 1, n: 3},
 		{name: "krum 3 valid + 2 NaN f=3", rule: must(NewKrum(3)), updates: append(slices.Clone(x[:3]), nan, nan),
-			want: "aggregate: krum needs n > 2f+2 = 4, got n = 3 valid inputs (f = 1: configured f = 3 less 2 rejected inputs)",
-			f:    3, fEff: 1, rejected: 2, n: 3},
+			f: 3, fEff: 1, rejected: 2, n: 3,
+			want: "aggregate: krum needs n > 2f+2 = 4, got n = 3 valid inputs (f = 1: configured f = 3 less 2 rejected inputs)"},
 		{name: "krum 5 valid + 2 NaN f=3", rule: must(NewKrum(3)), updates: append(slices.Clone(x), nan, nan)},
 		{name: "krum 3 valid + 5 NaN f=3", rule: must(NewKrum(3)), updates: append(slices.Clone(x[:3]), nan, nan, nan, nan, nan)},
 		{name: "bulyan 4 valid + 1 length f=2", rule: must(NewBulyan(2)), updates: append(slices.Clone(x[:4]), []float64{1}),
-			want: "aggregate: bulyan needs n ≥ 4f+3 = 7, got n = 4 valid inputs (f = 1: configured f = 2 less 1 rejected input)",
-			f:    2, fEff: 1, rejected: 1, n: 4},
+			f: 2, fEff: 1, rejected: 1, n: 4,
+			want: "aggregate: bulyan needs n ≥ 4f+3 = 7, got n = 4 valid inputs (f = 1: configured f = 2 less 1 rejected input)"},
 		// The median sees the NaN only in its own pass: the requirement
 		// fails on the 6 shapes, then holds for 3 valid with f_eff = 0.
 		{name: "median 3 valid + 3 NaN f=3", rule: must(NewMedian(3)), updates: append(slices.Clone(x[:3]), nan, nan, nan)},
 		{name: "median 2 valid + 1 NaN f=3", rule: must(NewMedian(3)), updates: [][]float64{x[0], nan, x[1]},
-			want: "aggregate: median needs f < n/2, i.e. n > 4, got n = 2 valid inputs (f = 2: configured f = 3 less 1 rejected input)",
-			f:    3, fEff: 2, rejected: 1, n: 2},
+			f: 3, fEff: 2, rejected: 1, n: 2,
+			want: "aggregate: median needs f < n/2, i.e. n > 4, got n = 2 valid inputs (f = 2: configured f = 3 less 1 rejected input)"},
 		{name: "trimmed-mean 3 valid + 1 NaN f=2", rule: must(NewTrimmedMean(2)), updates: [][]float64{nan, x[0], x[1], x[2]}},
 		{name: "nnm+geometric-median 2 valid + 1 NaN f=3", rule: must(ParsePipeline("nnm+geometric-median", Params{F: 3})),
-			updates: [][]float64{x[0], x[1], nan},
-			want:    "nnm+geometric-median: aggregate: nnm needs f < n, i.e. n > 2, got n = 2 valid inputs (f = 2: configured f = 3 less 1 rejected input)",
-			f:       3, fEff: 2, rejected: 1, n: 2},
+			updates: [][]float64{x[0], x[1], nan}, f: 3, fEff: 2, rejected: 1, n: 2,
+			want: "nnm+geometric-median: aggregate: nnm needs f < n, i.e. n > 2, got n = 2 valid inputs (f = 2: configured f = 3 less 1 rejected input)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
