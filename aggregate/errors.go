@@ -46,7 +46,7 @@ type RequirementError struct {
 	// F is the rule's configured number of Byzantine inputs.
 	F int
 	// FEff is the effective f the requirement was checked with:
-	// max(0, F − Rejected).
+	// max(0, F − Rejected). The message shows it when Rejected > 0.
 	FEff int
 	// Rejected is the number of inputs rejected as malformed before the
 	// rule ran.
@@ -57,7 +57,7 @@ type RequirementError struct {
 }
 
 func (e *RequirementError) Error() string {
-	if e.Rejected == 0 && e.FEff == e.F {
+	if e.Rejected == 0 {
 		return fmt.Sprintf("aggregate: %s needs %s, got n = %d valid inputs (f = %d)", e.Rule, e.Need, e.N, e.F)
 	}
 	noun := "inputs"

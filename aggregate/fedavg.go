@@ -3,6 +3,8 @@ package aggregate
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 )
 
 // FedAvg is the weighted mean of the inputs (McMahan et al. 2017): each
@@ -15,7 +17,7 @@ type FedAvg struct{}
 func (FedAvg) Name() string { return "fedavg" }
 
 // Aggregate returns the weighted mean. It fails with ErrBadArguments when
-// the valid inputs' weights sum to zero.
+// the valid inputs' weights sum to zero (or, after bucketing, to +Inf).
 func (r FedAvg) Aggregate(updates [][]float64, weights []float64) ([]float64, Report, error) {
 	return runScreened(r, updates, weights)
 }
@@ -26,21 +28,40 @@ func (r FedAvg) run(s *screened) ([]float64, Report, error) {
 		for i := range coef {
 			coef[i] = 1 / float64(s.n())
 		}
-	} else {
-		var total float64
-		for _, w := range s.w {
-			total += w
-		}
-		if !(total > 0) {
-			return nil, Report{Rule: r.Name()}, fmt.Errorf("%w: fedavg: the valid inputs' weights sum to %v", ErrBadArguments, total)
-		}
-		for i, w := range s.w {
-			coef[i] = w / total
-		}
+	} else if !normalizeWeights(coef, s.w) {
+		return nil, Report{Rule: r.Name()}, fmt.Errorf("%w: fedavg: the valid inputs' weights do not sum to a positive finite number", ErrBadArguments)
 	}
 	out := make([]float64, s.d)
 	combineRows(out, s.x, coef)
 	return out, s.allUsed(r.Name()), nil
+}
+
+// normalizeWeights sets coef[i] = w[i]/Σw for non-negative weights and
+// reports whether that was possible: false when the sum is zero or a
+// weight is infinite (bucketing sums weights and may overflow). A sum that
+// overflows float64 while each weight is finite is taken after scaling the
+// weights by the largest, so the coefficients stay the right ratios
+// instead of collapsing to zero.
+func normalizeWeights(coef, w []float64) bool {
+	var total float64
+	for _, v := range w {
+		total += v
+	}
+	scale := 1.0
+	if math.IsInf(total, 1) {
+		scale = 1 / slices.Max(w)
+		total = 0
+		for _, v := range w {
+			total += v * scale
+		}
+	}
+	if !(total > 0) || math.IsInf(total, 0) || math.IsNaN(total) {
+		return false
+	}
+	for i, v := range w {
+		coef[i] = v * scale / total
+	}
+	return true
 }
 
 // screenedRule is implemented by every rule of this package: run

@@ -15,7 +15,8 @@ import (
 //	βᵢ = αᵢ / max(ν, ‖z_t − xᵢ‖),  z_{t+1} = Σ βᵢ xᵢ / Σ βᵢ
 //
 // stopping after MaxIter iterations or when ‖z_{t+1} − z_t‖ ≤ Tol·‖z_{t+1}‖.
-// Weights are used (nil means equal). Report.Scores holds each input's
+// Weights are used (nil means equal; weights summing to zero, or to +Inf
+// after bucketing, count as equal). Report.Scores holds each input's
 // distance to the aggregate. There is no requirement on n.
 //
 // Each iteration is one pass over the inputs: the update of a chunk of
@@ -76,22 +77,10 @@ func (r *GeometricMedian) run(s *screened) ([]float64, Report, error) {
 	}
 	n := s.n()
 	alpha := make([]float64, n)
-	var total float64
-	for i := range alpha {
-		alpha[i] = 1
-		if s.w != nil {
-			alpha[i] = s.w[i]
-		}
-		total += alpha[i]
-	}
-	if !(total > 0) {
+	if s.w == nil || !normalizeWeights(alpha, s.w) {
 		for i := range alpha {
-			alpha[i] = 1
+			alpha[i] = 1 / float64(n)
 		}
-		total = float64(n)
-	}
-	for i := range alpha {
-		alpha[i] /= total
 	}
 	z, prev := make([]float64, s.d), make([]float64, s.d)
 	sqd, _, _ := combinePass(z, s.x, alpha, nil)

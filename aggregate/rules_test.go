@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -267,4 +268,35 @@ func TestScreenDimension(t *testing.T) {
 	if !slices.Equal(valid, []int{0}) || len(rej) != 3 {
 		t.Fatalf("dim 2 with bad weights: valid %v rejected %v", valid, rej)
 	}
+}
+
+// TestWeightsNearOverflow: finite weights whose sum overflows float64 must
+// still give the right ratios (FuzzAggregate found the geometric median
+// returning NaN and FedAvg the zero vector).
+func TestWeightsNearOverflow(t *testing.T) {
+	x := [][]float64{{1, 2}, {3, 6}, {5, 0}}
+	w := []float64{math.MaxFloat64, math.MaxFloat64 / 2, math.MaxFloat64 / 2}
+	out, _, err := FedAvg{}.Aggregate(x, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "fedavg", out, []float64{2.5, 2.5}, 1e-15)
+	gm, _, err := must(NewGeometricMedian(0, 0, 0)).Aggregate(x, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := must(NewGeometricMedian(0, 0, 0)).Aggregate(x, []float64{2, 1, 1})
+	near(t, "geometric median", gm, want, 1e-12)
+	// After bucketing the weights' sums can reach +Inf: FedAvg refuses,
+	// the geometric median falls back to equal weights.
+	inf := []float64{math.Inf(1), 1, 1}
+	if _, _, err := (FedAvg{}).run(&screened{x: x, w: inf, orig: allIndices(3), total: 3, d: 2}); !errors.Is(err, ErrBadArguments) {
+		t.Fatalf("fedavg with an infinite weight: got %v, want ErrBadArguments", err)
+	}
+	gm, _, err = must(NewGeometricMedian(0, 0, 0)).run(&screened{x: x, w: inf, orig: allIndices(3), total: 3, d: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ = must(NewGeometricMedian(0, 0, 0)).Aggregate(x, nil)
+	near(t, "geometric median, infinite weight", gm, want, 0)
 }
