@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +30,8 @@ import (
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/coordinator/api"
 	mfncrypto "github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/node"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -90,6 +94,14 @@ member's key, which must be in the others' --peer-keys.
 A member whose --data-dir holds Raft state rejoins its cluster from it and
 ignores --bootstrap and --join, so restarting with unchanged flags is safe.
 
+Accuracy: when a round of an "mfn-regime" job closes, the leader scores
+the new model on a held-out test set of the MFN regime task
+(--eval-per-regime simulations of each regime, simulated at start from
+--eval-seed with the nodes' reference grid and feature statistics; the
+model is the one "mfn node" trains for the job's parameter count) and
+commits the accuracy with the round's result. Give every member the same
+two flags. Other tasks record no accuracy.
+
 Data directory: raft.db (bbolt log and stable store) and snapshots/ (the
 last two FSM snapshots). SIGTERM or SIGINT shuts down gracefully: a leader
 first hands its leadership to another member.`
@@ -125,6 +137,8 @@ type coordinatorFlags struct {
 	httpTLSCA                   string
 	httpTLSSelfSigned           bool
 	httpInsecure                bool
+	evalSeed                    uint64
+	evalPerRegime               int
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -162,6 +176,8 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member to join through (ignored with existing state)")
 	fl.StringVar(&f.joinAPIKey, "join-api-key", "", "API key sent with the join request, if the operator API requires one")
 	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
+	fl.Uint64Var(&f.evalSeed, "eval-seed", 0x6d666e2d6576616c, "seed of the held-out test set on which mfn-regime models are scored (the same on every member)")
+	fl.IntVar(&f.evalPerRegime, "eval-per-regime", 50, "held-out simulations per regime for scoring mfn-regime models (0 turns evaluation off, at most 10000)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
@@ -251,6 +267,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--tick %v must be in [10ms, 10s]", f.tick)
 	case f.shutdownTimeout <= 0:
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
+	case f.evalPerRegime < 0 || f.evalPerRegime > 10000:
+		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
 		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
 	}
@@ -523,7 +541,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
-		Logger: logger, Registry: reg, Tick: f.tick,
+		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger),
 	})
 	if err != nil {
 		storage.Close()
@@ -682,6 +700,67 @@ func listenAddr(ln net.Listener) string {
 		return ""
 	}
 	return ln.Addr().String()
+}
+
+// regimeEvaluator scores models of the MFN regime task (node.TaskMFNRegime)
+// on a held-out test set simulated from a seed, with the model the node
+// trains for the job's parameter count (node.ArchFor): every member with
+// the same --eval-seed and --eval-per-regime scores a model alike. Other
+// tasks have no held-out data here (ok=false). The test set is simulated
+// in the background from the start, so the first round close does not
+// wait for all of it.
+type regimeEvaluator struct {
+	ready chan struct{}
+	test  *learn.Dataset
+	err   error
+	mu    sync.Mutex // learn.Accuracy's model is not shared, but keep one evaluation at a time
+}
+
+// newRegimeEvaluator returns the evaluator, or nil when perRegime is 0.
+func newRegimeEvaluator(ctx context.Context, seed uint64, perRegime int, logger *slog.Logger) coordinator.Evaluator {
+	if perRegime == 0 {
+		return nil
+	}
+	e := &regimeEvaluator{ready: make(chan struct{})}
+	go func() {
+		defer close(e.ready)
+		start := time.Now()
+		e.test, e.err = node.RegimeTestSet(ctx, 0, 0, perRegime, seed, 1)
+		if e.err != nil {
+			logger.Warn("held-out test set of the regime task", "err", e.err)
+			return
+		}
+		logger.Info("held-out test set of the regime task ready", "samples", e.test.Len(), "seed", seed,
+			"seconds", time.Since(start).Seconds())
+	}()
+	return e
+}
+
+// Evaluate implements coordinator.Evaluator.
+func (e *regimeEvaluator) Evaluate(task string, params []float64) (float64, bool, error) {
+	if task != node.TaskMFNRegime {
+		return 0, false, nil
+	}
+	<-e.ready
+	if e.err != nil {
+		return 0, false, e.err
+	}
+	arch, err := node.ArchFor(task, len(params))
+	if err != nil {
+		return 0, false, err
+	}
+	m, err := learn.NewModel(arch, rand.New(rand.NewPCG(0, 0)))
+	if err != nil {
+		return 0, false, err
+	}
+	copy(m.Params(), params)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	acc, err := learn.Accuracy(m, e.test)
+	if err != nil {
+		return 0, false, err
+	}
+	return acc, true, nil
 }
 
 // stopAll stops the HTTP and QUIC servers, then the member (leadership
