@@ -338,15 +338,18 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 		}()
 	}
 	var errs []error
+	var refusal error
 	failed := map[string]bool{}
 	hint := ""
 	for i := range order {
 		r := <-results
 		switch {
 		case r.err != nil:
-			if errors.Is(r.err, ErrRefused) || errors.Is(r.err, ErrOrigin) {
-				drain(len(order) - i - 1)
-				return nil, "", "", r.err
+			// A refusal from one member is kept, not returned at once: a
+			// follower that has not yet applied the node's enrolment
+			// refuses a key the leader already accepts.
+			if (errors.Is(r.err, ErrRefused) || errors.Is(r.err, ErrOrigin)) && refusal == nil {
+				refusal = r.err
 			}
 			failed[r.addr] = true
 			errs = append(errs, fmt.Errorf("%s: %w", r.addr, r.err))
@@ -365,6 +368,10 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 	}
 	if ctx.Err() != nil {
 		return nil, "", "", ctx.Err()
+	}
+	if refusal != nil && hint == "" {
+		a.setLeader("")
+		return nil, "", "", refusal
 	}
 	if hint != "" && !failed[hint] && !slices.Contains(order, hint) {
 		// A follower names a leader we do not know by that address (it
@@ -467,6 +474,9 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 		a.emit(Event{Kind: EventSkipped, Job: job, Round: round, Addr: addr, Result: reason, Err: err})
 		return nil
 	}
+	if err := a.reconcile(ctx, c, addr, job, round, log); err != nil {
+		return err
+	}
 	if _, ok := a.state.Acked(job, round); ok {
 		return skip("already submitted", nil)
 	}
@@ -498,6 +508,42 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 		log.Info("resubmitting the pending update of an earlier run")
 	}
 	return a.submit(ctx, c, addr, p, accuracy, log)
+}
+
+// reconcile settles the pending updates of job's rounds before round: an
+// update submitted to a leader that died before answering may have been
+// stored, and its round closed since. Sending the same sealed bytes again
+// gets the original acknowledgement (the cluster recognises a stored
+// update before it looks at the round's state), which is then recorded; a
+// "round closed" answer means it was never stored, and it is dropped.
+func (a *Agent) reconcile(ctx context.Context, c *protocol.Client, addr, job string, round uint64, log *slog.Logger) error {
+	rounds, err := a.state.pendingRounds(job)
+	if err != nil {
+		return &fatalError{err}
+	}
+	for _, r := range rounds {
+		if r >= round {
+			break
+		}
+		p, err := a.state.loadPending(job, r)
+		if err != nil {
+			return &fatalError{err}
+		}
+		if p == nil {
+			continue
+		}
+		if _, ok := a.state.Acked(job, r); ok {
+			if err := a.state.dropPending(job, r); err != nil {
+				return &fatalError{err}
+			}
+			continue
+		}
+		log.Info("settling the pending update of an earlier round", "pending_round", r)
+		if err := a.submit(ctx, c, addr, p, -1, log.With("pending_round", r)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // isConnErr reports errors that call for a new connection rather than

@@ -311,3 +311,70 @@ func TestLeaderCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingOfClosedRoundIsSettled: the node dies after the cluster stored
+// its update; the round closes without it (another node completes it).
+// Restarted, the node only hears of the next round, but first settles its
+// pending update: the cluster answers with the original acknowledgement,
+// which the node records.
+func TestPendingOfClosedRoundIsSettled(t *testing.T) {
+	mc := newMemCluster(t, 1)
+	ida, idb := newNodeIdentity(t, 8), newNodeIdentity(t, 9)
+	mc.enroll(ida)
+	mc.enroll(idb)
+	job := regimeJob("j", 2, 2, 2)
+	mc.createJob(job)
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var first *protocol.Ack
+	crashed := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mc.handlers[0].hook = func(peer protocol.Peer, ack *protocol.Ack, err error) (*protocol.Ack, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil && err == nil && peer.Key.Equal(ida.PublicKey()) {
+			first = ack
+			cancel()
+			close(crashed)
+			return nil, &protocol.ProtocolError{Code: protocol.CodeUnavailable, RetryAfter: time.Minute}
+		}
+		return ack, err
+	}
+	a, err := New(mc.nodeConfig(t, ida, dir, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-crashed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no submission")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The other node completes round 1 alone; round 2 opens.
+	b, _ := runAgent(t, mc.nodeConfig(t, idb, t.TempDir(), 9))
+	waitRecords(t, b, "j", 1)
+	eventually(t, 30*time.Second, "round 2", func() bool {
+		j, err := mc.members[0].GetJob("j")
+		return err == nil && j.Rounds == 2
+	})
+	a2, _ := runAgent(t, mc.nodeConfig(t, ida, dir, 8))
+	recs := waitRecords(t, a2, "j", 2)
+	mu.Lock()
+	want := *first
+	mu.Unlock()
+	if recs[0].Round != 1 || recs[0].LogIndex != want.LogIndex || recs[0].LeafIndex != want.LeafIndex {
+		t.Fatalf("round 1 recorded as %+v, the cluster acknowledged %+v", recs[0], want)
+	}
+	if p, _ := a2.State().loadPending("j", 1); p != nil {
+		t.Fatal("the settled pending update is still there")
+	}
+	r, err := mc.members[0].GetRound("j", 1)
+	if err != nil || len(r.Updates) != 2 {
+		t.Fatalf("round 1: %d updates, %v", len(r.Updates), err)
+	}
+}

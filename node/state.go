@@ -204,6 +204,32 @@ func (s *State) loadPending(job string, round uint64) (*pending, error) {
 	return &p, nil
 }
 
+// pendingRounds lists the rounds of job that have a pending update, in
+// increasing order.
+func (s *State) pendingRounds(job string) ([]uint64, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, "pending"))
+	if err != nil {
+		return nil, fmt.Errorf("node: state dir: %w", err)
+	}
+	prefix := jobDir(job) + "-"
+	var rounds []uint64
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || e.IsDir() {
+			continue
+		}
+		n, ok := strings.CutSuffix(name, ".json")
+		if !ok {
+			continue
+		}
+		if r, err := strconv.ParseUint(n, 10, 64); err == nil {
+			rounds = append(rounds, r)
+		}
+	}
+	slices.Sort(rounds)
+	return rounds, nil
+}
+
 func (s *State) dropPending(job string, round uint64) error {
 	err := os.Remove(s.pendingPath(job, round))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -364,7 +364,10 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	}
 	sum.TrainingSecs = time.Since(trainStart).Seconds()
 
-	// Stop the nodes, then count what they recorded.
+	// Give the nodes a moment to record the last acknowledgements (an ack
+	// travels and is written to disk after the update is applied, which can
+	// be after the round closed), then stop them and count.
+	settle(ctx, cl, agents)
 	stopNodes()
 	nwg.Wait()
 	for i, e := range nodeErrs {
@@ -522,6 +525,38 @@ func reference(o Options, arch learn.Arch, initial []float64, trains []*learn.Da
 	}
 	acc, _, err := eval.Evaluate(node.TaskMFNRegime, global)
 	return acc, err
+}
+
+// settle waits, at most 5 s, until the nodes have recorded as many
+// acknowledgements of the job as the cluster holds updates.
+func settle(ctx context.Context, cl *cluster, agents []*node.Agent) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		m := cl.any()
+		if m == nil {
+			return
+		}
+		rounds, err := m.coord.ListRounds(JobID)
+		if err != nil {
+			return
+		}
+		stored := 0
+		for _, r := range rounds {
+			stored += len(r.Updates)
+		}
+		recorded := 0
+		for _, a := range agents {
+			for _, r := range a.State().Records() {
+				if r.Job == JobID {
+					recorded++
+				}
+			}
+		}
+		if recorded >= stored {
+			return
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // countUpdates compares what the nodes recorded with the audit log.
