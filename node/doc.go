@@ -63,7 +63,12 @@
 // A node killed between submission and record finds the pending file on
 // restart and submits the very same bytes again; the cluster recognises
 // them and answers with the original acknowledgement, so no round is ever
-// submitted twice with different contents, and none is counted twice.
+// submitted twice with different contents, and none is counted twice. The
+// same happens when the leader died before answering and the round closed
+// meanwhile: before taking part in a later round of the job, the node
+// settles every older pending update this way (the cluster recognises a
+// stored update before it looks at the round's state); a "round closed"
+// answer then means the update was never stored, and it is dropped.
 //
 // # Leaders and failures
 //
