@@ -416,3 +416,33 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestMNISTPartition: a node's MNIST data is its part of an IID split,
+// capped at Samples; parts of different nodes are disjoint.
+func TestMNISTPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads MNIST")
+	}
+	dir, err := learn.MNISTDir(context.Background())
+	if err != nil {
+		t.Skipf("MNIST not available: %v", err)
+	}
+	cfg := DataConfig{Task: TaskMNIST, Samples: 50, Partitions: 4, Seed: 1, MNISTDir: dir}
+	a, err := loadMNIST(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Partition = 1
+	b, err := loadMNIST(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Len() != 50 || a.Dim != 784 || a.Classes != 10 {
+		t.Fatalf("partition: %d samples of dim %d, %d classes", a.Len(), a.Dim, a.Classes)
+	}
+	for i := range a.Len() {
+		if slices.Equal(a.X[i*784:(i+1)*784], b.X[i*784:(i+1)*784]) {
+			t.Fatalf("partitions 0 and 1 share sample %d", i)
+		}
+	}
+}

@@ -247,6 +247,10 @@ func (f *nodeFlags) config() (node.Config, slog.Level, error) {
 		return cfg, lvl, usagef("--workers %d must be ≥ 0", f.workers)
 	case f.task == node.TaskMFNRegime && (f.samples < 2 || f.samples > 1000000):
 		return cfg, lvl, usagef("--samples %d must be in [2, 1000000] for --task mfn-regime", f.samples)
+	case f.task == node.TaskMNIST && (f.partitions < 1 || f.partition < 0 || f.partition >= f.partitions):
+		return cfg, lvl, usagef("--partition %d must be in [0, --partitions=%d)", f.partition, f.partitions)
+	case f.task == node.TaskMNIST && f.samples < 0:
+		return cfg, lvl, usagef("--samples %d must be ≥ 0 for --task mnist (0 = the whole partition)", f.samples)
 	case f.epochs < 1 || f.epochs > 10000:
 		return cfg, lvl, usagef("--epochs %d must be in [1, 10000]", f.epochs)
 	case f.batch < 1:
