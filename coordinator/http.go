@@ -194,9 +194,10 @@ type JoinConfig struct {
 	// X-API-Key with the unsigned request. Empty means the signed form
 	// that HandleJoin checks.
 	APIKey string
-	// Client sends the requests (set its TLS configuration for an https
-	// member, see HTTPTLSClientConfig); nil means a client with a 30 s
-	// timeout per request. Redirects to the leader are followed.
+	// Client sends the requests (for an https member, with a transport
+	// that trusts its certificate, e.g. HTTPTransport); nil means a client
+	// with a 30 s timeout per request. Redirects to the leader are
+	// followed.
 	Client *http.Client
 	// Timeout bounds the whole join, retries included; zero means
 	// 2 minutes. ctx may end it earlier.
