@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -282,4 +284,75 @@ func TestJoinRetries(t *testing.T) {
 			t.Fatalf("got %v, want one failed attempt", err)
 		}
 	})
+}
+
+// TestJoinOverHTTPS: the signed join works over HTTPS, and a follower's
+// redirect to the leader keeps the https scheme.
+func TestJoinOverHTTPS(t *testing.T) {
+	t.Parallel()
+	var servers []*httptest.Server
+	var handlers []*lateHandler
+	certKeys := NewPeerKeys()
+	for i := range 4 {
+		h := &lateHandler{}
+		s := httptest.NewUnstartedServer(h)
+		key := testKey(t, uint64(100+i))
+		cert, err := SelfSignedHTTPCert(key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certKeys.Add(key.Public().(ed25519.PublicKey))
+		s.TLS = HTTPServerTLS(cert)
+		s.StartTLS()
+		t.Cleanup(s.Close)
+		servers, handlers = append(servers, s), append(handlers, h)
+	}
+	tc := newTestCluster(t, 4, clusterOpts{voters: 3, httpAddr: func(i int) string {
+		return strings.TrimPrefix(servers[i].URL, "https://")
+	}})
+	trusted := NewPeerKeys(tc.coordinatorKeys()...)
+	for i, m := range tc.members {
+		handlers[i].mu.Lock()
+		handlers[i].h = NewBasicHTTPHandler(m, m.cfg.Registry.(prometheus.Gatherer), trusted)
+		handlers[i].mu.Unlock()
+	}
+	li := tc.leader()
+	eventually(t, 5*time.Second, "leader registered", func() bool {
+		_, ok := tc.members[li].fsm.member(tc.members[li].cfg.ID)
+		return ok
+	})
+	fi := (li + 1) % 3
+	joiner := tc.members[3]
+	req := JoinRequest{ID: "c3", RaftAddr: joiner.cfg.RaftAddr, QUICAddr: joiner.cfg.QUICAddr, HTTPAddr: joiner.cfg.HTTPAddr}
+	req.Sign(tc.keys.coords[3].SigningKey)
+
+	var schemes []string
+	var mu sync.Mutex
+	client := &http.Client{Transport: HTTPTransport(certKeys, nil), Timeout: 10 * time.Second,
+		CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+			mu.Lock()
+			schemes = append(schemes, r.URL.Scheme)
+			mu.Unlock()
+			return nil
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Join(ctx, servers[fi].URL, req, JoinConfig{Client: client}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(schemes) == 0 || slices.ContainsFunc(schemes, func(s string) bool { return s != "https" }) {
+		t.Errorf("redirects went to schemes %v, want https", schemes)
+	}
+	mu.Unlock()
+	eventually(t, 10*time.Second, "the joiner registered", func() bool {
+		_, ok := tc.members[li].fsm.member("c3")
+		return ok
+	})
+	// A client that does not trust the certificates gets nowhere, at once.
+	err := Join(ctx, servers[fi].URL, req, JoinConfig{Client: &http.Client{Transport: HTTPTransport(NewPeerKeys(), nil)}})
+	var je *JoinError
+	if !errors.As(err, &je) || je.Attempts != 1 || !errors.Is(err, ErrUntrustedServer) {
+		t.Fatalf("untrusted: %v", err)
+	}
 }
