@@ -58,14 +58,25 @@ type Announcement struct {
 	BaseVersion uint64    `json:"base_version"`
 	BaseHash    Hash      `json:"base_hash"`
 	Deadline    time.Time `json:"deadline"`
-	MinUpdates  int       `json:"min_updates"`
-	MaxUpdates  int       `json:"max_updates"`
+	// HardDeadline is when the round fails unless it holds MinUpdates;
+	// the round stays open, and its announcement current, until then (or
+	// until it closes earlier, see Retracter).
+	HardDeadline time.Time `json:"hard_deadline"`
+	MinUpdates   int       `json:"min_updates"`
+	MaxUpdates   int       `json:"max_updates"`
 }
 
 // Announcer pushes round announcements to the connected nodes (the QUIC
 // server's broadcast). It must not block for long.
 type Announcer interface {
 	Announce(a Announcement)
+}
+
+// Retracter is implemented by Announcers that remember announcements for
+// nodes that connect later: the leader calls Retract when a round closes
+// or fails, so that the round is no longer offered.
+type Retracter interface {
+	Retract(job string, round uint64)
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -146,19 +146,30 @@ func limit(s string) string {
 }
 
 // ProtocolAnnouncer pushes announcements through a protocol server's
-// broadcast.
+// broadcast. The server keeps each announcement current for nodes that
+// subscribe later until the round's hard deadline (the round can stay open
+// that long) or until Retract, which the leader calls when the round closes
+// or fails.
 type ProtocolAnnouncer struct {
 	Server interface {
-		Broadcast(*protocol.RoundAnnouncement) error
+		BroadcastUntil(ann *protocol.RoundAnnouncement, expires time.Time) error
+		Retract(jobID string, round uint64) bool
 	}
 }
 
 // Announce implements Announcer.
 func (a ProtocolAnnouncer) Announce(an Announcement) {
-	_ = a.Server.Broadcast(&protocol.RoundAnnouncement{
+	expires := an.HardDeadline
+	if expires.Before(an.Deadline) {
+		expires = an.Deadline
+	}
+	_ = a.Server.BroadcastUntil(&protocol.RoundAnnouncement{
 		JobID: an.Job, Round: an.Round, BaseVersion: an.BaseVersion, BaseHash: an.BaseHash,
 		Deadline: an.Deadline, ModelSize: uint64(crypto.UpdateHeaderLen + 8*an.Dim),
 		MinUpdates: uint32(an.MinUpdates), MaxUpdates: uint32(an.MaxUpdates),
 		Metadata: map[string]string{"task": an.Task, "dim": fmt.Sprint(an.Dim)},
-	})
+	}, expires)
 }
+
+// Retract implements Retracter.
+func (a ProtocolAnnouncer) Retract(job string, round uint64) { a.Server.Retract(job, round) }

@@ -172,3 +172,71 @@ func TestProtocolErrorMapping(t *testing.T) {
 		t.Errorf("leader address lost: %+v", pe)
 	}
 }
+
+// TestLateSubscriberAfterFailover: a round stays open between its soft and
+// hard deadlines while it lacks MinUpdates, so a node that subscribes in
+// that window, here to the leader elected after the first one crashed,
+// must still be told of it; once the round closes it is no longer offered.
+func TestLateSubscriberAfterFailover(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{})
+	// The protocol server expires announcements by the wall clock: run the
+	// leaders' clock from now so that both agree on when deadlines pass.
+	tc.clock.mu.Lock()
+	tc.clock.now = time.Now()
+	tc.clock.mu.Unlock()
+	net := quicCluster(t, tc)
+	nodes := newTestNodes(t, 1, 22)
+	tc.enroll(nodes)
+	li := tc.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	spec := testSpec("late", 3, 1, 2)
+	spec.RoundDeadline = Duration(50 * time.Millisecond)
+	spec.HardDeadline = Duration(time.Hour)
+	if _, err := tc.members[li].CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	r := tc.waitRound(li, "late", 1, RoundOpen)
+	eventually(t, 5*time.Second, "the soft deadline to pass", func() bool { return time.Now().After(r.Deadline) })
+	tc.kill(li)
+	ni := tc.leader()
+	nl := tc.members[ni]
+
+	cl, err := dialNode(t, net, tc, nodes[0], nl.cfg.QUICAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func() *protocol.RoundAnnouncement {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		anns, err := cl.Subscribe(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-anns:
+			return a
+		case <-time.After(500 * time.Millisecond):
+			return nil
+		}
+	}
+	ann := first()
+	if ann == nil || ann.JobID != "late" || ann.Round != 1 {
+		t.Fatalf("subscriber after the soft deadline got %+v, want job late round 1", ann)
+	}
+	if !ann.Deadline.Equal(r.Deadline) {
+		t.Fatalf("announced deadline %v, want the soft deadline %v", ann.Deadline, r.Deadline)
+	}
+	sealed := nodes[0].seal(t, tc.keys, "late", 1, ann.BaseHash, []float64{1, 2, 3}, 1)
+	if _, err := cl.Submit(ctx, sealed); err != nil {
+		t.Fatal(err)
+	}
+	tc.clock.Advance(time.Second) // the leaders' clock past the soft deadline too
+	tc.waitRound(ni, "late", 1, RoundClosed)
+	// Round 2 is open now; round 1 is not offered any more.
+	eventually(t, 5*time.Second, "round 2 to be the one offered", func() bool {
+		a := first()
+		return a != nil && a.Round == 2
+	})
+}

@@ -119,6 +119,7 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now}); err != nil {
 				return false, err
 			}
+			c.retract(spec.ID, r.Number)
 			return true, c.closeRound(ctx, j, r.Number)
 		}
 		if !now.Before(r.HardDeadline) {
@@ -141,18 +142,18 @@ func (c *Coordinator) openRound(ctx context.Context, j Job, now time.Time) error
 		return err
 	}
 	c.logger.Info("round opened", slog.String("job", cmd.Job), slog.Uint64("round", cmd.Round), slog.Time("deadline", cmd.Deadline))
-	c.announce(j, cmd.Round, cmd.BaseVersion, cmd.BaseHash, cmd.Deadline)
+	c.announce(j, cmd.Round, cmd.BaseVersion, cmd.BaseHash, cmd.Deadline, cmd.HardDeadline)
 	return nil
 }
 
-func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, deadline time.Time) {
+func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, deadline, hard time.Time) {
 	a := c.announcer()
 	if a == nil {
 		return
 	}
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim,
-		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline,
+		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
 		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
 	})
 }
@@ -166,6 +167,13 @@ func (c *Coordinator) announceOpen() {
 	}
 	for _, a := range c.OpenRounds() {
 		an.Announce(a)
+	}
+}
+
+// retract withdraws the announcement of a round that ended.
+func (c *Coordinator) retract(job string, round uint64) {
+	if r, ok := c.announcer().(Retracter); ok {
+		r.Retract(job, round)
 	}
 }
 
@@ -183,7 +191,7 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		}
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim,
-			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline,
+			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
 			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
 		})
 	}
@@ -194,6 +202,7 @@ func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason
 	if _, err := c.propose(ctx, cmdFailRound, &failRoundCmd{Job: j.Spec.ID, Round: round, Reason: reason, At: c.now()}); err != nil {
 		return err
 	}
+	c.retract(j.Spec.ID, round)
 	c.metrics.rounds.WithLabelValues("failed").Inc()
 	c.logger.Warn("round failed", slog.String("job", j.Spec.ID), slog.Uint64("round", round), slog.String("reason", reason))
 	return nil

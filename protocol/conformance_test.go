@@ -820,3 +820,54 @@ func TestSlowSubscriberDropped(t *testing.T) {
 		t.Fatalf("%d remembered announcements", len(srv.latest))
 	}
 }
+
+// An announcement broadcast with a later expiry than its Deadline reaches
+// peers that subscribe after the Deadline, until it expires or is
+// retracted; Broadcast alone forgets it at the Deadline.
+func TestAnnouncementOutlivesDeadline(t *testing.T) {
+	fx := newFixture(t, memTransport{NewMemNetwork()}, newTestHandler(nil), testConfig(t))
+	c := fx.dial(t)
+	fx.hello(t, c)
+	past := time.Now().Add(-time.Second)
+	// Job "soft": Deadline passed, expiry in the future.
+	if err := fx.srv.BroadcastUntil(&RoundAnnouncement{JobID: "soft", Round: 3, Deadline: past}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// Job "gone": plain Broadcast with a past Deadline is not remembered.
+	if err := fx.srv.Broadcast(&RoundAnnouncement{JobID: "gone", Round: 1, Deadline: past}); err != nil {
+		t.Fatal(err)
+	}
+	first := func() *RoundAnnouncement {
+		ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+		defer cancel()
+		sub, err := c.Subscribe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got *RoundAnnouncement
+		select {
+		case m, ok := <-sub:
+			if ok {
+				got = m
+			}
+		case <-time.After(300 * time.Millisecond):
+		}
+		cancel()
+		for range sub {
+		}
+		return got
+	}
+	got := first()
+	if got == nil || got.JobID != "soft" || got.Round != 3 {
+		t.Fatalf("late subscriber got %+v, want job soft round 3", got)
+	}
+	if fx.srv.Retract("soft", 2) {
+		t.Fatal("Retract of another round removed the announcement")
+	}
+	if !fx.srv.Retract("soft", 3) {
+		t.Fatal("Retract found nothing")
+	}
+	if got := first(); got != nil {
+		t.Fatalf("subscriber after Retract got %+v", got)
+	}
+}

@@ -71,8 +71,9 @@ type Server struct {
 }
 
 type announcement struct {
-	payload  []byte
-	deadline time.Time
+	payload []byte
+	round   uint64
+	expires time.Time // zero: until replaced or retracted
 }
 
 type subscriber struct {
@@ -190,12 +191,23 @@ func (s *Server) Close() error {
 }
 
 // Broadcast pushes ann to every subscribed peer and remembers it as the
-// current announcement of its job: peers that subscribe later receive it
-// first, until its Deadline passes or a newer announcement of the same job
-// replaces it. Delivery is best effort: a subscriber that is too far behind
-// is disconnected (its client sees the channel close and resubscribes). It
-// fails only if ann cannot be encoded.
+// current announcement of its job until ann.Deadline: it is
+// BroadcastUntil(ann, ann.Deadline). A round that stays open past its
+// announced Deadline (a soft deadline) should use BroadcastUntil with the
+// time the round really ends, or peers that subscribe after the Deadline
+// never hear of it.
 func (s *Server) Broadcast(ann *RoundAnnouncement) error {
+	return s.BroadcastUntil(ann, ann.Deadline)
+}
+
+// BroadcastUntil pushes ann to every subscribed peer and remembers it as the
+// current announcement of its job: peers that subscribe later receive it
+// first, until expires passes (the zero Time: never), Retract removes it,
+// or a newer announcement of the same job replaces it. Delivery is best
+// effort: a subscriber that is too far behind is disconnected (its client
+// sees the channel close and resubscribes). It fails only if ann cannot be
+// encoded.
+func (s *Server) BroadcastUntil(ann *RoundAnnouncement, expires time.Time) error {
 	payload, err := ann.AppendBinary(nil)
 	if err != nil {
 		return err
@@ -204,11 +216,11 @@ func (s *Server) Broadcast(ann *RoundAnnouncement) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for job, a := range s.latest {
-		if !a.deadline.IsZero() && a.deadline.Before(now) {
+		if !a.expires.IsZero() && a.expires.Before(now) {
 			delete(s.latest, job)
 		}
 	}
-	s.latest[ann.JobID] = announcement{payload: payload, deadline: ann.Deadline}
+	s.latest[ann.JobID] = announcement{payload: payload, round: ann.Round, expires: expires}
 	frames := map[uint8][]byte{}
 	for sub := range s.subs {
 		fr, ok := frames[sub.version]
@@ -225,6 +237,21 @@ func (s *Server) Broadcast(ann *RoundAnnouncement) error {
 		}
 	}
 	return nil
+}
+
+// Retract forgets the remembered announcement of round of job, so that
+// peers subscribing from now on no longer receive it; call it when the
+// round closes or fails. Subscribers that already received it are not
+// told (the round's end answers their submissions). It reports whether an
+// announcement was forgotten; a newer round of the job is left alone.
+func (s *Server) Retract(jobID string, round uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.latest[jobID]; ok && a.round == round {
+		delete(s.latest, jobID)
+		return true
+	}
+	return false
 }
 
 // Disconnect closes every connection authenticated with pub, for example
@@ -463,7 +490,7 @@ func (sc *serverConn) subscription(ctx context.Context, f *framer, version uint8
 	s.subs[sub] = struct{}{}
 	var pending [][]byte
 	for _, a := range s.latest {
-		if a.deadline.IsZero() || a.deadline.After(now) {
+		if a.expires.IsZero() || a.expires.After(now) {
 			pending = append(pending, frameBytes(version, wire.TypeRoundAnnouncement, a.payload))
 		}
 	}
