@@ -188,6 +188,7 @@ type Coordinator struct {
 
 	quicConns  atomic.Pointer[func() int]
 	announcerV atomic.Pointer[Announcer]
+	disconnect atomic.Pointer[func(ed25519.PublicKey) int]
 	closeMu    sync.Mutex
 }
 
@@ -262,6 +263,8 @@ func (c *Coordinator) applied(evs []Event) {
 			}
 		case EventRoundClosed, EventRoundFailed:
 			c.cache.dropRound(e.Job, e.Round)
+		case EventNodeRevoked:
+			c.disconnectNode(e.Node)
 		}
 	}
 	c.events.publish(evs)

@@ -1,6 +1,9 @@
 package coordinator
 
 import (
+	"crypto/ed25519"
+	"log/slog"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -88,6 +91,29 @@ func (c *Coordinator) voterCount() int {
 // SetQUICConnections gives the coordinator a function counting the nodes
 // connected to its QUIC server, reported as mfn_coordinator_quic_connections.
 func (c *Coordinator) SetQUICConnections(count func() int) { c.quicConns.Store(&count) }
+
+// SetDisconnect gives the coordinator a function closing every node
+// connection authenticated with a key (protocol.Server.Disconnect). Every
+// member calls it when it applies a node's revocation, so that a revoked
+// node's live connections end at once, wherever they are held (new
+// handshakes are refused by VerifyNodeKey).
+func (c *Coordinator) SetDisconnect(disconnect func(pub ed25519.PublicKey) int) {
+	c.disconnect.Store(&disconnect)
+}
+
+func (c *Coordinator) disconnectNode(id string) {
+	d := c.disconnect.Load()
+	if d == nil {
+		return
+	}
+	pub, err := c.fsm.nodeKeyAny(id)
+	if err != nil {
+		return
+	}
+	if n := (*d)(pub); n > 0 {
+		c.logger.Info("revoked node disconnected", slog.String("node", id), slog.Int("connections", n))
+	}
+}
 
 // SetAnnouncer sets (or replaces) the Announcer after New, for servers
 // that need the coordinator before they exist.

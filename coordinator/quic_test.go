@@ -32,6 +32,7 @@ func quicCluster(t *testing.T, tc *testCluster) *protocol.MemNetwork {
 			t.Fatal(err)
 		}
 		m.SetAnnouncer(ProtocolAnnouncer{Server: srv})
+		m.SetDisconnect(srv.Disconnect)
 		m.SetQUICConnections(srv.Subscribers)
 		go srv.Serve(context.Background(), ln)
 		t.Cleanup(func() { srv.Close() })
@@ -239,4 +240,53 @@ func TestLateSubscriberAfterFailover(t *testing.T) {
 		a := first()
 		return a != nil && a.Round == 2
 	})
+}
+
+// TestRevokeDisconnects: revoking a node ends its live connections on every
+// member at once (leader and follower alike), and it cannot reconnect; a
+// node that is not revoked keeps its connection.
+func TestRevokeDisconnects(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{})
+	net := quicCluster(t, tc)
+	nodes := newTestNodes(t, 2, 23)
+	tc.enroll(nodes)
+	tc.waitApplied()
+	li := tc.leader()
+	l, f := tc.members[li], tc.members[(li+1)%3]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var conns []*protocol.Client
+	for _, addr := range []string{l.cfg.QUICAddr, f.cfg.QUICAddr} {
+		cl, err := dialNode(t, net, tc, nodes[0], addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, cl)
+	}
+	other, err := dialNode(t, net, tc, nodes[1], l.cfg.QUICAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RevokeNode(ctx, nodes[0].id); err != nil {
+		t.Fatal(err)
+	}
+	for i, cl := range conns {
+		select {
+		case <-cl.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connection %d of the revoked node still open", i)
+		}
+	}
+	select {
+	case <-other.Done():
+		t.Fatal("the connection of a node that was not revoked ended")
+	default:
+	}
+	if _, err := other.Hello(ctx, &protocol.Hello{NodeID: nodes[1].id}); err != nil {
+		t.Fatalf("other node after the revocation: %v", err)
+	}
+	if _, err := dialNode(t, net, tc, nodes[0], l.cfg.QUICAddr); err == nil {
+		t.Fatal("revoked node reconnected")
+	}
 }

@@ -179,6 +179,7 @@ func newMemCluster(t testing.TB, n int) *memCluster {
 		}
 		go srv.Serve(context.Background(), ln)
 		c.SetAnnouncer(coordinator.ProtocolAnnouncer{Server: srv})
+		c.SetDisconnect(srv.Disconnect)
 		mc.members = append(mc.members, c)
 		mc.servers = append(mc.servers, srv)
 		mc.handlers = append(mc.handlers, h)

@@ -563,6 +563,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		return fail(err)
 	}
 	coord.SetAnnouncer(coordinator.ProtocolAnnouncer{Server: qsrv})
+	coord.SetDisconnect(qsrv.Disconnect)
 	coord.SetQUICConnections(qsrv.Subscribers)
 	errc := make(chan error, 2)
 	go func() {
