@@ -51,10 +51,13 @@ type Evaluator interface {
 
 // Announcement tells nodes that a round is open.
 type Announcement struct {
-	Job         string    `json:"job"`
-	Round       uint64    `json:"round"`
-	Task        string    `json:"task"`
-	Dim         int       `json:"dim"`
+	Job   string `json:"job"`
+	Round uint64 `json:"round"`
+	Task  string `json:"task"`
+	Dim   int    `json:"dim"`
+	// Shape is the job's model shape (JobSpec.Shape, layer sizes from
+	// input to output), nil when the job names none.
+	Shape       []int     `json:"shape,omitempty"`
 	BaseVersion uint64    `json:"base_version"`
 	BaseHash    Hash      `json:"base_hash"`
 	Deadline    time.Time `json:"deadline"`

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,8 +169,28 @@ func (a ProtocolAnnouncer) Announce(an Announcement) {
 		JobID: an.Job, Round: an.Round, BaseVersion: an.BaseVersion, BaseHash: an.BaseHash,
 		Deadline: an.Deadline, ModelSize: uint64(crypto.UpdateHeaderLen + 8*an.Dim),
 		MinUpdates: uint32(an.MinUpdates), MaxUpdates: uint32(an.MaxUpdates),
-		Metadata: map[string]string{"task": an.Task, "dim": fmt.Sprint(an.Dim)},
+		Metadata: AnnouncementMetadata(an),
 	}, expires)
+}
+
+// AnnouncementMetadata is the metadata of an's protocol announcement:
+// "task", "dim" (the parameter count, decimal) and, when the job names a
+// model shape, "shape": its layer sizes from input to output, decimal and
+// comma-separated ("18,32,4" is an MLP with 18 inputs, 32 hidden units
+// and 4 classes). A shape too long for one metadata value is left out;
+// nodes then infer the model from the task and dim.
+func AnnouncementMetadata(an Announcement) map[string]string {
+	md := map[string]string{"task": an.Task, "dim": strconv.Itoa(an.Dim)}
+	if len(an.Shape) > 0 {
+		parts := make([]string, len(an.Shape))
+		for i, d := range an.Shape {
+			parts[i] = strconv.Itoa(d)
+		}
+		if s := strings.Join(parts, ","); len(s) <= protocol.MaxMetaValLen {
+			md["shape"] = s
+		}
+	}
+	return md
 }
 
 // Retract implements Retracter.

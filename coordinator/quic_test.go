@@ -193,6 +193,7 @@ func TestLateSubscriberAfterFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	spec := testSpec("late", 3, 1, 2)
+	spec.Shape = []int{3}
 	spec.RoundDeadline = Duration(50 * time.Millisecond)
 	spec.HardDeadline = Duration(time.Hour)
 	if _, err := tc.members[li].CreateJob(ctx, spec); err != nil {
@@ -225,6 +226,9 @@ func TestLateSubscriberAfterFailover(t *testing.T) {
 	ann := first()
 	if ann == nil || ann.JobID != "late" || ann.Round != 1 {
 		t.Fatalf("subscriber after the soft deadline got %+v, want job late round 1", ann)
+	}
+	if ann.Metadata["shape"] != "3" || ann.Metadata["dim"] != "3" || ann.Metadata["task"] != "test" {
+		t.Fatalf("announcement metadata %v, want the job's task, dim and shape", ann.Metadata)
 	}
 	if !ann.Deadline.Equal(r.Deadline) {
 		t.Fatalf("announced deadline %v, want the soft deadline %v", ann.Deadline, r.Deadline)
@@ -288,5 +292,28 @@ func TestRevokeDisconnects(t *testing.T) {
 	}
 	if _, err := dialNode(t, net, tc, nodes[0], l.cfg.QUICAddr); err == nil {
 		t.Fatal("revoked node reconnected")
+	}
+}
+
+func TestAnnouncementMetadata(t *testing.T) {
+	an := Announcement{Task: "mfn-regime", Dim: 740, Shape: []int{18, 32, 4}}
+	if got := fmt.Sprint(AnnouncementMetadata(an)); got != "map[dim:740 shape:18,32,4 task:mfn-regime]" {
+		t.Fatalf("metadata %s", got)
+	}
+	an.Shape = nil
+	if _, ok := AnnouncementMetadata(an)["shape"]; ok {
+		t.Fatal("shape announced for a job without one")
+	}
+	// A shape that does not fit one metadata value is left out.
+	an.Shape = make([]int, protocol.MaxMetaValLen)
+	for i := range an.Shape {
+		an.Shape[i] = 1
+	}
+	if _, ok := AnnouncementMetadata(an)["shape"]; ok {
+		t.Fatal("oversize shape announced")
+	}
+	an.Shape = an.Shape[:protocol.MaxMetaValLen/2] // "1,1,…,1" is 1023 bytes
+	if s := AnnouncementMetadata(an)["shape"]; len(s) != protocol.MaxMetaValLen-1 {
+		t.Fatalf("shape of %d bytes", len(s))
 	}
 }

@@ -152,7 +152,7 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 		return
 	}
 	a.Announce(Announcement{
-		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim,
+		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
 		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
 	})
@@ -190,7 +190,7 @@ func (c *Coordinator) OpenRounds() []Announcement {
 			continue
 		}
 		out = append(out, Announcement{
-			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim,
+			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
 			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
 		})

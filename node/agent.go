@@ -574,7 +574,7 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 	if err != nil {
 		return nil, -1, fmt.Errorf("decode model %s v%d: %w", ann.JobID, ann.BaseVersion, err)
 	}
-	arch, err := ArchFor(a.cfg.Data.Task, len(base))
+	arch, err := archOf(a.cfg.Data.Task, ann.Metadata, len(base))
 	if err != nil {
 		return nil, -1, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/mfn/mfn/aggregate"
@@ -42,6 +44,73 @@ func ArchFor(task string, dim int) (learn.Arch, error) {
 	}
 	return learn.Arch{}, fmt.Errorf("%w: %d parameters fit neither softmax (%d) nor an MLP (%d·h+%d) of task %s",
 		ErrTask, dim, soft.NumParams(), per, classes, task)
+}
+
+// ArchForShape returns the model a job of task announces by its layer
+// shape (input, [hidden,] classes: "softmax" for two sizes, a
+// one-hidden-layer MLP for three) and checks it against the task's input
+// and class counts and against dim, the model's parameter count. Errors
+// wrap ErrTask.
+func ArchForShape(task string, shape []int, dim int) (learn.Arch, error) {
+	var in, classes int
+	switch task {
+	case TaskMFNRegime:
+		in, classes = sim.NumFeatures, NumRegimes
+	case TaskMNIST:
+		in, classes = 28*28, 10
+	default:
+		return learn.Arch{}, fmt.Errorf("%w: unknown task %q", ErrTask, task)
+	}
+	var arch learn.Arch
+	switch len(shape) {
+	case 2:
+		arch = learn.Arch{Kind: "softmax", Dim: shape[0], Classes: shape[1]}
+	case 3:
+		if shape[1] < 1 {
+			return learn.Arch{}, fmt.Errorf("%w: shape %v has no hidden units", ErrTask, shape)
+		}
+		arch = learn.Arch{Kind: "mlp", Dim: shape[0], Hidden: shape[1], Classes: shape[2]}
+	default:
+		return learn.Arch{}, fmt.Errorf("%w: shape %v: want input,classes or input,hidden,classes", ErrTask, shape)
+	}
+	if arch.Dim != in || arch.Classes != classes {
+		return learn.Arch{}, fmt.Errorf("%w: shape %v: task %s has %d inputs and %d classes", ErrTask, shape, task, in, classes)
+	}
+	if n := arch.NumParams(); n != dim {
+		return learn.Arch{}, fmt.Errorf("%w: shape %v has %d parameters, the model %d", ErrTask, shape, n, dim)
+	}
+	return arch, nil
+}
+
+// parseShape reads an announcement's "shape" metadata: decimal layer sizes
+// separated by commas. Errors wrap ErrTask.
+func parseShape(s string) ([]int, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > 16 {
+		return nil, fmt.Errorf("%w: shape %.40q has too many layers", ErrTask, s)
+	}
+	out := make([]int, len(parts))
+	for i, p := range parts {
+		v, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("%w: bad shape %.40q", ErrTask, s)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// archOf returns the model of an announced job: from its "shape" metadata
+// when present, otherwise inferred from the parameter count (ArchFor).
+func archOf(task string, md map[string]string, dim int) (learn.Arch, error) {
+	if s, ok := md["shape"]; ok && s != "" {
+		shape, err := parseShape(s)
+		if err != nil {
+			return learn.Arch{}, err
+		}
+		return ArchForShape(task, shape, dim)
+	}
+	return ArchFor(task, dim)
 }
 
 // Learner computes one node's updates. It holds the node's training split

@@ -131,6 +131,41 @@ func TestArchFor(t *testing.T) {
 	}
 }
 
+// The announced shape decides the model; inference from the parameter
+// count is only the fallback when no shape is announced.
+func TestArchOfShape(t *testing.T) {
+	mlp32 := learn.Arch{Kind: "mlp", Dim: 18, Hidden: 32, Classes: 4}
+	for _, tc := range []struct {
+		md   map[string]string
+		dim  int
+		want learn.Arch
+		err  bool
+	}{
+		{map[string]string{"shape": "18,32,4"}, 23*32 + 4, mlp32, false},
+		{map[string]string{"shape": " 18, 4"}, 76, learn.Arch{Kind: "softmax", Dim: 18, Classes: 4}, false},
+		{nil, 23*32 + 4, mlp32, false}, // fallback: inferred
+		{map[string]string{"shape": ""}, 76, learn.Arch{Kind: "softmax", Dim: 18, Classes: 4}, false},
+		// Inference would accept these dims; the announced shape refuses.
+		{map[string]string{"shape": "18,16,4"}, 23*32 + 4, learn.Arch{}, true},   // parameter count differs
+		{map[string]string{"shape": "784,32,10"}, 23*32 + 4, learn.Arch{}, true}, // another task's shape
+		{map[string]string{"shape": "18,8,8,4"}, 76, learn.Arch{}, true},         // two hidden layers
+		{map[string]string{"shape": "18,x,4"}, 76, learn.Arch{}, true},
+		{map[string]string{"shape": "18,0,4"}, 76, learn.Arch{}, true},
+		{map[string]string{"shape": strings.Repeat("1,", 40) + "1"}, 76, learn.Arch{}, true},
+	} {
+		got, err := archOf(TaskMFNRegime, tc.md, tc.dim)
+		if tc.err {
+			if !errors.Is(err, ErrTask) {
+				t.Errorf("archOf(%v, %d) = %+v, %v; want ErrTask", tc.md, tc.dim, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want || got.NumParams() != tc.dim {
+			t.Errorf("archOf(%v, %d) = %+v, %v; want %+v", tc.md, tc.dim, got, err, tc.want)
+		}
+	}
+}
+
 func smallSite(t testing.TB, seed uint64) *learn.Dataset {
 	t.Helper()
 	d, err := SimulateSite(context.Background(), DataConfig{Task: TaskMFNRegime, Samples: 24, GridSize: 16, Steps: 8, Seed: seed}, nil)
