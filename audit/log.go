@@ -84,6 +84,33 @@ func (l *Log) Append(leaf *Leaf) (uint64, error) {
 	return l.appendVerified(enc), nil
 }
 
+// AppendTrusted appends leaf without verifying its node signature and
+// returns its index. The contract: the caller has already verified the
+// signature over leaf.Statement with leaf.NodeKey (crypto.VerifyStatement,
+// as crypto.Open does), or holds the leaf from a source that did, such as
+// a replicated state machine whose entries only a leader that verified
+// them can write. Everything else Append checks is still checked (the
+// origin, the encoding, the statement agreeing with the leaf's fields),
+// with the same errors except ErrBadNodeSignature. Nothing is lost for
+// auditors: VerifyLogDir (every leaf of an exported log) and VerifyBundle
+// (one leaf with its proofs) verify the node signatures again offline;
+// Restore, as after Append, checks the snapshot against its recorded root
+// and signed checkpoints, not the leaf signatures. Callers that cannot
+// meet the contract use Append. On error nothing changes.
+func (l *Log) AppendTrusted(leaf *Leaf) (uint64, error) {
+	if leaf.Origin != l.origin {
+		return 0, fmt.Errorf("audit: leaf origin %q, log origin %q: %w", leaf.Origin, l.origin, ErrOriginMismatch)
+	}
+	enc, err := leaf.MarshalBinary()
+	if err != nil {
+		return 0, err
+	}
+	if err := leaf.checkStatement(); err != nil {
+		return 0, err
+	}
+	return l.appendVerified(enc), nil
+}
+
 // AppendEncoded decodes an encoded leaf (Leaf.UnmarshalBinary) and appends
 // it as Append does. A state machine whose entries carry encoded leaves
 // calls this.

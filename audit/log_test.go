@@ -278,3 +278,62 @@ func TestBundleEveryLeaf(t *testing.T) {
 		}
 	}
 }
+
+// AppendTrusted skips only the node signature: everything else Append
+// checks still holds, and the resulting log equals the one Append builds.
+func TestLogAppendTrusted(t *testing.T) {
+	t.Parallel()
+	_, v := testLogKey(t)
+	trusted, err := NewLog(testOrigin, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, _ := NewLog(testOrigin, v)
+	rng := rand.New(rand.NewPCG(4, 4))
+	good, err := SampleLeaf(testOrigin, 0, 4, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _ := SampleLeaf("mfn.example/other", 1, 4, rng)
+	if _, err := trusted.AppendTrusted(foreign); !errors.Is(err, ErrOriginMismatch) {
+		t.Fatalf("foreign origin: err %v", err)
+	}
+	mismatch := *good
+	mismatch.JobID = good.JobID + "x"
+	if _, err := trusted.AppendTrusted(&mismatch); !errors.Is(err, ErrStatementMismatch) {
+		t.Fatalf("statement mismatch: err %v", err)
+	}
+	garbled := *good
+	garbled.Statement = []byte{1, 2, 3}
+	if _, err := trusted.AppendTrusted(&garbled); !errors.Is(err, ErrStatementMismatch) {
+		t.Fatalf("unparsable statement: err %v", err)
+	}
+	if trusted.Size() != 0 {
+		t.Fatal("rejected appends changed the log")
+	}
+	for i := range 3 {
+		leaf, _ := SampleLeaf(testOrigin, i, 4, rng)
+		a, err := trusted.AppendTrusted(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := checked.Append(leaf)
+		if err != nil || a != b || a != uint64(i) {
+			t.Fatalf("leaf %d: trusted index %d, checked %d, err %v", i, a, b, err)
+		}
+	}
+	if trusted.Root() != checked.Root() {
+		t.Fatal("AppendTrusted and Append built different trees")
+	}
+	// The contract is the caller's: a forged signature is not detected
+	// here (Append still refuses it).
+	forged := *good
+	forged.Signature = bytes.Clone(good.Signature)
+	forged.Signature[0] ^= 1
+	if _, err := checked.Append(&forged); !errors.Is(err, ErrBadNodeSignature) {
+		t.Fatalf("Append of a forged signature: err %v", err)
+	}
+	if _, err := trusted.AppendTrusted(&forged); err != nil {
+		t.Fatalf("AppendTrusted of a forged signature: err %v", err)
+	}
+}

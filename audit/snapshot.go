@@ -64,7 +64,7 @@ func (l *Log) Snapshot() ([]byte, error) {
 // and every checkpoint is re-checked as AddCheckpoint does (signature under
 // this log's verifier, origin, root, no rollback). Leaf signatures are not
 // re-verified: the recorded root already binds the restored leaves to the
-// ones that were verified on Append. On error the log is unchanged; errors
+// ones that were verified on Append (or by the caller of AppendTrusted). On error the log is unchanged; errors
 // wrap ErrMalformed, ErrVersion, ErrTooLarge, ErrOriginMismatch,
 // ErrRootMismatch or the checkpoint errors of AddCheckpoint.
 func (l *Log) Restore(snapshot []byte) error {

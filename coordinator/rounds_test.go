@@ -258,6 +258,9 @@ func TestSubmissionErrors(t *testing.T) {
 	}{
 		{"unknown node", stranger, stranger.seal(t, tc.keys, "j", 1, r1.BaseHash, []float64{1, 2, 3}, 1), ErrUnknownNode},
 		{"wrong connection key", n2, n1.seal(t, tc.keys, "j", 1, r1.BaseHash, []float64{1, 2, 3}, 1), ErrBadUpdate},
+		// Signed by another key in n1's name: the leader's Opener is the
+		// only signature check before the entry (replicas trust it).
+		{"signature not by the node's key", n1, (&testNode{id: n1.id, key: stranger.key}).seal(t, tc.keys, "j", 1, r1.BaseHash, []float64{1, 2, 3}, 1), ErrBadUpdate},
 		{"wrong base", n1, n1.seal(t, tc.keys, "j", 1, Hash{1}, []float64{1, 2, 3}, 1), ErrBaseMismatch},
 		{"wrong shape", n1, n1.seal(t, tc.keys, "j", 1, r1.BaseHash, []float64{1, 2}, 1), ErrBadUpdate},
 		{"future round", n1, n1.seal(t, tc.keys, "j", 7, r1.BaseHash, []float64{1, 2, 3}, 1), ErrRoundNotOpen},
