@@ -13,6 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/coordinator"
@@ -102,6 +105,14 @@ model is the one "mfn node" trains for the job's parameter count) and
 commits the accuracy with the round's result. Give every member the same
 two flags. Other tasks record no accuracy.
 
+Tuning: --node-rate and --node-burst limit each node's submissions (a
+token bucket, 5 per second with a burst of 10 by default; raise them for
+few, fast nodes). --snapshot-threshold and --trailing-logs set when Raft
+snapshots and how many entries it keeps after one (1,024 each). --pprof
+serves Go profiles (net/http/pprof) on the HTTP listener under
+/debug/pprof/: to admin API keys when --api-keys is set, otherwise to
+loopback clients only.
+
 Data directory: raft.db (bbolt log and stable store) and snapshots/ (the
 last two FSM snapshots). SIGTERM or SIGINT shuts down gracefully: a leader
 first hands its leadership to another member.`
@@ -139,6 +150,11 @@ type coordinatorFlags struct {
 	httpInsecure                bool
 	evalSeed                    uint64
 	evalPerRegime               int
+	nodeRate                    float64
+	nodeBurst                   int
+	snapshotThreshold           uint64
+	trailingLogs                uint64
+	pprof                       bool
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -181,7 +197,62 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
+	fl.Float64Var(&f.nodeRate, "node-rate", 5, "updates per second each node may submit, sustained (token bucket; > 0, at most 1e6)")
+	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
+	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
+	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
+	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with --api-keys to admin keys only, without them to loopback clients only")
 	return c
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ in front of next.
+// With keys, a request needs an admin key (X-API-Key; 401 without a valid
+// key, 403 for another role); without keys, only loopback clients are
+// served (403 otherwise).
+func withPprof(next http.Handler, keys *api.KeyStore) http.Handler {
+	prof := http.NewServeMux()
+	prof.HandleFunc("/debug/pprof/", pprof.Index)
+	prof.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	prof.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	deny := func(w http.ResponseWriter, status int, code, msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`+"\n", code, msg)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/pprof" && !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if keys != nil {
+			id, ok := keys.Lookup(r.Header.Get("X-API-Key"))
+			switch {
+			case !ok:
+				deny(w, http.StatusUnauthorized, "unauthorized", "missing or unknown API key")
+				return
+			case id.Role != api.RoleAdmin:
+				deny(w, http.StatusForbidden, "forbidden", "profiles need an admin key")
+				return
+			}
+		} else if !loopbackClient(r.RemoteAddr) {
+			deny(w, http.StatusForbidden, "forbidden", "profiles are served to loopback clients only when no API keys are configured")
+			return
+		}
+		prof.ServeHTTP(w, r)
+	})
+}
+
+// loopbackClient reports whether a request's RemoteAddr is a loopback
+// address.
+func loopbackClient(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // parseBootstrap parses "id=addr,id=addr".
@@ -271,6 +342,14 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
 		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
+	case !(f.nodeRate > 0 && f.nodeRate <= 1e6):
+		return nil, lvl, usagef("--node-rate %v must be in (0, 1e6] updates per second", f.nodeRate)
+	case f.nodeBurst < 1 || f.nodeBurst > 1e6:
+		return nil, lvl, usagef("--node-burst %d must be in [1, 1000000]", f.nodeBurst)
+	case f.snapshotThreshold < 1:
+		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
+	case f.pprof && f.httpAddr == "":
+		return nil, lvl, usagef("--pprof needs --http-addr: profiles are served on the HTTP listener")
 	}
 	for _, a := range []struct{ flag, v string }{{"--raft-addr", f.raftAddr}, {"--quic-addr", f.quicAddr}, {"--http-addr", f.httpAddr}} {
 		if a.v == "" {
@@ -532,8 +611,8 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	// when their round ends), so snapshot and compact far more often than
 	// raft's defaults (8,192 / 10,240 entries).
 	rc := raft.DefaultConfig()
-	rc.SnapshotThreshold = 1024
-	rc.TrailingLogs = 1024
+	rc.SnapshotThreshold = f.snapshotThreshold
+	rc.TrailingLogs = f.trailingLogs
 	coord, err := coordinator.New(coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
@@ -541,6 +620,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
+		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst,
 		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger),
 	})
 	if err != nil {
@@ -591,6 +671,10 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		} else {
 			logger.Warn("no --api-keys: serving only /healthz, /readyz, /metrics and the signed join route, not the operator API")
 			h = coordinator.NewBasicHTTPHandler(coord, reg, trusted)
+		}
+		if f.pprof {
+			logger.Warn("serving profiles under /debug/pprof/", "access", map[bool]string{true: "admin API keys", false: "loopback clients"}[apiKeys != nil])
+			h = withPprof(h, apiKeys)
 		}
 		hsrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS,
 			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
