@@ -162,6 +162,7 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 	}
 	c.SetAnnouncer(coordinator.ProtocolAnnouncer{Server: srv})
 	c.SetQUICConnections(srv.Subscribers)
+	c.SetDisconnect(srv.Disconnect)
 	go srv.Serve(context.WithoutCancel(ctx), ln)
 	return &member{id: id, coord: c, layer: layer, srv: srv, quic: ln.Addr().String(), key: key}, nil
 }
