@@ -126,7 +126,7 @@ func VerifyLogFSWith(fsys fs.FS, verifier note.Verifier, opts VerifyOptions) (*L
 	if err != nil {
 		return nil, &CheckpointError{File: rep.Latest, Prev: sinceFile, Err: err}
 	}
-	if err := proof.VerifyConsistency(hasher, since.Size, latest.Size, p, since.Root[:], latest.Root[:]); err != nil {
+	if err := verifyConsistency(since, latest, p); err != nil {
 		return nil, &CheckpointError{File: rep.Latest, Prev: sinceFile, Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", since.Size, latest.Size, proofFailure(err, "the log does not extend the checkpoint seen earlier"), ErrInconsistent)}
 	}
 	return rep, nil
@@ -230,11 +230,25 @@ func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, 
 		if err != nil {
 			return nil, nil, nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: err}
 		}
-		if err := proof.VerifyConsistency(hasher, prev.Size, cur.Size, p, prev.Root[:], cur.Root[:]); err != nil {
+		if err := verifyConsistency(prev, cur, p); err != nil {
 			return nil, nil, nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", prev.Size, cur.Size, proofFailure(err, "the later tree does not extend the earlier one"), ErrInconsistent)}
 		}
 	}
 	return &LogReport{Origin: origin, Leaves: t.size(), Checkpoints: len(cps), Root: t.root, Latest: latestFile}, t, latest, nil
+}
+
+// errEmptyRoot is the proof failure of a size-0 checkpoint whose root is
+// not the empty tree's.
+var errEmptyRoot = errors.New("the earlier checkpoint has size 0 but not the empty tree's root")
+
+// verifyConsistency checks the consistency proof p from c1 to c2. An empty
+// proof from size 0 checks nothing in merkle/proof, so a size-0 checkpoint
+// must also carry the empty tree's root (as AddCheckpoint requires).
+func verifyConsistency(c1, c2 *Checkpoint, p [][]byte) error {
+	if c1.Size == 0 && c1.Root != [32]byte(hasher.EmptyRoot()) {
+		return errEmptyRoot
+	}
+	return proof.VerifyConsistency(hasher, c1.Size, c2.Size, p, c1.Root[:], c2.Root[:])
 }
 
 // rootMismatch explains a root mismatch at the newest checkpoint: the first

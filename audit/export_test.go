@@ -371,3 +371,51 @@ func TestVerifySince(t *testing.T) {
 		t.Fatalf("err %v, want ErrLayout", err)
 	}
 }
+
+// TestVerifyEmptyCheckpointRoot: a signed checkpoint of size 0 commits to
+// the empty tree, whose root is fixed. Consistency proofs from size 0 are
+// empty and check nothing, so a size-0 checkpoint with any other root is a
+// signed claim no log can satisfy and must fail, as AddCheckpoint refuses it.
+func TestVerifyEmptyCheckpointRoot(t *testing.T) {
+	t.Parallel()
+	s, v := testLogKey(t)
+	l := sampleLog(t, 10, 5)
+	m := exportFS(t, l)
+	bogus, err := SignCheckpoint(s, testOrigin, 0, bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := NewLog(testOrigin, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.AddCheckpoint(bogus); !errors.Is(err, ErrRootMismatch) {
+		t.Fatalf("log accepts the bogus empty checkpoint: err %v", err)
+	}
+	if _, err := VerifyLogFSWith(m, v, VerifyOptions{Since: bogus}); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("since: err %v, want ErrInconsistent", err)
+	}
+	empty, err := SignCheckpoint(s, testOrigin, 0, hasher.EmptyRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyLogFSWith(m, v, VerifyOptions{Since: empty}); err != nil {
+		t.Fatalf("since the genuine empty checkpoint: %v", err)
+	}
+	// The same bogus note as the first of the export's checkpoints.
+	for _, first := range [][]byte{bogus, empty} {
+		shifted := cloneFS(m)
+		for i := l.Checkpoints(); i >= 1; i-- {
+			shifted[CheckpointFile(i+1)] = shifted[CheckpointFile(i)]
+		}
+		shifted[CheckpointFile(1)] = &fstest.MapFile{Data: first, Mode: 0o644}
+		_, err := VerifyLogFS(shifted, v, nil)
+		if bytes.Equal(first, empty) {
+			if err != nil {
+				t.Fatalf("export led by the genuine empty checkpoint: %v", err)
+			}
+		} else if !errors.Is(err, ErrInconsistent) {
+			t.Fatalf("export led by the bogus empty checkpoint: err %v, want ErrInconsistent", err)
+		}
+	}
+}
