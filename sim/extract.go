@@ -36,7 +36,9 @@ func (e *NonFiniteError) Unwrap() error { return ErrNonFinite }
 // matches the reference implementation to within a few ulps.
 //
 // Errors: ErrShape (wrapped) if len(history) ≠ steps·n·n or steps, n < 1;
-// a *NonFiniteError (wrapping ErrNonFinite) naming the first NaN/Inf.
+// a *NonFiniteError (wrapping ErrNonFinite) naming the first NaN/Inf;
+// an error wrapping ErrNonFinite if the values are finite but so large that
+// a feature overflows.
 func ExtractFeatures(history []float64, steps, n int) (Features, error) {
 	var f Features
 	if err := checkShape(history, steps, n); err != nil {
@@ -81,6 +83,11 @@ func ExtractFeatures(history []float64, steps, n int) (Features, error) {
 	ts.result(&f)
 	var sc staticScratch
 	staticFeatures(history[(steps-1)*cells:], n, &f, &sc)
+	for i, v := range f {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return Features{}, fmt.Errorf("%w: |V| so large that %s overflows", ErrNonFinite, FeatureNames[i])
+		}
+	}
 	return f, nil
 }
 

@@ -289,3 +289,24 @@ func TestFeaturesJSON(t *testing.T) {
 		t.Error("object with missing keys accepted")
 	}
 }
+
+// TestExtractFeaturesOverflowIsError checks that a finite field whose
+// values are so large that a feature overflows (here the third and fourth
+// moments in mV) is rejected with ErrNonFinite instead of returning NaN
+// features that no caller can print or store.
+func TestExtractFeaturesOverflowIsError(t *testing.T) {
+	const n = 4
+	field := make([]float64, n*n)
+	for i := range field {
+		switch i % 3 {
+		case 0:
+			field[i] = 1e80
+		case 1:
+			field[i] = -1e80
+		}
+	}
+	f, err := ExtractFeatures(field, 1, n)
+	if !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("ExtractFeatures(±1e80 V) = %v, %v; want an error wrapping ErrNonFinite", f, err)
+	}
+}
