@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -81,7 +82,10 @@ func (s JobSpec) Validate() error {
 // hardDeadline returns the effective hard deadline duration.
 func (s JobSpec) hardDeadline() time.Duration {
 	if s.HardDeadline == 0 {
-		return 3 * time.Duration(s.RoundDeadline)
+		if d := time.Duration(s.RoundDeadline); d <= math.MaxInt64/3 {
+			return 3 * d
+		}
+		return math.MaxInt64 // 3 × a deadline of over 97 years overflows
 	}
 	return time.Duration(s.HardDeadline)
 }

@@ -449,3 +449,17 @@ func FuzzRestore(f *testing.F) {
 		_ = m.Restore(io.NopCloser(bytes.NewReader(data)))
 	})
 }
+
+// A default hard deadline (3 × round_deadline) never overflows into the
+// past: a round deadline of a century must not fail rounds at once.
+func TestHardDeadlineDefaultNoOverflow(t *testing.T) {
+	for _, d := range []time.Duration{time.Minute, 97 * 365 * 24 * time.Hour, 100 * 365 * 24 * time.Hour, time.Duration(1<<63 - 1)} {
+		s := JobSpec{RoundDeadline: Duration(d)}
+		if got := s.hardDeadline(); got < d {
+			t.Errorf("round_deadline %v: default hard deadline %v is below it", d, got)
+		}
+	}
+	if got := (JobSpec{RoundDeadline: Duration(time.Minute)}).hardDeadline(); got != 3*time.Minute {
+		t.Errorf("round_deadline 1m: hard deadline %v, want 3m", got)
+	}
+}
