@@ -747,7 +747,13 @@ func writeRobustJSON(path string, recs []robustnessRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	// Written even after Ctrl-C (the finished cells are kept), so the write
+	// itself is not tied to the command's context; it is still atomic.
+	err = writeAtomically(context.Background(), path, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("--json: %w", err)
 	}
 	return nil
@@ -954,15 +960,14 @@ func writeRobustPNG(path string, o *robustnessOptions, recs []robustnessRecord) 
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
 	}
-	f, err := os.Create(path)
+	err := writeAtomically(context.Background(), path, func(w io.Writer) error {
+		_, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("--png: %w", err)
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
 		return fmt.Errorf("--png %s: %w", path, err)
 	}
-	return f.Close()
+	return nil
 }
 
 func maxLen(groups []*robustGroup) int {
