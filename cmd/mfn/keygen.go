@@ -57,7 +57,7 @@ func newKeygenCmd(env *cmdEnv) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if show != "" {
-				if cmd.Flags().Changed("out") || cmd.Flags().Changed("role") {
+				if onCommandLine(cmd.Flags(), "out") || onCommandLine(cmd.Flags(), "role") {
 					return usagef("--show reads an existing directory; it cannot be combined with --out or --role")
 				}
 				pub, err := mfncrypto.LoadPublicIdentity(show)

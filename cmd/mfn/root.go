@@ -154,16 +154,21 @@ func applyEnvAndConfig(cmd *cobra.Command) error {
 			return
 		}
 		envName := "MFN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(envName); ok {
+		// An empty variable counts as unset, as most tools treat it.
+		if v, ok := os.LookupEnv(envName); ok && v != "" {
 			if err := cmd.Flags().Set(f.Name, v); err != nil {
 				firstErr = usagef("environment %s=%q: %v", envName, v, err)
+				return
 			}
+			_ = cmd.Flags().SetAnnotation(f.Name, flagSourceAnnotation, []string{"environment"})
 			return
 		}
 		if v, ok := file[f.Name]; ok {
 			if err := cmd.Flags().Set(f.Name, configValue(v)); err != nil {
 				firstErr = usagef("--config %s: key %q: %v", path, f.Name, err)
+				return
 			}
+			_ = cmd.Flags().SetAnnotation(f.Name, flagSourceAnnotation, []string{"config"})
 		}
 	})
 	if firstErr != nil {
@@ -180,6 +185,18 @@ func applyEnvAndConfig(cmd *cobra.Command) error {
 		}
 	}
 	return nil
+}
+
+// flagSourceAnnotation marks a flag whose value came from the environment
+// or the config file rather than the command line.
+const flagSourceAnnotation = "mfn_value_source"
+
+// onCommandLine reports whether the user typed flag name on the command
+// line (a value from MFN_<FLAG> or --config does not count). Commands use it
+// to reject flag combinations that only make sense when typed together.
+func onCommandLine(fs *pflag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	return f != nil && f.Changed && f.Annotations[flagSourceAnnotation] == nil
 }
 
 // configValue renders a TOML value as the string a flag would take.

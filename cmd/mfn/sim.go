@@ -90,6 +90,10 @@ func newSimCmd(env *cmdEnv) *cobra.Command {
 			return usagef("--history needs --out FILE.npy")
 		}
 		res, err := sim.SimulateContext(env.ctx, cfg, history)
+		if errors.Is(err, sim.ErrHistoryTooLarge) {
+			return usagef("--history with --steps %d and --grid-size %d: %d×%d×%d values exceed the limit of %d; lower --steps or --grid-size",
+				cfg.Steps, cfg.GridSize, cfg.Steps, cfg.GridSize, cfg.GridSize, sim.MaxHistoryValues)
+		}
 		if err != nil {
 			return err
 		}

@@ -132,7 +132,7 @@ func vizInput(ctx context.Context, fs *pflag.FlagSet, sf *simFlags, in string) (
 			Lyapunov: &res.Lyapunov, Config: &cfg}, nil
 	}
 	for _, name := range vizSimFlags {
-		if f := fs.Lookup(name); f != nil && f.Changed {
+		if onCommandLine(fs, name) {
 			return viz.History{}, viz.Summary{}, usagef("--%s: simulation flags cannot be combined with --in", name)
 		}
 	}
