@@ -203,7 +203,7 @@ func (c *Client) Subscribe(ctx context.Context) (<-chan *RoundAnnouncement, erro
 		if hv != v {
 			return fail(fmt.Errorf("protocol: subscription frame version %d, negotiated %d: %w", hv, v, ErrVersionMismatch))
 		}
-		f.timeout = 3 * m.Interval
+		f.timeout = heartbeatTimeout(m.Interval)
 	default:
 		return fail(fmt.Errorf("%w: %v in answer to Subscribe", ErrUnexpectedMessage, m.wireType()))
 	}
@@ -224,7 +224,7 @@ func (c *Client) Subscribe(ctx context.Context) (<-chan *RoundAnnouncement, erro
 			}
 			switch m := m.(type) {
 			case *heartbeat:
-				f.timeout = 3 * m.Interval
+				f.timeout = heartbeatTimeout(m.Interval)
 			case *RoundAnnouncement:
 				select {
 				case ch <- m:
@@ -306,4 +306,18 @@ func (c *Client) exchange(f *framer, version uint8, req Message) (Message, error
 		return nil, pe
 	}
 	return m, nil
+}
+
+// maxHeartbeatTimeout bounds how long a subscriber waits for a frame, so a
+// server announcing an absurd heartbeat interval cannot overflow the
+// deadline arithmetic or hold the subscription without a deadline.
+const maxHeartbeatTimeout = time.Hour
+
+// heartbeatTimeout is the silence after which a subscription is taken as
+// dead: three missed heartbeats, within (0, maxHeartbeatTimeout].
+func heartbeatTimeout(interval time.Duration) time.Duration {
+	if interval <= 0 || interval > maxHeartbeatTimeout/3 {
+		return maxHeartbeatTimeout
+	}
+	return 3 * interval
 }

@@ -253,3 +253,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("full chunk frame = %d bytes, %v", len(fr), err)
 	}
 }
+
+func TestHeartbeatTimeoutBounded(t *testing.T) {
+	cases := []struct {
+		in, want time.Duration
+	}{
+		{time.Second, 3 * time.Second},
+		{20 * time.Minute, time.Hour},
+		{time.Duration(1 << 62), time.Hour},
+		{time.Duration(1<<63 - 1), time.Hour},
+		{0, time.Hour},
+		{-time.Second, time.Hour},
+	}
+	for _, c := range cases {
+		if got := heartbeatTimeout(c.in); got != c.want {
+			t.Errorf("heartbeatTimeout(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
