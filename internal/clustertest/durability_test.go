@@ -15,22 +15,8 @@ import (
 // and creates spec; it returns the cluster, its leader and the nodes.
 func startCluster(ctx context.Context, t *testing.T, n int, seed uint64, spec coordinator.JobSpec) (*clustertest.Cluster, *clustertest.Member, []*clustertest.Node) {
 	t.Helper()
-	c := clustertest.Start(t, clustertest.Config{Binary: processTest(t)})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	leader, _, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := c.NewNodes(n, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeNodes(t, nodes)
-	if err := c.Enroll(ctx, nodes); err != nil {
-		t.Fatal(err)
-	}
+	c, leader := readyCluster(t, ctx, processTest(t))
+	nodes := enrolledNodes(t, ctx, c, n, seed)
 	if _, err := c.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -53,10 +39,7 @@ func TestLeaderKilledWhileClosing(t *testing.T) {
 	const n, dim = 4, 10_000
 	spec := testSpec("closing", dim, n, 1)
 	c, old, nodes := startCluster(ctx, t, n, 5, spec)
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(7, 7)))
 	acks := map[string]protocol.Ack{}
 	for i, rc := range submitAll(ctx, t, ups[:n-1]) {
@@ -104,10 +87,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	const n, dim = 4, 1000
 	spec := testSpec("restart-all", dim, n, 1)
 	c, _, nodes := startCluster(ctx, t, n, 6, spec)
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(8, 8)))
 	acks := map[string]protocol.Ack{}
 	for i, rc := range submitAll(ctx, t, ups[:n/2]) {
@@ -179,10 +159,7 @@ func TestDeadlineSurvivesLeaderChange(t *testing.T) {
 	spec.RoundDeadline = coordinator.Duration(4 * time.Second)
 	spec.HardDeadline = coordinator.Duration(60 * time.Second)
 	c, old, nodes := startCluster(ctx, t, n, 7, spec)
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	deadline := r.Deadline
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(9, 9)))
 	acks := map[string]protocol.Ack{}
@@ -195,7 +172,7 @@ func TestDeadlineSurvivesLeaderChange(t *testing.T) {
 	if err := old.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	r, err = c.WaitRound(ctx, spec.ID, 1, "ended", roundEnded)
+	r, err := c.WaitRound(ctx, spec.ID, 1, "ended", roundEnded)
 	if err != nil {
 		t.Fatal(err)
 	}

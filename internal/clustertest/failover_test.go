@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mfn/mfn/coordinator"
-	"github.com/mfn/mfn/internal/clustertest"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -29,31 +28,14 @@ func TestLeaderKilledMidRound(t *testing.T) {
 	bin := processTest(t)
 	t.Parallel()
 	ctx := ctxFor(t, 150*time.Second)
-	c := clustertest.Start(t, clustertest.Config{Binary: bin})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	old, _, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, old := readyCluster(t, ctx, bin)
 	const n, dim = 6, 1000
-	nodes, err := c.NewNodes(n, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeNodes(t, nodes)
-	if err := c.Enroll(ctx, nodes); err != nil {
-		t.Fatal(err)
-	}
+	nodes := enrolledNodes(t, ctx, c, n, 1)
 	spec := testSpec("failover", dim, n, 1)
 	if _, err := c.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(1, 2)))
 
 	// Half the round is acknowledged by the first leader and covered by a
@@ -178,14 +160,7 @@ func TestLeaderSIGTERMHandsOver(t *testing.T) {
 	bin := processTest(t)
 	t.Parallel()
 	ctx := ctxFor(t, 90*time.Second)
-	c := clustertest.Start(t, clustertest.Config{Binary: bin})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	old, _, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, old := readyCluster(t, ctx, bin)
 	start := time.Now()
 	if err := old.Terminate(10 * time.Second); err != nil {
 		t.Fatalf("%s after SIGTERM: %v", old.ID, err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/internal/clustertest"
 	"github.com/mfn/mfn/protocol"
 )
@@ -21,14 +20,7 @@ func TestFrozenFollower(t *testing.T) {
 	bin := processTest(t)
 	t.Parallel()
 	ctx := ctxFor(t, 150*time.Second)
-	c := clustertest.Start(t, clustertest.Config{Binary: bin})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	leader, _, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, leader := readyCluster(t, ctx, bin)
 	// Every member's /readyz names the leader and its own role.
 	for _, m := range c.Members {
 		want := "Follower"
@@ -50,14 +42,7 @@ func TestFrozenFollower(t *testing.T) {
 		}
 	}
 	const n, dim = 4, 1000
-	nodes, err := c.NewNodes(n, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeNodes(t, nodes)
-	if err := c.Enroll(ctx, nodes); err != nil {
-		t.Fatal(err)
-	}
+	nodes := enrolledNodes(t, ctx, c, n, 3)
 	spec := testSpec("frozen", dim, n, 2)
 	if _, err := c.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -116,10 +101,7 @@ func TestFrozenLeader(t *testing.T) {
 	const n, dim = 4, 1000
 	spec := testSpec("frozen-leader", dim, n, 1)
 	c, old, nodes := startCluster(ctx, t, n, 11, spec)
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(12, 12)))
 	acks := map[string]protocol.Ack{}
 	rc := submitAll(ctx, t, ups[:1])

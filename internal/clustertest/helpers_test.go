@@ -278,3 +278,43 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// readyCluster starts the usual 3-member cluster, waits until it is ready
+// and returns it with its leader.
+func readyCluster(t testing.TB, ctx context.Context, bin string) (*clustertest.Cluster, *clustertest.Member) {
+	t.Helper()
+	c := clustertest.Start(t, clustertest.Config{Binary: bin})
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leader, _, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, leader
+}
+
+// enrolledNodes makes n test nodes from seed, closes them at cleanup and
+// enrolls them.
+func enrolledNodes(t testing.TB, ctx context.Context, c *clustertest.Cluster, n int, seed uint64) []*clustertest.Node {
+	t.Helper()
+	nodes, err := c.NewNodes(n, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeNodes(t, nodes)
+	if err := c.Enroll(ctx, nodes); err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// waitOpen waits until round of job is open and returns it.
+func waitOpen(t testing.TB, ctx context.Context, c *clustertest.Cluster, job string, round uint64) coordinator.Round {
+	t.Helper()
+	r, err := c.WaitRound(ctx, job, round, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -29,10 +29,7 @@ func TestHostileSubmissions(t *testing.T) {
 	const dim = 1000
 	spec := testSpec("hostile", dim, 2, 1)
 	c, leader, nodes := startCluster(ctx, t, 8, 8, spec)
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	rng := mrand.New(mrand.NewPCG(10, 10))
 	vals := func(n int) []float64 {
 		v := make([]float64, n)

@@ -136,31 +136,14 @@ func TestIsolatedMember(t *testing.T) {
 	bin := processTest(t)
 	t.Parallel()
 	ctx := ctxFor(t, 150*time.Second)
-	c := clustertest.Start(t, clustertest.Config{Binary: bin})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	leader, _, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, leader := readyCluster(t, ctx, bin)
 	const n, dim = 3, 1000
-	nodes, err := c.NewNodes(n, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeNodes(t, nodes)
-	if err := c.Enroll(ctx, nodes); err != nil {
-		t.Fatal(err)
-	}
+	nodes := enrolledNodes(t, ctx, c, n, 4)
 	spec := testSpec("isolated", dim, n, 1)
 	if _, err := c.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.WaitRound(ctx, spec.ID, 1, "open", func(r coordinator.Round) bool { return r.State == coordinator.RoundOpen })
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitOpen(t, ctx, c, spec.ID, 1)
 	ups := makeUpdates(t, nodes, spec.ID, 1, r.BaseHash, dim, rand.New(rand.NewPCG(5, 6)))
 
 	// A healthy follower refuses and names the leader's QUIC address. It

@@ -44,14 +44,7 @@ func TestFollowerRestartCatchesUp(t *testing.T) {
 	bin := processTest(t)
 	t.Parallel()
 	ctx := ctxFor(t, 150*time.Second)
-	c := clustertest.Start(t, clustertest.Config{Binary: bin})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	leader, _, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, leader := readyCluster(t, ctx, bin)
 	const n, dim = 4, 1000
 	nodes, err := c.NewNodes(n+2, 2)
 	if err != nil {
