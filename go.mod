@@ -2,6 +2,8 @@ module github.com/mfn/mfn
 
 go 1.26.0
 
+require pgregory.net/rapid v1.3.0
+
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect
@@ -77,7 +79,6 @@ require (
 	gonum.org/v1/plot v0.17.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	honnef.co/go/tools v0.8.2 // indirect
-	pgregory.net/rapid v1.3.0 // indirect
 	rsc.io/pdf v0.1.1 // indirect
 )
 

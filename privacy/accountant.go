@@ -183,4 +183,3 @@ func (a *Accountant) UnmarshalJSON(b []byte) error {
 	*a = n
 	return nil
 }
-
