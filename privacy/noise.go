@@ -78,8 +78,12 @@ func DeriveSeed(secret []byte, job string, round uint64) [32]byte {
 }
 
 // uniform returns a uniform integer in [0, n), n ≥ 1, by masking and
-// rejection (fewer than 2 words on average, exactly uniform).
+// rejection (fewer than 2 words on average, exactly uniform). n = 1
+// consumes no word.
 func uniform(src Source, n uint64) uint64 {
+	if n == 1 {
+		return 0
+	}
 	if n&(n-1) == 0 {
 		return src.Uint64() & (n - 1)
 	}
