@@ -163,8 +163,8 @@ func discreteLaplace(src Source, t uint64) int64 {
 // discrete Laplace with scale t = ⌊√s2⌋ + 1 and accept with probability
 // exp(−(|Y| − s2/t)²/(2·s2)) = exp(−(|Y|·t − s2)²/(2·s2·t²)). The
 // exponent is a ratio of integers: the numerator is formed in 128 bits
-// and divided by the denominator 2·s2·t² < 2^63 (s2 < 2^30 by
-// construction in NewGaussian). An exponent of 2^64 or more (only for
+// and divided by the denominator 2·s2·t² < 2^63 (s2 ≤ 2^30 + 1 and
+// t ≤ 2^15 + 1 by construction in NewGaussian). An exponent of 2^64 or more (only for
 // |Y| beyond 2^16 standard deviations) is rejected outright, a deviation
 // from the exact acceptance probability of at most e^(−2^64).
 func discreteGaussian(src Source, s2, t uint64) int64 {
