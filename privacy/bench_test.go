@@ -13,6 +13,7 @@ func BenchmarkEpsilon(b *testing.B) {
 		{"mnist_q0.0043_z1.1", mnistQ, 1.1},
 		{"fl_q0.05_z1.0", 0.05, 1},
 		{"slow_q0.5_z0.5", 0.5, 0.5},
+		{"highz_q0.5_z100", 0.5, 100},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
