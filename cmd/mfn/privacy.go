@@ -24,6 +24,10 @@ of --steps T rounds is then (ε, δ)-differentially private for each node's
 whole data set. ε comes from the Rényi-DP accountant of the sampled
 Gaussian mechanism (Mironov, Talwar and Zhang 2019) with the conversion of
 Balle et al. 2020, over the orders 1.1, 1.2, …, 10.9, 12, …, 63.
+
+Sampling amplifies privacy only against parties who do not see who took
+part. The coordinators and readers of the audit log do: against them use
+--sample-rate 1 and --steps = the number of rounds the node took part in.
 See docs/PRIVACY.md.`
 
 func newPrivacyCmd(env *cmdEnv) *cobra.Command {
