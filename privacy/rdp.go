@@ -399,6 +399,9 @@ const NoiseTolerance = 1e-6
 // z, steps, delta) ≤ targetEps. ε falls monotonically as z rises (every
 // order's RDP does), so a bisection on z is exact up to its tolerance.
 //
+// The search does not go below z = 10^−3: a target so loose that even
+// less noise would meet it gets a z between 10^−3 and 2·10^−3.
+//
 // Errors: a *ParamError naming target_epsilon (not finite or ≤ 0),
 // sample_rate, steps or delta; ErrUnreachable (wrapped, with the floor)
 // when targetEps ≤ EpsilonFloor(delta) or z would exceed
