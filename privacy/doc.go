@@ -39,6 +39,11 @@
 //	next, _, _ := a.EpsilonAfter(delta, []privacy.Event{{SampleRate: q, NoiseMultiplier: z, Steps: 1}})
 //	// refuse the round if next > max_epsilon
 //
+// Config is a job's DP settings (the job spec's dp block): Validate names
+// the bad field, Resolve derives z from a target ε, and
+// Accountant.CheckNext refuses the round that would pass the limit with a
+// *BudgetError.
+//
 // The figures agree with published ones (Opacus, TF-Privacy) and with a
 // numerical integration of the definition; see DESIGN.md.
 //
