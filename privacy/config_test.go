@@ -101,3 +101,26 @@ func TestBudget(t *testing.T) {
 		t.Errorf("given z: %v %v, limit %v", z, err, d.Limit())
 	}
 }
+
+// FuzzConfig: any JSON either fails to decode or validate, or gives a
+// config whose limit is positive and whose given noise multiplier (if any)
+// Resolve returns unchanged; nothing panics.
+func FuzzConfig(f *testing.F) {
+	f.Add([]byte(`{"mode":"central","clip":1,"noise_multiplier":1.1,"delta":1e-5,"max_epsilon":8,"adaptive_clip":{"target_quantile":0.5,"learning_rate":0.2,"count_noise":2.5}}`))
+	f.Add([]byte(`{"mode":"local","clip":0.5,"target_epsilon":3,"delta":1e-6}`))
+	f.Add([]byte(`{"mode":"local","clip":1e308,"noise_multiplier":1e-300,"delta":0.999999}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c Config
+		if json.Unmarshal(b, &c) != nil || c.Validate() != nil {
+			return
+		}
+		if !(c.Limit() > 0) {
+			t.Fatalf("valid config %s has limit %v", b, c.Limit())
+		}
+		if c.NoiseMultiplier != 0 {
+			if z, err := c.Resolve(0.05, 10); err != nil || z != c.NoiseMultiplier {
+				t.Fatalf("Resolve of %s: %v %v", b, z, err)
+			}
+		}
+	})
+}
