@@ -1,0 +1,2 @@
+// Package analyze answers the questions of the MFN exploration notebooks.
+package analyze
