@@ -210,7 +210,7 @@ func TestFractalMatchesFeatureGolden(t *testing.T) {
 		if rep.Fit.D != f[sim.FDBox] || rep.Fit.R2 != f[sim.FDR2] {
 			t.Errorf("%s: D %v R² %v, sim's features %v %v", c.Name, rep.Fit.D, rep.Fit.R2, f[sim.FDBox], f[sim.FDR2])
 		}
-		if !close(rep.Fit.D, c.Features["D_box"]) || !close(rep.Fit.R2, c.Features["D_r2"]) {
+		if !near(rep.Fit.D, c.Features["D_box"]) || !near(rep.Fit.R2, c.Features["D_r2"]) {
 			t.Errorf("%s: D %v R² %v, reference %v %v", c.Name, rep.Fit.D, rep.Fit.R2, c.Features["D_box"], c.Features["D_r2"])
 		}
 		if rep.Fit.ActiveFraction != f[sim.FFActive] {
@@ -292,7 +292,7 @@ func itoa(v int) string {
 	return string(b)
 }
 
-func close(a, b float64) bool {
+func near(a, b float64) bool {
 	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
 }
 
