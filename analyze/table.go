@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -253,6 +254,14 @@ func ReadParquet(r io.Reader, lim Limits) (t *Table, err error) {
 	b, err := readAllLimited(r, lim.MaxBytes)
 	if err != nil {
 		return nil, err
+	}
+	// parquet-go allocates the footer length the trailer declares before
+	// comparing it with the file size: check it first.
+	if len(b) < 12 || string(b[:4]) != "PAR1" || string(b[len(b)-4:]) != "PAR1" {
+		return nil, fmt.Errorf("%w: not a Parquet file (no PAR1 magic at both ends)", ErrTable)
+	}
+	if footer := int64(binary.LittleEndian.Uint32(b[len(b)-8:])); footer > int64(len(b))-12 {
+		return nil, fmt.Errorf("%w: Parquet footer of %d bytes does not fit in a %d-byte file", ErrTable, footer, len(b))
 	}
 	defer func() {
 		if p := recover(); p != nil {
