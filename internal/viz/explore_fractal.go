@@ -97,11 +97,21 @@ func lnInv(s int) float64 { return math.Log(1 / float64(s)) }
 func lnf(c int) float64   { return math.Log(float64(c)) }
 
 // BoxCounting draws the box counting of one field step by step (default
-// size 1500×1000 pixels): the field in mV, then for each box edge of fit
+// width 1500 pixels, 3 panels a row, the height keeping the panels about
+// square): the field in mV, then for each box edge of fit
 // the binary pattern at the fit's threshold with the tiling, occupied
 // boxes tinted and the count in the title. frame is N×N volts.
 func BoxCounting(w io.Writer, frame []float64, n int, fit analyze.BoxFit, o FigureOptions) error {
-	o = o.withDefaults(1500, 1000)
+	cols := 3
+	if len(fit.Scales) <= 3 {
+		cols = 2
+	}
+	rows := (len(fit.Scales) + cols) / cols
+	width := o.WidthPx
+	if width <= 0 {
+		width = 1500
+	}
+	o = o.withDefaults(width, width/cols*rows*21/20)
 	img, err := newCanvas(o)
 	if err != nil {
 		return err
@@ -117,15 +127,12 @@ func BoxCounting(w io.Writer, frame []float64, n int, fit analyze.BoxFit, o Figu
 	for _, sc := range fit.Scales {
 		view := BoxView(mask, n, sc.Size)
 		p := heatPlot("", view, n, palette.Palette(boxPalette), 0, 3)
-		if k := n / sc.Size; k > 0 && k <= 128 {
+		// Lines between boxes of one or two cells would hide the pattern.
+		if k := n / sc.Size; k > 0 && sc.Size >= 3 {
 			p.Add(boxLines{s: sc.Size, k: k, n: n})
 		}
 		p.Title.Text = fmt.Sprintf("s = %d: %d of %d boxes occupied", sc.Size, sc.Count, sc.Boxes)
 		plots = append(plots, p)
-	}
-	cols := 3
-	if len(plots) <= 4 {
-		cols = 2
 	}
 	for _, p := range plots {
 		shrinkFonts(p, vg.Points(9))
