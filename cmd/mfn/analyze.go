@@ -141,8 +141,8 @@ func newAnalyzeFeaturesCmd(env *cmdEnv) *cobra.Command {
 		Use:   "features DATASET",
 		Short: "Histograms, correlations, PCA and permutation importance of a dataset",
 		Long:  analyzeFeaturesLong,
-		Example: `  mfn dataset --samples 200 --spike-probability 0.1:0.9 --jitter true,false --out data.csv
-  mfn analyze features data.csv --color-by quantum_jitter --label quantum_jitter --out figs --json features.json`,
+		Example: `  mfn dataset --samples 200 --alpha 0.05:0.24 --jitter true,false --out data.csv
+  mfn analyze features data.csv --color-by quantum_jitter --label alpha --out figs --json features.json`,
 		Args: cobra.ExactArgs(1),
 	}
 	fs := c.Flags()
@@ -187,10 +187,6 @@ func newAnalyzeFeaturesCmd(env *cmdEnv) *cobra.Command {
 				cfg.Features = append(cfg.Features, strings.TrimSpace(f))
 			}
 		}
-		o := &analyzeOutputs{ctx: env.ctx, dir: out, jsonPath: jsonPath, stdout: env.stdout}
-		if err := o.prepare(); err != nil {
-			return err
-		}
 		path := args[0]
 		t, err := analyze.ReadTableFile(path, analyze.Limits{})
 		if err != nil {
@@ -199,6 +195,10 @@ func newAnalyzeFeaturesCmd(env *cmdEnv) *cobra.Command {
 		rep, err := analyze.AnalyzeFeatures(env.ctx, t, cfg)
 		if err != nil {
 			return featureError(path, err)
+		}
+		o := &analyzeOutputs{ctx: env.ctx, dir: out, jsonPath: jsonPath, stdout: env.stdout}
+		if err := o.prepare(); err != nil {
+			return err
 		}
 		figs := []struct {
 			name string
@@ -344,10 +344,6 @@ func newAnalyzeFractalCmd(env *cmdEnv) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		o := &analyzeOutputs{ctx: env.ctx, dir: out, jsonPath: jsonPath, stdout: env.stdout}
-		if err := o.prepare(); err != nil {
-			return err
-		}
 		path := args[0]
 		h, shape, err := readAnalyzeField(path)
 		if err != nil {
@@ -362,6 +358,10 @@ func newAnalyzeFractalCmd(env *cmdEnv) *cobra.Command {
 		rep, err := analyze.Fractal(env.ctx, h.V, shape, h.T, h.N, cfg, sweepMV)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
+		}
+		o := &analyzeOutputs{ctx: env.ctx, dir: out, jsonPath: jsonPath, stdout: env.stdout}
+		if err := o.prepare(); err != nil {
+			return err
 		}
 		last := h.Frame(h.T - 1)
 		if err := o.figure("fractal_boxes.png", func(w io.Writer) error {
