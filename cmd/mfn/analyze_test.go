@@ -144,3 +144,33 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// TestAnalyzeInterrupted: a cancelled run (Ctrl-C) writes nothing.
+func TestAnalyzeInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run.npy")
+	if code, _, stderr := runDatasetCLI(t, context.Background(), "sim", "--grid-size", "16", "--steps", "5", "--history", "--out", run); code != 0 {
+		t.Fatalf("sim: %s", stderr)
+	}
+	data := filepath.Join(dir, "data.csv")
+	if code, _, stderr := runDatasetCLI(t, context.Background(), "dataset", "--samples", "20", "--grid-size", "8", "--steps", "4",
+		"--jitter", "true,false", "--out", data); code != 0 {
+		t.Fatalf("dataset: %s", stderr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, args := range [][]string{
+		{"analyze", "fractal", run, "--out", filepath.Join(dir, "f"), "--json", filepath.Join(dir, "f.json")},
+		{"analyze", "features", data, "--label", "quantum_jitter", "--out", filepath.Join(dir, "g"), "--json", filepath.Join(dir, "g.json")},
+	} {
+		code, _, stderr := runDatasetCLI(t, ctx, args...)
+		if code != exitFailure {
+			t.Errorf("%v: exit %d (%s), want %d", args[:2], code, stderr, exitFailure)
+		}
+	}
+	for _, name := range []string{"f", "f.json", "g", "g.json"} {
+		if fileExists(filepath.Join(dir, name)) {
+			t.Errorf("interrupted run left %s", name)
+		}
+	}
+}
