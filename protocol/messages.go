@@ -22,8 +22,10 @@ const (
 )
 
 // maxBlob is the field limit for bulk bytes; the frame size limit is what
-// really bounds them.
-const maxBlob = math.MaxUint32
+// really bounds them. It is the largest length the uint32 prefix can carry
+// that is also an int on every platform: on 32-bit targets (386, arm) an
+// int stops at math.MaxInt32, and math.MaxUint32 would not compile there.
+const maxBlob = min(math.MaxUint32, math.MaxInt)
 
 var metaLimits = wire.MapLimits{Entries: MaxMetadata, Key: MaxMetaKeyLen, Value: MaxMetaValLen}
 
