@@ -79,6 +79,9 @@ type Agent struct {
 	learner *Learner
 	hold    *learn.Dataset
 	leader  string // last address known to lead
+	// momentum lists the jobs whose recorded momentum buffer has been
+	// restored into the learner (or found absent).
+	momentum map[string]bool
 }
 
 // New checks cfg, loads the identity and opens the state directory. It
@@ -589,6 +592,9 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 			}
 		}
 	}
+	if err := a.restoreMomentum(l, ann.JobID, log); err != nil {
+		return nil, -1, err
+	}
 	start := time.Now()
 	var delta []float64
 	accuracy := -1.0
@@ -624,9 +630,45 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 	if err := a.state.savePending(p); err != nil {
 		return nil, -1, &fatalError{err}
 	}
+	if v := l.Velocity(ann.JobID); v != nil {
+		// After the pending update: a node killed in between resubmits
+		// that update and trains its next round from the momentum of the
+		// round before, never from a velocity applied twice.
+		if err := a.state.SaveMomentum(ann.JobID, ann.Round, v); err != nil {
+			return nil, -1, &fatalError{err}
+		}
+	}
 	log.Info("update ready", "arch", arch.Kind, "params", len(delta), "byzantine", a.cfg.Byzantine,
 		"local_accuracy", accuracy, "train_seconds", time.Since(start).Seconds())
 	return p, accuracy, nil
+}
+
+// restoreMomentum loads job's recorded momentum buffer into l once per
+// run, so that a restarted node carries its client momentum on. A damaged
+// file is reported and training starts from zero velocity, as a first
+// round would: a wrong momentum is worse than none.
+func (a *Agent) restoreMomentum(l *Learner, job string, log *slog.Logger) error {
+	a.mu.Lock()
+	done := a.momentum[job]
+	if a.momentum == nil {
+		a.momentum = map[string]bool{}
+	}
+	a.momentum[job] = true
+	a.mu.Unlock()
+	if done {
+		return nil
+	}
+	round, v, ok, err := a.state.LoadMomentum(job)
+	switch {
+	case errors.Is(err, ErrStateFile):
+		log.Warn("momentum file damaged; training from zero velocity", "err", err)
+	case err != nil:
+		return &fatalError{err}
+	case ok:
+		l.SetVelocity(job, v)
+		log.Info("momentum restored", "from_round", round, "values", len(v))
+	}
+	return nil
 }
 
 // maxRetries bounds the rate-limited and unavailable retries of one

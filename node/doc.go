@@ -60,6 +60,12 @@
 //   - round closed, bad request, unauthorized: the round is given up;
 //   - rate limited, unavailable: retried after the advised delay.
 //
+// Client momentum (the SGD velocity that carries over between rounds of a
+// job) is written to StateDir/momentum/<hex job>.bin after each round's
+// training, atomically and checksummed, and restored when the node trains
+// the job again after a restart, so a restarted node trains the same
+// updates as one that never stopped.
+//
 // A node killed between submission and record finds the pending file on
 // restart and submits the very same bytes again; the cluster recognises
 // them and answers with the original acknowledgement, so no round is ever
