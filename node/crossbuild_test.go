@@ -3,8 +3,6 @@ package node
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 )
 
@@ -15,9 +13,9 @@ func TestBuildsOn32Bit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles; skipped with -short")
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		t.Skipf("no go command at %s", gobin)
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command: %v", err)
 	}
 	for _, target := range []struct{ arch, arm string }{{"386", ""}, {"arm", "7"}} {
 		t.Run(target.arch, func(t *testing.T) {
