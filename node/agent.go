@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -352,6 +353,10 @@ func classify(err error) error {
 	return err
 }
 
+// connectGrace is how long connect waits for the members still dialling
+// once a majority has answered without a leader.
+const connectGrace = 300 * time.Millisecond
+
 // leaderSession is a connection to a coordinator that said it leads.
 type leaderSession struct {
 	c      *protocol.Client
@@ -405,9 +410,36 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*leaderSession, error
 	var errs []error
 	var refusal error
 	failed := map[string]bool{}
+	pending := map[string]bool{}
+	for _, addr := range order {
+		pending[addr] = true
+	}
 	hint := ""
-	for i := range order {
-		r := <-results
+	// Once a majority has answered and none leads, the others are given
+	// connectGrace, not the whole DialTimeout: a dead member would
+	// otherwise hold every attempt of an election for DialTimeout.
+	quorum := len(addrs)/2 + 1
+	var grace <-chan time.Time
+	answered := 0
+collect:
+	for answered < len(order) {
+		var r result
+		select {
+		case r = <-results:
+		case <-grace:
+			left := slices.Sorted(maps.Keys(pending))
+			a.log.Info("a majority answered without a leader; not waiting for the rest", "waiting_on", left)
+			drain(len(left))
+			errs = append(errs, fmt.Errorf("no answer yet from %v: %w", left, ErrNoLeader))
+			break collect
+		}
+		answered++
+		delete(pending, r.addr)
+		if grace == nil && answered >= quorum {
+			t := time.NewTimer(connectGrace)
+			defer t.Stop()
+			grace = t.C
+		}
 		switch {
 		case r.err != nil:
 			// A refusal from one member is kept, not returned at once: a
@@ -422,7 +454,7 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*leaderSession, error
 			failed[r.addr] = true
 			errs = append(errs, fmt.Errorf("%s: %w", r.addr, r.err))
 		case r.ack.LeaderHint == r.addr:
-			drain(len(order) - i - 1)
+			drain(len(order) - answered)
 			a.setLeader(r.addr)
 			return &leaderSession{c: r.c, addr: r.addr, origin: r.ack.ClusterOrigin, ack: r.ack}, nil
 		default:

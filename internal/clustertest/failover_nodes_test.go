@@ -243,8 +243,16 @@ func TestNodesFollowLeaderKills(t *testing.T) {
 		t.Errorf("node %s was silent for %v, longer than a round deadline plus the failover bound (%v)", who, silence, limit)
 	}
 	// No round failed.
-	rounds, err := c.API(c.Live()[0], c.ReaderKey).Rounds(ctx, spec.ID)
-	if err != nil {
+	var rounds []coordinator.Round
+	if err := clustertest.Poll(ctx, "the job's rounds", func() (bool, error) {
+		for _, m := range c.Live() {
+			var err error
+			if rounds, err = c.API(m, c.ReaderKey).Rounds(ctx, spec.ID); err == nil {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	failed := 0
