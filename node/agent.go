@@ -572,8 +572,23 @@ func connEnded(c *protocol.Client) error {
 // the same instance means it lost and regained the lead, which its
 // announcements on this connection survive.
 func (a *Agent) checkLeader(ctx context.Context, ls *leaderSession) error {
-	ack, err := a.probe(ctx, ls.addr)
+	// The probe may wait DialTimeout for a dead coordinator; the session's
+	// own connection may end sooner (idle timeout), and that ends the
+	// probe too.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ls.c.Done():
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	ack, err := a.probe(pctx, ls.addr)
 	if err != nil {
+		if ctx.Err() == nil && pctx.Err() != nil {
+			return fmt.Errorf("connection to %s ended during the leader check: %w", ls.addr, connEnded(ls.c))
+		}
 		return fmt.Errorf("leader check at %s: %w", ls.addr, err)
 	}
 	switch {

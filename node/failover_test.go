@@ -348,3 +348,36 @@ func TestNotReadyIsRetriedSoon(t *testing.T) {
 		t.Errorf("acknowledged %v after the members were ready; want within LeaderWait (1 s) plus a round trip and training", d)
 	}
 }
+
+// TestQuietLeaderKilled: the leader vanishes while the node waits for a
+// round (no request in flight). A leader check already dialling the dead
+// leader must not hold the node past the end of its own connection (the
+// idle timeout), even with a long DialTimeout.
+func TestQuietLeaderKilled(t *testing.T) {
+	w := newFakeWorld(t)
+	a, b := startFake(t, w, 401, "a"), startFake(t, w, 402, "b")
+	relay := newUDPRelay(t, a.addr)
+	w.set(relay.addr(), 1)
+	var ev events
+	cfg := fakeNodeConfig(t, []*fakeMember{a, b}, []string{relay.addr(), b.addr}, nil)
+	cfg.DialTimeout = 15 * time.Second
+	cfg.LeaderCheck = 500 * time.Millisecond
+	cfg.OnEvent = ev.add
+	runAgent(t, cfg)
+	eventually(t, 60*time.Second, "the node to connect", func() bool { return ev.count(EventConnected, "") == 1 })
+	time.Sleep(600 * time.Millisecond) // let a leader check find the leader quiet
+	killed := time.Now()
+	relay.kill()
+	w.set(b.addr, 2)
+	b.announce(t, 1)
+	var acked time.Time
+	eventually(t, 40*time.Second, "the update acknowledged by the new leader", func() bool {
+		var ok bool
+		acked, ok = b.firstAck()
+		return ok
+	})
+	t.Logf("kill → ack %v", acked.Sub(killed).Round(time.Millisecond))
+	if d := acked.Sub(killed); d > 7*time.Second {
+		t.Errorf("the node resumed %v after the kill; want within the idle timeout (3 s, 4 s with the keep-alive) plus a reconnection", d)
+	}
+}
