@@ -344,6 +344,7 @@ func TestNotReadyIsRetriedSoon(t *testing.T) {
 	if connected.After(ready) {
 		ready = connected
 	}
+	t.Logf("ready → ack %v", acked.Sub(ready).Round(time.Millisecond))
 	if d := acked.Sub(ready); d > 2*time.Second {
 		t.Errorf("acknowledged %v after the members were ready; want within LeaderWait (1 s) plus a round trip and training", d)
 	}
