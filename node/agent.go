@@ -226,6 +226,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		} else if errors.Is(err, ErrRefused) {
 			a.emit(Event{Kind: EventRefused, Err: err})
 			a.log.Error("refused by the cluster: enroll this node's key (signing.pub) or check it was not revoked", "node_id", a.nodeID, "err", err)
+		} else {
+			a.log.Warn("no leader reachable", "err", err)
 		}
 		failures++
 		wait, why := a.backoff(failures, rng), waitReason(err)
