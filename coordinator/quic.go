@@ -19,7 +19,8 @@ import (
 // update submission through Submit. Errors reach nodes as protocol error
 // codes (see ProtocolError).
 type QUICHandler struct {
-	c *Coordinator
+	c       *Coordinator
+	metrics *quicMetrics
 
 	mu    sync.Mutex
 	model map[string]encodedModel // latest encoded model per job
@@ -33,15 +34,53 @@ type encodedModel struct {
 
 // NewQUICHandler returns the protocol handler of c.
 func NewQUICHandler(c *Coordinator) *QUICHandler {
-	return &QUICHandler{c: c, model: map[string]encodedModel{}}
+	return &QUICHandler{c: c, model: map[string]encodedModel{}, metrics: newQUICMetrics(c.cfg.Registry, c.logger)}
+}
+
+// notReadyRetry is the RetryAfter of a CodeNotReady answer: a restarted
+// member catches up within a few Raft heartbeats.
+const notReadyRetry = 500 * time.Millisecond
+
+// errNotReady answers a key this member does not know while it catches up.
+var errNotReady = &protocol.ProtocolError{Code: protocol.CodeNotReady, RetryAfter: notReadyRetry,
+	Message: "this member is catching up with the cluster and does not know this key yet; try another member"}
+
+// VerifyNodeKey is the QUIC server's client certificate check, counting
+// refusals (mfn_coordinator_quic_refused_total{reason="unknown_key"}) and
+// logging them sampled. See Coordinator.VerifyNodeKey.
+func (h *QUICHandler) VerifyNodeKey(pub ed25519.PublicKey) error {
+	err := h.c.VerifyNodeKey(pub)
+	if err != nil {
+		h.metrics.refuse(RefusedUnknownKey, pub)
+	}
+	return err
+}
+
+// knownNode returns the node id of key, or the error to answer: CodeNotReady
+// while this member has not caught up, CodeUnauthorized once it has.
+func (h *QUICHandler) knownNode(key ed25519.PublicKey) (string, error) {
+	if id, ok := h.c.fsm.nodeByKey(key); ok {
+		return id, nil
+	}
+	if !h.c.CaughtUp() {
+		h.metrics.refuse(RefusedNotReady, key)
+		return "", errNotReady
+	}
+	h.metrics.refuse(RefusedUnknownKey, key)
+	return "", &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: "key is not an enrolled node"}
 }
 
 var _ protocol.Handler = (*QUICHandler)(nil)
 
 // VerifyNodeKey is the QUIC server's client certificate check: only keys of
-// enrolled, non-revoked nodes may connect.
+// enrolled, non-revoked nodes may connect. A member that has not caught up
+// with the cluster (CaughtUp) admits keys it does not know yet, as it
+// cannot tell them from nodes enrolled after its snapshot; their Hello is
+// then answered protocol.CodeNotReady until it has caught up, and
+// CodeUnauthorized after, so the node can tell a final refusal from a
+// member that does not know yet. Every request checks the key again.
 func (c *Coordinator) VerifyNodeKey(pub ed25519.PublicKey) error {
-	if _, ok := c.fsm.nodeByKey(pub); !ok {
+	if _, ok := c.fsm.nodeByKey(pub); !ok && c.CaughtUp() {
 		return fmt.Errorf("%w: key %x is not an enrolled node", ErrUnknownNode, []byte(pub))
 	}
 	return nil
@@ -50,16 +89,18 @@ func (c *Coordinator) VerifyNodeKey(pub ed25519.PublicKey) error {
 // HandleHello admits an enrolled node whose claimed id matches its key and
 // tells it the cluster origin and the leader's QUIC address.
 func (h *QUICHandler) HandleHello(_ context.Context, peer protocol.Peer, m *protocol.Hello) (*protocol.HelloAck, error) {
-	id, ok := h.c.fsm.nodeByKey(peer.Key)
-	if !ok {
-		return nil, &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: "key is not an enrolled node"}
+	id, err := h.knownNode(peer.Key)
+	if err != nil {
+		return nil, err
 	}
 	if m.NodeID != "" && m.NodeID != id {
+		h.metrics.refuse(RefusedUnauthorized, peer.Key)
 		return nil, &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: fmt.Sprintf("key is enrolled as node %q, not %q", id, m.NodeID)}
 	}
 	ack := &protocol.HelloAck{ClusterOrigin: h.c.cfg.Origin}
 	if l, ok := h.c.Leader(); ok {
 		ack.LeaderHint = l.QUICAddr
+		ack.Term = h.c.leaderTerm()
 	}
 	return ack, nil
 }
@@ -67,8 +108,8 @@ func (h *QUICHandler) HandleHello(_ context.Context, peer protocol.Peer, m *prot
 // FetchModel serves a chunk of a model version (crypto update encoding of
 // float64 parameters; its SHA-256 is the version's hash).
 func (h *QUICHandler) FetchModel(_ context.Context, peer protocol.Peer, req *protocol.ModelFetch) (*protocol.ModelChunk, error) {
-	if _, ok := h.c.fsm.nodeByKey(peer.Key); !ok {
-		return nil, &protocol.ProtocolError{Code: protocol.CodeUnauthorized, Message: "key is not an enrolled node"}
+	if _, err := h.knownNode(peer.Key); err != nil {
+		return nil, err
 	}
 	em, err := h.encoded(req.JobID, req.Version)
 	if err != nil {

@@ -24,6 +24,22 @@ type SGD struct {
 	velocity    []float64
 }
 
+// Velocity returns a copy of the momentum buffer v: nil before the first
+// Step with momentum. With SetVelocity it lets a caller persist v (a node
+// keeps its client momentum across restarts).
+func (o *SGD) Velocity() []float64 {
+	if o.velocity == nil {
+		return nil
+	}
+	return append([]float64(nil), o.velocity...)
+}
+
+// SetVelocity replaces the momentum buffer by a copy of v. A buffer whose
+// length differs from the parameters is reset to zeros by the next Step.
+func (o *SGD) SetVelocity(v []float64) {
+	o.velocity = append([]float64(nil), v...)
+}
+
 // Step applies one update of θ (params) with gradient grad (which it may
 // overwrite).
 func (o *SGD) Step(params, grad []float64) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -35,6 +36,10 @@ var (
 	// ErrOrigin: a coordinator announced another cluster origin than the
 	// cluster file pins.
 	ErrOrigin = errors.New("node: coordinator reports another cluster origin")
+	// ErrNotReady: a coordinator has just restarted and has not caught up
+	// with the cluster, so it does not know this node's key yet. Unlike
+	// ErrRefused it says nothing about the key; the node retries soon.
+	ErrNotReady = errors.New("node: the coordinator is catching up and does not know this node yet")
 )
 
 // EventKind names what happened in an Event.
@@ -79,6 +84,9 @@ type Agent struct {
 	learner *Learner
 	hold    *learn.Dataset
 	leader  string // last address known to lead
+	// momentum lists the jobs whose recorded momentum buffer has been
+	// restored into the learner (or found absent).
+	momentum map[string]bool
 }
 
 // New checks cfg, loads the identity and opens the state directory. It
@@ -172,9 +180,10 @@ func holdLen(d *learn.Dataset) int {
 // Run takes part in the federation until ctx is done: it prepares the
 // local data, connects to the leader, and trains and submits an update for
 // every announced round it has not submitted yet. Connection failures are
-// retried forever with jittered exponential backoff. Run returns nil after
-// ctx is done, or an error for a local failure it cannot get past (the
-// data cannot be built, the state directory cannot be written).
+// retried forever with jittered exponential backoff (capped at LeaderWait
+// while the cluster is only between leaders). Run returns nil after ctx is
+// done, or an error for a local failure it cannot get past (the data
+// cannot be built, the state directory cannot be written).
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.PrepareData(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -191,11 +200,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		if attempt > 0 {
 			a.metrics.reconnects.Inc()
 		}
-		c, addr, origin, err := a.connect(ctx, attempt)
+		ls, err := a.connect(ctx, attempt)
 		if err == nil {
 			var served bool
-			served, err = a.session(ctx, c, addr, origin)
-			c.Close()
+			served, err = a.session(ctx, ls)
+			ls.c.Close()
 			a.metrics.connected.Set(0)
 			var fe *fatalError
 			if errors.As(err, &fe) {
@@ -204,28 +213,59 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.emit(Event{Kind: EventDisconnected, Addr: addr, Err: err})
-			a.log.Warn("disconnected", "addr", addr, "err", err)
+			a.emit(Event{Kind: EventDisconnected, Addr: ls.addr, Err: err})
+			a.log.Warn("disconnected from the leader", "addr", ls.addr, "err", err)
 			if served {
 				failures = 0
 			}
 			var re *redirectError
 			if errors.As(err, &re) {
+				a.log.Info("redialling at once", "addr", re.addr, "reason", re.reason())
 				continue // redial at once, the leader's address is known
 			}
+		} else if errors.Is(err, ErrRefused) {
+			a.emit(Event{Kind: EventRefused, Err: err})
+			a.log.Error("refused by the cluster: enroll this node's key (signing.pub) or check it was not revoked", "node_id", a.nodeID, "err", err)
 		} else {
-			if errors.Is(err, ErrRefused) {
-				a.emit(Event{Kind: EventRefused, Err: err})
-				a.log.Error("refused by the cluster: enroll this node's key (signing.pub) or check it was not revoked", "node_id", a.nodeID, "err", err)
-			} else {
-				a.log.Warn("no leader reachable", "err", err)
-			}
+			a.log.Warn("no leader reachable", "err", err)
 		}
 		failures++
-		if !sleepCtx(ctx, a.backoff(failures, rng)) {
+		wait, why := a.backoff(failures, rng), waitReason(err)
+		if between(err) {
+			// Members answer but none leads yet, or one is catching up:
+			// an election takes seconds, so look again soon.
+			wait = min(wait, a.cfg.LeaderWait)
+		}
+		a.log.Info("backing off", "until", a.cfg.Clock().Add(wait).UTC().Format(time.RFC3339Nano), "wait", wait,
+			"reason", why, "attempt", failures, "err", err)
+		if !sleepCtx(ctx, wait) {
 			return nil
 		}
 	}
+}
+
+// between reports errors of a cluster that is only between leaders: no
+// member knows a leader, the named leader did not answer as one, or a
+// member is catching up.
+func between(err error) bool {
+	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotReady) || errors.Is(err, protocol.CodeNotLeader)
+}
+
+// waitReason names what the node waits for, for its logs.
+func waitReason(err error) string {
+	switch {
+	case err == nil:
+		return "session ended"
+	case errors.Is(err, ErrRefused):
+		return "key refused by the cluster (not enrolled or revoked)"
+	case errors.Is(err, ErrNotReady):
+		return "a member is catching up and does not know this node yet"
+	case errors.Is(err, ErrNoLeader), errors.Is(err, protocol.CodeNotLeader):
+		return "leader unknown (election under way?)"
+	case errors.Is(err, ErrOrigin):
+		return "a coordinator reports another cluster origin"
+	}
+	return "no coordinator reachable"
 }
 
 // backoff is the wait before reconnection attempt n ≥ 1: exponential from
@@ -258,9 +298,26 @@ func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
 // redirectError ends a session to redial the leader at addr.
-type redirectError struct{ addr string }
+type redirectError struct {
+	addr string
+	// restarted: addr is the session's own address, now served by a new
+	// process (another instance id) that leads again.
+	restarted bool
+}
 
-func (e *redirectError) Error() string { return "leader is at " + e.addr }
+func (e *redirectError) Error() string {
+	if e.restarted {
+		return "the coordinator at " + e.addr + " restarted and leads again"
+	}
+	return "leader is at " + e.addr
+}
+
+func (e *redirectError) reason() string {
+	if e.restarted {
+		return "coordinator restarted"
+	}
+	return "leader moved"
+}
 
 // dialHello connects to addr and says Hello.
 func (a *Agent) dialHello(ctx context.Context, addr string) (*protocol.Client, *protocol.HelloAck, error) {
@@ -284,6 +341,8 @@ func (a *Agent) dialHello(ctx context.Context, addr string) (*protocol.Client, *
 func classify(err error) error {
 	var te *quic.TransportError
 	switch {
+	case errors.Is(err, protocol.CodeNotReady):
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	case errors.Is(err, protocol.CodeUnauthorized):
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	case errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError():
@@ -296,12 +355,24 @@ func classify(err error) error {
 	return err
 }
 
+// connectGrace is how long connect waits for the members still dialling
+// once a majority has answered without a leader.
+const connectGrace = 300 * time.Millisecond
+
+// leaderSession is a connection to a coordinator that said it leads.
+type leaderSession struct {
+	c      *protocol.Client
+	addr   string
+	origin string
+	ack    *protocol.HelloAck // its Hello answer: instance and term (Version2)
+}
+
 // connect finds the leader. It dials every coordinator at once (so a dead
 // member costs no handshake timeout), keeps the connection of the one that
 // says it leads and closes the others; if none does but one names the
 // leader, it dials that address. The last known leader address is dialled
 // too when it is not in the cluster file.
-func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, string, string, error) {
+func (a *Agent) connect(ctx context.Context, attempt int) (*leaderSession, error) {
 	addrs := a.cfg.Cluster.Addrs()
 	order := make([]string, 0, len(addrs)+1)
 	for i := range addrs {
@@ -312,6 +383,7 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 		order = append(order, a.leader)
 	}
 	a.mu.Unlock()
+	a.log.Info("looking for the leader", "dialing", order, "timeout", a.cfg.DialTimeout, "attempt", attempt)
 	type result struct {
 		addr string
 		c    *protocol.Client
@@ -340,9 +412,36 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 	var errs []error
 	var refusal error
 	failed := map[string]bool{}
+	pending := map[string]bool{}
+	for _, addr := range order {
+		pending[addr] = true
+	}
 	hint := ""
-	for i := range order {
-		r := <-results
+	// Once a majority has answered and none leads, the others are given
+	// connectGrace, not the whole DialTimeout: a dead member would
+	// otherwise hold every attempt of an election for DialTimeout.
+	quorum := len(addrs)/2 + 1
+	var grace <-chan time.Time
+	answered := 0
+collect:
+	for answered < len(order) {
+		var r result
+		select {
+		case r = <-results:
+		case <-grace:
+			left := slices.Sorted(maps.Keys(pending))
+			a.log.Info("a majority answered without a leader; not waiting for the rest", "waiting_on", left)
+			drain(len(left))
+			errs = append(errs, fmt.Errorf("no answer yet from %v: %w", left, ErrNoLeader))
+			break collect
+		}
+		answered++
+		delete(pending, r.addr)
+		if grace == nil && answered >= quorum {
+			t := time.NewTimer(connectGrace)
+			defer t.Stop()
+			grace = t.C
+		}
 		switch {
 		case r.err != nil:
 			// A refusal from one member is kept, not returned at once: a
@@ -351,12 +450,15 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 			if (errors.Is(r.err, ErrRefused) || errors.Is(r.err, ErrOrigin)) && refusal == nil {
 				refusal = r.err
 			}
+			if errors.Is(r.err, ErrNotReady) {
+				a.log.Info("member is catching up; it does not know this node yet", "addr", r.addr)
+			}
 			failed[r.addr] = true
 			errs = append(errs, fmt.Errorf("%s: %w", r.addr, r.err))
 		case r.ack.LeaderHint == r.addr:
-			drain(len(order) - i - 1)
+			drain(len(order) - answered)
 			a.setLeader(r.addr)
-			return r.c, r.addr, r.ack.ClusterOrigin, nil
+			return &leaderSession{c: r.c, addr: r.addr, origin: r.ack.ClusterOrigin, ack: r.ack}, nil
 		default:
 			r.c.Close()
 			if r.ack.LeaderHint == "" {
@@ -367,11 +469,13 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 		}
 	}
 	if ctx.Err() != nil {
-		return nil, "", "", ctx.Err()
+		return nil, ctx.Err()
 	}
-	if refusal != nil && hint == "" {
+	if refusal != nil && hint == "" && !slices.ContainsFunc(errs, func(e error) bool { return errors.Is(e, ErrNotReady) }) {
+		// Every member that answered refused the key; one that is still
+		// catching up may not know it yet, so that is not final.
 		a.setLeader("")
-		return nil, "", "", refusal
+		return nil, refusal
 	}
 	if hint != "" && !failed[hint] && !slices.Contains(order, hint) {
 		// A follower names a leader we do not know by that address (it
@@ -380,26 +484,27 @@ func (a *Agent) connect(ctx context.Context, attempt int) (*protocol.Client, str
 		// address that just failed is stale: the followers have not yet
 		// noticed their leader's death, and the next attempt will see
 		// the new one.
+		a.log.Info("dialing the leader a member named", "addr", hint)
 		hctx, hcancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
 		c, ack, err := a.dialHello(hctx, hint)
 		hcancel()
 		if err == nil && ack.LeaderHint != "" {
 			a.setLeader(hint)
-			return c, hint, ack.ClusterOrigin, nil
+			return &leaderSession{c: c, addr: hint, origin: ack.ClusterOrigin, ack: ack}, nil
 		}
 		if err == nil {
 			c.Close()
 			err = ErrNoLeader
 		}
 		if errors.Is(err, ErrRefused) {
-			return nil, "", "", err
+			return nil, err
 		}
 		errs = append(errs, fmt.Errorf("%s (named leader): %w", hint, err))
 	} else if hint != "" {
 		errs = append(errs, fmt.Errorf("the coordinators name %s as leader, which did not answer as one: %w", hint, ErrNoLeader))
 	}
 	a.setLeader("")
-	return nil, "", "", errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
 func (a *Agent) setLeader(addr string) {
@@ -411,15 +516,17 @@ func (a *Agent) setLeader(addr string) {
 // session serves one connection: subscribe, handle announcements, and
 // check now and then that the coordinator still leads. served reports
 // whether the subscription was established.
-func (a *Agent) session(ctx context.Context, c *protocol.Client, addr, origin string) (served bool, err error) {
+func (a *Agent) session(ctx context.Context, ls *leaderSession) (served bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	c, addr, origin := ls.c, ls.addr, ls.origin
 	ch, err := c.Subscribe(sctx)
 	if err != nil {
 		return false, err
 	}
 	a.metrics.connected.Set(1)
-	a.log.Info("connected", "addr", addr, "origin", origin)
+	a.log.Info("connected to the leader; waiting for round announcements", "addr", addr, "origin", origin,
+		"term", ls.ack.Term, "instance", ls.ack.Instance, "protocol", c.Version())
 	a.emit(Event{Kind: EventConnected, Addr: addr})
 	check := time.NewTicker(a.cfg.LeaderCheck)
 	defer check.Stop()
@@ -430,9 +537,10 @@ func (a *Agent) session(ctx context.Context, c *protocol.Client, addr, origin st
 			return true, nil
 		case ann, ok := <-ch:
 			if !ok {
-				return true, fmt.Errorf("subscription at %s ended", addr)
+				return true, fmt.Errorf("subscription at %s ended: %w", addr, connEnded(c))
 			}
 			quiet = false
+			a.log.Info("round announced", "job", ann.JobID, "round", ann.Round, "deadline", ann.Deadline, "addr", addr)
 			if err := a.handle(sctx, c, addr, origin, ann); err != nil {
 				return true, err
 			}
@@ -441,28 +549,77 @@ func (a *Agent) session(ctx context.Context, c *protocol.Client, addr, origin st
 				quiet = true
 				continue
 			}
-			if hint, err := a.probe(ctx, addr); err != nil {
-				return true, fmt.Errorf("leader check at %s: %w", addr, err)
-			} else if hint != addr {
-				if hint == "" {
-					return true, fmt.Errorf("%s: %w", addr, ErrNoLeader)
-				}
-				return true, &redirectError{addr: hint}
+			if err := a.checkLeader(ctx, ls); err != nil {
+				return true, err
 			}
 		}
 	}
 }
 
+// connEnded says why a connection ended, if it has.
+func connEnded(c *protocol.Client) error {
+	select {
+	case <-c.Done():
+		return errors.New("connection closed (peer gone or idle timeout)")
+	default:
+		return errors.New("stream closed")
+	}
+}
+
+// checkLeader asks the session's coordinator, on a fresh connection, who
+// leads, and compares the answer with the session's: another leader
+// address means the leadership moved; the same address from another server
+// instance means the coordinator restarted (and leads again), so the
+// session's connection reaches a process that is gone; a newer term from
+// the same instance means it lost and regained the lead, which its
+// announcements on this connection survive.
+func (a *Agent) checkLeader(ctx context.Context, ls *leaderSession) error {
+	// The probe may wait DialTimeout for a dead coordinator; the session's
+	// own connection may end sooner (idle timeout), and that ends the
+	// probe too.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ls.c.Done():
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	ack, err := a.probe(pctx, ls.addr)
+	if err != nil {
+		if ctx.Err() == nil && pctx.Err() != nil {
+			return fmt.Errorf("connection to %s ended during the leader check: %w", ls.addr, connEnded(ls.c))
+		}
+		return fmt.Errorf("leader check at %s: %w", ls.addr, err)
+	}
+	switch {
+	case ack.LeaderHint == "":
+		return fmt.Errorf("%s: %w", ls.addr, ErrNoLeader)
+	case ack.LeaderHint != ls.addr:
+		a.log.Warn("leader moved", "from", ls.addr, "to", ack.LeaderHint, "term", ack.Term)
+		return &redirectError{addr: ack.LeaderHint}
+	case ack.Instance != "" && ls.ack.Instance != "" && ack.Instance != ls.ack.Instance:
+		a.log.Warn("coordinator restarted at the same address; the session's connection is stale",
+			"addr", ls.addr, "old_instance", ls.ack.Instance, "new_instance", ack.Instance, "term", ack.Term)
+		return &redirectError{addr: ls.addr, restarted: true}
+	case ack.Term > ls.ack.Term:
+		a.log.Info("same leader in a newer term", "addr", ls.addr, "old_term", ls.ack.Term, "term", ack.Term)
+		ls.ack = ack
+	}
+	return nil
+}
+
 // probe asks addr, on a fresh connection, who leads.
-func (a *Agent) probe(ctx context.Context, addr string) (string, error) {
+func (a *Agent) probe(ctx context.Context, addr string) (*protocol.HelloAck, error) {
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
 	defer cancel()
 	c, ack, err := a.dialHello(pctx, addr)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	c.Close()
-	return ack.LeaderHint, nil
+	return ack, nil
 }
 
 // handle takes part in one announced round.
@@ -589,6 +746,9 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 			}
 		}
 	}
+	if err := a.restoreMomentum(l, ann.JobID, log); err != nil {
+		return nil, -1, err
+	}
 	start := time.Now()
 	var delta []float64
 	accuracy := -1.0
@@ -624,9 +784,45 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 	if err := a.state.savePending(p); err != nil {
 		return nil, -1, &fatalError{err}
 	}
+	if v := l.Velocity(ann.JobID); v != nil {
+		// After the pending update: a node killed in between resubmits
+		// that update and trains its next round from the momentum of the
+		// round before, never from a velocity applied twice.
+		if err := a.state.SaveMomentum(ann.JobID, ann.Round, v); err != nil {
+			return nil, -1, &fatalError{err}
+		}
+	}
 	log.Info("update ready", "arch", arch.Kind, "params", len(delta), "byzantine", a.cfg.Byzantine,
 		"local_accuracy", accuracy, "train_seconds", time.Since(start).Seconds())
 	return p, accuracy, nil
+}
+
+// restoreMomentum loads job's recorded momentum buffer into l once per
+// run, so that a restarted node carries its client momentum on. A damaged
+// file is reported and training starts from zero velocity, as a first
+// round would: a wrong momentum is worse than none.
+func (a *Agent) restoreMomentum(l *Learner, job string, log *slog.Logger) error {
+	a.mu.Lock()
+	done := a.momentum[job]
+	if a.momentum == nil {
+		a.momentum = map[string]bool{}
+	}
+	a.momentum[job] = true
+	a.mu.Unlock()
+	if done {
+		return nil
+	}
+	round, v, ok, err := a.state.LoadMomentum(job)
+	switch {
+	case errors.Is(err, ErrStateFile):
+		log.Warn("momentum file damaged; training from zero velocity", "err", err)
+	case err != nil:
+		return &fatalError{err}
+	case ok:
+		l.SetVelocity(job, v)
+		log.Info("momentum restored", "from_round", round, "values", len(v))
+	}
+	return nil
 }
 
 // maxRetries bounds the rate-limited and unavailable retries of one

@@ -63,17 +63,28 @@ type Config struct {
 	// Data.Seed), minibatch order, attack noise, backoff jitter.
 	Seed uint64
 	// BackoffMin and BackoffMax bound the jittered exponential backoff
-	// between reconnection attempts; zero means 200 ms and 10 s.
+	// between reconnection attempts; zero means 200 ms and 10 s. While
+	// the cluster is only between leaders (members answer but none leads,
+	// or a member is catching up) the wait is capped at LeaderWait.
 	BackoffMin, BackoffMax time.Duration
+	// LeaderWait caps the backoff while an election is under way, so the
+	// node finds the new leader soon after it is elected; zero means 1 s.
+	LeaderWait time.Duration
 	// DialTimeout bounds one connection attempt to the coordinators
-	// (QUIC handshake and Hello); zero means 5 s. A dead coordinator
+	// (QUIC handshake and Hello); zero means 2 s. A dead coordinator
 	// costs this much at most, as all are dialled at once.
 	DialTimeout time.Duration
 	// LeaderCheck is how long a connection may carry no announcement
-	// before the node asks the cluster again who leads (a leader that
-	// stepped down without dying announces nothing); zero means 5 s.
+	// before the node asks its coordinator again, on a fresh connection,
+	// who leads: a leader that stepped down without dying announces
+	// nothing, and a member restarted at the same address answers with
+	// another instance id. Zero means 2 s.
 	LeaderCheck time.Duration
-	// Protocol tunes the QUIC protocol; the zero value is the default.
+	// Protocol tunes the QUIC protocol. Zero fields mean the protocol's
+	// defaults, except IdleTimeout: zero means DefaultIdleTimeout (3 s),
+	// with keep-alives every third of it, so that a connection to a
+	// coordinator that died or froze ends within seconds, in-flight
+	// requests included, instead of after the request timeout.
 	Protocol protocol.Config
 	// Dialer opens connections; nil means QUIC with the node's identity
 	// and the cluster's pinned keys (tests pass a protocol.MemNetwork
@@ -130,6 +141,16 @@ type TrainConfig struct {
 	WeightDecay float64 // L2 weight decay (≥ 0)
 }
 
+// Failover timings used for zero Config fields. Raft elects a new leader
+// in 1–3 s; with these a node notices a dead leader within
+// DefaultIdleTimeout and polls for its successor every LeaderWait at most.
+const (
+	DefaultIdleTimeout = 3 * time.Second
+	DefaultDialTimeout = 2 * time.Second
+	DefaultLeaderCheck = 2 * time.Second
+	DefaultLeaderWait  = time.Second
+)
+
 // DefaultConfig returns a node configuration for the MFN regime task with
 // 80 local simulations, equal regime proportions and 2 epochs per round.
 // Cluster, StateDir and an identity must still be set.
@@ -154,8 +175,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: Config.NodeID is %d bytes, at most %d", len(c.NodeID), crypto.MaxNodeIDLen)
 	case c.BackoffMin < 0 || c.BackoffMax < 0 || (c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax):
 		return fmt.Errorf("node: Config.BackoffMin %v and BackoffMax %v must be ≥ 0 with min ≤ max", c.BackoffMin, c.BackoffMax)
-	case c.LeaderCheck < 0 || c.DialTimeout < 0:
-		return fmt.Errorf("node: Config.LeaderCheck %v and DialTimeout %v must be ≥ 0", c.LeaderCheck, c.DialTimeout)
+	case c.LeaderCheck < 0 || c.DialTimeout < 0 || c.LeaderWait < 0:
+		return fmt.Errorf("node: Config.LeaderCheck %v, DialTimeout %v and LeaderWait %v must be ≥ 0", c.LeaderCheck, c.DialTimeout, c.LeaderWait)
 	case c.AttackHonest < 0 || c.AttackF < 0:
 		return fmt.Errorf("node: Config.AttackHonest %d and AttackF %d must be ≥ 0", c.AttackHonest, c.AttackF)
 	}
@@ -256,10 +277,16 @@ func (c *Config) withDefaults() Config {
 		cp.BackoffMin = cp.BackoffMax
 	}
 	if cp.DialTimeout == 0 {
-		cp.DialTimeout = 5 * time.Second
+		cp.DialTimeout = DefaultDialTimeout
 	}
 	if cp.LeaderCheck == 0 {
-		cp.LeaderCheck = 5 * time.Second
+		cp.LeaderCheck = DefaultLeaderCheck
+	}
+	if cp.LeaderWait == 0 {
+		cp.LeaderWait = DefaultLeaderWait
+	}
+	if cp.Protocol.IdleTimeout == 0 {
+		cp.Protocol.IdleTimeout = DefaultIdleTimeout
 	}
 	if cp.Logger == nil {
 		cp.Logger = slog.New(slog.DiscardHandler)

@@ -231,7 +231,7 @@ const (
 func cacheKey(d DataConfig) [32]byte {
 	g, s := d.grid()
 	desc := fmt.Sprintf("task=%s samples=%d props=%v grid=%d steps=%d seed=%d ref=%d/%d/%d mnist=%d/%d",
-		d.Task, d.Samples, d.Proportions, g, s, d.Seed, refPerRegime, refGridSize, refSeed, d.Partition, d.Partitions)
+		d.Task, d.Samples, d.Proportions, g, s, d.Seed, refPerRegime, refGridSize, uint64(refSeed), d.Partition, d.Partitions)
 	return sha256.Sum256([]byte(desc))
 }
 

@@ -60,6 +60,12 @@
 //   - round closed, bad request, unauthorized: the round is given up;
 //   - rate limited, unavailable: retried after the advised delay.
 //
+// Client momentum (the SGD velocity that carries over between rounds of a
+// job) is written to StateDir/momentum/<hex job>.bin after each round's
+// training, atomically and checksummed, and restored when the node trains
+// the job again after a restart, so a restarted node trains the same
+// updates as one that never stopped.
+//
 // A node killed between submission and record finds the pending file on
 // restart and submits the very same bytes again; the cluster recognises
 // them and answers with the original acknowledgement, so no round is ever
@@ -75,12 +81,37 @@
 // The node dials the coordinators in turn. A coordinator that does not
 // lead names the leader in its Hello answer (or in a "not leader" error)
 // and the node goes there: only the leader pushes round announcements.
-// When the connection ends — leader crash, network loss — the node
-// reconnects with jittered exponential backoff (BackoffMin to BackoffMax,
-// from the seeded source) and resumes the round that is open, since a new
-// subscription first delivers the open rounds. A connection that carries
-// no announcement for LeaderCheck is checked with a fresh Hello, in case
-// its coordinator stepped down without dying.
+//
+// A dead or frozen leader is noticed fast: the QUIC connection sends
+// keep-alives every second and dies after 3 s without an answer
+// (Protocol.IdleTimeout, DefaultIdleTimeout), which also ends a submission
+// in flight; its pending update is then submitted, byte for byte, to the
+// next leader. Reconnection uses jittered exponential backoff (BackoffMin
+// to BackoffMax, from the seeded source), capped at LeaderWait (1 s) while
+// the members answer but none leads yet, so the node finds a new leader
+// about a second after Raft elects it (in 1–3 s). The node then resumes
+// the round that is open, since a new subscription first delivers the open
+// rounds.
+//
+// A connection that carries no announcement for LeaderCheck (2 s) is
+// checked with a fresh Hello to the same address. The answer (protocol
+// Version2) names the leader, its Raft term and the answering server's
+// instance id: another leader address means the leadership moved; the
+// same address from another instance means that coordinator restarted and
+// leads again, so the node's own connection reaches a process that is
+// gone; either way the node redials at once.
+//
+// A coordinator that has just restarted and not caught up with the
+// cluster answers "not ready" (protocol.CodeNotReady) for keys it does not
+// know yet, instead of refusing them: the node retries within LeaderWait,
+// preferably at another member, and keeps the long back-off and the
+// "refused" event for real refusals (ErrRefused: not enrolled, revoked).
+//
+// The log says what the node waits for: "looking for the leader" (with the
+// addresses dialled), "member is catching up", "connected to the leader;
+// waiting for round announcements", "round announced", "leader moved",
+// "coordinator restarted at the same address" and "backing off" with the
+// time it retries (until), the reason and the error.
 //
 // # Byzantine nodes
 //

@@ -154,6 +154,24 @@ func (l *Learner) sgd(job string) *learn.SGD {
 	return o
 }
 
+// Velocity returns a copy of job's momentum buffer, nil if job has not
+// trained with momentum yet.
+func (l *Learner) Velocity(job string) []float64 {
+	o := l.sgd(job)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return o.Velocity()
+}
+
+// SetVelocity restores job's momentum buffer (a copy of v), for a node
+// resuming after a restart.
+func (l *Learner) SetVelocity(job string, v []float64) {
+	o := l.sgd(job)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o.SetVelocity(v)
+}
+
 // Update trains a model of shape arch from base on the local data and
 // returns the delta θ_new − θ_old and the trained model. Errors: an arch
 // or base of the wrong size, learn.ErrDiverged.

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,12 +9,16 @@ import (
 	"time"
 )
 
-// Version1 is the first protocol version.
-const Version1 uint8 = 1
+// Protocol versions. They differ only in HelloAck, which Version2 extends
+// with the answering server's Instance and the leader's Term.
+const (
+	Version1 uint8 = 1
+	Version2 uint8 = 2
+)
 
 // SupportedVersions lists the protocol versions this package speaks,
 // strictly increasing.
-func SupportedVersions() []uint8 { return []uint8{Version1} }
+func SupportedVersions() []uint8 { return []uint8{Version1, Version2} }
 
 // Defaults used for zero Config fields.
 const (
@@ -26,6 +31,8 @@ const (
 	DefaultChunkSize         = 1 << 20 // 1 MiB
 	DefaultMaxModelSize      = 1 << 30 // 1 GiB
 	DefaultHeartbeat         = 10 * time.Second
+	DefaultMaxConns          = 4096
+	DefaultMaxConnsPerKey    = 8
 )
 
 // chunkOverhead is the encoded size of a ModelChunk without its data:
@@ -69,6 +76,23 @@ type Config struct {
 	// MaxModelSize (client) bounds the size of a model FetchModel accepts.
 	// Zero means DefaultMaxModelSize.
 	MaxModelSize int64
+	// MaxConns (server) bounds the connections a Server holds at once over
+	// all its listeners; a connection beyond it is closed right after its
+	// handshake (RefusedTooManyConns). Zero means DefaultMaxConns.
+	MaxConns int
+	// MaxConnsPerKey (server) bounds the connections one peer key may hold
+	// at once; a node needs one, plus one per leader check or reconnection
+	// in flight. Beyond it: RefusedTooManyForKey. Zero means
+	// DefaultMaxConnsPerKey.
+	MaxConnsPerKey int
+	// OnRefuse (server), when set, is called for every connection the
+	// Server closes without serving it, with the reason; it must be fast
+	// and safe for concurrent use (the coordinator counts them).
+	OnRefuse func(reason RefuseReason, peer ed25519.PublicKey)
+	// Instance (server) identifies this server process to clients
+	// (HelloAck.Instance, at most MaxInstanceLen bytes); empty means 16
+	// random bytes in hex, drawn from crypto/rand by NewServer.
+	Instance string
 	// Versions are the protocol versions offered or accepted, strictly
 	// increasing, each one of SupportedVersions. Nil means all supported.
 	Versions []uint8
@@ -99,6 +123,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("protocol: Config.ChunkSize %d is negative", c.ChunkSize)
 	case c.MaxModelSize < 0:
 		return fmt.Errorf("protocol: Config.MaxModelSize %d is negative", c.MaxModelSize)
+	case c.MaxConns < 0:
+		return fmt.Errorf("protocol: Config.MaxConns %d is negative", c.MaxConns)
+	case c.MaxConnsPerKey < 0:
+		return fmt.Errorf("protocol: Config.MaxConnsPerKey %d is negative", c.MaxConnsPerKey)
+	case len(c.Instance) > MaxInstanceLen:
+		return fmt.Errorf("protocol: Config.Instance is %d bytes, at most %d", len(c.Instance), MaxInstanceLen)
 	}
 	frame := c.MaxFrameSize
 	if frame == 0 {
@@ -148,6 +178,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxModelSize == 0 {
 		c.MaxModelSize = DefaultMaxModelSize
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerKey == 0 {
+		c.MaxConnsPerKey = DefaultMaxConnsPerKey
 	}
 	if len(c.Versions) == 0 {
 		c.Versions = SupportedVersions()

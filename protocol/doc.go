@@ -80,7 +80,20 @@
 // at most Config.MaxStreamsPerConn concurrent streams, and the server runs
 // at most Config.MaxInflight handlers at once, answering CodeRateLimited
 // beyond that. Subscriptions carry heartbeats so that both ends notice a
-// silent peer, and a subscriber that stops reading is disconnected.
+// silent peer, and a subscriber that stops reading is disconnected. A
+// Server holds at most Config.MaxConns connections in total and
+// Config.MaxConnsPerKey per peer key; a connection beyond either cap is
+// closed right after its handshake, counted (Server.Refused,
+// Config.OnRefuse) and logged through a LogSampler.
+//
+// # Versions
+//
+// Version2 differs from Version1 only in HelloAck, which then carries the
+// answering server's Instance (a new one per process) and the leader's
+// Term. A client that keeps a connection to the leader compares them with
+// a fresh answer to learn whether its connection still reaches the same
+// process under the same leadership; an address alone cannot tell a
+// member from its restarted self.
 //
 // See DESIGN.md for the picture.
 package protocol

@@ -44,6 +44,11 @@ const (
 	// CodeUnavailable: the server cannot serve now (no quorum, shutting
 	// down); retry after RetryAfter, possibly elsewhere.
 	CodeUnavailable Code = 10
+	// CodeNotReady: this member cannot judge the request yet — it has
+	// just restarted and has not caught up with the cluster's state, so it
+	// may not know the peer's key. Unlike CodeUnauthorized it says nothing
+	// about the key: retry soon, preferably at another member.
+	CodeNotReady Code = 11
 )
 
 var codeNames = [...]string{
@@ -58,6 +63,7 @@ var codeNames = [...]string{
 	CodeInternal:        "internal error",
 	CodeNotFound:        "not found",
 	CodeUnavailable:     "unavailable",
+	CodeNotReady:        "not ready",
 }
 
 // String returns the code's name, or "code(N)" for codes unknown to this
@@ -85,7 +91,7 @@ type ProtocolError struct {
 	Code       Code
 	Message    string        // human-readable detail, at most 1024 bytes
 	LeaderAddr string        // CodeNotLeader: the leader's QUIC address, "" if unknown
-	RetryAfter time.Duration // CodeRateLimited/CodeUnavailable: wait at least this long; ≥ 0
+	RetryAfter time.Duration // CodeRateLimited/CodeUnavailable/CodeNotReady: wait at least this long; ≥ 0
 }
 
 func (e *ProtocolError) Error() string {

@@ -136,7 +136,7 @@ func (h *testHandler) HandleHello(ctx context.Context, p Peer, m *Hello) (*Hello
 	if h.helloErr != nil {
 		return nil, h.helloErr
 	}
-	return &HelloAck{ClusterOrigin: h.origin, LeaderHint: "127.0.0.1:7443"}, nil
+	return &HelloAck{ClusterOrigin: h.origin, LeaderHint: "127.0.0.1:7443", Term: 7}, nil
 }
 
 func (h *testHandler) FetchModel(ctx context.Context, p Peer, req *ModelFetch) (*ModelChunk, error) {

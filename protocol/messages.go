@@ -19,11 +19,14 @@ const (
 	MaxMetadata    = 64   // entries in RoundAnnouncement.Metadata
 	MaxMetaKeyLen  = 64   // bytes per metadata key
 	MaxMetaValLen  = 1024 // bytes per metadata value
+	MaxInstanceLen = 64   // HelloAck.Instance
 )
 
 // maxBlob is the field limit for bulk bytes; the frame size limit is what
-// really bounds them.
-const maxBlob = math.MaxUint32
+// really bounds them. It is the largest length the uint32 prefix can carry
+// that is also an int on every platform: on 32-bit targets (386, arm) an
+// int stops at math.MaxInt32, and math.MaxUint32 would not compile there.
+const maxBlob = min(math.MaxUint32, math.MaxInt)
 
 var metaLimits = wire.MapLimits{Entries: MaxMetadata, Key: MaxMetaKeyLen, Value: MaxMetaValLen}
 
@@ -64,6 +67,18 @@ type HelloAck struct {
 	ClusterOrigin string
 	// LeaderHint is the current leader's QUIC address if known, else "".
 	LeaderHint string
+	// Instance identifies the server process that answered (at most
+	// MaxInstanceLen bytes): a member restarted at the same address
+	// answers with another Instance, so a client can tell that its older
+	// connection to that address is dead. Set by the Server. Encoded only
+	// from Version2 on; empty with earlier versions.
+	Instance string
+	// Term is the consensus term of the leader named by LeaderHint as the
+	// server knows it (0 if unknown): together with LeaderHint and
+	// Instance it tells a client whether the leader it follows is still
+	// the one it connected to. Encoded only from Version2 on; zero with
+	// earlier versions.
+	Term uint64
 }
 
 // RoundAnnouncement tells subscribed nodes that a training round is open.
@@ -312,7 +327,17 @@ func (a *HelloAck) AppendBinary(b []byte) ([]byte, error) {
 	if b, err = wire.AppendString(b, "leader_hint", a.LeaderHint, MaxNameLen); err != nil {
 		return b, encodeError(a, err)
 	}
-	return b, nil
+	if a.Version < Version2 {
+		// The version 1 encoding ends here; it has no room for them.
+		if a.Instance != "" || a.Term != 0 {
+			return b, encodeError(a, &wire.FieldError{Field: "instance", Err: fmt.Errorf("%w: instance and term need version %d, answer has %d", ErrNonCanonical, Version2, a.Version)})
+		}
+		return b, nil
+	}
+	if b, err = wire.AppendString(b, "instance", a.Instance, MaxInstanceLen); err != nil {
+		return b, encodeError(a, err)
+	}
+	return wire.AppendU64(b, a.Term), nil
 }
 
 // MarshalBinary returns the canonical encoding of a.
@@ -326,6 +351,10 @@ func (a *HelloAck) UnmarshalBinary(data []byte) error {
 		Supported:     decodeVersions(d, "supported"),
 		ClusterOrigin: d.String("cluster_origin", MaxNameLen),
 		LeaderHint:    d.String("leader_hint", MaxNameLen),
+	}
+	if a.Version >= Version2 {
+		a.Instance = d.String("instance", MaxInstanceLen)
+		a.Term = d.U64("term")
 	}
 	return decodeError(a, d.Finish())
 }

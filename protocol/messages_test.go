@@ -34,6 +34,8 @@ func sampleMessages() []struct {
 		{"Hello", &Hello{Versions: []uint8{1, 2}, NodeID: "node-7", ClientInfo: "mfn/0.1"}},
 		{"HelloAck", &HelloAck{Version: 1, Supported: []uint8{1}, ClusterOrigin: "mfn.example/cluster-a", LeaderHint: "10.0.0.1:7443"}},
 		{"HelloAckMismatch", &HelloAck{Supported: []uint8{1}}},
+		{"HelloAckV2", &HelloAck{Version: 2, Supported: []uint8{1, 2}, ClusterOrigin: "mfn.example/cluster-a", LeaderHint: "10.0.0.1:7443",
+			Instance: "0123456789abcdef", Term: 12}},
 		{"Subscribe", &subscribe{}},
 		{"RoundAnnouncement", &RoundAnnouncement{JobID: "job-1", Round: 4, BaseVersion: 3, BaseHash: h,
 			Deadline: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), ModelSize: 304, MinUpdates: 3, MaxUpdates: 10,
@@ -46,6 +48,7 @@ func sampleMessages() []struct {
 		{"Ack", &Ack{LogIndex: 42, LeafIndex: 7}},
 		{"ErrorNotLeader", &ProtocolError{Code: CodeNotLeader, Message: "follower", LeaderAddr: "10.0.0.2:7443"}},
 		{"ErrorRateLimited", &ProtocolError{Code: CodeRateLimited, RetryAfter: 1500 * time.Millisecond}},
+		{"ErrorNotReady", &ProtocolError{Code: CodeNotReady, Message: "catching up", RetryAfter: 250 * time.Millisecond}},
 	}
 }
 
@@ -234,7 +237,10 @@ func TestConfigValidate(t *testing.T) {
 		{Config{ChunkSize: DefaultMaxFrameSize}, "ChunkSize"},
 		{Config{MaxFrameSize: 4096, ChunkSize: 4096 - chunkOverhead + 1}, "ChunkSize"},
 		{Config{Versions: []uint8{1, 1}}, "Versions"},
-		{Config{Versions: []uint8{2}}, "Versions"},
+		{Config{Versions: []uint8{3}}, "Versions"},
+		{Config{MaxConns: -1}, "MaxConns"},
+		{Config{MaxConnsPerKey: -1}, "MaxConnsPerKey"},
+		{Config{Instance: strings.Repeat("x", MaxInstanceLen+1)}, "Instance"},
 		{Config{MaxModelSize: -1}, "MaxModelSize"},
 	}
 	for _, tc := range cases {

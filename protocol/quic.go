@@ -126,6 +126,7 @@ func (c *quicConn) PeerKey() ed25519.PublicKey { return c.key }
 func (c *quicConn) RemoteAddr() net.Addr       { return c.c.RemoteAddr() }
 func (c *quicConn) Done() <-chan struct{}      { return c.c.Context().Done() }
 func (c *quicConn) Close() error               { return c.c.CloseWithError(quicCodeOK, "") }
+func (c *quicConn) closeBusy() error           { return c.c.CloseWithError(quicCodeBusy, CloseReasonBusy) }
 
 type quicStream struct{ s *quic.Stream }
 

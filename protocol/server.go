@@ -66,8 +66,12 @@ type Server struct {
 	closed    bool
 	listeners map[Listener]struct{}
 	conns     map[Conn]Listener // live connections and where they came from
+	perKey    map[string]int    // live connections per peer key
 	subs      map[*subscriber]struct{}
 	latest    map[string]announcement // by job id
+
+	refusals atomic.Uint64
+	sampled  LogSampler
 }
 
 type announcement struct {
@@ -90,6 +94,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, errors.New("protocol: NewServer: nil Handler")
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Instance == "" {
+		cfg.Instance = newInstance()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg, h: h, log: cfg.Logger,
@@ -97,6 +104,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		ctx:      ctx, cancel: cancel,
 		listeners: make(map[Listener]struct{}),
 		conns:     make(map[Conn]Listener),
+		perKey:    make(map[string]int),
 		subs:      make(map[*subscriber]struct{}),
 		latest:    make(map[string]announcement),
 	}, nil
@@ -152,6 +160,11 @@ func (s *Server) Serve(ctx context.Context, ln Listener) error {
 			s.mu.Unlock()
 			c.Close()
 			return ErrServerClosed
+		}
+		if reason, ok := s.admitLocked(c); !ok {
+			s.mu.Unlock()
+			s.refuse(c, reason)
+			continue
 		}
 		s.conns[c] = ln
 		s.wg.Add(1)
@@ -302,6 +315,7 @@ func (s *Server) serveConn(c Conn) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
+		s.releaseLocked(c)
 		s.mu.Unlock()
 		c.Close()
 	}()
@@ -445,6 +459,10 @@ func (sc *serverConn) hello(ctx context.Context, f *framer, h *Hello) {
 	}
 	out := *ack
 	out.Version, out.Supported = v, s.cfg.Versions
+	out.Instance = s.cfg.Instance
+	if v < Version2 {
+		out.Instance, out.Term = "", 0
+	}
 	// Set before answering: the peer may send its next request on another
 	// stream as soon as it reads the answer.
 	sc.version.Store(uint32(v))

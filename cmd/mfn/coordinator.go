@@ -537,14 +537,16 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	cleanup = append(cleanup, layer.Close)
 
 	// The QUIC listener admits only enrolled node keys, which the member
-	// knows once it runs; until then every node is refused.
-	var coordRef atomic.Pointer[coordinator.Coordinator]
+	// knows once it runs and has caught up (QUICHandler.VerifyNodeKey).
+	// Until it runs, keys are judged at Hello: the server serves no
+	// connection before then.
+	var handlerRef atomic.Pointer[coordinator.QUICHandler]
 	verifyNode := func(pub ed25519.PublicKey) error {
-		c := coordRef.Load()
-		if c == nil {
-			return errors.New("coordinator starting")
+		h := handlerRef.Load()
+		if h == nil {
+			return nil
 		}
-		return c.VerifyNodeKey(pub)
+		return h.VerifyNodeKey(pub)
 	}
 	pid, err := protocol.NewIdentity(id.SigningKey)
 	if err != nil {
@@ -629,7 +631,6 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	}
 	// The member owns the Raft layer and the storage from here on.
 	cleanup = cleanup[1:]
-	coordRef.Store(coord)
 	shutdown := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 		defer cancel()
@@ -638,7 +639,10 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	cleanup = append(cleanup, shutdown)
 
 	// QUIC server for nodes.
-	qsrv, err := protocol.NewServer(pcfg, coordinator.NewQUICHandler(coord))
+	qh := coordinator.NewQUICHandler(coord)
+	handlerRef.Store(qh)
+	pcfg.OnRefuse = qh.Refused
+	qsrv, err := protocol.NewServer(pcfg, qh)
 	if err != nil {
 		return fail(err)
 	}

@@ -131,7 +131,7 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.Uint64Var(&f.seed, "seed", d.Seed, "seed of training, attacks and backoff jitter")
 	fl.DurationVar(&f.backoffMin, "backoff-min", 200*time.Millisecond, "first reconnection delay")
 	fl.DurationVar(&f.backoffMax, "backoff-max", 10*time.Second, "longest reconnection delay")
-	fl.DurationVar(&f.dialTimeout, "dial-timeout", 5*time.Second, "bound on one connection attempt (QUIC handshake and hello)")
+	fl.DurationVar(&f.dialTimeout, "dial-timeout", node.DefaultDialTimeout, "bound on one connection attempt (QUIC handshake and hello)")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "host:port serving /metrics and /healthz (empty: none)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.AddCommand(newNodeAcksCmd(env))
