@@ -16,6 +16,9 @@ type Network struct {
 	// offs holds the same pairs as byte offsets of 4-lane rows (i·32, j·32),
 	// for the assembly kernel.
 	offs []int32
+	// offs64 holds them as byte offsets of 16-lane float32 rows (i·64,
+	// j·64), for Sort16F32.
+	offs64 []int32
 }
 
 var networks sync.Map // int → *Network
@@ -45,8 +48,10 @@ func SortingNetwork(n int) *Network {
 		}
 	}
 	w.offs = make([]int32, 0, 2*len(w.Pairs))
+	w.offs64 = make([]int32, 0, 2*len(w.Pairs))
 	for _, pr := range w.Pairs {
 		w.offs = append(w.offs, pr[0]*32, pr[1]*32)
+		w.offs64 = append(w.offs64, pr[0]*64, pr[1]*64)
 	}
 	v, _ := networks.LoadOrStore(n, w)
 	return v.(*Network)
