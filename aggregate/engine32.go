@@ -488,6 +488,9 @@ func combinePassSource(z []float64, rd *reader, coef []float64, prev []float64) 
 // (reordering it; tmp is scratch), for inputs too many for the network.
 type colOpF32 struct {
 	sixteen func(sorted []float32, n int, dst *[16]float64)
+	// ranks, when not nil, returns the only ranks sixteen reads (lo … hi):
+	// the network is then pruned to them (vec.SelectionNetwork).
+	ranks func(n int) (lo, hi int)
 	one     func(col, tmp []float64) float64
 }
 
@@ -502,6 +505,9 @@ func coordwiseSource(rd *reader, out []float64, op colOpF32) (bad []bool, err er
 	var net *vec.Network
 	if useNet {
 		net = vec.SortingNetwork(n)
+		if op.ranks != nil {
+			net = vec.SelectionNetwork(rankRange(op.ranks, n))
+		}
 	}
 	parts := min(64, max(1, d/2048))
 	badParts := make([]bool, parts*n)
@@ -544,8 +550,14 @@ func coordwiseSource(rd *reader, out []float64, op colOpF32) (bad []bool, err er
 				if gw < 16 {
 					clear(buf) // lanes past the last coordinate sort zeros
 				}
-				for i, r := range views {
-					copy(buf[16*i:16*i+gw], r[g:g+gw])
+				if gw == 16 {
+					for i, r := range views {
+						*(*[16]float32)(buf[16*i:]) = *(*[16]float32)(r[g:])
+					}
+				} else {
+					for i, r := range views {
+						copy(buf[16*i:16*i+gw], r[g:g+gw])
+					}
 				}
 				net.Sort16F32(buf)
 				op.sixteen(buf, n, &res)
@@ -600,6 +612,19 @@ func coordwiseCheckedSource(s *screened, rd *reader, out []float64, need func() 
 			return err
 		}
 	}
+}
+
+func rankRange(ranks func(int) (int, int), n int) (int, int, int) {
+	lo, hi := ranks(n)
+	return n, lo, hi
+}
+
+// medianRanks are the ranks medianOf16 reads.
+func medianRanks(n int) (lo, hi int) {
+	if n%2 == 1 {
+		return n / 2, n / 2
+	}
+	return n/2 - 1, n / 2
 }
 
 // medianOf16 is medianOf4 for sixteen sorted float32 columns, in float64

@@ -158,7 +158,7 @@ func (r *Median) AggregateSource(src Source, weights []float64) ([]float64, Repo
 		}
 		return nil
 	}
-	op := func() colOpF32 { return colOpF32{sixteen: medianOf16, one: medianOf} }
+	op := func() colOpF32 { return colOpF32{sixteen: medianOf16, ranks: medianRanks, one: medianOf} }
 	out := make([]float64, s.d)
 	if err := coordwiseCheckedSource(s, rd, out, need, op); err != nil {
 		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)

@@ -244,3 +244,35 @@ func BenchmarkSort16F32x100(b *testing.B) {
 		w.Sort16F32(buf)
 	}
 }
+
+// TestSelectionNetwork: the pruned network leaves the requested ranks
+// exactly where the full sort puts them.
+func TestSelectionNetwork(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for trial := 0; trial < 200; trial++ {
+		n := 1 + r.IntN(200)
+		lo := r.IntN(n)
+		hi := min(n-1, lo+r.IntN(3))
+		w := SelectionNetwork(n, lo, hi)
+		if full := SortingNetwork(n); len(w.Pairs) > len(full.Pairs) {
+			t.Fatalf("n=%d: pruned network larger than the full one", n)
+		}
+		buf := make([]float32, 16*n)
+		for i := range buf {
+			buf[i] = float32(r.NormFloat64())
+			if trial%4 == 0 {
+				buf[i] = float32(r.IntN(3))
+			}
+		}
+		sorted := slices.Clone(buf)
+		SortingNetwork(n).Sort16F32Generic(sorted)
+		w.Sort16F32(buf)
+		for k := lo; k <= hi; k++ {
+			for l := 0; l < 16; l++ {
+				if buf[16*k+l] != sorted[16*k+l] {
+					t.Fatalf("n=%d ranks %d..%d: rank %d lane %d = %v, want %v", n, lo, hi, k, l, buf[16*k+l], sorted[16*k+l])
+				}
+			}
+		}
+	}
+}
