@@ -143,14 +143,14 @@ func chunkLenF32(n int) int {
 }
 
 // gramTilesF32 lists the 4-row × 6-column tiles covering every (i, j)
-// with j ≥ i.
+// with j ≥ i, column block by column block: the six column vectors of a
+// block stay in L1 while the row vectors stream past, four per tile, so
+// each step of the kernel loads four vectors from L2 instead of six.
 func gramTilesF32(n int) []gramTile {
 	var tiles []gramTile
-	for r0 := 0; r0 < n; r0 += 4 {
-		for c0 := (r0 / 6) * 6; c0 < n; c0 += 6 {
-			if c0+5 >= r0 {
-				tiles = append(tiles, gramTile{r0, c0})
-			}
+	for c0 := 0; c0 < n; c0 += 6 {
+		for r0 := 0; r0 <= c0+5 && r0 < n; r0 += 4 {
+			tiles = append(tiles, gramTile{r0, c0})
 		}
 	}
 	return tiles
@@ -174,7 +174,8 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 	chunk := chunkLenF32(n)
 	nchunks := (d + chunk - 1) / chunk
 	parts := min(maxParts, nchunks)
-	tlen := len(tiles) * 24
+	// Eight float64 lanes per entry, 192 values per tile.
+	tlen := len(tiles) * 24 * 8
 	partial := make([]float64, parts*tlen)
 	e := make(errs, parts)
 	parallelFor(parts, int64(tlen)*int64(d)/2, func(p int) {
@@ -202,7 +203,7 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 				for q := range b {
 					b[q] = views[min(tile.c0+q, n-1)]
 				}
-				vec.Gram4x6F32((*[24]float64)(acc[t*24:t*24+24]), &a, &b)
+				vec.Gram4x6F32((*[192]float64)(acc[t*192:]), &a, &b)
 			}
 		}
 	})
@@ -225,7 +226,8 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 			for q := 0; q < 6; q++ {
 				j := tile.c0 + q
 				if j < n && j >= i {
-					out[i*n+j] = gram[t*24+r*6+q]
+					k := t*192 + (r*6+q)*8
+					out[i*n+j] = vec.GramLanes((*[8]float64)(gram[k : k+8]))
 				}
 			}
 		}
@@ -491,7 +493,7 @@ type colOpF32 struct {
 	// ranks, when not nil, returns the only ranks sixteen reads (lo … hi):
 	// the network is then pruned to them (vec.SelectionNetwork).
 	ranks func(n int) (lo, hi int)
-	one     func(col, tmp []float64) float64
+	one   func(col, tmp []float64) float64
 }
 
 // coordwiseSource sets out[c] to the reduction of column c of the valid

@@ -14,16 +14,15 @@
 	VPERMILPD     $1, X28, X29; \
 	VADDSD        X29, X28, X28
 
-// Widens the 16 float32 lanes of Z (low half Y) to float64, sums them and
-// adds the sum to the float64 at off(DI). Z is clobbered.
+// Widens the 16 float32 lanes of Z (low half Y) to float64 and adds
+// lanes l and l+8 to the eight float64 lanes at off(DI). Z is clobbered.
 #define RED16(Z, Y, off) \
 	VCVTPS2PD     Y, Z28; \
 	VEXTRACTF32X8 $1, Z, Y; \
 	VCVTPS2PD     Y, Z29; \
 	VADDPD        Z29, Z28, Z28; \
-	HSUM8(0); \
-	VADDSD        off(DI), X28, X28; \
-	VMOVSD        X28, off(DI)
+	VADDPD        off(DI), Z28, Z28; \
+	VMOVUPD       Z28, off(DI)
 
 // One column c of a step: b_c's 16 values into Z28, four fused
 // multiply-adds with the a rows in Z24–Z27.
@@ -34,9 +33,10 @@
 	VFMADD231PS Z28, Z26, A2; \
 	VFMADD231PS Z28, Z27, A3
 
-// func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[24]float64)
-// out[r*6+c] += a_r·b_c over n elements, accumulated in float32 lanes
-// (Z(r*6+c)) and summed in float64; n a positive multiple of 16.
+// func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[192]float64)
+// out[r*6+c][·] += the lanes of a_r·b_c over n elements, accumulated in
+// float32 lanes (Z(r*6+c)) and widened pairwise into eight float64 lanes;
+// n a positive multiple of 16.
 TEXT ·gram4x6F32Asm(SB), NOSPLIT, $0-96
 	MOVQ a0+0(FP), R8
 	MOVQ a1+8(FP), R9
@@ -93,29 +93,29 @@ g16:
 
 	MOVQ out+88(FP), DI
 	RED16(Z0, Y0, 0)
-	RED16(Z1, Y1, 8)
-	RED16(Z2, Y2, 16)
-	RED16(Z3, Y3, 24)
-	RED16(Z4, Y4, 32)
-	RED16(Z5, Y5, 40)
-	RED16(Z6, Y6, 48)
-	RED16(Z7, Y7, 56)
-	RED16(Z8, Y8, 64)
-	RED16(Z9, Y9, 72)
-	RED16(Z10, Y10, 80)
-	RED16(Z11, Y11, 88)
-	RED16(Z12, Y12, 96)
-	RED16(Z13, Y13, 104)
-	RED16(Z14, Y14, 112)
-	RED16(Z15, Y15, 120)
-	RED16(Z16, Y16, 128)
-	RED16(Z17, Y17, 136)
-	RED16(Z18, Y18, 144)
-	RED16(Z19, Y19, 152)
-	RED16(Z20, Y20, 160)
-	RED16(Z21, Y21, 168)
-	RED16(Z22, Y22, 176)
-	RED16(Z23, Y23, 184)
+	RED16(Z1, Y1, 64)
+	RED16(Z2, Y2, 128)
+	RED16(Z3, Y3, 192)
+	RED16(Z4, Y4, 256)
+	RED16(Z5, Y5, 320)
+	RED16(Z6, Y6, 384)
+	RED16(Z7, Y7, 448)
+	RED16(Z8, Y8, 512)
+	RED16(Z9, Y9, 576)
+	RED16(Z10, Y10, 640)
+	RED16(Z11, Y11, 704)
+	RED16(Z12, Y12, 768)
+	RED16(Z13, Y13, 832)
+	RED16(Z14, Y14, 896)
+	RED16(Z15, Y15, 960)
+	RED16(Z16, Y16, 1024)
+	RED16(Z17, Y17, 1088)
+	RED16(Z18, Y18, 1152)
+	RED16(Z19, Y19, 1216)
+	RED16(Z20, Y20, 1280)
+	RED16(Z21, Y21, 1344)
+	RED16(Z22, Y22, 1408)
+	RED16(Z23, Y23, 1472)
 	VZEROUPPER
 	RET
 

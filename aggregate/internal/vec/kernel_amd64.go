@@ -50,7 +50,7 @@ var hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL
 var HasAVX512 = hasAVX512
 
 //go:noescape
-func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[24]float64)
+func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[192]float64)
 
 //go:noescape
 func sortNet16F32Asm(buf *float32, pairs *int32, npairs int)

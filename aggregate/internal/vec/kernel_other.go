@@ -34,7 +34,7 @@ const useAVX512 = false
 // outside amd64.
 var HasAVX512 = false
 
-func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[24]float64) {
+func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[192]float64) {
 	panic("unreachable")
 }
 

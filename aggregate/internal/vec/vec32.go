@@ -17,10 +17,13 @@ import "math"
 // summed in float64.
 const MaxGramF32Len = 512
 
-// Gram4x6F32 adds to out[r*6+c] the dot product of a[r] and b[c] for r < 4,
-// c < 6. All ten slices must have the same length n ≤ MaxGramF32Len;
+// Gram4x6F32 adds the dot product of a[r] and b[c], for r < 4 and c < 6,
+// to the eight float64 lanes out[(r*6+c)*8 : (r*6+c)*8+8]: the lanes hold partial sums
+// whose total is the dot product, so that a caller summing many calls
+// reduces the lanes once at the end (GramLanes) instead of once per call.
+// All ten slices must have the same length n ≤ MaxGramF32Len;
 // Gram4x6F32 panics otherwise. Rows may alias each other.
-func Gram4x6F32(out *[24]float64, a *[4][]float32, b *[6][]float32) {
+func Gram4x6F32(out *[192]float64, a *[4][]float32, b *[6][]float32) {
 	n := len(a[0])
 	if n > MaxGramF32Len {
 		panic("vec: Gram4x6F32: range longer than MaxGramF32Len")
@@ -46,17 +49,23 @@ func Gram4x6F32(out *[24]float64, a *[4][]float32, b *[6][]float32) {
 // Gram4x6F32Generic is the portable implementation of Gram4x6F32; it
 // accumulates in float64 (exact products), so it is the more accurate of
 // the two.
-func Gram4x6F32Generic(out *[24]float64, a *[4][]float32, b *[6][]float32) {
+func Gram4x6F32Generic(out *[192]float64, a *[4][]float32, b *[6][]float32) {
 	gram4x6F32Range(out, a, b, 0, len(a[0]))
 }
 
-func gram4x6F32Range(out *[24]float64, a *[4][]float32, b *[6][]float32, lo, hi int) {
+func gram4x6F32Range(out *[192]float64, a *[4][]float32, b *[6][]float32, lo, hi int) {
 	for r := 0; r < 4; r++ {
 		x := a[r][lo:hi]
 		for c := 0; c < 6; c++ {
-			out[r*6+c] += DotF32(x, b[c][lo:hi])
+			out[(r*6+c)*8] += DotF32(x, b[c][lo:hi])
 		}
 	}
+}
+
+// GramLanes returns the total of the eight lanes of a Gram4x6F32 entry,
+// added in a fixed order.
+func GramLanes(l *[8]float64) float64 {
+	return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 }
 
 // DotF32 returns Σ a[i]·b[i] in float64 (each product exact). It panics

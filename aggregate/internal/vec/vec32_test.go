@@ -53,9 +53,9 @@ func TestGram4x6F32MatchesReference(t *testing.T) {
 				b[i] = randVec32(r, n)
 			}
 			b[5] = a[2] // aliasing is allowed
-			var out [24]float64
-			for i := range out {
-				out[i] = float64(i) // the kernel accumulates
+			var out [192]float64
+			for i := 0; i < 24; i++ {
+				out[i*8+3] = float64(i) // the kernel accumulates
 			}
 			Gram4x6F32(&out, &a, &b)
 			for rr := 0; rr < 4; rr++ {
@@ -64,7 +64,7 @@ func TestGram4x6F32MatchesReference(t *testing.T) {
 					want += float64(rr*6 + c)
 					// float32 accumulation over ≤ 32 terms per lane.
 					tol := 4e-6*scale + 1e-12*float64(rr*6+c+1)
-					if got := out[rr*6+c]; math.Abs(got-want) > tol {
+					if got := GramLanes((*[8]float64)(out[(rr*6+c)*8:])); math.Abs(got-want) > tol {
 						t.Fatalf("native=%v n=%d entry (%d,%d): %.10g, reference %.10g", native, n, rr, c, got, want)
 					}
 				}
@@ -82,7 +82,7 @@ func TestGram4x6F32RejectsLongRange(t *testing.T) {
 	x := make([]float32, MaxGramF32Len+1)
 	a := [4][]float32{x, x, x, x}
 	b := [6][]float32{x, x, x, x, x, x}
-	var out [24]float64
+	var out [192]float64
 	Gram4x6F32(&out, &a, &b)
 }
 
@@ -227,7 +227,7 @@ func BenchmarkGram4x6F32(b *testing.B) {
 	for i := range gb {
 		gb[i] = randVec32(r, n)
 	}
-	var out [24]float64
+	var out [192]float64
 	for b.Loop() {
 		Gram4x6F32(&out, &ga, &gb)
 	}
