@@ -177,3 +177,9 @@ func BenchmarkGeometricMedianF32(b *testing.B) {
 func BenchmarkFedAvgF32(b *testing.B) {
 	benchRuleF32(b, []benchSize{{100, 100000}}, func(int) SourceRule { return FedAvg{} })
 }
+
+// BenchmarkGeometricMedianT3F32 uses ByzFL's default parameters (ν = 0.1,
+// T = 3 iterations, no early stop) for a like-for-like comparison.
+func BenchmarkGeometricMedianT3F32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}}, func(int) SourceRule { return must(NewGeometricMedian(0.1, 3, 1e-300)) })
+}
