@@ -431,10 +431,23 @@ func combineSource(dst []float64, rd *reader, set []int, coef []float64) error {
 	return e.first()
 }
 
+// passScratch keeps combinePassSource's per-part read buffers from one
+// iteration to the next.
+type passScratch [][]float32
+
+// get returns part p's buffer of at least size values.
+func (ps passScratch) get(p, size int) []float32 {
+	if cap(ps[p]) < size {
+		ps[p] = make([]float32, size)
+	}
+	return ps[p][:size]
+}
+
 // combinePassSource is combinePass for a Source: z = Σ coef_i·x_i and
 // every ‖z − x_i‖² (and, with prev, ‖z − prev‖² and ‖z‖²), chunk by chunk
-// over fixed parts summed in part order.
-func combinePassSource(z []float64, rd *reader, coef []float64, prev []float64) (sqd []float64, change, norm float64, err error) {
+// over fixed parts summed in part order. ps (2·maxParts buffers) is
+// reused across calls.
+func combinePassSource(z []float64, rd *reader, coef []float64, prev []float64, ps passScratch) (sqd []float64, change, norm float64, err error) {
 	n, d := rd.n(), len(z)
 	chunk := chunkLen(n)
 	nchunks := (d + chunk - 1) / chunk
@@ -446,7 +459,7 @@ func combinePassSource(z []float64, rd *reader, coef []float64, prev []float64) 
 		acc := partial[p*stride : (p+1)*stride]
 		var scratch []float32
 		if rd.needsScratch() {
-			scratch = make([]float32, n*chunk)
+			scratch = ps.get(p, n*chunk)
 		}
 		views := make([][]float32, 0, n)
 		clo, chi := span(nchunks, parts, p, 1)

@@ -216,6 +216,7 @@ func (r *GeometricMedian) AggregateSource(src Source, weights []float64) ([]floa
 	var sqd []float64
 	var alpha []float64
 	z := make([]float64, s.d)
+	ps := make(passScratch, 2*maxParts)
 	for {
 		n := s.n()
 		alpha = make([]float64, n)
@@ -224,7 +225,7 @@ func (r *GeometricMedian) AggregateSource(src Source, weights []float64) ([]floa
 				alpha[i] = 1 / float64(n)
 			}
 		}
-		if sqd, _, _, err = combinePassSource(z, rd, alpha, nil); err != nil {
+		if sqd, _, _, err = combinePassSource(z, rd, alpha, nil, ps); err != nil {
 			return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
 		}
 		// The first pass is the mean: non-finite exactly when an input is.
@@ -250,7 +251,7 @@ func (r *GeometricMedian) AggregateSource(src Source, weights []float64) ([]floa
 		}
 		z, prev = prev, z
 		var change, norm float64
-		if sqd, change, norm, err = combinePassSource(z, rd, beta, prev); err != nil {
+		if sqd, change, norm, err = combinePassSource(z, rd, beta, prev, ps); err != nil {
 			return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
 		}
 		if math.Sqrt(change) <= tol*math.Sqrt(norm) {

@@ -263,3 +263,31 @@ func TestAggregateFloat32Lengths(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceMemoryIsBounded: through a streamed Source, a rule allocates
+// its result and a bounded working set, not a copy of the inputs. With
+// n = 12 updates of d = 400,000 float32 (19 MB of inputs) every rule must
+// allocate less than its float64 outputs (at most two d-vectors for the
+// geometric median) plus 4 MiB: a rule that widened the inputs, or read
+// whole updates, would allocate 38 MB or more.
+func TestSourceMemoryIsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 19 MB of inputs")
+	}
+	const n, d = 12, 400_000
+	x := bigInputs(n, d)
+	for _, rule := range sourceRules(2) {
+		src := copySource{x}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, _, err := rule.AggregateSource(src, nil); err != nil {
+			t.Fatalf("%s: %v", rule.Name(), err)
+		}
+		runtime.ReadMemStats(&after)
+		got := after.TotalAlloc - before.TotalAlloc
+		if limit := uint64(2*d*8 + 4<<20); got > limit {
+			t.Errorf("%s allocated %d bytes, more than %d", rule.Name(), got, limit)
+		}
+	}
+}
