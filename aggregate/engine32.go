@@ -134,12 +134,13 @@ func checkValuesSource(s *screened, rd *reader) error {
 const cancelTolF32 = 1e-3
 
 // chunkLenF32 is the number of coordinates per Gram chunk for n float32
-// vectors: n·chunk·4 bytes ≈ chunkBytes, a multiple of 16 between 64 and
-// vec.MaxGramF32Len.
+// vectors: n·chunk·4 bytes ≈ chunkBytes, a multiple of vec.GramF32Run
+// (so that the kernel's float32 runs start at the same coordinates
+// whatever the blocking) between 512 and 8192.
 func chunkLenF32(n int) int {
 	c := (chunkBytes / 4) / max(n, 1)
-	c &^= 15
-	return min(max(c, 64), vec.MaxGramF32Len)
+	c -= c % vec.GramF32Run
+	return min(max(c, vec.GramF32Run), 8192)
 }
 
 // gramTilesF32 lists the 4-row × 6-column tiles covering every (i, j)

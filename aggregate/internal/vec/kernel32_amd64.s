@@ -50,6 +50,12 @@ TEXT ·gram4x6F32Asm(SB), NOSPLIT, $0-96
 	MOVQ b5+72(FP), BX
 	MOVQ n+80(FP), CX
 	SHLQ $2, CX
+	MOVQ out+88(FP), DI
+	XORQ SI, SI
+
+	// Runs of at most 512 elements (2048 bytes): float32 accumulators
+	// from zero, then widened into the float64 lanes.
+gseg:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -74,7 +80,10 @@ TEXT ·gram4x6F32Asm(SB), NOSPLIT, $0-96
 	VPXORD Z21, Z21, Z21
 	VPXORD Z22, Z22, Z22
 	VPXORD Z23, Z23, Z23
-	XORQ SI, SI
+	MOVQ SI, DX
+	ADDQ $2048, DX
+	CMPQ DX, CX
+	CMOVQGT CX, DX
 
 g16:
 	VMOVUPS (R8)(SI*1), Z24
@@ -88,10 +97,9 @@ g16:
 	GCOL(AX, Z4, Z10, Z16, Z22)
 	GCOL(BX, Z5, Z11, Z17, Z23)
 	ADDQ $64, SI
-	CMPQ SI, CX
+	CMPQ SI, DX
 	JLT  g16
 
-	MOVQ out+88(FP), DI
 	RED16(Z0, Y0, 0)
 	RED16(Z1, Y1, 64)
 	RED16(Z2, Y2, 128)
@@ -116,6 +124,8 @@ g16:
 	RED16(Z21, Y21, 1344)
 	RED16(Z22, Y22, 1408)
 	RED16(Z23, Y23, 1472)
+	CMPQ SI, CX
+	JLT  gseg
 	VZEROUPPER
 	RET
 

@@ -10,24 +10,21 @@ import "math"
 // twice the arithmetic throughput, and sums the lanes in float64; callers
 // keep each call short (see Gram4x6F32) to bound the error.
 
-// MaxGramF32Len is the longest range a single Gram4x6F32 call may cover:
-// each of the 16 lanes accumulates at most MaxGramF32Len/16 = 32 products
-// in float32, so the relative error of one call is at most about
-// 32·2⁻²⁴ ≈ 2·10⁻⁶ of Σ|aᵢbᵢ| (typically √32·2⁻²⁴ ≈ 3·10⁻⁷), and calls are
-// summed in float64.
-const MaxGramF32Len = 512
+// GramF32Run is the length of the runs over which Gram4x6F32 accumulates
+// in float32: each of the 16 lanes adds GramF32Run/16 = 32 products, so
+// the relative error of a run is at most about 32·2⁻²⁴ ≈ 2·10⁻⁶ of
+// Σ|aᵢbᵢ| (typically √32·2⁻²⁴ ≈ 3·10⁻⁷); runs are summed in float64.
+const GramF32Run = 512
 
 // Gram4x6F32 adds the dot product of a[r] and b[c], for r < 4 and c < 6,
 // to the eight float64 lanes out[(r*6+c)*8 : (r*6+c)*8+8]: the lanes hold partial sums
 // whose total is the dot product, so that a caller summing many calls
 // reduces the lanes once at the end (GramLanes) instead of once per call.
-// All ten slices must have the same length n ≤ MaxGramF32Len;
-// Gram4x6F32 panics otherwise. Rows may alias each other.
+// All ten slices must have the same length; Gram4x6F32 panics otherwise.
+// Rows may alias each other. Products are added in float32 over runs of
+// GramF32Run coordinates and the runs in float64.
 func Gram4x6F32(out *[192]float64, a *[4][]float32, b *[6][]float32) {
 	n := len(a[0])
-	if n > MaxGramF32Len {
-		panic("vec: Gram4x6F32: range longer than MaxGramF32Len")
-	}
 	for r := range a {
 		_ = a[r][:n]
 	}
