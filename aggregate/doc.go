@@ -97,7 +97,8 @@
 //
 // Updates travel as float32. AggregateFloat32 aggregates [][]float32
 // without a float64 copy when the rule is a SourceRule (fedavg, krum,
-// multi-krum, median, trimmed-mean, geometric-median): the kernels read
+// multi-krum, median, trimmed-mean, geometric-median, centered-clipping):
+// the kernels read
 // float32 and accumulate in float64 (products of float32 values are exact
 // in float64), except Krum's and Multi-Krum's Gram matrix, which
 // multiplies and adds in float32 lanes over runs of at most 512

@@ -449,6 +449,13 @@ func (ps passScratch) get(p, size int) []float32 {
 // over fixed parts summed in part order. ps (2·maxParts buffers) is
 // reused across calls.
 func combinePassSource(z []float64, rd *reader, coef []float64, prev []float64, ps passScratch) (sqd []float64, change, norm float64, err error) {
+	return combinePassExtra(z, rd, coef, nil, 0, prev, ps)
+}
+
+// combinePassExtra is combinePassSource with one more float64 row: z =
+// Σ coef_i·x_i + extraCoef·extra (the extra term fused last, as when it is
+// the last row of a float64 combination). extra may be nil.
+func combinePassExtra(z []float64, rd *reader, coef []float64, extra []float64, extraCoef float64, prev []float64, ps passScratch) (sqd []float64, change, norm float64, err error) {
 	n, d := rd.n(), len(z)
 	chunk := chunkLen(n)
 	nchunks := (d + chunk - 1) / chunk
@@ -474,6 +481,11 @@ func combinePassSource(z []float64, rd *reader, coef []float64, prev []float64, 
 			}
 			zc := z[lo:hi]
 			vec.CombineF32(zc, views, coef, 0)
+			if extra != nil {
+				for k, v := range extra[lo:hi] {
+					zc[k] = math.FMA(extraCoef, v, zc[k])
+				}
+			}
 			for i, x := range views {
 				acc[i] += vec.SqDistMixed(zc, x)
 			}

@@ -266,7 +266,76 @@ func (r *GeometricMedian) AggregateSource(src Source, weights []float64) ([]floa
 	return z, rep, nil
 }
 
+// AggregateSource runs the clipping iterations from the reference on the
+// updates of src and makes the result the next reference.
+func (r *CenteredClipping) AggregateSource(src Source, weights []float64) ([]float64, Report, error) {
+	if err := r.validate(); err != nil {
+		return nil, Report{Rule: r.Name()}, err
+	}
+	s, rd, err := screenSource(r.Name(), src, weights)
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, err
+	}
+	tau, iters := r.Tau, r.Iters
+	if tau == 0 {
+		tau = 100
+	}
+	if iters == 0 {
+		iters = 1
+	}
+	v := r.Reference()
+	if v == nil {
+		v = make([]float64, s.d)
+	}
+	if len(v) != s.d {
+		return nil, Report{Rule: r.Name()}, fmt.Errorf("%w: centered-clipping: reference has length %d, inputs %d", ErrBadArguments, len(v), s.d)
+	}
+	ps := make(passScratch, 2*maxParts)
+	next := make([]float64, s.d)
+	var sqd []float64
+	for {
+		// The distances to the reference: a pass with all coefficients
+		// zero and the reference as the extra row (z = v).
+		if sqd, _, _, err = combinePassExtra(next, rd, make([]float64, s.n()), v, 1, nil, ps); err != nil {
+			return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+		}
+		if finiteF64(sqd) {
+			break
+		}
+		if err := checkValuesSource(s, rd); err != nil {
+			return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+		}
+	}
+	s.unchecked = false
+	n := s.n()
+	first := make([]float64, n)
+	for i := range first {
+		first[i] = math.Sqrt(sqd[i])
+	}
+	coef := make([]float64, n)
+	for l := 0; l < iters; l++ {
+		var kept float64
+		for i := 0; i < n; i++ {
+			c := 1.0
+			if dist := math.Sqrt(sqd[i]); dist > tau {
+				c = tau / dist
+			}
+			coef[i] = c / float64(n)
+			kept += coef[i]
+		}
+		if sqd, _, _, err = combinePassExtra(next, rd, coef, v, 1-kept, nil, ps); err != nil {
+			return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+		}
+		v, next = next, v
+	}
+	r.SetReference(v)
+	rep := s.allUsed(r.Name())
+	rep.Scores = s.scores(first)
+	return v, rep, nil
+}
+
 var (
+	_ SourceRule = (*CenteredClipping)(nil)
 	_ SourceRule = FedAvg{}
 	_ SourceRule = (*Krum)(nil)
 	_ SourceRule = (*MultiKrum)(nil)
