@@ -101,6 +101,27 @@ func sameResult(a, b result) bool {
 // drawRound draws n float32 updates of length d with f Byzantine ones
 // (large, shifted) and, sometimes, a NaN or Inf planted in one of them.
 // d ranges over lengths that cross the engines' chunk and block bounds.
+// drawWeights returns nil or one weight per update, sometimes with an
+// invalid one (negative or NaN), which rejects its update.
+func drawWeights(t *rapid.T, n int) []float64 {
+	switch rapid.IntRange(0, 2).Draw(t, "weights") {
+	case 0:
+		return nil
+	case 1:
+		w := make([]float64, n)
+		for i := range w {
+			w[i] = rapid.Float64Range(0, 100).Draw(t, "w")
+		}
+		return w
+	}
+	w := make([]float64, n)
+	for i := range w {
+		w[i] = 1 + float64(i)
+	}
+	w[rapid.IntRange(0, n-1).Draw(t, "badWeight")] = []float64{-1, math.NaN()}[rapid.IntRange(0, 1).Draw(t, "badKind")]
+	return w
+}
+
 func drawRound(t *rapid.T) (x [][]float32, f int) {
 	f = rapid.IntRange(0, 3).Draw(t, "f")
 	n := rapid.IntRange(2*f+3, 2*f+14).Draw(t, "n")
@@ -139,14 +160,15 @@ func TestPropertySourceStreamedEqualsInMemory(t *testing.T) {
 	defer runtime.GOMAXPROCS(procs)
 	rapid.Check(t, func(t *rapid.T) {
 		x, f := drawRound(t)
+		w := drawWeights(t, len(x))
 		for _, rule := range sourceRules(f) {
 			runtime.GOMAXPROCS(max(2, procs))
 			var mem, str, one result
-			mem.out, mem.rep, mem.err = fresh(rule).AggregateSource(Float32Rows(x), nil)
+			mem.out, mem.rep, mem.err = fresh(rule).AggregateSource(Float32Rows(x), w)
 			src := newStreamed(x)
-			str.out, str.rep, str.err = fresh(rule).AggregateSource(src, nil)
+			str.out, str.rep, str.err = fresh(rule).AggregateSource(src, w)
 			runtime.GOMAXPROCS(1)
-			one.out, one.rep, one.err = fresh(rule).AggregateSource(newStreamed(x), nil)
+			one.out, one.rep, one.err = fresh(rule).AggregateSource(newStreamed(x), w)
 			if !sameResult(mem, str) {
 				t.Fatalf("%s: in memory %v, streamed %v", rule.Name(), mem, str)
 			}
@@ -160,6 +182,50 @@ func TestPropertySourceStreamedEqualsInMemory(t *testing.T) {
 	})
 }
 
+// TestSourceStreamedEqualsInMemorySizes is the property above on a fixed
+// grid that always includes the lengths crossing the engines' block and
+// chunk bounds (512, 1024, 2048, 8192 coordinates) and n large enough for
+// several Gram tiles, with a NaN planted in one input.
+func TestSourceStreamedEqualsInMemorySizes(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(procs)
+	r := seeded(99)
+	for _, n := range []int{5, 13, 41} {
+		for _, d := range []int{511, 513, 1025, 2049, 8193, 20000} {
+			x := make([][]float32, n)
+			for i := range x {
+				x[i] = make([]float32, d)
+				for k := range x[i] {
+					x[i][k] = float32(r.NormFloat64())
+				}
+			}
+			copy(x[2], x[1])
+			x[n-1][d/2] = float32(math.NaN())
+			for _, rule := range sourceRules(1) {
+				runtime.GOMAXPROCS(max(2, procs))
+				var mem, str, one result
+				mem.out, mem.rep, mem.err = fresh(rule).AggregateSource(Float32Rows(x), nil)
+				str.out, str.rep, str.err = fresh(rule).AggregateSource(newStreamed(x), nil)
+				runtime.GOMAXPROCS(1)
+				one.out, one.rep, one.err = fresh(rule).AggregateSource(newStreamed(x), nil)
+				if mem.err != nil || !sameResult(mem, str) || !sameResult(mem, one) {
+					t.Fatalf("%s n=%d d=%d: in memory %v, streamed %v, one core %v", rule.Name(), n, d, mem, str, one)
+				}
+				if name := rule.Name(); (name == "median" || name == "trimmed-mean") && vec.Accelerated() && vec.AcceleratedF32() {
+					f64, _, err := rule.Aggregate(widen(x), nil)
+					if err != nil || !sameBits(mem.out, f64) {
+						t.Fatalf("%s n=%d d=%d: not bit-identical to the float64 path (%v)", name, n, d, err)
+					}
+				}
+				want := Rejection{Index: n - 1, Reason: fmt.Sprintf("NaN at coordinate %d", d/2)}
+				if !slices.Contains(mem.rep.Rejected, want) {
+					t.Fatalf("%s n=%d d=%d: NaN input not rejected: %v", rule.Name(), n, d, mem.rep.Rejected)
+				}
+			}
+		}
+	}
+}
+
 // TestPropertySourceMatchesFloat64Path compares every SourceRule with the
 // float64 path on the widened updates: same rejections, same inputs used
 // (Krum: a selection whose exact score is within the float32 distance
@@ -168,11 +234,12 @@ func TestPropertySourceStreamedEqualsInMemory(t *testing.T) {
 func TestPropertySourceMatchesFloat64Path(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		x, f := drawRound(t)
+		w := drawWeights(t, len(x))
 		wide := widen(x)
 		networks := vec.Accelerated() && vec.AcceleratedF32()
 		for _, rule := range sourceRules(f) {
-			got, grep, gerr := AggregateFloat32(fresh(rule), x, nil)
-			want, wrep, werr := fresh(rule).Aggregate(wide, nil)
+			got, grep, gerr := AggregateFloat32(fresh(rule), x, w)
+			want, wrep, werr := fresh(rule).Aggregate(wide, w)
 			if (gerr == nil) != (werr == nil) {
 				t.Fatalf("%s: float32 error %v, float64 error %v", rule.Name(), gerr, werr)
 			}
@@ -241,6 +308,25 @@ func TestSourceReadErrorNamesUpdate(t *testing.T) {
 		}
 		if want := "update 4"; !strings.Contains(err.Error(), want) {
 			t.Fatalf("%s: error %q does not name %q", rule.Name(), err, want)
+		}
+	}
+}
+
+// TestSourceEdgeShapes: no updates, zero-length updates and a single
+// update behave as in the float64 path.
+func TestSourceEdgeShapes(t *testing.T) {
+	for _, rule := range sourceRules(0) {
+		if _, _, err := fresh(rule).AggregateSource(Float32Rows(nil), nil); !errors.Is(err, ErrNoValidInputs) {
+			t.Errorf("%s, no updates: %v, want ErrNoValidInputs", rule.Name(), err)
+		}
+		if _, _, err := fresh(rule).AggregateSource(Float32Rows{{1}}, []float64{1, 2}); !errors.Is(err, ErrBadArguments) {
+			t.Errorf("%s, 2 weights for 1 update: %v, want ErrBadArguments", rule.Name(), err)
+		}
+		empty := [][]float32{{}, {}, {}, {}, {}}
+		got, _, gerr := AggregateFloat32(fresh(rule), empty, nil)
+		want, _, werr := fresh(rule).Aggregate(widen(empty), nil)
+		if (gerr == nil) != (werr == nil) || len(got) != len(want) {
+			t.Errorf("%s, zero-length updates: %v %v, float64 path %v %v", rule.Name(), got, gerr, want, werr)
 		}
 	}
 }
