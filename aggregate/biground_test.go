@@ -43,7 +43,7 @@ func bigInputs(n, d int) [][]float32 {
 func BenchmarkBigRound(b *testing.B) {
 	const n = 50
 	rules := []SourceRule{FedAvg{}, must(NewKrum(10)), must(NewMultiKrum(10, 0)), must(NewMedian(10)),
-		must(NewTrimmedMean(10)), must(NewGeometricMedian(0, 0, 0))}
+		must(NewTrimmedMean(10)), must(NewGeometricMedian(0, 0, 0)), must(NewCenteredClipping(3, 2))}
 	for _, d := range []int{1_000_000, 10_000_000} {
 		x := bigInputs(n, d)
 		var src Source = Float32Rows(x)
@@ -57,7 +57,7 @@ func BenchmarkBigRound(b *testing.B) {
 				b.SetBytes(int64(n) * int64(d) * 4)
 				start := cpuTime()
 				for b.Loop() {
-					if _, _, err := rule.AggregateSource(src, nil); err != nil {
+					if _, _, err := fresh(rule).AggregateSource(src, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
