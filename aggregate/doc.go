@@ -97,15 +97,16 @@
 //
 // Updates travel as float32. AggregateFloat32 aggregates [][]float32
 // without a float64 copy when the rule is a SourceRule (fedavg, krum,
-// multi-krum, median, trimmed-mean, geometric-median, centered-clipping):
-// the kernels read
+// multi-krum, median, trimmed-mean, bulyan, geometric-median,
+// centered-clipping): the kernels read
 // float32 and accumulate in float64 (products of float32 values are exact
-// in float64), except Krum's and Multi-Krum's Gram matrix, which
+// in float64), except the Gram matrix of Krum, Multi-Krum and Bulyan, which
 // multiplies and adds in float32 lanes over runs of at most 512
 // coordinates and sums the runs in float64; pairs closer than 10⁻³ of
 // their squared norms are recomputed exactly, so every distance is within
-// ~10⁻³ relative. The median and the trimmed mean give bit for bit what
-// Aggregate gives on the widened values. Other rules and pipelines get a
+// ~10⁻³ relative. The median and the trimmed mean (and Bulyan, given the
+// same selection) give bit for bit what Aggregate gives on the widened
+// values. Other rules and pipelines get a
 // float64 copy.
 //
 // # Big rounds

@@ -334,7 +334,72 @@ func (r *CenteredClipping) AggregateSource(src Source, weights []float64) ([]flo
 	return v, rep, nil
 }
 
+// AggregateSource returns the Bulyan aggregate of the updates of src.
+func (r *Bulyan) AggregateSource(src Source, weights []float64) ([]float64, Report, error) {
+	s, rd, err := screenSource(r.Name(), src, weights)
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, err
+	}
+	dist, err := distancesSource(s, rd)
+	if err != nil {
+		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+	}
+	n, f := s.n(), s.budget(r.F)
+	if n < 4*f+3 {
+		return nil, Report{Rule: r.Name()}, s.requirement(r.Name(), r.F, fmt.Sprintf("n ≥ 4f+3 = %d", 4*f+3))
+	}
+	theta := n - 2*f
+	remaining := allIndices(n)
+	selected := make([]int, 0, theta)
+	var first []float64
+	for len(selected) < theta {
+		sc := krumScores(dist, n, remaining, max(len(remaining)-f-2, 1))
+		if first == nil {
+			first = sc
+		}
+		b := 0
+		for a := 1; a < len(remaining); a++ {
+			c := cmpFloat(sc[a], sc[b])
+			if c == 0 {
+				if c, err = rd.compareRows(remaining[a], remaining[b]); err != nil {
+					return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+				}
+			}
+			if c < 0 {
+				b = a
+			}
+		}
+		selected = append(selected, remaining[b])
+		remaining = slices.Delete(remaining, b, b+1)
+	}
+	slices.Sort(selected)
+	sub := &reader{src: rd.src, mem: rd.mem, d: rd.d}
+	for _, a := range selected {
+		sub.ids = append(sub.ids, rd.ids[a])
+	}
+	beta := theta - 2*f
+	out := make([]float64, s.d)
+	if _, err := coordwiseSource(sub, out, colOpF32{
+		sixteen: func(sorted []float32, n int, dst *[16]float64) {
+			var col [maxNetworkN]float64
+			for l := range dst {
+				for i := 0; i < n; i++ {
+					col[i] = float64(sorted[16*i+l])
+				}
+				dst[l] = closestToMedianMeanSorted(col[:n], beta)
+			}
+		},
+		one: func(col, _ []float64) float64 { return closestToMedianMean(col, beta) },
+	}); err != nil {
+		return nil, Report{Rule: r.Name()}, wrapRule(r.Name(), err)
+	}
+	rep := s.report(r.Name(), selected, "not selected by bulyan's iterated krum")
+	rep.Scores = s.scores(first)
+	return out, rep, nil
+}
+
 var (
+	_ SourceRule = (*Bulyan)(nil)
 	_ SourceRule = (*CenteredClipping)(nil)
 	_ SourceRule = FedAvg{}
 	_ SourceRule = (*Krum)(nil)
