@@ -49,10 +49,13 @@ func (r Float32Rows) ReadBlock(i, lo int, dst []float32) error {
 // Source is in memory or streamed, nor on GOMAXPROCS: the same bits. It is
 // the rule's result on the updates widened to float64 up to rounding; bit
 // for bit for the median and the trimmed mean when both paths use the
-// vector sorting networks (n ≤ 256 on AVX2 and AVX-512 processors). Krum
-// and Multi-Krum compute their distances with float32 products (see
-// "Float32 inputs" in the package documentation), so near-ties between
-// scores may resolve differently from the float64 path.
+// vector sorting networks (n ≤ 256 on AVX2 and AVX-512 processors). Krum,
+// Multi-Krum and Bulyan compute their distances with float32 products
+// (see "Float32 inputs" in the package documentation), so near-ties
+// between scores may resolve differently from the float64 path.
+//
+// The SourceRules are FedAvg, Krum, MultiKrum, Median, TrimmedMean,
+// Bulyan, GeometricMedian and CenteredClipping.
 //
 // Every input of a Source has the same length, so only values (NaN, ±Inf)
 // and weights are screened; Report indices are positions in the Source.
