@@ -12,10 +12,13 @@ import (
 // blocks through a reader so that updates held in memory and updates
 // streamed from a Source give the same bits.
 
-// screenSource starts an AggregateSource call: weights must be nil or one
-// per update; a negative, NaN or infinite weight rejects its update. The
+// screenSource starts an AggregateSource call: the shape must not be
+// negative, weights must be nil or one per update; a negative, NaN or infinite weight rejects its update. The
 // values are checked later, by the engines (s.unchecked).
 func screenSource(name string, src Source, weights []float64) (*screened, *reader, error) {
+	if n, d := src.Shape(); n < 0 || d < 0 {
+		return nil, nil, fmt.Errorf("%s: %w: source shape %d×%d", name, ErrBadArguments, n, d)
+	}
 	rd := newReader(src)
 	n := rd.n()
 	if weights != nil && len(weights) != n {
@@ -369,10 +372,10 @@ func distancesSource(s *screened, rd *reader) ([]float64, error) {
 	}
 	n := len(diag)
 	bad := make([]bool, n)
-	any := false
+	found := false
 	for a, v := range diag {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			bad[a], any = true, true
+			bad[a], found = true, true
 		}
 	}
 	reasons := make([]string, n)
@@ -387,7 +390,7 @@ func distancesSource(s *screened, rd *reader) ([]float64, error) {
 			keep = append(keep, a)
 		}
 	}
-	if err := rejectSource(s, rd, bad, func(a int) string { return reasons[a] }); err != nil || !any {
+	if err := rejectSource(s, rd, bad, func(a int) string { return reasons[a] }); err != nil || !found {
 		return dist, err
 	}
 	m := len(keep)

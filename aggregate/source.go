@@ -11,7 +11,10 @@ import (
 // hold more than a few cache-sized blocks of coordinates of every update
 // at once (see "Big rounds" in the package documentation).
 //
-// ReadBlock must be safe for concurrent use: the rules read disjoint
+// Shape is trusted for sizing: the distance-based rules hold an n×n
+// matrix, every rule a d-long result, so callers bound n and d (a round's
+// maximum number of updates, the job's dimension) before building a
+// Source. ReadBlock must be safe for concurrent use: the rules read
 // blocks from several goroutines. It must fill dst completely or return an
 // error, which aborts the aggregation and is returned wrapped, naming the
 // update.

@@ -345,6 +345,23 @@ func TestSourceEdgeShapes(t *testing.T) {
 	}
 }
 
+type badShape struct{ n, d int }
+
+func (b badShape) Shape() (int, int)                 { return b.n, b.d }
+func (badShape) ReadBlock(int, int, []float32) error { return errDisk }
+
+// TestSourceBadShape: a Source announcing a negative shape is refused,
+// not a panic.
+func TestSourceBadShape(t *testing.T) {
+	for _, shape := range []badShape{{-1, 5}, {3, -7}} {
+		for _, rule := range sourceRules(0) {
+			if _, _, err := fresh(rule).AggregateSource(shape, nil); !errors.Is(err, ErrBadArguments) {
+				t.Errorf("%s, shape %v: %v, want ErrBadArguments", rule.Name(), shape, err)
+			}
+		}
+	}
+}
+
 // TestAggregateFloat32Lengths: a vector of the wrong length is rejected
 // and the report speaks of the caller's positions.
 func TestAggregateFloat32Lengths(t *testing.T) {
