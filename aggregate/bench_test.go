@@ -113,3 +113,73 @@ func BenchmarkNNM(b *testing.B) {
 		})
 	}
 }
+
+var benchCache32 = map[[2]int][][]float32{}
+
+// benchInputs32 is benchInputs in float32 (the same normal draws,
+// rounded), one size kept alive at a time.
+func benchInputs32(n, d int) [][]float32 {
+	if x, ok := benchCache32[[2]int{n, d}]; ok {
+		return x
+	}
+	r := rand.New(rand.NewPCG(42, uint64(n)*1_000_003+uint64(d)))
+	buf := make([]float32, n*d)
+	for i := range buf {
+		buf[i] = float32(r.NormFloat64())
+	}
+	x := make([][]float32, n)
+	for i := range x {
+		x[i] = buf[i*d : (i+1)*d : (i+1)*d]
+	}
+	benchCache32 = map[[2]int][][]float32{{n, d}: x}
+	return x
+}
+
+// benchRuleF32 times AggregateSource on in-memory float32 updates.
+func benchRuleF32(b *testing.B, sizes []benchSize, build func(f int) SourceRule) {
+	for _, sz := range sizes {
+		b.Run(fmt.Sprintf("n=%d,d=%d", sz.n, sz.d), func(b *testing.B) {
+			x := Float32Rows(benchInputs32(sz.n, sz.d))
+			rule := build(sz.n / 5)
+			b.ReportAllocs()
+			b.SetBytes(int64(sz.n) * int64(sz.d) * 4)
+			start := cpuTime()
+			for b.Loop() {
+				if _, _, err := rule.AggregateSource(x, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, start)
+		})
+	}
+}
+
+func BenchmarkKrumF32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}, {50, 1000000}}, func(f int) SourceRule { return must(NewKrum(f)) })
+}
+
+func BenchmarkMultiKrumF32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}}, func(f int) SourceRule { return must(NewMultiKrum(f, 0)) })
+}
+
+func BenchmarkMedianF32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}}, func(f int) SourceRule { return must(NewMedian(f)) })
+}
+
+func BenchmarkTrimmedMeanF32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}, {50, 1000000}}, func(f int) SourceRule { return must(NewTrimmedMean(f)) })
+}
+
+func BenchmarkGeometricMedianF32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}}, func(int) SourceRule { return must(NewGeometricMedian(0, 0, 0)) })
+}
+
+func BenchmarkFedAvgF32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}}, func(int) SourceRule { return FedAvg{} })
+}
+
+// BenchmarkGeometricMedianT3F32 uses ByzFL's default parameters (ν = 0.1,
+// T = 3 iterations, no early stop) for a like-for-like comparison.
+func BenchmarkGeometricMedianT3F32(b *testing.B) {
+	benchRuleF32(b, []benchSize{{100, 100000}}, func(int) SourceRule { return must(NewGeometricMedian(0.1, 3, 1e-300)) })
+}

@@ -93,6 +93,31 @@
 // fixed order, so the same inputs give bit-identical results whatever
 // GOMAXPROCS is. docs/BENCHMARKS.md has the figures.
 //
+// # Float32 inputs
+//
+// Updates travel as float32. AggregateFloat32 aggregates [][]float32
+// without a float64 copy when the rule is a SourceRule (fedavg, krum,
+// multi-krum, median, trimmed-mean, bulyan, geometric-median,
+// centered-clipping): the kernels read
+// float32 and accumulate in float64 (products of float32 values are exact
+// in float64), except the Gram matrix of Krum, Multi-Krum and Bulyan, which
+// multiplies and adds in float32 lanes over runs of at most 512
+// coordinates and sums the runs in float64; pairs closer than 10⁻³ of
+// their squared norms are recomputed exactly, so every distance is within
+// ~10⁻³ relative. The median and the trimmed mean (and Bulyan, given the
+// same selection) give bit for bit what Aggregate gives on the widened
+// values. Other rules and pipelines get a
+// float64 copy.
+//
+// # Big rounds
+//
+// A Source yields blocks of coordinates of each update (from memory, a
+// file, a blob store). A SourceRule's AggregateSource reads it block by
+// block: its memory is a few cache-sized blocks per core, the n×n distance
+// matrix and the result, whatever d is, and its result is bit-identical to
+// the same call on the updates in memory (Float32Rows), for any
+// GOMAXPROCS.
+//
 // # Randomness
 //
 // Bucketing and HierarchicalKrum draw from a *rand.Rand (math/rand/v2) the

@@ -200,8 +200,14 @@ func (s *screened) checkValues() error {
 	return err
 }
 
-// n is the number of valid inputs.
-func (s *screened) n() int { return len(s.x) }
+// n is the number of valid inputs. A Source's inputs are not in x (which
+// is nil) but read through a reader; orig lists them.
+func (s *screened) n() int {
+	if s.x == nil {
+		return len(s.orig)
+	}
+	return len(s.x)
+}
 
 // faulty is the number of inputs rejected as malformed so far, including
 // those a deferred value check has found. Each is provably faulty, so it

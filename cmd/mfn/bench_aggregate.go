@@ -28,6 +28,7 @@ type benchAggregateRow struct {
 	Repeat   int     `json:"repeat"`
 	MedianMS float64 `json:"median_ms"`
 	MinMS    float64 `json:"min_ms"`
+	Float32  bool    `json:"float32,omitempty"`
 	Error    string  `json:"error,omitempty"`
 }
 
@@ -43,6 +44,7 @@ func newBenchAggregateCmd(env *cmdEnv) *cobra.Command {
 		fFlag     int
 		clipNorm  float64
 		jsonPath  string
+		float32s  bool
 		defaultRs = append(slices.Clone(aggregate.RuleNames), "nnm+trimmed-mean")
 	)
 	c := &cobra.Command{
@@ -58,10 +60,17 @@ n ≥ 4f+3) gets its error in the last column instead of a time.
 The timings use the same code as the coordinator (package aggregate), so
 they show what a round costs on this machine. The Go benchmarks in
 ./aggregate (go test -bench) are the reference figures; see
-docs/BENCHMARKS.md.`,
+docs/BENCHMARKS.md.
+
+With --float32 the vectors are float32, as updates arrive on the wire, and
+are aggregated with aggregate.AggregateFloat32: fedavg, krum, multi-krum,
+median, trimmed-mean, bulyan, geometric-median and centered-clipping read
+them in place with the float32 kernels; hierarchical-krum and pipelines
+get a float64 copy.`,
 		Example: `  mfn bench aggregate
   mfn bench aggregate --n 50,100 --d 100000 --rules krum,trimmed-mean,nnm+krum --repeat 5
-  mfn bench aggregate --n 10 --d 1000 --json timings.json`,
+  mfn bench aggregate --n 10 --d 1000 --json timings.json
+  mfn bench aggregate --n 100 --d 100000 --rules krum,median --float32`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if repeat < 1 {
@@ -111,7 +120,8 @@ docs/BENCHMARKS.md.`,
 						if progress {
 							fmt.Fprintf(env.stderr, "\r\033[K[%d/%d] %s n=%d d=%d", len(rows)+1, total, name, n, d)
 						}
-						rows = append(rows, benchAggregateTime(name, x, n, d, f, repeat, seed, clipNorm))
+						row := benchAggregateTime(name, x, n, d, f, repeat, seed, clipNorm, float32s)
+						rows = append(rows, row)
 					}
 				}
 			}
@@ -144,6 +154,7 @@ docs/BENCHMARKS.md.`,
 	fl.Uint64Var(&seed, "seed", 1, "seed of the input vectors and of randomised rules")
 	fl.IntVar(&fFlag, "f", -1, "Byzantine count f given to the rules (-1 means n/5)")
 	fl.Float64Var(&clipNorm, "clip-norm", 1, "norm bound of the static-clipping pre-step (> 0)")
+	fl.BoolVar(&float32s, "float32", false, "time float32 inputs through aggregate.AggregateFloat32 instead of float64 ones")
 	fl.StringVar(&jsonPath, "json", "", `also write the rows as a JSON array to this file ("-" for stdout)`)
 	return c
 }
@@ -163,17 +174,30 @@ func benchAggregateVectors(n, d int, seed uint64) [][]float64 {
 }
 
 // benchAggregateTime builds the rule afresh and times repeat aggregations of x.
-func benchAggregateTime(name string, x [][]float64, n, d, f, repeat int, seed uint64, clipNorm float64) benchAggregateRow {
-	row := benchAggregateRow{Rule: name, N: n, D: d, F: f, Repeat: repeat}
+// With f32 the vectors are rounded to float32 and aggregated with
+// aggregate.AggregateFloat32.
+func benchAggregateTime(name string, x [][]float64, n, d, f, repeat int, seed uint64, clipNorm float64, f32 bool) benchAggregateRow {
+	row := benchAggregateRow{Rule: name, N: n, D: d, F: f, Repeat: repeat, Float32: f32}
 	rule, err := aggregate.ParsePipeline(name, aggregate.Params{F: f, Seed: seed, ClipNorm: clipNorm})
 	if err != nil {
 		row.Error = err.Error()
 		return row
 	}
+	run := func() error { _, _, err := rule.Aggregate(x, nil); return err }
+	if f32 {
+		x32 := make([][]float32, len(x))
+		for i, v := range x {
+			x32[i] = make([]float32, len(v))
+			for k, e := range v {
+				x32[i][k] = float32(e)
+			}
+		}
+		run = func() error { _, _, err := aggregate.AggregateFloat32(rule, x32, nil); return err }
+	}
 	times := make([]time.Duration, 0, repeat)
 	for i := 0; i < repeat; i++ {
 		start := time.Now()
-		_, _, err := rule.Aggregate(x, nil)
+		err := run()
 		el := time.Since(start)
 		if err != nil {
 			row.Error = err.Error()

@@ -32,8 +32,34 @@ func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int)
 func ForcePortable(on bool) (was bool) {
 	was = !useAsm
 	useAsm = !on && HasAVX2FMA
+	useAVX512 = !on && hasAVX512
 	return was
 }
 
 //go:noescape
 func sortNet4Asm(buf *float64, pairs *int32, npairs int)
+
+// useAVX512 selects the float32 kernels of kernel32_amd64.s: AVX-512 F
+// and DQ (VEXTRACTF32X8, VEXTRACTF64X2), with the OS saving the ZMM state
+// (x/sys/cpu checks XCR0).
+var useAVX512 = hasAVX512
+
+var hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL
+
+// HasAVX512 reports whether the float32 kernels can use AVX-512.
+var HasAVX512 = hasAVX512
+
+//go:noescape
+func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[192]float64)
+
+//go:noescape
+func sortNet16F32Asm(buf *float32, pairs *int32, npairs int)
+
+//go:noescape
+func finiteF32Asm(x *float32, n int) bool
+
+//go:noescape
+func combineF32Asm(dst *float64, rows **float32, coef *float64, k, off, n int)
+
+//go:noescape
+func sqDistMixedAsm(z *float64, x *float32, n int) float64

@@ -27,3 +27,23 @@ func combine4Asm(dst *[4]*float64, rows **float64, coef *float64, k, off, n int)
 func ForcePortable(bool) bool { return true }
 
 func sortNet4Asm(buf *float64, pairs *int32, npairs int) { panic("unreachable") }
+
+const useAVX512 = false
+
+// HasAVX512 reports whether the float32 kernels can use AVX-512; never
+// outside amd64.
+var HasAVX512 = false
+
+func gram4x6F32Asm(a0, a1, a2, a3, b0, b1, b2, b3, b4, b5 *float32, n int, out *[192]float64) {
+	panic("unreachable")
+}
+
+func sortNet16F32Asm(buf *float32, pairs *int32, npairs int) { panic("unreachable") }
+
+func finiteF32Asm(x *float32, n int) bool { panic("unreachable") }
+
+func combineF32Asm(dst *float64, rows **float32, coef *float64, k, off, n int) {
+	panic("unreachable")
+}
+
+func sqDistMixedAsm(z *float64, x *float32, n int) float64 { panic("unreachable") }

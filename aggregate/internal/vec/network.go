@@ -16,6 +16,9 @@ type Network struct {
 	// offs holds the same pairs as byte offsets of 4-lane rows (i·32, j·32),
 	// for the assembly kernel.
 	offs []int32
+	// offs64 holds them as byte offsets of 16-lane float32 rows (i·64,
+	// j·64), for Sort16F32.
+	offs64 []int32
 }
 
 var networks sync.Map // int → *Network
@@ -45,8 +48,10 @@ func SortingNetwork(n int) *Network {
 		}
 	}
 	w.offs = make([]int32, 0, 2*len(w.Pairs))
+	w.offs64 = make([]int32, 0, 2*len(w.Pairs))
 	for _, pr := range w.Pairs {
 		w.offs = append(w.offs, pr[0]*32, pr[1]*32)
+		w.offs64 = append(w.offs64, pr[0]*64, pr[1]*64)
 	}
 	v, _ := networks.LoadOrStore(n, w)
 	return v.(*Network)
@@ -79,4 +84,45 @@ func (w *Network) Sort4Generic(buf []float64) {
 			}
 		}
 	}
+}
+
+type selectionKey struct{ n, lo, hi int }
+
+var selections sync.Map // selectionKey → *Network
+
+// SelectionNetwork returns the (cached) part of SortingNetwork(n) that
+// puts the values of ranks lo … hi (inclusive) in place: walking the
+// comparators backwards from those output positions, a comparator is kept
+// when it writes a position that a kept comparator or an output reads. The
+// dropped comparators only move values that never reach those positions,
+// so the kept ones leave exactly the sorted network's values there. For
+// the median of 100 values it keeps about two thirds of the comparators.
+func SelectionNetwork(n, lo, hi int) *Network {
+	key := selectionKey{n, lo, hi}
+	if v, ok := selections.Load(key); ok {
+		return v.(*Network)
+	}
+	full := SortingNetwork(n)
+	live := make([]bool, n)
+	for k := max(lo, 0); k <= hi && k < n; k++ {
+		live[k] = true
+	}
+	keep := make([]bool, len(full.Pairs))
+	for c := len(full.Pairs) - 1; c >= 0; c-- {
+		pr := full.Pairs[c]
+		if live[pr[0]] || live[pr[1]] {
+			keep[c] = true
+			live[pr[0]], live[pr[1]] = true, true
+		}
+	}
+	w := &Network{N: n}
+	for c, pr := range full.Pairs {
+		if keep[c] {
+			w.Pairs = append(w.Pairs, pr)
+			w.offs = append(w.offs, pr[0]*32, pr[1]*32)
+			w.offs64 = append(w.offs64, pr[0]*64, pr[1]*64)
+		}
+	}
+	v, _ := selections.LoadOrStore(key, w)
+	return v.(*Network)
 }
