@@ -605,8 +605,10 @@ func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
 }
 
 // EnrollNode enrolls an edge node with its Ed25519 public key. Enrolling
-// the same id with the same key again succeeds and changes nothing; a
-// different key, or a revoked id, gives ErrExists. Leader only.
+// the same id with the same key again succeeds and changes nothing; the id
+// with a different key gives ErrExists; a key that another node holds, or
+// that was revoked (under any id), gives a *KeyInUseError (wrapping
+// ErrExists) naming the holder. Leader only.
 func (c *Coordinator) EnrollNode(ctx context.Context, id string, key ed25519.PublicKey) error {
 	if err := validID("node", id); err != nil {
 		return err

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -147,7 +148,11 @@ type fsm struct {
 	mu      sync.RWMutex
 	members map[string]*Member
 	nodes   map[string]*Node
-	jobs    map[string]*jobState
+	// nodeKeys maps every enrolled key (revoked ones included) to the one
+	// node id holding it: a key speaks for one node only, and a revoked
+	// key never comes back under another id.
+	nodeKeys map[string]string
+	jobs     map[string]*jobState
 	log     *audit.Log
 	applied uint64
 
@@ -167,6 +172,7 @@ func newFSM(origin string, verifier note.Verifier, publish func([]Event)) (*fsm,
 		verifier: verifier,
 		members:  map[string]*Member{},
 		nodes:    map[string]*Node{},
+		nodeKeys: map[string]string{},
 		jobs:     map[string]*jobState{},
 		log:      log,
 		publish:  publish,
@@ -226,13 +232,18 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 			res.err = fmt.Errorf("%w: node %s: public key has %d bytes, want %d", ErrInvalid, c.ID, len(c.PublicKey), ed25519.PublicKeySize)
 			break
 		}
-		if n, ok := f.nodes[c.ID]; ok {
-			if !bytes.Equal(n.PublicKey, c.PublicKey) || n.Revoked {
-				res.err = fmt.Errorf("%w: node %s", ErrExists, c.ID)
+		if holder, ok := f.nodeKeys[string(c.PublicKey)]; ok {
+			if n := f.nodes[holder]; holder != c.ID || n.Revoked {
+				res.err = &KeyInUseError{Node: c.ID, Holder: holder, Revoked: n.Revoked}
 			}
-			break // same key again: idempotent
+			break // same id and key again: idempotent
+		}
+		if _, ok := f.nodes[c.ID]; ok {
+			res.err = fmt.Errorf("%w: node %s is enrolled with another key", ErrExists, c.ID)
+			break
 		}
 		f.nodes[c.ID] = &Node{ID: c.ID, PublicKey: bytes.Clone(c.PublicKey), EnrolledAt: c.At}
+		f.nodeKeys[string(c.PublicKey)] = c.ID
 		ev(Event{Kind: EventNodeEnrolled, Node: c.ID, At: c.At})
 	case *revokeNodeCmd:
 		n, ok := f.nodes[c.ID]
@@ -537,16 +548,16 @@ func (f *fsm) nodeKey(id string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(bytes.Clone(n.PublicKey)), nil
 }
 
-// nodeByKey returns the enrolled, non-revoked node holding a key.
+// nodeByKey returns the enrolled, non-revoked node holding a key (one
+// index lookup: a key belongs to at most one node).
 func (f *fsm) nodeByKey(key ed25519.PublicKey) (string, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	for id, n := range f.nodes {
-		if !n.Revoked && bytes.Equal(n.PublicKey, key) {
-			return id, true
-		}
+	id, ok := f.nodeKeys[string(key)]
+	if !ok || f.nodes[id].Revoked {
+		return "", false
 	}
-	return "", false
+	return id, true
 }
 
 func (f *fsm) nodeList() []Node {
@@ -797,10 +808,11 @@ func (f *fsm) leaf(i uint64) ([]byte, error) {
 // ---- snapshots ----
 
 // snapshotMagic starts every snapshot; the byte after it is the format
-// version.
+// version. Version 2 added node_keys (the key → node index); a version 1
+// snapshot is still restored, its index rebuilt from the nodes.
 const (
 	snapshotMagic   = "MFNFSM"
-	snapshotVersion = 1
+	snapshotVersion = 2
 )
 
 // snapshotBody is the canonical content of a snapshot: every collection is
@@ -810,9 +822,48 @@ type snapshotBody struct {
 	Applied uint64      `json:"applied"`
 	Members []Member    `json:"members"`
 	Nodes   []Node      `json:"nodes"`
-	Jobs    []*jobState `json:"jobs"`
+	// NodeKeys maps each enrolled key (hex) to the node holding it
+	// (version 2; encoding/json sorts the keys).
+	NodeKeys map[string]string `json:"node_keys,omitempty"`
+	Jobs     []*jobState       `json:"jobs"`
 	// Audit is the audit log's own snapshot (audit.Log.Snapshot).
 	Audit []byte `json:"audit"`
+
+	version byte // format version read (decodeSnapshot)
+}
+
+// restoreNodeKeys returns the key index of a snapshot: version 2 carries
+// it (checked against the nodes), version 1 is rebuilt in id order, the
+// first node enrolled with a key keeping it (ids sort, so every replica
+// picks the same holder even in a state that let a key be enrolled
+// twice).
+func restoreNodeKeys(body *snapshotBody, nodes map[string]*Node) (map[string]string, error) {
+	idx := make(map[string]string, len(body.Nodes))
+	if body.version < 2 {
+		for _, n := range body.Nodes { // sorted by id
+			if _, ok := idx[string(n.PublicKey)]; !ok {
+				idx[string(n.PublicKey)] = n.ID
+			}
+		}
+		return idx, nil
+	}
+	for hk, id := range body.NodeKeys {
+		k, err := hex.DecodeString(hk)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: restore: node_keys: %w", err)
+		}
+		n, ok := nodes[id]
+		if !ok || !bytes.Equal(n.PublicKey, k) {
+			return nil, fmt.Errorf("coordinator: restore: node_keys: key %s names node %s, which does not hold it", hk, id)
+		}
+		idx[string(k)] = id
+	}
+	for _, n := range body.Nodes {
+		if _, ok := idx[string(n.PublicKey)]; !ok {
+			return nil, fmt.Errorf("coordinator: restore: node %s: its key is missing from node_keys", n.ID)
+		}
+	}
+	return idx, nil
 }
 
 // marshal encodes the state; the caller holds the lock.
@@ -830,6 +881,12 @@ func (f *fsm) marshalLocked() ([]byte, error) {
 		body.Nodes = append(body.Nodes, *n)
 	}
 	slices.SortFunc(body.Nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	if len(f.nodeKeys) > 0 {
+		body.NodeKeys = make(map[string]string, len(f.nodeKeys))
+		for k, id := range f.nodeKeys {
+			body.NodeKeys[hex.EncodeToString([]byte(k))] = id
+		}
+	}
 	for _, j := range f.jobs {
 		body.Jobs = append(body.Jobs, j)
 	}
@@ -876,6 +933,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for i := range body.Nodes {
 		nodes[body.Nodes[i].ID] = &body.Nodes[i]
 	}
+	nodeKeys, err := restoreNodeKeys(body, nodes)
+	if err != nil {
+		return err
+	}
 	jobs := make(map[string]*jobState, len(body.Jobs))
 	for _, j := range body.Jobs {
 		if j == nil {
@@ -894,7 +955,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("coordinator: restore: %w", err)
 	}
 	f.mu.Lock()
-	f.members, f.nodes, f.jobs, f.log = members, nodes, jobs, log
+	f.members, f.nodes, f.nodeKeys, f.jobs, f.log = members, nodes, nodeKeys, jobs, log
 	f.applied = body.Applied
 	f.mu.Unlock()
 	return nil
@@ -905,14 +966,23 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 	if len(data) < len(snapshotMagic)+1 || string(data[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, fmt.Errorf("coordinator: restore: not an MFN coordinator snapshot")
 	}
-	if v := data[len(snapshotMagic)]; v != snapshotVersion {
-		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want %d", v, snapshotVersion)
+	v := data[len(snapshotMagic)]
+	if v != 1 && v != snapshotVersion {
+		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want 1 to %d", v, snapshotVersion)
 	}
-	var body snapshotBody
+	body := snapshotBody{version: v}
 	dec := json.NewDecoder(bytes.NewReader(data[len(snapshotMagic)+1:]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("coordinator: restore: %w", err)
+	}
+	if v == 1 && body.NodeKeys != nil {
+		return nil, fmt.Errorf("coordinator: restore: node_keys in a version 1 snapshot")
+	}
+	for _, n := range body.Nodes {
+		if len(n.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("coordinator: restore: node %s: public key has %d bytes", n.ID, len(n.PublicKey))
+		}
 	}
 	for _, j := range body.Jobs {
 		if j == nil {

@@ -1,0 +1,54 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// guardServer serves the API of a real single-member coordinator.
+func guardServer(t *testing.T) (*httptest.Server, context.Context) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c := newRealCoordinator(t, reg)
+	h, err := New(Config{Coordinator: c, Keys: testKeys(t), Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return srv, ctx
+}
+
+// One key, one node: the API answers 409 naming the node that holds the
+// key, for a live key under a new id and for a revoked key.
+func TestEnrollKeyConflictAPI(t *testing.T) {
+	t.Parallel()
+	srv, ctx := guardServer(t)
+	op, _ := NewClient(srv.URL, keyOperator, srv.Client())
+	pub := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)).Public().(ed25519.PublicKey)
+	if _, err := op.EnrollNode(ctx, "n1", PublicKey(pub)); err != nil {
+		t.Fatal(err)
+	}
+	var apiErr *Error
+	if _, err := op.EnrollNode(ctx, "n1dup", PublicKey(pub)); !errors.As(err, &apiErr) || apiErr.Status != 409 ||
+		apiErr.Code != CodeConflict || !strings.Contains(apiErr.Message, "enrolled as node n1") {
+		t.Fatalf("same key under a second id: %v, want 409 naming n1", err)
+	}
+	if _, err := op.RevokeNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.EnrollNode(ctx, "n1new", PublicKey(pub)); !errors.As(err, &apiErr) || apiErr.Status != 409 ||
+		!strings.Contains(apiErr.Message, "node n1, which is revoked") {
+		t.Fatalf("revoked key under a new id: %v, want 409 naming n1 as revoked", err)
+	}
+}
