@@ -153,8 +153,8 @@ type fsm struct {
 	// key never comes back under another id.
 	nodeKeys map[string]string
 	jobs     map[string]*jobState
-	log     *audit.Log
-	applied uint64
+	log      *audit.Log
+	applied  uint64
 
 	// publish receives the events of each applied command, outside the lock.
 	publish func([]Event)
@@ -818,10 +818,10 @@ const (
 // snapshotBody is the canonical content of a snapshot: every collection is
 // a slice sorted by id, so equal states encode to equal bytes.
 type snapshotBody struct {
-	Origin  string      `json:"origin"`
-	Applied uint64      `json:"applied"`
-	Members []Member    `json:"members"`
-	Nodes   []Node      `json:"nodes"`
+	Origin  string   `json:"origin"`
+	Applied uint64   `json:"applied"`
+	Members []Member `json:"members"`
+	Nodes   []Node   `json:"nodes"`
 	// NodeKeys maps each enrolled key (hex) to the node holding it
 	// (version 2; encoding/json sorts the keys).
 	NodeKeys map[string]string `json:"node_keys,omitempty"`
