@@ -237,6 +237,7 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 			LogVerifier: tc.keys.verifier, LogSigner: tc.keys.signer,
 			Logger: logger, Clock: tc.clock.Now, Tick: o.tick, CheckpointInterval: 20 * time.Millisecond,
 			NodeRate: 1000, NodeBurst: 1000, Registry: prometheus.NewRegistry(),
+			MinRoundDeadline: time.Millisecond, // tests run short rounds; TestNewJobLimits checks the default
 		}
 		if o.nodeRate > 0 {
 			cfg.NodeRate, cfg.NodeBurst = rate.Limit(o.nodeRate), 1

@@ -91,6 +91,11 @@ type Config struct {
 	NodeBurst int
 	// MaxSealedBytes bounds a sealed envelope; zero means 64 MiB.
 	MaxSealedBytes int
+	// MinRoundDeadline is the shortest round_deadline CreateJob accepts;
+	// zero means DefaultMinRoundDeadline (1 s). Shorter rounds cannot
+	// gather updates from nodes across a network, and a deadline given as
+	// a bare number of nanoseconds would fail every round.
+	MinRoundDeadline time.Duration
 	// CacheFloats bounds the leader's cache of decoded updates of open
 	// rounds (floats); beyond it updates are re-opened at close. Zero
 	// means 2^26 (512 MiB).
@@ -116,8 +121,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0:
 		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout and CheckpointInterval must be ≥ 0")
-	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0:
-		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes and CacheFloats must be ≥ 0")
+	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0 || c.MinRoundDeadline < 0:
+		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes, CacheFloats and MinRoundDeadline must be ≥ 0")
 	}
 	return nil
 }
@@ -152,6 +157,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
+	}
+	if c.MinRoundDeadline == 0 {
+		c.MinRoundDeadline = DefaultMinRoundDeadline
 	}
 }
 
@@ -639,9 +647,15 @@ func (c *Coordinator) NodeKey(id string) (ed25519.PublicKey, error) { return c.f
 func (c *Coordinator) NodeByKey(key ed25519.PublicKey) (string, bool) { return c.fsm.nodeByKey(key) }
 
 // CreateJob creates a training job; the leader opens its first round on
-// its next tick. Leader only.
+// its next tick. Beyond JobSpec.Validate, a new job's dim must be at most
+// MaxUpdateDim (its updates must fit a protocol frame) and its
+// round_deadline at least Config.MinRoundDeadline (ErrInvalid naming the
+// limit). Leader only.
 func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) {
 	if err := spec.Validate(); err != nil {
+		return Job{}, err
+	}
+	if err := checkNewJob(spec, c.cfg.MinRoundDeadline); err != nil {
 		return Job{}, err
 	}
 	if c.cfg.Rules != nil {

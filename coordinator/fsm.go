@@ -62,6 +62,8 @@ func (s JobSpec) Validate() error {
 		return fmt.Errorf("%w: job %s: round_deadline %v must be > 0", ErrInvalid, s.ID, time.Duration(s.RoundDeadline))
 	case s.HardDeadline != 0 && s.HardDeadline < s.RoundDeadline:
 		return fmt.Errorf("%w: job %s: hard_deadline %v must be 0 or ≥ round_deadline %v", ErrInvalid, s.ID, time.Duration(s.HardDeadline), time.Duration(s.RoundDeadline))
+	case s.MaxFailedRounds < 0 || s.MaxFailedRounds > 1_000_000:
+		return fmt.Errorf("%w: job %s: max_failed_rounds %d must be in [0, 1000000] (0 means %d)", ErrInvalid, s.ID, s.MaxFailedRounds, DefaultMaxFailedRounds)
 	case s.OnFailure != "" && s.OnFailure != OnFailureContinue && s.OnFailure != OnFailureStop:
 		return fmt.Errorf("%w: job %s: on_failure %q must be \"continue\" or \"stop\"", ErrInvalid, s.ID, s.OnFailure)
 	case s.InitialModel != nil && len(s.InitialModel) != s.Dim:
@@ -468,6 +470,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 	}
 	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
 	j.Job.Completed++
+	j.Job.FailedInARow = 0
 	ev(Event{Kind: EventRoundClosed, Job: c.Job, Round: c.Round, At: c.At,
 		Detail: fmt.Sprintf("model version %d, %d used, %d rejected", res.ModelVersion, res.Used, res.Rejected)})
 	if j.Job.Completed >= uint64(j.Job.Spec.Rounds) {
@@ -488,11 +491,18 @@ func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, e
 	}
 	f.endRound(j, r, RoundFailed, reason, at)
 	j.Job.Failed++
+	j.Job.FailedInARow++
 	ev(Event{Kind: EventRoundFailed, Job: job, Round: round, Detail: reason, At: at})
-	if j.Job.Spec.OnFailure == OnFailureStop {
+	switch limit := j.Job.Spec.maxFailedRounds(); {
+	case j.Job.Spec.OnFailure == OnFailureStop:
 		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("round %d failed: %s", round, reason)
-		ev(Event{Kind: EventJobStopped, Job: job, Detail: j.Job.Reason, At: at})
+	case j.Job.FailedInARow >= uint64(limit):
+		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("stopped after %d consecutive failed rounds (max_failed_rounds %d); the last, round %d: %s",
+			j.Job.FailedInARow, limit, round, reason)
+	default:
+		return nil
 	}
+	ev(Event{Kind: EventJobStopped, Job: job, Detail: j.Job.Reason, At: at})
 	return nil
 }
 

@@ -52,3 +52,26 @@ func TestEnrollKeyConflictAPI(t *testing.T) {
 		t.Fatalf("revoked key under a new id: %v, want 409 naming n1 as revoked", err)
 	}
 }
+
+// Job specs that could never run are 400s naming the field and limit: a
+// dim whose updates exceed a protocol frame, a bare-number duration, a
+// deadline below 1 s.
+func TestJobSpecLimitsAPI(t *testing.T) {
+	t.Parallel()
+	srv, _ := guardServer(t)
+	const base = `"id":"j1","task":"t","rule":{"name":"fedavg"},"rounds":1,"min_updates":1,"max_updates":1`
+	cases := []struct {
+		body, code, want string
+	}{
+		{`{` + base + `,"dim":2000000,"round_deadline":"30s"}`, CodeInvalid, "dim 2000000 is above 1032192"},
+		{`{` + base + `,"dim":4,"round_deadline":60}`, CodeBadRequest, `field "round_deadline"`},
+		{`{` + base + `,"dim":4,"round_deadline":"500ms"}`, CodeInvalid, "round_deadline 500ms is below the minimum 1s"},
+	}
+	for _, c := range cases {
+		resp := request(t, srv, "POST", "/v1/jobs", keyOperator, c.body)
+		e := wantError(t, resp, 400, c.code)
+		if !strings.Contains(e.Message, c.want) {
+			t.Errorf("%s: message %q, want it to contain %q", c.body, e.Message, c.want)
+		}
+	}
+}
