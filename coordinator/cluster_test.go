@@ -175,6 +175,9 @@ type clusterOpts struct {
 	httpAddr func(i int) string
 	// raft adjusts each member's raft configuration.
 	raft func(*raft.Config)
+	// peerKeys gives every member a PeerKeys holding every member's key
+	// (the static --peer-keys list).
+	peerKeys bool
 }
 
 func fastRaftConfig() *raft.Config {
@@ -247,6 +250,12 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.httpAddr != nil {
 			cfg.HTTPAddr = o.httpAddr(i)
+		}
+		if o.peerKeys {
+			cfg.PeerKeys = NewPeerKeys()
+			for _, k := range tc.keys.coords {
+				cfg.PeerKeys.Add(k.PublicKey())
+			}
 		}
 		c, err := New(cfg)
 		if err != nil {

@@ -39,9 +39,17 @@ type Config struct {
 	// PublicKey is the member's Ed25519 identity (registered in the
 	// replicated member list; peers pin it on the Raft transport).
 	PublicKey ed25519.PublicKey
-	// PeerKeys, when set, receives the keys of members registered through
-	// the replicated state, so the Raft transport accepts joined members.
+	// PeerKeys, when set, follows the replicated member list: keys of
+	// registered members are added (the Raft transport accepts joined
+	// members), keys of removed members are taken out at once, on every
+	// member, whatever the static list said (see syncTrust).
 	PeerKeys *PeerKeys
+	// Prober checks that a new voter is reachable on its Raft address,
+	// and holds its key, before AddVoter adds it; nil means no check.
+	// mfn coordinator sets the TLSStreamLayer.
+	Prober Prober
+	// ProbeTimeout bounds that check; zero means 5 s.
+	ProbeTimeout time.Duration
 
 	// Storage and Transport are required; the coordinator owns them from
 	// New on and closes them in Close.
@@ -119,8 +127,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.RaftAddr must not be empty")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
-	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0:
-		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout and CheckpointInterval must be ≥ 0")
+	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
+		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout, CheckpointInterval and ProbeTimeout must be ≥ 0")
 	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0 || c.MinRoundDeadline < 0:
 		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes, CacheFloats and MinRoundDeadline must be ≥ 0")
 	}
@@ -157,6 +165,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = 5 * time.Second
 	}
 	if c.MinRoundDeadline == 0 {
 		c.MinRoundDeadline = DefaultMinRoundDeadline
@@ -225,6 +236,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.fsm.restored = c.syncTrust
 	rc := raft.DefaultConfig()
 	if cfg.Raft != nil {
 		cp := *cfg.Raft
@@ -265,10 +277,8 @@ func New(cfg Config) (*Coordinator, error) {
 func (c *Coordinator) applied(evs []Event) {
 	for _, e := range evs {
 		switch e.Kind {
-		case EventMemberRegistered:
-			if m, ok := c.fsm.member(e.Member); ok && c.cfg.PeerKeys != nil {
-				c.cfg.PeerKeys.Add(m.PublicKey)
-			}
+		case EventMemberRegistered, EventMemberRemoved:
+			c.syncTrust()
 		case EventRoundClosed, EventRoundFailed:
 			c.cache.dropRound(e.Job, e.Round)
 		case EventNodeRevoked:
@@ -561,55 +571,6 @@ func (c *Coordinator) Linearize(ctx context.Context) error {
 		return fmt.Errorf("coordinator: barrier: %w", err)
 	}
 	return ctx.Err()
-}
-
-// AddVoter registers a member's addresses and key in the replicated state
-// and adds it to the Raft configuration as a voter. Adding a member that is
-// already a voter at the same address only refreshes its record. Leader
-// only (*NotLeaderError otherwise).
-func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
-	if err := validID("member", m.ID); err != nil {
-		return err
-	}
-	if m.RaftAddr == "" {
-		return fmt.Errorf("%w: member %s: raft_addr must not be empty", ErrInvalid, m.ID)
-	}
-	if len(m.PublicKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: member %s: public key has %d bytes, want %d", ErrInvalid, m.ID, len(m.PublicKey), ed25519.PublicKeySize)
-	}
-	if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: m}); err != nil {
-		return err
-	}
-	f := c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, c.cfg.ApplyTimeout)
-	if err := c.wait(f); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return c.notLeader()
-		}
-		return fmt.Errorf("coordinator: add voter %s: %w", m.ID, err)
-	}
-	return nil
-}
-
-// RemoveServer removes a member from the Raft configuration and the
-// member list. Leader only. Removing the leader itself is allowed: it
-// steps down once the change commits.
-func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
-	if c.raft.State() != raft.Leader {
-		return c.notLeader()
-	}
-	if _, ok := c.fsm.member(id); ok {
-		if _, err := c.propose(ctx, cmdRemoveMember, &removeMemberCmd{ID: id}); err != nil {
-			return err
-		}
-	}
-	f := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
-	if err := c.wait(f); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return c.notLeader()
-		}
-		return fmt.Errorf("coordinator: remove server %s: %w", id, err)
-	}
-	return nil
 }
 
 // EnrollNode enrolls an edge node with its Ed25519 public key. Enrolling

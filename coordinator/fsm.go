@@ -154,12 +154,19 @@ type fsm struct {
 	// node id holding it: a key speaks for one node only, and a revoked
 	// key never comes back under another id.
 	nodeKeys map[string]string
-	jobs     map[string]*jobState
-	log      *audit.Log
-	applied  uint64
+	// removedKeys maps the keys of removed members to their id: no member
+	// trusts them any more (even if a static --peer-keys list names them)
+	// until an operator admits the member again.
+	removedKeys map[string]string
+	jobs        map[string]*jobState
+	log         *audit.Log
+	applied     uint64
 
 	// publish receives the events of each applied command, outside the lock.
 	publish func([]Event)
+	// restored, if set, runs after Restore replaced the state (no events
+	// are published for it).
+	restored func()
 }
 
 // newFSM returns an empty state machine for the cluster origin; verifier
@@ -170,14 +177,15 @@ func newFSM(origin string, verifier note.Verifier, publish func([]Event)) (*fsm,
 		return nil, fmt.Errorf("coordinator: audit log: %w", err)
 	}
 	return &fsm{
-		origin:   origin,
-		verifier: verifier,
-		members:  map[string]*Member{},
-		nodes:    map[string]*Node{},
-		nodeKeys: map[string]string{},
-		jobs:     map[string]*jobState{},
-		log:      log,
-		publish:  publish,
+		origin:      origin,
+		verifier:    verifier,
+		members:     map[string]*Member{},
+		nodes:       map[string]*Node{},
+		nodeKeys:    map[string]string{},
+		removedKeys: map[string]string{},
+		jobs:        map[string]*jobState{},
+		log:         log,
+		publish:     publish,
 	}, nil
 }
 
@@ -216,14 +224,20 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 			break
 		}
 		m := c.Member
+		m.PublicKey = bytes.Clone(m.PublicKey)
 		f.members[m.ID] = &m
+		delete(f.removedKeys, string(m.PublicKey)) // an operator admitted it again
 		ev(Event{Kind: EventMemberRegistered, Member: m.ID})
 	case *removeMemberCmd:
-		if _, ok := f.members[c.ID]; !ok {
+		m, ok := f.members[c.ID]
+		if !ok {
 			res.err = fmt.Errorf("%w: member %s", ErrNotFound, c.ID)
 			break
 		}
 		delete(f.members, c.ID)
+		if len(m.PublicKey) == ed25519.PublicKeySize {
+			f.removedKeys[string(m.PublicKey)] = c.ID
+		}
 		ev(Event{Kind: EventMemberRemoved, Member: c.ID})
 	case *enrollNodeCmd:
 		if err := validID("node", c.ID); err != nil {
@@ -570,6 +584,36 @@ func (f *fsm) nodeByKey(key ed25519.PublicKey) (string, bool) {
 	return id, true
 }
 
+// memberKeys returns the keys of the registered members and of the
+// removed ones.
+func (f *fsm) memberKeys() (current, removed []ed25519.PublicKey) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, m := range f.members {
+		if len(m.PublicKey) == ed25519.PublicKeySize {
+			current = append(current, bytes.Clone(m.PublicKey))
+		}
+	}
+	for k := range f.removedKeys {
+		removed = append(removed, ed25519.PublicKey(k))
+	}
+	return current, removed
+}
+
+// memberList returns the registered members, by id.
+func (f *fsm) memberList() []Member {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Member, 0, len(f.members))
+	for _, m := range f.members {
+		c := *m
+		c.PublicKey = bytes.Clone(m.PublicKey)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 func (f *fsm) nodeList() []Node {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -835,7 +879,10 @@ type snapshotBody struct {
 	// NodeKeys maps each enrolled key (hex) to the node holding it
 	// (version 2; encoding/json sorts the keys).
 	NodeKeys map[string]string `json:"node_keys,omitempty"`
-	Jobs     []*jobState       `json:"jobs"`
+	// RemovedMembers maps the keys (hex) of removed members to their id
+	// (version 2).
+	RemovedMembers map[string]string `json:"removed_members,omitempty"`
+	Jobs           []*jobState       `json:"jobs"`
 	// Audit is the audit log's own snapshot (audit.Log.Snapshot).
 	Audit []byte `json:"audit"`
 
@@ -897,6 +944,12 @@ func (f *fsm) marshalLocked() ([]byte, error) {
 			body.NodeKeys[hex.EncodeToString([]byte(k))] = id
 		}
 	}
+	if len(f.removedKeys) > 0 {
+		body.RemovedMembers = make(map[string]string, len(f.removedKeys))
+		for k, id := range f.removedKeys {
+			body.RemovedMembers[hex.EncodeToString([]byte(k))] = id
+		}
+	}
 	for _, j := range f.jobs {
 		body.Jobs = append(body.Jobs, j)
 	}
@@ -947,6 +1000,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	removedKeys := make(map[string]string, len(body.RemovedMembers))
+	for hk, id := range body.RemovedMembers {
+		k, err := hex.DecodeString(hk)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("coordinator: restore: removed_members: bad key %q", hk)
+		}
+		removedKeys[string(k)] = id
+	}
 	jobs := make(map[string]*jobState, len(body.Jobs))
 	for _, j := range body.Jobs {
 		if j == nil {
@@ -965,9 +1026,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("coordinator: restore: %w", err)
 	}
 	f.mu.Lock()
-	f.members, f.nodes, f.nodeKeys, f.jobs, f.log = members, nodes, nodeKeys, jobs, log
+	f.members, f.nodes, f.nodeKeys, f.removedKeys, f.jobs, f.log = members, nodes, nodeKeys, removedKeys, jobs, log
 	f.applied = body.Applied
 	f.mu.Unlock()
+	if f.restored != nil {
+		f.restored()
+	}
 	return nil
 }
 
@@ -986,7 +1050,7 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("coordinator: restore: %w", err)
 	}
-	if v == 1 && body.NodeKeys != nil {
+	if v == 1 && (body.NodeKeys != nil || body.RemovedMembers != nil) {
 		return nil, fmt.Errorf("coordinator: restore: node_keys in a version 1 snapshot")
 	}
 	for _, n := range body.Nodes {

@@ -48,6 +48,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 	c.leading.Store(true)
 	defer c.leading.Store(false)
 	c.registerSelf(ctx)
+	c.reconcileMembers(ctx)
 	c.announceOpen()
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()

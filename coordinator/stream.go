@@ -139,6 +139,7 @@ type TLSStreamLayer struct {
 	server    *tls.Config
 	client    *tls.Config
 	logger    *slog.Logger
+	peers     *PeerKeys // connections fail once their peer leaves it (guardConn)
 
 	conns  chan net.Conn
 	done   chan struct{}
@@ -185,7 +186,7 @@ func NewTLSStreamLayer(bind string, advertise net.Addr, key ed25519.PrivateKey, 
 		ln.Close()
 		return nil, fmt.Errorf("coordinator: raft advertise address %v is unspecified; give a routable address", advertise)
 	}
-	s := &TLSStreamLayer{ln: ln, advertise: advertise, server: server, client: client, logger: logger,
+	s := &TLSStreamLayer{ln: ln, advertise: advertise, server: server, client: client, logger: logger, peers: peers,
 		conns: make(chan net.Conn), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -237,7 +238,7 @@ func (s *TLSStreamLayer) handshake(raw net.Conn) {
 		return
 	}
 	select {
-	case s.conns <- conn:
+	case s.conns <- guardConn(conn, s.peers):
 	case <-s.done:
 		conn.Close()
 	}
@@ -275,7 +276,7 @@ func (s *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: raft dial %s: %w", address, err)
 	}
-	return c, nil
+	return guardConn(c, s.peers), nil
 }
 
 var _ raft.StreamLayer = (*TLSStreamLayer)(nil)

@@ -616,7 +616,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	coord, err := coordinator.New(coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
-		PublicKey: id.PublicKey(), PeerKeys: trusted,
+		PublicKey: id.PublicKey(), PeerKeys: trusted, Prober: layer,
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,

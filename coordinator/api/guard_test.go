@@ -75,3 +75,24 @@ func TestJobSpecLimitsAPI(t *testing.T) {
 		}
 	}
 }
+
+// Cluster changes that would harm it: a join reusing a member's id with
+// other addresses is 409, deleting an unknown member is 404.
+func TestClusterJoinConflictsAPI(t *testing.T) {
+	t.Parallel()
+	srv, ctx := guardServer(t)
+	admin, _ := NewClient(srv.URL, keyAdmin, srv.Client())
+	st, err := admin.Cluster(ctx)
+	if err != nil || len(st.Members) != 1 {
+		t.Fatalf("cluster %+v %v", st, err)
+	}
+	pub := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32)).Public().(ed25519.PublicKey)
+	var apiErr *Error
+	_, err = admin.Join(ctx, JoinRequest{ID: "c0", RaftAddr: "10.9.9.9:7001", PublicKey: PublicKey(pub)})
+	if !errors.As(err, &apiErr) || apiErr.Status != 409 || !strings.Contains(apiErr.Message, "c0") {
+		t.Fatalf("join with the leader's id and another address: %v, want 409", err)
+	}
+	if err := admin.RemoveMember(ctx, "nobody"); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Fatalf("remove an unknown member: %v, want 404", err)
+	}
+}

@@ -1,0 +1,307 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Membership: who the cluster trusts follows the replicated member list.
+//
+//   - AddVoter refuses an id already registered (or in the Raft
+//     configuration) with other addresses or another key, and a key or
+//     Raft address that belongs to another member (ErrExists, HTTP 409);
+//     a new voter is added only once the leader has reached it and it has
+//     proved its key (Config.Prober), so a typo cannot add a voter nobody
+//     can reach and cost the quorum.
+//   - RemoveServer takes the member out of the Raft configuration, then
+//     out of the member list; the remove-member entry records its key as
+//     removed, and every replica, as it applies it, drops the key from its
+//     PeerKeys (syncTrust): new Raft handshakes with it fail, and the Raft
+//     connections it already has fail at their next read or write
+//     (trustedConn). Unknown ids are ErrNotFound (404).
+//   - A new leader removes from the member list every member that is no
+//     longer in the Raft configuration (a self-removed leader, members
+//     dropped by "mfn coordinator recover"), so their keys lose trust too.
+
+// Remove stops trusting key.
+func (p *PeerKeys) Remove(key ed25519.PublicKey) {
+	p.mu.Lock()
+	delete(p.keys, string(key))
+	p.mu.Unlock()
+}
+
+// syncTrust makes PeerKeys follow the replicated member list: registered
+// members' keys are trusted, removed members' keys are not (this member's
+// own key excepted). It runs after every membership entry and after a
+// snapshot is restored.
+func (c *Coordinator) syncTrust() {
+	p := c.cfg.PeerKeys
+	if p == nil {
+		return
+	}
+	current, removed := c.fsm.memberKeys()
+	for _, k := range current {
+		p.Add(k)
+	}
+	for _, k := range removed {
+		if !bytes.Equal(k, c.cfg.PublicKey) {
+			p.Remove(k)
+		}
+	}
+}
+
+// trustedConn is an authenticated Raft connection that fails, and closes,
+// at its first read or write after its peer's key left the trusted set.
+type trustedConn struct {
+	net.Conn
+	key   ed25519.PublicKey
+	peers *PeerKeys
+}
+
+// guardConn wraps an authenticated TLS connection so that it follows
+// peers; other connections are returned unchanged.
+func guardConn(c net.Conn, peers *PeerKeys) net.Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok || peers == nil {
+		return c
+	}
+	key := PublicKeyOf(tc.ConnectionState())
+	if key == nil {
+		return c
+	}
+	return &trustedConn{Conn: c, key: key, peers: peers}
+}
+
+func (c *trustedConn) check() error {
+	if c.peers.Contains(c.key) {
+		return nil
+	}
+	c.Conn.Close()
+	return fmt.Errorf("%w: %x was removed from the cluster", ErrUntrustedPeer, []byte(c.key))
+}
+
+func (c *trustedConn) Read(b []byte) (int, error) {
+	if err := c.check(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *trustedConn) Write(b []byte) (int, error) {
+	if err := c.check(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+// probeAlertWait is how long Probe waits for the peer's verdict on this
+// member's certificate: in TLS 1.3 the server checks the client's
+// certificate after the client's handshake has completed, and a refusal
+// arrives as an alert on the first read.
+const probeAlertWait = 300 * time.Millisecond
+
+// Probe implements Prober: it dials addr, completes the mutual TLS
+// handshake accepting only a certificate of key (whatever PeerKeys
+// holds), and waits up to 300 ms for the peer to refuse this member's
+// certificate.
+func (s *TLSStreamLayer) Probe(ctx context.Context, addr string, key ed25519.PublicKey) error {
+	cfg := s.client.Clone()
+	cfg.VerifyPeerCertificate = pinnedVerifier(NewPeerKeys(key))
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	wait := time.Now().Add(probeAlertWait)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(wait) {
+		wait = dl
+	}
+	if err := conn.SetReadDeadline(wait); err != nil {
+		return err
+	}
+	var b [1]byte
+	_, err = conn.Read(b[:])
+	var ne net.Error
+	if err == nil || errors.Is(err, io.EOF) || (errors.As(err, &ne) && ne.Timeout()) {
+		return nil // no refusal: the peer waits for a request, or closed cleanly
+	}
+	return fmt.Errorf("the member refused this leader's certificate (is this member's key in its --peer-keys?): %w", err)
+}
+
+var _ Prober = (*TLSStreamLayer)(nil)
+
+// configuration returns the latest Raft configuration.
+func (c *Coordinator) configuration() ([]raft.Server, error) {
+	f := c.raft.GetConfiguration()
+	if err := c.wait(f); err != nil {
+		return nil, fmt.Errorf("coordinator: raft configuration: %w", err)
+	}
+	return f.Configuration().Servers, nil
+}
+
+// AddVoter registers a member's addresses and key in the replicated state
+// and adds it to the Raft configuration as a voter. Adding a member again
+// with the same addresses and key changes nothing. An id registered (or in
+// the configuration) with other addresses or another key, or a key or
+// Raft address held by another member, gives ErrExists naming the holder;
+// a new voter the leader cannot reach (Config.Prober) gives ErrInvalid.
+// Leader only (*NotLeaderError otherwise).
+func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
+	if err := validID("member", m.ID); err != nil {
+		return err
+	}
+	if m.RaftAddr == "" {
+		return fmt.Errorf("%w: member %s: raft_addr must not be empty", ErrInvalid, m.ID)
+	}
+	if len(m.PublicKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: member %s: public key has %d bytes, want %d", ErrInvalid, m.ID, len(m.PublicKey), ed25519.PublicKeySize)
+	}
+	if c.raft.State() != raft.Leader {
+		return c.notLeader()
+	}
+	servers, err := c.configuration()
+	if err != nil {
+		return err
+	}
+	var inConfig *raft.Server
+	for i, srv := range servers {
+		switch {
+		case string(srv.ID) == m.ID:
+			inConfig = &servers[i]
+		case string(srv.Address) == m.RaftAddr:
+			return fmt.Errorf("%w: member %s: raft_addr %s is member %s's", ErrExists, m.ID, m.RaftAddr, srv.ID)
+		}
+	}
+	if inConfig != nil && string(inConfig.Address) != m.RaftAddr {
+		return fmt.Errorf("%w: member %s is in the cluster at raft_addr %s, not %s; remove it first to change its address",
+			ErrExists, m.ID, inConfig.Address, m.RaftAddr)
+	}
+	cur, registered := c.fsm.member(m.ID)
+	if registered {
+		if err := sameMember(cur, m); err != nil {
+			return err
+		}
+	}
+	for _, o := range c.fsm.memberList() {
+		if o.ID != m.ID && bytes.Equal(o.PublicKey, m.PublicKey) {
+			return fmt.Errorf("%w: member %s: public key belongs to member %s", ErrExists, m.ID, o.ID)
+		}
+	}
+	if inConfig == nil && c.cfg.Prober != nil {
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+		err := c.cfg.Prober.Probe(pctx, m.RaftAddr, m.PublicKey)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: member %s: the leader cannot reach raft_addr %s within %v: %v", ErrInvalid, m.ID, m.RaftAddr, c.cfg.ProbeTimeout, err)
+		}
+	}
+	if !registered {
+		if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: m}); err != nil {
+			return err
+		}
+	}
+	if inConfig != nil && inConfig.Suffrage == raft.Voter {
+		return nil
+	}
+	f := c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, c.cfg.ApplyTimeout)
+	if err := c.wait(f); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return c.notLeader()
+		}
+		return fmt.Errorf("coordinator: add voter %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// sameMember returns ErrExists naming the first field in which a join
+// request differs from the registered member.
+func sameMember(cur, m Member) error {
+	diff := func(field, have, want string) error {
+		return fmt.Errorf("%w: member %s is registered with %s %q, not %q; remove it first to change it", ErrExists, m.ID, field, have, want)
+	}
+	switch {
+	case cur.RaftAddr != m.RaftAddr:
+		return diff("raft_addr", cur.RaftAddr, m.RaftAddr)
+	case cur.QUICAddr != m.QUICAddr:
+		return diff("quic_addr", cur.QUICAddr, m.QUICAddr)
+	case cur.HTTPAddr != m.HTTPAddr:
+		return diff("http_addr", cur.HTTPAddr, m.HTTPAddr)
+	case !bytes.Equal(cur.PublicKey, m.PublicKey):
+		return fmt.Errorf("%w: member %s is registered with another public key; remove it first to change it", ErrExists, m.ID)
+	}
+	return nil
+}
+
+// RemoveServer removes a member from the Raft configuration, then from
+// the member list (its key loses trust on every member). An id in
+// neither gives ErrNotFound. Leader only. Removing the leader itself is
+// allowed: it steps down once the change commits, and the next leader
+// removes its record.
+func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
+	if c.raft.State() != raft.Leader {
+		return c.notLeader()
+	}
+	servers, err := c.configuration()
+	if err != nil {
+		return err
+	}
+	inConfig := false
+	for _, srv := range servers {
+		inConfig = inConfig || string(srv.ID) == id
+	}
+	_, registered := c.fsm.member(id)
+	if !inConfig && !registered {
+		return fmt.Errorf("%w: member %s is not in the cluster", ErrNotFound, id)
+	}
+	if inConfig {
+		f := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
+		if err := c.wait(f); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return c.notLeader()
+			}
+			return fmt.Errorf("coordinator: remove server %s: %w", id, err)
+		}
+	}
+	if !registered {
+		return nil
+	}
+	_, err = c.propose(ctx, cmdRemoveMember, &removeMemberCmd{ID: id})
+	if id == c.cfg.ID && errors.Is(err, ErrNotLeader) {
+		return nil // stepped down; the next leader removes the record
+	}
+	return err
+}
+
+// reconcileMembers runs when this member takes office: members in the
+// list but no longer in the Raft configuration are removed from it.
+func (c *Coordinator) reconcileMembers(ctx context.Context) {
+	servers, err := c.configuration()
+	if err != nil {
+		c.logger.Warn("member reconciliation", errAttr(err))
+		return
+	}
+	in := make(map[string]bool, len(servers))
+	for _, s := range servers {
+		in[string(s.ID)] = true
+	}
+	for _, m := range c.fsm.memberList() {
+		if in[m.ID] || ctx.Err() != nil {
+			continue
+		}
+		if _, err := c.propose(ctx, cmdRemoveMember, &removeMemberCmd{ID: m.ID}); err != nil {
+			c.logger.Warn("remove a member that left the configuration", "removed_member", m.ID, errAttr(err))
+			continue
+		}
+		c.logger.Info("removed a member that is no longer in the raft configuration", "removed_member", m.ID)
+	}
+}

@@ -1,0 +1,267 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A member removed from the trusted set loses its Raft connections at
+// their next read or write, on both sides, and cannot handshake again.
+func TestRemovedPeerLosesConnections(t *testing.T) {
+	ka, kb := testKey(t, 11), testKey(t, 12)
+	pa := NewPeerKeys(kb.Public().(ed25519.PublicKey))
+	pb := NewPeerKeys(ka.Public().(ed25519.PublicKey))
+	a := newTestLayer(t, ka, pa)
+	b := newTestLayer(t, kb, pb)
+
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := b.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	ca, err := a.Dial(raft.ServerAddress(b.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	var cb net.Conn
+	select {
+	case cb = <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection accepted")
+	}
+	defer cb.Close()
+	if _, err := ca.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(cb, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("read %q %v", buf, err)
+	}
+
+	// b removes a: b's side fails at once, a's side sees the close.
+	pb.Remove(ka.Public().(ed25519.PublicKey))
+	if _, err := cb.Write([]byte("pong")); !errors.Is(err, ErrUntrustedPeer) {
+		t.Fatalf("write to a removed peer: %v, want ErrUntrustedPeer", err)
+	}
+	if _, err := cb.Read(buf); !errors.Is(err, ErrUntrustedPeer) {
+		t.Fatalf("read from a removed peer: %v", err)
+	}
+	ca.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := ca.Read(buf); err == nil {
+		t.Fatal("the removed peer's connection stayed open")
+	}
+	// A new connection from a is refused by b.
+	go func() { b.Accept() }()
+	c2, err := a.Dial(raft.ServerAddress(b.Addr().String()), 5*time.Second)
+	if err == nil {
+		c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c2.Read(buf)
+		c2.Close()
+	}
+	if err == nil {
+		t.Fatal("a removed peer handshook again")
+	}
+}
+
+// Probe succeeds only against a listener holding the expected key that
+// accepts this member's certificate.
+func TestProbe(t *testing.T) {
+	ka, kb, kc := testKey(t, 21), testKey(t, 22), testKey(t, 23)
+	a := newTestLayer(t, ka, NewPeerKeys())
+	b := newTestLayer(t, kb, NewPeerKeys(ka.Public().(ed25519.PublicKey))) // trusts a
+	c := newTestLayer(t, kc, NewPeerKeys())                                // trusts nobody
+	for _, l := range []*TLSStreamLayer{b, c} {
+		go func() {
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				conn.Close()
+			}
+		}()
+	}
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := closed.Addr().String()
+	closed.Close()
+	ctx := context.Background()
+	pub := func(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+	cases := []struct {
+		name string
+		addr string
+		key  ed25519.PublicKey
+		ok   bool
+	}{
+		{"reachable, right key", b.Addr().String(), pub(kb), true},
+		{"reachable, another key", b.Addr().String(), pub(kc), false},
+		{"nothing listening", deadAddr, pub(kb), false},
+		{"peer refuses our key", c.Addr().String(), pub(kc), false},
+	}
+	for _, cs := range cases {
+		t.Run(cs.name, func(t *testing.T) {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			err := a.Probe(pctx, cs.addr, cs.key)
+			if (err == nil) != cs.ok {
+				t.Fatalf("probe: %v, want ok=%v", err, cs.ok)
+			}
+		})
+	}
+}
+
+type fakeProber struct{ err error }
+
+func (p fakeProber) Probe(context.Context, string, ed25519.PublicKey) error { return p.err }
+
+// Joins that would harm the cluster are refused; a removed member loses
+// trust on every member; removing an unknown member is ErrNotFound.
+func TestMembershipChanges(t *testing.T) {
+	tc := newTestCluster(t, 5, clusterOpts{voters: 3, peerKeys: true})
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	member := func(i int) Member {
+		c := tc.members[i].cfg
+		return Member{ID: c.ID, RaftAddr: c.RaftAddr, QUICAddr: c.QUICAddr, HTTPAddr: c.HTTPAddr, PublicKey: c.PublicKey}
+	}
+	m3 := member(3)
+
+	// An unreachable new voter is refused, and nothing is recorded.
+	l.cfg.Prober = fakeProber{err: errors.New("connection refused")}
+	if err := l.AddVoter(ctx, m3); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "cannot reach raft_addr raft-3") {
+		t.Fatalf("unreachable voter: %v", err)
+	}
+	if _, ok := l.fsm.member("c3"); ok {
+		t.Fatal("an unreachable member was registered")
+	}
+	if st := l.Status(); len(st.Members) != 3 {
+		t.Fatalf("members after a refused join: %+v", st.Members)
+	}
+	l.cfg.Prober = fakeProber{}
+	if err := l.AddVoter(ctx, m3); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddVoter(ctx, m3); err != nil {
+		t.Fatalf("the same join again: %v", err)
+	}
+
+	conflicts := []struct {
+		name string
+		edit func(*Member)
+		want string
+	}{
+		{"same id, other raft address", func(m *Member) { m.RaftAddr = "raft-4" }, "raft_addr"},
+		{"same id, other http address", func(m *Member) { m.HTTPAddr = "http-9:8080" }, `http_addr "http-3:8080", not "http-9:8080"`},
+		{"same id, other key", func(m *Member) { m.PublicKey = tc.keys.coords[4].PublicKey() }, "another public key"},
+		{"other id, this raft address", func(m *Member) { m.ID = "c9" }, "raft_addr raft-3 is member c3's"},
+		{"other id, this key", func(m *Member) { m.ID, m.RaftAddr = "c9", "raft-9" }, "public key belongs to member c3"},
+	}
+	for _, cs := range conflicts {
+		t.Run(cs.name, func(t *testing.T) {
+			m := m3
+			cs.edit(&m)
+			if err := l.AddVoter(ctx, m); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), cs.want) {
+				t.Fatalf("got %v, want ErrExists containing %q", err, cs.want)
+			}
+		})
+	}
+	// A member in the configuration but never registered (bootstrapped,
+	// never led) keeps its address too.
+	for i := range 3 {
+		if i == li {
+			continue
+		}
+		m := member(i)
+		m.RaftAddr = "raft-elsewhere"
+		if err := l.AddVoter(ctx, m); !errors.Is(err, ErrExists) {
+			t.Fatalf("bootstrapped member %s at another address: %v", m.ID, err)
+		}
+		break
+	}
+
+	if err := l.RemoveServer(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("remove an unknown member: %v", err)
+	}
+
+	// c3 removed: every other member stops trusting its key at once.
+	k3 := ed25519.PublicKey(tc.keys.coords[3].PublicKey())
+	for i, c := range tc.members {
+		if i != 4 && !c.cfg.PeerKeys.Contains(k3) {
+			t.Fatalf("member %d does not trust c3 before its removal", i)
+		}
+	}
+	if err := l.RemoveServer(ctx, "c3"); err != nil {
+		t.Fatal(err)
+	}
+	tc.eventually(10*time.Second, "every member to stop trusting c3", func() bool {
+		for i := range 3 { // c4 never joined
+			if tc.members[i].cfg.PeerKeys.Contains(k3) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range 3 {
+		for j := range 3 {
+			if !tc.members[i].cfg.PeerKeys.Contains(tc.keys.coords[j].PublicKey()) {
+				t.Fatalf("member %d stopped trusting member %d", i, j)
+			}
+		}
+	}
+	if err := l.RemoveServer(ctx, "c3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("remove c3 twice: %v", err)
+	}
+	// An operator may admit it again: trust comes back.
+	if err := l.AddVoter(ctx, m3); err != nil {
+		t.Fatal(err)
+	}
+	tc.eventually(10*time.Second, "c3 trusted again", func() bool {
+		for i := range 3 {
+			if !tc.members[i].cfg.PeerKeys.Contains(k3) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Removed members survive a snapshot: a member restoring one (a restart,
+// or a lagging follower) drops their keys from the static list it started
+// with.
+func TestRemovedMembersInSnapshot(t *testing.T) {
+	b := standardLog(t)
+	k := newTestKeys(t, 2, 5)
+	b.add(cmdRegisterMember, &registerMemberCmd{Member: Member{ID: "c1", RaftAddr: "r1", PublicKey: k.coords[1].PublicKey()}})
+	b.add(cmdRemoveMember, &removeMemberCmd{ID: "c1"})
+	src := replay(t, b.keys, b.entries)
+	snap := snapshotBytes(t, src)
+	if !bytes.Contains(snap, []byte(`"removed_members":{"`+fmt.Sprintf("%x", []byte(k.coords[1].PublicKey()))+`":"c1"}`)) {
+		t.Fatalf("snapshot has no removed member: %s", snap[:200])
+	}
+	dst, _ := newFSM(b.keys.origin, b.keys.verifier, nil)
+	peers := NewPeerKeys(k.coords[0].PublicKey(), k.coords[1].PublicKey())
+	c := &Coordinator{cfg: Config{PeerKeys: peers, PublicKey: k.coords[0].PublicKey()}, fsm: dst}
+	dst.restored = c.syncTrust
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	if peers.Contains(k.coords[1].PublicKey()) || !peers.Contains(k.coords[0].PublicKey()) {
+		t.Fatal("restore did not drop the removed member's key")
+	}
+	if !bytes.Equal(snapshotBytes(t, dst), snap) {
+		t.Fatal("restored state snapshots differently")
+	}
+}
