@@ -175,6 +175,8 @@ type clusterOpts struct {
 	httpAddr func(i int) string
 	// raft adjusts each member's raft configuration.
 	raft func(*raft.Config)
+	// storage, if set, gives member i its storage (default in memory).
+	storage func(i int) *Storage
 	// peerKeys gives every member a PeerKeys holding every member's key
 	// (the static --peer-keys list).
 	peerKeys bool
@@ -250,6 +252,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.httpAddr != nil {
 			cfg.HTTPAddr = o.httpAddr(i)
+		}
+		if o.storage != nil {
+			cfg.Storage = o.storage(i)
 		}
 		if o.peerKeys {
 			cfg.PeerKeys = NewPeerKeys()

@@ -169,6 +169,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 			return runCoordinator(env, &f)
 		},
 	}
+	c.AddCommand(newCoordinatorRecoverCmd(env)) // coordinator_recover.go
 	fl := c.Flags()
 	fl.StringVar(&f.id, "id", "", "member id, unique in the cluster ([A-Za-z0-9._-], 1-64 characters)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory of the member's Raft state (created if missing)")
