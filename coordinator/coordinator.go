@@ -281,6 +281,9 @@ func (c *Coordinator) applied(evs []Event) {
 			c.syncTrust()
 		case EventRoundClosed, EventRoundFailed:
 			c.cache.dropRound(e.Job, e.Round)
+			if e.Kind == EventRoundFailed && c.IsLeader() {
+				c.retract(e.Job, e.Round) // a stop, archive or delete ends the round outside the engine
+			}
 		case EventNodeRevoked:
 			c.disconnectNode(e.Node)
 		}
@@ -648,6 +651,24 @@ func (c *Coordinator) GetJob(id string) (Job, error) {
 // Stopping an ended job changes nothing. Leader only.
 func (c *Coordinator) StopJob(ctx context.Context, id, reason string) error {
 	_, err := c.propose(ctx, cmdStopJob, &stopJobCmd{ID: id, Reason: reason, At: c.now()})
+	return err
+}
+
+// ArchiveJob ends a job (a running job's open round fails with the
+// reason) and frees its models' parameters on every member; the job, its
+// rounds and its model hashes stay readable (state archived). Archiving
+// twice changes nothing; ErrNotFound for an unknown job. Leader only.
+func (c *Coordinator) ArchiveJob(ctx context.Context, id, reason string) error {
+	_, err := c.propose(ctx, cmdDeleteJob, &deleteJobCmd{ID: id, Archive: true, Reason: reason, At: c.now()})
+	return err
+}
+
+// DeleteJob ends a job like ArchiveJob, then removes it, its rounds and
+// its models from the state on every member (its audit leaves stay, and
+// its id cannot be used again). Deleting twice changes nothing;
+// ErrNotFound for an unknown job. Leader only.
+func (c *Coordinator) DeleteJob(ctx context.Context, id, reason string) error {
+	_, err := c.propose(ctx, cmdDeleteJob, &deleteJobCmd{ID: id, Reason: reason, At: c.now()})
 	return err
 }
 

@@ -108,6 +108,15 @@ type jobState struct {
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
 
+// pruneModels drops the parameters of all but the newest keep model
+// versions (hashes stay): an ended job needs at most its final model, an
+// archived one none.
+func (j *jobState) pruneModels(keep int) {
+	for i := range max(len(j.Models)-keep, 0) {
+		j.Models[i].Params = nil
+	}
+}
+
 func (j *jobState) round(n uint64) *Round {
 	if n == 0 || n > uint64(len(j.Rounds)) {
 		return nil
@@ -159,6 +168,9 @@ type fsm struct {
 	// until an operator admits the member again.
 	removedKeys map[string]string
 	jobs        map[string]*jobState
+	// deletedJobs holds the ids of deleted jobs: never reused, since
+	// audit leaves name them.
+	deletedJobs map[string]bool
 	log         *audit.Log
 	applied     uint64
 
@@ -183,6 +195,7 @@ func newFSM(origin string, verifier note.Verifier, publish func([]Event)) (*fsm,
 		nodes:       map[string]*Node{},
 		nodeKeys:    map[string]string{},
 		removedKeys: map[string]string{},
+		deletedJobs: map[string]bool{},
 		jobs:        map[string]*jobState{},
 		log:         log,
 		publish:     publish,
@@ -287,6 +300,8 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 		res.err = f.failRound(c.Job, c.Round, c.Reason, c.At, ev)
 	case *checkpointCmd:
 		res.cp, res.err = f.checkpoint(c, ev)
+	case *deleteJobCmd:
+		res.err = f.deleteJob(c, ev)
 	default:
 		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
 	}
@@ -299,6 +314,9 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 	}
 	if _, ok := f.jobs[c.Spec.ID]; ok {
 		return fmt.Errorf("%w: job %s", ErrExists, c.Spec.ID)
+	}
+	if f.deletedJobs[c.Spec.ID] {
+		return fmt.Errorf("%w: job %s was deleted; job ids are not reused (audit leaves name them)", ErrExists, c.Spec.ID)
 	}
 	spec := c.Spec
 	model := spec.InitialModel
@@ -333,7 +351,46 @@ func (f *fsm) stopJob(c *stopJobCmd, ev func(Event)) error {
 		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
 	}
 	j.Job.State, j.Job.Reason = JobStopped, c.Reason
+	j.pruneModels(1)
 	ev(Event{Kind: EventJobStopped, Job: c.ID, Detail: c.Reason, At: c.At})
+	return nil
+}
+
+// deleteJob archives or deletes a job (see deleteJobCmd). A running job
+// ends first, its open round failing with the reason.
+func (f *fsm) deleteJob(c *deleteJobCmd, ev func(Event)) error {
+	j, ok := f.jobs[c.ID]
+	if !ok {
+		if f.deletedJobs[c.ID] {
+			return nil // deleting twice is idempotent
+		}
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.ID)
+	}
+	what := "deleted"
+	if c.Archive {
+		what = "archived"
+	}
+	reason := "job " + what
+	if c.Reason != "" {
+		reason += ": " + c.Reason
+	}
+	if r := j.round(j.Job.Rounds); r != nil && (r.State == RoundOpen || r.State == RoundClosing) {
+		f.endRound(j, r, RoundFailed, reason, c.At)
+		j.Job.Failed++
+		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
+	}
+	if !c.Archive {
+		delete(f.jobs, c.ID)
+		f.deletedJobs[c.ID] = true
+		ev(Event{Kind: EventJobDeleted, Job: c.ID, Detail: c.Reason, At: c.At})
+		return nil
+	}
+	if j.Job.State == JobArchived {
+		return nil
+	}
+	j.Job.State, j.Job.Reason = JobArchived, c.Reason
+	j.pruneModels(0)
+	ev(Event{Kind: EventJobArchived, Job: c.ID, Detail: c.Reason, At: c.At})
 	return nil
 }
 
@@ -489,6 +546,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 		Detail: fmt.Sprintf("model version %d, %d used, %d rejected", res.ModelVersion, res.Used, res.Rejected)})
 	if j.Job.Completed >= uint64(j.Job.Spec.Rounds) {
 		j.Job.State = JobCompleted
+		j.pruneModels(1)
 		ev(Event{Kind: EventJobCompleted, Job: c.Job, At: c.At})
 	}
 	return nil
@@ -516,6 +574,7 @@ func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, e
 	default:
 		return nil
 	}
+	j.pruneModels(1)
 	ev(Event{Kind: EventJobStopped, Job: job, Detail: j.Job.Reason, At: at})
 	return nil
 }
@@ -743,7 +802,7 @@ func (f *fsm) model(job string, version uint64) (Model, error) {
 	m := j.Models[version]
 	out := Model{Job: job, Version: m.Version, Hash: m.Hash, Round: m.Round}
 	if m.Params == nil {
-		return out, fmt.Errorf("%w: job %s model version %d (keeping the last %d)", ErrModelPruned, job, version, keepModels)
+		return out, fmt.Errorf("%w: job %s model version %d (a running job keeps the last %d, an ended one its final model, an archived one none)", ErrModelPruned, job, version, keepModels)
 	}
 	out.Params = slices.Clone(m.Params)
 	return out, nil
@@ -883,6 +942,8 @@ type snapshotBody struct {
 	// (version 2).
 	RemovedMembers map[string]string `json:"removed_members,omitempty"`
 	Jobs           []*jobState       `json:"jobs"`
+	// DeletedJobs are the ids of deleted jobs, sorted (version 2).
+	DeletedJobs []string `json:"deleted_jobs,omitempty"`
 	// Audit is the audit log's own snapshot (audit.Log.Snapshot).
 	Audit []byte `json:"audit"`
 
@@ -954,6 +1015,10 @@ func (f *fsm) marshalLocked() ([]byte, error) {
 		body.Jobs = append(body.Jobs, j)
 	}
 	slices.SortFunc(body.Jobs, func(a, b *jobState) int { return strings.Compare(a.Job.Spec.ID, b.Job.Spec.ID) })
+	for id := range f.deletedJobs {
+		body.DeletedJobs = append(body.DeletedJobs, id)
+	}
+	slices.Sort(body.DeletedJobs)
 	var buf bytes.Buffer
 	buf.WriteString(snapshotMagic)
 	buf.WriteByte(snapshotVersion)
@@ -1000,6 +1065,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	deletedJobs := make(map[string]bool, len(body.DeletedJobs))
+	for _, id := range body.DeletedJobs {
+		deletedJobs[id] = true
+	}
 	removedKeys := make(map[string]string, len(body.RemovedMembers))
 	for hk, id := range body.RemovedMembers {
 		k, err := hex.DecodeString(hk)
@@ -1027,6 +1096,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.members, f.nodes, f.nodeKeys, f.removedKeys, f.jobs, f.log = members, nodes, nodeKeys, removedKeys, jobs, log
+	f.deletedJobs = deletedJobs
 	f.applied = body.Applied
 	f.mu.Unlock()
 	if f.restored != nil {
@@ -1050,7 +1120,7 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("coordinator: restore: %w", err)
 	}
-	if v == 1 && (body.NodeKeys != nil || body.RemovedMembers != nil) {
+	if v == 1 && (body.NodeKeys != nil || body.RemovedMembers != nil || body.DeletedJobs != nil) {
 		return nil, fmt.Errorf("coordinator: restore: node_keys in a version 1 snapshot")
 	}
 	for _, n := range body.Nodes {

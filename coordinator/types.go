@@ -220,7 +220,8 @@ const (
 	JobRunning   JobState = "running"
 	JobCompleted JobState = "completed" // all rounds succeeded
 	JobStopped   JobState = "stopped"   // stopped by an operator
-	JobFailed    JobState = "failed"    // a round failed under OnFailure=stop
+	JobFailed    JobState = "failed"    // a round failed under OnFailure=stop, or MaxFailedRounds in a row
+	JobArchived  JobState = "archived"  // ended and its models' parameters freed (hashes kept)
 )
 
 // Job is a training job and its progress.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mfn/mfn/coordinator"
 )
 
 // guardServer serves the API of a real single-member coordinator.
@@ -94,5 +96,41 @@ func TestClusterJoinConflictsAPI(t *testing.T) {
 	}
 	if err := admin.RemoveMember(ctx, "nobody"); !errors.As(err, &apiErr) || apiErr.Status != 404 {
 		t.Fatalf("remove an unknown member: %v, want 404", err)
+	}
+}
+
+// Jobs can be archived (models freed) and deleted through the API.
+func TestJobRemovalAPI(t *testing.T) {
+	t.Parallel()
+	srv, ctx := guardServer(t)
+	op, _ := NewClient(srv.URL, keyOperator, srv.Client())
+	for _, id := range []string{"a", "d"} {
+		spec := coordinator.JobSpec{ID: id, Task: "t", Dim: 4, Rule: coordinator.RuleSpec{Name: "fedavg"},
+			Rounds: 2, MinUpdates: 1, MaxUpdates: 2, RoundDeadline: coordinator.Duration(time.Minute)}
+		if _, err := op.CreateJob(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := op.ArchiveJob(ctx, "a", "")
+	if err != nil || j.State != coordinator.JobArchived || j.Reason != "archived by operator" {
+		t.Fatalf("archive %+v %v", j, err)
+	}
+	var apiErr *Error
+	if m, err := op.Model(ctx, "a", "0"); err != nil || !m.Pruned {
+		t.Fatalf("archived job's model: %+v %v, want pruned", m, err)
+	}
+	if err := op.DeleteJob(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Job(ctx, "d"); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Fatalf("deleted job: %v, want 404", err)
+	}
+	if err := op.DeleteJob(ctx, "never"); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Fatalf("delete an unknown job: %v, want 404", err)
+	}
+	spec := coordinator.JobSpec{ID: "d", Task: "t", Dim: 4, Rule: coordinator.RuleSpec{Name: "fedavg"},
+		Rounds: 2, MinUpdates: 1, MaxUpdates: 2, RoundDeadline: coordinator.Duration(time.Minute)}
+	if _, err := op.CreateJob(ctx, spec); !errors.As(err, &apiErr) || apiErr.Status != 409 {
+		t.Fatalf("re-create a deleted id: %v, want 409", err)
 	}
 }
