@@ -175,6 +175,8 @@ type clusterOpts struct {
 	httpAddr func(i int) string
 	// raft adjusts each member's raft configuration.
 	raft func(*raft.Config)
+	// prober, if set, gives member i its Prober.
+	prober func(i int) Prober
 	// storage, if set, gives member i its storage (default in memory).
 	storage func(i int) *Storage
 	// peerKeys gives every member a PeerKeys holding every member's key
@@ -255,6 +257,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.storage != nil {
 			cfg.Storage = o.storage(i)
+		}
+		if o.prober != nil {
+			cfg.Prober = o.prober(i)
 		}
 		if o.peerKeys {
 			cfg.PeerKeys = NewPeerKeys()

@@ -92,3 +92,12 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 type Prober interface {
 	Probe(ctx context.Context, addr string, key ed25519.PublicKey) error
 }
+
+// Identifier is an optional ability of a Prober: Identify connects to a
+// Raft address and returns the key the member there proves it holds
+// (which must be one the transport trusts). A leader uses it to record the
+// keys of voters that never registered themselves (bootstrapped members
+// that have not led), so that Status lists every member's key.
+type Identifier interface {
+	Identify(ctx context.Context, addr string) (ed25519.PublicKey, error)
+}

@@ -138,7 +138,72 @@ func (s *TLSStreamLayer) Probe(ctx context.Context, addr string, key ed25519.Pub
 	return fmt.Errorf("the member refused this leader's certificate (is this member's key in its --peer-keys?): %w", err)
 }
 
-var _ Prober = (*TLSStreamLayer)(nil)
+// Identify implements Identifier: a Raft handshake with addr (the peer
+// must hold a trusted key and accept this member's), returning the
+// peer's key.
+func (s *TLSStreamLayer) Identify(ctx context.Context, addr string) (ed25519.PublicKey, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: s.client}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	key := PublicKeyOf(conn.(*tls.Conn).ConnectionState())
+	if key == nil {
+		return nil, fmt.Errorf("%w: no Ed25519 certificate", ErrUntrustedPeer)
+	}
+	return key, nil
+}
+
+var (
+	_ Prober     = (*TLSStreamLayer)(nil)
+	_ Identifier = (*TLSStreamLayer)(nil)
+)
+
+// learnMembers runs when this member takes office: every voter of the
+// Raft configuration that has no record in the member list (a
+// bootstrapped member that never led) is identified over its Raft address
+// and registered with that address and its key; its QUIC and HTTP
+// addresses are recorded when it leads or joins.
+func (c *Coordinator) learnMembers(ctx context.Context) {
+	id, ok := c.cfg.Prober.(Identifier)
+	if !ok {
+		return
+	}
+	servers, err := c.configuration()
+	if err != nil {
+		return
+	}
+	for _, srv := range servers {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, ok := c.fsm.member(string(srv.ID)); ok || string(srv.ID) == c.cfg.ID {
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+		key, err := id.Identify(ictx, string(srv.Address))
+		cancel()
+		if err != nil {
+			c.logger.Info("cannot identify a member yet", "other_member", string(srv.ID), "raft_addr", string(srv.Address), errAttr(err))
+			continue
+		}
+		holder := ""
+		for _, m := range c.fsm.memberList() {
+			if bytes.Equal(m.PublicKey, key) {
+				holder = m.ID
+			}
+		}
+		if holder != "" {
+			c.logger.Warn("a member's raft address answers with another member's key", "other_member", string(srv.ID), "key_holder", holder)
+			continue
+		}
+		m := Member{ID: string(srv.ID), RaftAddr: string(srv.Address), PublicKey: key}
+		if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: m}); err != nil {
+			c.logger.Warn("register an identified member", "other_member", m.ID, errAttr(err))
+		}
+	}
+}
 
 // configuration returns the latest Raft configuration.
 func (c *Coordinator) configuration() ([]raft.Server, error) {
@@ -205,7 +270,7 @@ func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
 			return fmt.Errorf("%w: member %s: the leader cannot reach raft_addr %s within %v: %v", ErrInvalid, m.ID, m.RaftAddr, c.cfg.ProbeTimeout, err)
 		}
 	}
-	if !registered {
+	if !registered || cur.QUICAddr != m.QUICAddr || cur.HTTPAddr != m.HTTPAddr {
 		if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: m}); err != nil {
 			return err
 		}
@@ -224,7 +289,9 @@ func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
 }
 
 // sameMember returns ErrExists naming the first field in which a join
-// request differs from the registered member.
+// request differs from the registered member. An address the record
+// lacks (a member the leader identified by its Raft address only) may be
+// filled in.
 func sameMember(cur, m Member) error {
 	diff := func(field, have, want string) error {
 		return fmt.Errorf("%w: member %s is registered with %s %q, not %q; remove it first to change it", ErrExists, m.ID, field, have, want)
@@ -232,9 +299,9 @@ func sameMember(cur, m Member) error {
 	switch {
 	case cur.RaftAddr != m.RaftAddr:
 		return diff("raft_addr", cur.RaftAddr, m.RaftAddr)
-	case cur.QUICAddr != m.QUICAddr:
+	case cur.QUICAddr != "" && cur.QUICAddr != m.QUICAddr:
 		return diff("quic_addr", cur.QUICAddr, m.QUICAddr)
-	case cur.HTTPAddr != m.HTTPAddr:
+	case cur.HTTPAddr != "" && cur.HTTPAddr != m.HTTPAddr:
 		return diff("http_addr", cur.HTTPAddr, m.HTTPAddr)
 	case !bytes.Equal(cur.PublicKey, m.PublicKey):
 		return fmt.Errorf("%w: member %s is registered with another public key; remove it first to change it", ErrExists, m.ID)

@@ -265,3 +265,105 @@ func TestRemovedMembersInSnapshot(t *testing.T) {
 		t.Fatal("restored state snapshots differently")
 	}
 }
+
+// identProber identifies members of an in-memory cluster by address.
+type identProber struct{ keys map[string]ed25519.PublicKey }
+
+func (p identProber) Probe(context.Context, string, ed25519.PublicKey) error { return nil }
+
+func (p identProber) Identify(_ context.Context, addr string) (ed25519.PublicKey, error) {
+	if k, ok := p.keys[addr]; ok {
+		return k, nil
+	}
+	return nil, errors.New("unreachable")
+}
+
+// Status lists every member with its key, also the bootstrapped members
+// that never led: the leader identifies them over their Raft address.
+func TestStatusListsEveryMemberKey(t *testing.T) {
+	keys := map[string]ed25519.PublicKey{}
+	k := newTestKeys(t, 3, 1) // newTestCluster's keys (seed 1)
+	for i := range 3 {
+		keys[fmt.Sprintf("raft-%d", i)] = k.coords[i].PublicKey()
+	}
+	tc := newTestCluster(t, 3, clusterOpts{prober: func(int) Prober { return identProber{keys: keys} }})
+	for i := range 3 {
+		if !bytes.Equal(tc.keys.coords[i].PublicKey(), keys[fmt.Sprintf("raft-%d", i)]) {
+			t.Fatal("test keys differ from the cluster's")
+		}
+	}
+	li := tc.leader()
+	tc.eventually(10*time.Second, "every member's key in every member's status", func() bool {
+		for _, c := range tc.members {
+			st := c.Status()
+			if len(st.Members) != 3 {
+				return false
+			}
+			for i, m := range st.Members {
+				if m.ID != fmt.Sprintf("c%d", i) || m.RaftAddr != fmt.Sprintf("raft-%d", i) || !bytes.Equal(m.PublicKey, keys[m.RaftAddr]) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	st := tc.members[li].Status()
+	for _, m := range st.Members {
+		// The leader registered itself with every address; the others with
+		// their Raft address and key until they lead.
+		if m.Leader != (m.ID == fmt.Sprintf("c%d", li)) || (m.Leader && m.HTTPAddr == "") {
+			t.Fatalf("member %+v", m)
+		}
+	}
+}
+
+// Identify returns the key a trusted member proves on its Raft address.
+func TestIdentify(t *testing.T) {
+	kx, ky := testKey(t, 31), testKey(t, 32)
+	x := newTestLayer(t, kx, NewPeerKeys(ky.Public().(ed25519.PublicKey)))
+	y := newTestLayer(t, ky, NewPeerKeys(kx.Public().(ed25519.PublicKey)))
+	z := newTestLayer(t, testKey(t, 33), NewPeerKeys(kx.Public().(ed25519.PublicKey))) // x does not trust z
+	for _, l := range []*TLSStreamLayer{y, z} {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := x.Identify(ctx, y.Addr().String())
+	if err != nil || !bytes.Equal(got, ky.Public().(ed25519.PublicKey)) {
+		t.Fatalf("identify y: %x %v", got, err)
+	}
+	if _, err := x.Identify(ctx, z.Addr().String()); err == nil {
+		t.Fatal("identified an untrusted member")
+	}
+}
+
+// A member the leader knows by Raft address and key only may join with
+// its full addresses (filling them in), but not change what is known.
+func TestJoinFillsIdentifiedMember(t *testing.T) {
+	tc := newTestCluster(t, 2, clusterOpts{voters: 1})
+	l := tc.members[tc.leader()]
+	ctx := context.Background()
+	c1 := tc.members[1].cfg
+	if _, err := l.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: Member{ID: "c1", RaftAddr: c1.RaftAddr, PublicKey: c1.PublicKey}}); err != nil {
+		t.Fatal(err)
+	}
+	full := Member{ID: "c1", RaftAddr: c1.RaftAddr, QUICAddr: c1.QUICAddr, HTTPAddr: c1.HTTPAddr, PublicKey: c1.PublicKey}
+	if err := l.AddVoter(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := l.fsm.member("c1"); m.HTTPAddr != c1.HTTPAddr || m.QUICAddr != c1.QUICAddr {
+		t.Fatalf("record %+v", m)
+	}
+	full.HTTPAddr = "elsewhere:1"
+	if err := l.AddVoter(ctx, full); !errors.Is(err, ErrExists) {
+		t.Fatalf("changing a filled address: %v", err)
+	}
+}
