@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,14 +123,21 @@ func TestProbe(t *testing.T) {
 	}
 }
 
-type fakeProber struct{ err error }
+// fakeProber fails every probe while err is set.
+type fakeProber struct{ err atomic.Pointer[error] }
 
-func (p fakeProber) Probe(context.Context, string, ed25519.PublicKey) error { return p.err }
+func (p *fakeProber) Probe(context.Context, string, ed25519.PublicKey) error {
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // Joins that would harm the cluster are refused; a removed member loses
 // trust on every member; removing an unknown member is ErrNotFound.
 func TestMembershipChanges(t *testing.T) {
-	tc := newTestCluster(t, 5, clusterOpts{voters: 3, peerKeys: true})
+	prober := &fakeProber{}
+	tc := newTestCluster(t, 5, clusterOpts{voters: 3, peerKeys: true, prober: func(int) Prober { return prober }})
 	li := tc.leader()
 	l := tc.members[li]
 	ctx := context.Background()
@@ -140,7 +148,8 @@ func TestMembershipChanges(t *testing.T) {
 	m3 := member(3)
 
 	// An unreachable new voter is refused, and nothing is recorded.
-	l.cfg.Prober = fakeProber{err: errors.New("connection refused")}
+	refused := errors.New("connection refused")
+	prober.err.Store(&refused)
 	if err := l.AddVoter(ctx, m3); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "cannot reach raft_addr raft-3") {
 		t.Fatalf("unreachable voter: %v", err)
 	}
@@ -150,7 +159,7 @@ func TestMembershipChanges(t *testing.T) {
 	if st := l.Status(); len(st.Members) != 3 {
 		t.Fatalf("members after a refused join: %+v", st.Members)
 	}
-	l.cfg.Prober = fakeProber{}
+	prober.err.Store(nil)
 	if err := l.AddVoter(ctx, m3); err != nil {
 		t.Fatal(err)
 	}
