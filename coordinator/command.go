@@ -89,6 +89,10 @@ type (
 		ID        string    `json:"id"`
 		PublicKey []byte    `json:"public_key"`
 		At        time.Time `json:"at"`
+		// KeyUnique refuses a key another node holds or held (set by every
+		// leader since keys are unique; entries without it, written
+		// before, replay as they applied).
+		KeyUnique bool `json:"key_unique,omitempty"`
 	}
 	revokeNodeCmd struct {
 		ID string    `json:"id"`

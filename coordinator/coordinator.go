@@ -588,7 +588,7 @@ func (c *Coordinator) EnrollNode(ctx context.Context, id string, key ed25519.Pub
 	if len(key) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: node %s: public key has %d bytes, want %d", ErrInvalid, id, len(key), ed25519.PublicKeySize)
 	}
-	_, err := c.propose(ctx, cmdEnrollNode, &enrollNodeCmd{ID: id, PublicKey: key, At: c.now()})
+	_, err := c.propose(ctx, cmdEnrollNode, &enrollNodeCmd{ID: id, PublicKey: key, At: c.now(), KeyUnique: true})
 	return err
 }
 
@@ -621,6 +621,11 @@ func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) 
 	}
 	if err := checkNewJob(spec, c.cfg.MinRoundDeadline); err != nil {
 		return Job{}, err
+	}
+	if spec.MaxFailedRounds == 0 {
+		// Filled in here, not in Apply: jobs created before the limit
+		// existed (zero in their entry) replay without it.
+		spec.MaxFailedRounds = DefaultMaxFailedRounds
 	}
 	if c.cfg.Rules != nil {
 		if _, err := c.cfg.Rules(spec.Rule); err != nil {

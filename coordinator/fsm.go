@@ -63,7 +63,7 @@ func (s JobSpec) Validate() error {
 	case s.HardDeadline != 0 && s.HardDeadline < s.RoundDeadline:
 		return fmt.Errorf("%w: job %s: hard_deadline %v must be 0 or ≥ round_deadline %v", ErrInvalid, s.ID, time.Duration(s.HardDeadline), time.Duration(s.RoundDeadline))
 	case s.MaxFailedRounds < 0 || s.MaxFailedRounds > 1_000_000:
-		return fmt.Errorf("%w: job %s: max_failed_rounds %d must be in [0, 1000000] (0 means %d)", ErrInvalid, s.ID, s.MaxFailedRounds, DefaultMaxFailedRounds)
+		return fmt.Errorf("%w: job %s: max_failed_rounds %d must be in [0, 1000000] (0 means the default, %d)", ErrInvalid, s.ID, s.MaxFailedRounds, DefaultMaxFailedRounds)
 	case s.OnFailure != "" && s.OnFailure != OnFailureContinue && s.OnFailure != OnFailureStop:
 		return fmt.Errorf("%w: job %s: on_failure %q must be \"continue\" or \"stop\"", ErrInvalid, s.ID, s.OnFailure)
 	case s.InitialModel != nil && len(s.InitialModel) != s.Dim:
@@ -261,19 +261,25 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 			res.err = fmt.Errorf("%w: node %s: public key has %d bytes, want %d", ErrInvalid, c.ID, len(c.PublicKey), ed25519.PublicKeySize)
 			break
 		}
-		if holder, ok := f.nodeKeys[string(c.PublicKey)]; ok {
-			if n := f.nodes[holder]; holder != c.ID || n.Revoked {
-				res.err = &KeyInUseError{Node: c.ID, Holder: holder, Revoked: n.Revoked}
+		n, exists := f.nodes[c.ID]
+		holder, held := f.nodeKeys[string(c.PublicKey)]
+		switch {
+		case exists && bytes.Equal(n.PublicKey, c.PublicKey) && !n.Revoked:
+			// same id and key again: idempotent
+		case held && c.KeyUnique:
+			res.err = &KeyInUseError{Node: c.ID, Holder: holder, Revoked: f.nodes[holder].Revoked}
+		case exists:
+			res.err = fmt.Errorf("%w: node %s is enrolled with another key, or revoked", ErrExists, c.ID)
+		default:
+			// Without KeyUnique (entries written before keys were unique)
+			// a key may be enrolled twice; the index keeps its first
+			// holder, so old logs replay as they applied.
+			f.nodes[c.ID] = &Node{ID: c.ID, PublicKey: bytes.Clone(c.PublicKey), EnrolledAt: c.At}
+			if !held {
+				f.nodeKeys[string(c.PublicKey)] = c.ID
 			}
-			break // same id and key again: idempotent
+			ev(Event{Kind: EventNodeEnrolled, Node: c.ID, At: c.At})
 		}
-		if _, ok := f.nodes[c.ID]; ok {
-			res.err = fmt.Errorf("%w: node %s is enrolled with another key", ErrExists, c.ID)
-			break
-		}
-		f.nodes[c.ID] = &Node{ID: c.ID, PublicKey: bytes.Clone(c.PublicKey), EnrolledAt: c.At}
-		f.nodeKeys[string(c.PublicKey)] = c.ID
-		ev(Event{Kind: EventNodeEnrolled, Node: c.ID, At: c.At})
 	case *revokeNodeCmd:
 		n, ok := f.nodes[c.ID]
 		if !ok {
@@ -565,10 +571,10 @@ func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, e
 	j.Job.Failed++
 	j.Job.FailedInARow++
 	ev(Event{Kind: EventRoundFailed, Job: job, Round: round, Detail: reason, At: at})
-	switch limit := j.Job.Spec.maxFailedRounds(); {
+	switch limit := j.Job.Spec.MaxFailedRounds; {
 	case j.Job.Spec.OnFailure == OnFailureStop:
 		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("round %d failed: %s", round, reason)
-	case j.Job.FailedInARow >= uint64(limit):
+	case limit > 0 && j.Job.FailedInARow >= uint64(limit):
 		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("stopped after %d consecutive failed rounds (max_failed_rounds %d); the last, round %d: %s",
 			j.Job.FailedInARow, limit, round, reason)
 	default:

@@ -30,10 +30,10 @@ func TestEnrollKeyHeldElsewhere(t *testing.T) {
 		holder  string
 		revoked bool
 	}{
-		{"key of an enrolled node under a new id", enrollNodeCmd{ID: "n0dup", PublicKey: b.nodes[0].pub()}, "n0", false},
-		{"key of an enrolled node under another enrolled id", enrollNodeCmd{ID: "n1", PublicKey: b.nodes[0].pub()}, "n0", false},
-		{"revoked key under a new id", enrollNodeCmd{ID: "n3new", PublicKey: b.nodes[3].pub()}, "n3", true},
-		{"revoked key under its own id", enrollNodeCmd{ID: "n3", PublicKey: b.nodes[3].pub()}, "n3", true},
+		{"key of an enrolled node under a new id", enrollNodeCmd{ID: "n0dup", PublicKey: b.nodes[0].pub(), KeyUnique: true}, "n0", false},
+		{"key of an enrolled node under another enrolled id", enrollNodeCmd{ID: "n1", PublicKey: b.nodes[0].pub(), KeyUnique: true}, "n0", false},
+		{"revoked key under a new id", enrollNodeCmd{ID: "n3new", PublicKey: b.nodes[3].pub(), KeyUnique: true}, "n3", true},
+		{"revoked key under its own id", enrollNodeCmd{ID: "n3", PublicKey: b.nodes[3].pub(), KeyUnique: true}, "n3", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,8 +55,28 @@ func TestEnrollKeyHeldElsewhere(t *testing.T) {
 	}
 	t.Run("same id and key again is idempotent", func(t *testing.T) {
 		f := replay(t, b.keys, b.entries)
-		if res := applyCmd(t, f, 100, cmdEnrollNode, &enrollNodeCmd{ID: "n0", PublicKey: b.nodes[0].pub()}); res.err != nil {
+		if res := applyCmd(t, f, 100, cmdEnrollNode, &enrollNodeCmd{ID: "n0", PublicKey: b.nodes[0].pub(), KeyUnique: true}); res.err != nil {
 			t.Fatal(res.err)
+		}
+	})
+	// Entries written before keys were unique (no key_unique) replay as
+	// they applied: the duplicate is enrolled, the key's first holder
+	// keeps it in the index.
+	t.Run("legacy entry", func(t *testing.T) {
+		f := replay(t, b.keys, b.entries)
+		if res := applyCmd(t, f, 100, cmdEnrollNode, &enrollNodeCmd{ID: "n0dup", PublicKey: b.nodes[0].pub()}); res.err != nil {
+			t.Fatal(res.err)
+		}
+		if id, ok := f.nodeByKey(b.nodes[0].pub()); !ok || id != "n0" {
+			t.Fatalf("nodeByKey after a legacy duplicate: %q %v", id, ok)
+		}
+		snap := snapshotBytes(t, f)
+		g, _ := newFSM(b.keys.origin, b.keys.verifier, nil)
+		if err := g.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := g.nodeByKey(b.nodes[0].pub()); id != "n0" {
+			t.Fatalf("after restore: %q", id)
 		}
 	})
 }
@@ -102,7 +122,7 @@ func TestNodeByKeyIndex(t *testing.T) {
 	if !bytes.Equal(snapshotBytes(t, g), snap) {
 		t.Fatal("a v1 snapshot restored and snapshotted again differs from the v2 one")
 	}
-	if res := applyCmd(t, g, 1000, cmdEnrollNode, &enrollNodeCmd{ID: "x", PublicKey: b.nodes[3].pub()}); !errors.Is(res.err, ErrExists) {
+	if res := applyCmd(t, g, 1000, cmdEnrollNode, &enrollNodeCmd{ID: "x", PublicKey: b.nodes[3].pub(), KeyUnique: true}); !errors.Is(res.err, ErrExists) {
 		t.Fatalf("revoked key after a v1 restore: %v", res.err)
 	}
 

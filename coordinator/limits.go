@@ -29,13 +29,6 @@ const UpdateEnvelopeOverhead = 64 << 10
 // "frame too large".
 const MaxUpdateDim = (protocol.DefaultMaxFrameSize - UpdateEnvelopeOverhead) / 4
 
-func (s JobSpec) maxFailedRounds() int {
-	if s.MaxFailedRounds == 0 {
-		return DefaultMaxFailedRounds
-	}
-	return s.MaxFailedRounds
-}
-
 // checkNewJob applies the limits a new job must meet beyond
 // JobSpec.Validate (which the state machine also applies to old log
 // entries, so it keeps its original bounds): updates that fit a frame,

@@ -114,10 +114,16 @@ func TestNewJobLimits(t *testing.T) {
 }
 
 // A job stops by itself after max_failed_rounds consecutive failed rounds
-// (10 by default) with a reason that says so; a closed round resets the
-// count.
+// (10 by default, written into the spec by CreateJob) with a reason that
+// says so; a closed round resets the count. A spec without the field (an
+// entry written before the limit) replays without it.
 func TestJobStopsAfterConsecutiveFailures(t *testing.T) {
-	for _, limit := range []int{0, 3} {
+	tc := newTestCluster(t, 1, clusterOpts{})
+	j, err := tc.members[0].CreateJob(context.Background(), testSpec("dflt", 2, 1, 1))
+	if err != nil || j.Spec.MaxFailedRounds != DefaultMaxFailedRounds {
+		t.Fatalf("CreateJob: max_failed_rounds %d %v, want %d", j.Spec.MaxFailedRounds, err, DefaultMaxFailedRounds)
+	}
+	for _, limit := range []int{DefaultMaxFailedRounds, 3, 0} {
 		b := newLogBuilder(t)
 		spec := testSpec("j", 2, 1, 1)
 		spec.MaxFailedRounds = limit
@@ -125,7 +131,7 @@ func TestJobStopsAfterConsecutiveFailures(t *testing.T) {
 		f := replay(t, b.keys, b.entries)
 		want := limit
 		if want == 0 {
-			want = DefaultMaxFailedRounds
+			want = 15 // no limit: still running after 15
 		}
 		base := ModelHash(make(Params, 2))
 		idx := uint64(len(b.entries))
@@ -169,6 +175,12 @@ func TestJobStopsAfterConsecutiveFailures(t *testing.T) {
 			fail()
 		}
 		j, _ := f.job("j")
+		if limit == 0 {
+			if j.State != JobRunning || j.FailedInARow != 15 {
+				t.Fatalf("legacy spec: %+v", j)
+			}
+			continue
+		}
 		if j.State != JobFailed || j.FailedInARow != uint64(want) ||
 			!strings.Contains(j.Reason, "consecutive failed rounds") || !strings.Contains(j.Reason, "0 of 1 required updates") {
 			t.Fatalf("limit %d: %+v", limit, j)

@@ -206,7 +206,7 @@ type JobSpec struct {
 	// MaxFailedRounds stops the job (state failed) after this many
 	// consecutive failed rounds whatever OnFailure says, so a job nobody
 	// serves does not fail rounds for ever; zero means
-	// DefaultMaxFailedRounds.
+	// DefaultMaxFailedRounds (10), which CreateJob writes into the spec.
 	MaxFailedRounds int `json:"max_failed_rounds,omitempty"`
 	// InitialModel is model version 0; nil means Dim zeros.
 	InitialModel Params `json:"initial_model,omitempty"`
