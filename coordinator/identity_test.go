@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -150,4 +151,45 @@ func mustField(t *testing.T, snap []byte, name string) json.RawMessage {
 		t.Fatal(err)
 	}
 	return body[name]
+}
+
+// BenchmarkNodeByKey measures the QUIC handshake's key lookup through the
+// index, and the map scan it replaced (for the before/after figure).
+func BenchmarkNodeByKey(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		k := newTestKeys(b, 1, 1)
+		f, _ := newFSM(k.origin, k.verifier, nil)
+		var last []byte
+		for i := range n {
+			key := make([]byte, 32)
+			key[0], key[1], key[2] = byte(i), byte(i>>8), byte(i>>16)
+			id := fmt.Sprintf("n%d", i)
+			f.nodes[id] = &Node{ID: id, PublicKey: key}
+			f.nodeKeys[string(key)] = id
+			last = key
+		}
+		b.Run(fmt.Sprintf("index/nodes=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, ok := f.nodeByKey(last); !ok {
+					b.Fatal("not found")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("scan/nodes=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				f.mu.RLock()
+				found := false
+				for _, nd := range f.nodes {
+					if !nd.Revoked && bytes.Equal(nd.PublicKey, last) {
+						found = true
+						break
+					}
+				}
+				f.mu.RUnlock()
+				if !found {
+					b.Fatal("not found")
+				}
+			}
+		})
+	}
 }
