@@ -67,15 +67,16 @@ type trustedConn struct {
 	peers *PeerKeys
 }
 
-// guardConn wraps an authenticated TLS connection so that it follows
-// peers; other connections are returned unchanged.
+// guardConn wraps an authenticated TLS connection whose peer was trusted
+// for its key in peers, so that it follows peers; other connections (a
+// member's HTTPS certificate trusted through a CA) are returned unchanged.
 func guardConn(c net.Conn, peers *PeerKeys) net.Conn {
 	tc, ok := c.(*tls.Conn)
 	if !ok || peers == nil {
 		return c
 	}
 	key := PublicKeyOf(tc.ConnectionState())
-	if key == nil {
+	if key == nil || !peers.Contains(key) {
 		return c
 	}
 	return &trustedConn{Conn: c, key: key, peers: peers}

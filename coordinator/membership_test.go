@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -374,5 +376,37 @@ func TestJoinFillsIdentifiedMember(t *testing.T) {
 	full.HTTPAddr = "elsewhere:1"
 	if err := l.AddVoter(ctx, full); !errors.Is(err, ErrExists) {
 		t.Fatalf("changing a filled address: %v", err)
+	}
+}
+
+// Members' HTTPS connections to a removed member fail too, kept-alive
+// ones included.
+func TestHTTPTransportFollowsTrust(t *testing.T) {
+	key := testKey(t, 41)
+	cert, err := SelfSignedHTTPCert(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	srv.TLS = HTTPServerTLS(cert)
+	srv.StartTLS()
+	defer srv.Close()
+	peers := NewPeerKeys(key.Public().(ed25519.PublicKey))
+	cl := &http.Client{Transport: HTTPTransport(peers, nil), Timeout: 5 * time.Second}
+	get := func() error {
+		resp, err := cl.Get(srv.URL)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	peers.Remove(key.Public().(ed25519.PublicKey))
+	if err := get(); err == nil {
+		t.Fatal("a removed member's HTTPS server is still trusted")
 	}
 }
