@@ -22,7 +22,8 @@ import (
 // loses Raft trust on the others at once (its handshakes are refused)
 // without any restart.
 func TestIdentityAndMembershipGuards(t *testing.T) {
-	bin := mfnBinary(t)
+	bin := processTest(t)
+	t.Parallel()
 	ctx := ctxFor(t, 2*time.Minute)
 	c, leader := readyCluster(t, ctx, bin)
 	nodes := enrolledNodes(t, ctx, c, 1, 91)
