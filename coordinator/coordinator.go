@@ -237,6 +237,9 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.fsm.restored = c.syncTrust
+	if l, ok := cfg.Prober.(interface{ SetMemberInfo(Member) }); ok {
+		l.SetMemberInfo(Member{ID: cfg.ID, RaftAddr: cfg.RaftAddr, QUICAddr: cfg.QUICAddr, HTTPAddr: cfg.HTTPAddr})
+	}
 	rc := raft.DefaultConfig()
 	if cfg.Raft != nil {
 		cp := *cfg.Raft

@@ -94,10 +94,11 @@ type Prober interface {
 }
 
 // Identifier is an optional ability of a Prober: Identify connects to a
-// Raft address and returns the key the member there proves it holds
-// (which must be one the transport trusts). A leader uses it to record the
-// keys of voters that never registered themselves (bootstrapped members
-// that have not led), so that Status lists every member's key.
+// Raft address and returns the member there: the key it proves it holds
+// (one the transport trusts) and, when it tells them, its id and QUIC and
+// HTTP addresses (empty otherwise). A leader uses it to record voters that
+// never registered themselves (bootstrapped members that have not led),
+// so that Status lists every member's addresses and key.
 type Identifier interface {
-	Identify(ctx context.Context, addr string) (ed25519.PublicKey, error)
+	Identify(ctx context.Context, addr string) (Member, error)
 }

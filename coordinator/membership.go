@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -139,21 +140,76 @@ func (s *TLSStreamLayer) Probe(ctx context.Context, addr string, key ed25519.Pub
 	return fmt.Errorf("the member refused this leader's certificate (is this member's key in its --peer-keys?): %w", err)
 }
 
-// Identify implements Identifier: a Raft handshake with addr (the peer
-// must hold a trusted key and accept this member's), returning the
-// peer's key.
-func (s *TLSStreamLayer) Identify(ctx context.Context, addr string) (ed25519.PublicKey, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: s.client}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
+// memberInfoALPN is the ALPN protocol on the Raft port under which a
+// member answers, after the mutual TLS handshake, with the JSON of its own
+// record (id and addresses) and closes: how a leader learns the addresses
+// of members that never led.
+const memberInfoALPN = "mfn-member-info/1"
+
+// maxMemberInfo bounds the record Identify reads.
+const maxMemberInfo = 4 << 10
+
+// SetMemberInfo sets the record this member serves to leaders identifying
+// it (New calls it when Config.Prober is the member's stream layer).
+func (s *TLSStreamLayer) SetMemberInfo(m Member) {
+	m.PublicKey = nil // the handshake proves the key
+	b, err := json.Marshal(m)
+	if err != nil || len(b) > maxMemberInfo {
+		return
 	}
+	s.info.Store(&b)
+}
+
+// serveMemberInfo answers a member-info connection.
+func (s *TLSStreamLayer) serveMemberInfo(conn *tls.Conn) {
 	defer conn.Close()
-	key := PublicKeyOf(conn.(*tls.Conn).ConnectionState())
-	if key == nil {
-		return nil, fmt.Errorf("%w: no Ed25519 certificate", ErrUntrustedPeer)
+	if b := s.info.Load(); b != nil {
+		conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+		conn.Write(*b)
 	}
-	return key, nil
+}
+
+// Identify implements Identifier: a mutual TLS handshake with addr (the
+// peer must hold a trusted key and accept this member's) asking for its
+// record over memberInfoALPN. A peer that does not serve it (an older
+// build) is identified by its key alone over the Raft protocol.
+func (s *TLSStreamLayer) Identify(ctx context.Context, addr string) (Member, error) {
+	cfg := s.client.Clone()
+	cfg.NextProtos = []string{memberInfoALPN}
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		d.Config = s.client
+		if c, err = d.DialContext(ctx, "tcp", addr); err != nil {
+			return Member{}, err
+		}
+		defer c.Close()
+		return memberOf(c.(*tls.Conn), nil)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetReadDeadline(dl)
+	}
+	b, err := io.ReadAll(io.LimitReader(c, maxMemberInfo+1))
+	if err != nil || len(b) > maxMemberInfo {
+		return memberOf(c.(*tls.Conn), nil)
+	}
+	return memberOf(c.(*tls.Conn), b)
+}
+
+// memberOf returns the member of an identified connection: the key from
+// its certificate and, if info decodes, its id and QUIC and HTTP
+// addresses.
+func memberOf(c *tls.Conn, info []byte) (Member, error) {
+	key := PublicKeyOf(c.ConnectionState())
+	if key == nil {
+		return Member{}, fmt.Errorf("%w: no Ed25519 certificate", ErrUntrustedPeer)
+	}
+	var m Member
+	if info != nil && json.Unmarshal(info, &m) != nil {
+		m = Member{}
+	}
+	return Member{ID: m.ID, QUICAddr: m.QUICAddr, HTTPAddr: m.HTTPAddr, PublicKey: key}, nil
 }
 
 var (
@@ -164,8 +220,8 @@ var (
 // learnMembers runs when this member takes office: every voter of the
 // Raft configuration that has no record in the member list (a
 // bootstrapped member that never led) is identified over its Raft address
-// and registered with that address and its key; its QUIC and HTTP
-// addresses are recorded when it leads or joins.
+// and registered with that address, its key and the QUIC and HTTP
+// addresses it tells (empty from an older build, until it leads).
 func (c *Coordinator) learnMembers(ctx context.Context) {
 	id, ok := c.cfg.Prober.(Identifier)
 	if !ok {
@@ -183,7 +239,7 @@ func (c *Coordinator) learnMembers(ctx context.Context) {
 			continue
 		}
 		ictx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
-		key, err := id.Identify(ictx, string(srv.Address))
+		got, err := id.Identify(ictx, string(srv.Address))
 		cancel()
 		if err != nil {
 			c.logger.Info("cannot identify a member yet", "other_member", string(srv.ID), "raft_addr", string(srv.Address), errAttr(err))
@@ -191,15 +247,16 @@ func (c *Coordinator) learnMembers(ctx context.Context) {
 		}
 		holder := ""
 		for _, m := range c.fsm.memberList() {
-			if bytes.Equal(m.PublicKey, key) {
+			if bytes.Equal(m.PublicKey, got.PublicKey) {
 				holder = m.ID
 			}
 		}
-		if holder != "" {
-			c.logger.Warn("a member's raft address answers with another member's key", "other_member", string(srv.ID), "key_holder", holder)
+		if holder != "" || (got.ID != "" && got.ID != string(srv.ID)) {
+			c.logger.Warn("a member's raft address answers as another member", "other_member", string(srv.ID),
+				"answered_as", got.ID, "key_holder", holder)
 			continue
 		}
-		m := Member{ID: string(srv.ID), RaftAddr: string(srv.Address), PublicKey: key}
+		m := Member{ID: string(srv.ID), RaftAddr: string(srv.Address), QUICAddr: got.QUICAddr, HTTPAddr: got.HTTPAddr, PublicKey: got.PublicKey}
 		if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: m}); err != nil {
 			c.logger.Warn("register an identified member", "other_member", m.ID, errAttr(err))
 		}

@@ -277,64 +277,73 @@ func TestRemovedMembersInSnapshot(t *testing.T) {
 	}
 }
 
-// identProber identifies members of an in-memory cluster by address.
-type identProber struct{ keys map[string]ed25519.PublicKey }
+// identProber identifies members of an in-memory cluster by address, as
+// TLSStreamLayer.Identify does over the network.
+type identProber struct{ members map[string]Member }
 
 func (p identProber) Probe(context.Context, string, ed25519.PublicKey) error { return nil }
 
-func (p identProber) Identify(_ context.Context, addr string) (ed25519.PublicKey, error) {
-	if k, ok := p.keys[addr]; ok {
-		return k, nil
+func (p identProber) Identify(_ context.Context, addr string) (Member, error) {
+	if m, ok := p.members[addr]; ok {
+		return Member{ID: m.ID, QUICAddr: m.QUICAddr, HTTPAddr: m.HTTPAddr, PublicKey: m.PublicKey}, nil
 	}
-	return nil, errors.New("unreachable")
+	return Member{}, errors.New("unreachable")
 }
 
-// Status lists every member with its key, also the bootstrapped members
-// that never led: the leader identifies them over their Raft address.
-func TestStatusListsEveryMemberKey(t *testing.T) {
-	keys := map[string]ed25519.PublicKey{}
+// Status lists every member with its addresses and key, also the
+// bootstrapped members that never led: the leader identifies them over
+// their Raft address. A member that tells no addresses (an older build)
+// is listed with its Raft address and key.
+func TestStatusListsEveryMember(t *testing.T) {
+	members := map[string]Member{}
 	k := newTestKeys(t, 3, 1) // newTestCluster's keys (seed 1)
 	for i := range 3 {
-		keys[fmt.Sprintf("raft-%d", i)] = k.coords[i].PublicKey()
-	}
-	tc := newTestCluster(t, 3, clusterOpts{prober: func(int) Prober { return identProber{keys: keys} }})
-	for i := range 3 {
-		if !bytes.Equal(tc.keys.coords[i].PublicKey(), keys[fmt.Sprintf("raft-%d", i)]) {
-			t.Fatal("test keys differ from the cluster's")
+		m := Member{ID: fmt.Sprintf("c%d", i), RaftAddr: fmt.Sprintf("raft-%d", i), QUICAddr: fmt.Sprintf("quic-%d:4433", i),
+			HTTPAddr: fmt.Sprintf("http-%d:8080", i), PublicKey: k.coords[i].PublicKey()}
+		if i == 2 {
+			m.ID, m.QUICAddr, m.HTTPAddr = "", "", "" // tells nothing but its key
 		}
+		members[m.RaftAddr] = m
 	}
+	tc := newTestCluster(t, 3, clusterOpts{prober: func(int) Prober { return identProber{members: members} }})
 	li := tc.leader()
-	tc.eventually(10*time.Second, "every member's key in every member's status", func() bool {
+	if li == 2 {
+		t.Skip("the member that tells no addresses leads (registering itself with them)")
+	}
+	tc.eventually(10*time.Second, "every member in every member's status", func() bool {
 		for _, c := range tc.members {
 			st := c.Status()
 			if len(st.Members) != 3 {
 				return false
 			}
 			for i, m := range st.Members {
-				if m.ID != fmt.Sprintf("c%d", i) || m.RaftAddr != fmt.Sprintf("raft-%d", i) || !bytes.Equal(m.PublicKey, keys[m.RaftAddr]) {
+				want := tc.members[i].cfg
+				if m.ID != want.ID || m.RaftAddr != want.RaftAddr || !bytes.Equal(m.PublicKey, want.PublicKey) {
 					return false
+				}
+				if i != 2 && (m.QUICAddr != want.QUICAddr || m.HTTPAddr != want.HTTPAddr) {
+					return false
+				}
+				if i == 2 && (m.QUICAddr != "" || m.HTTPAddr != "") {
+					t.Fatalf("member c2 registered with addresses it never told: %+v", m)
 				}
 			}
 		}
 		return true
 	})
-	st := tc.members[li].Status()
-	for _, m := range st.Members {
-		// The leader registered itself with every address; the others with
-		// their Raft address and key until they lead.
-		if m.Leader != (m.ID == fmt.Sprintf("c%d", li)) || (m.Leader && m.HTTPAddr == "") {
-			t.Fatalf("member %+v", m)
-		}
-	}
 }
 
-// Identify returns the key a trusted member proves on its Raft address.
+// Identify returns the key a trusted member proves on its Raft address,
+// and the record it serves; a member serving none gives its key alone.
 func TestIdentify(t *testing.T) {
-	kx, ky := testKey(t, 31), testKey(t, 32)
-	x := newTestLayer(t, kx, NewPeerKeys(ky.Public().(ed25519.PublicKey)))
-	y := newTestLayer(t, ky, NewPeerKeys(kx.Public().(ed25519.PublicKey)))
-	z := newTestLayer(t, testKey(t, 33), NewPeerKeys(kx.Public().(ed25519.PublicKey))) // x does not trust z
-	for _, l := range []*TLSStreamLayer{y, z} {
+	kx, ky, kz := testKey(t, 31), testKey(t, 32), testKey(t, 33)
+	pub := func(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+	x := newTestLayer(t, kx, NewPeerKeys(pub(ky), pub(kz)))
+	y := newTestLayer(t, ky, NewPeerKeys(pub(kx)))
+	z := newTestLayer(t, kz, NewPeerKeys(pub(kx)))             // serves no record
+	u := newTestLayer(t, testKey(t, 34), NewPeerKeys(pub(kx))) // x does not trust u
+	y.SetMemberInfo(Member{ID: "cy", RaftAddr: y.Addr().String(), QUICAddr: "q:1", HTTPAddr: "h:2", PublicKey: pub(kx)})
+	for _, l := range []*TLSStreamLayer{y, z, u} {
 		go func() {
 			for {
 				c, err := l.Accept()
@@ -348,10 +357,14 @@ func TestIdentify(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	got, err := x.Identify(ctx, y.Addr().String())
-	if err != nil || !bytes.Equal(got, ky.Public().(ed25519.PublicKey)) {
-		t.Fatalf("identify y: %x %v", got, err)
+	if err != nil || got.ID != "cy" || got.QUICAddr != "q:1" || got.HTTPAddr != "h:2" || !bytes.Equal(got.PublicKey, pub(ky)) {
+		t.Fatalf("identify y: %+v %v (the key must be the one proven, not the one told)", got, err)
 	}
-	if _, err := x.Identify(ctx, z.Addr().String()); err == nil {
+	got, err = x.Identify(ctx, z.Addr().String())
+	if err != nil || got.ID != "" || got.HTTPAddr != "" || !bytes.Equal(got.PublicKey, pub(kz)) {
+		t.Fatalf("identify z: %+v %v", got, err)
+	}
+	if _, err := x.Identify(ctx, u.Addr().String()); err == nil {
 		t.Fatal("identified an untrusted member")
 	}
 }

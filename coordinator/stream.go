@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -140,6 +141,7 @@ type TLSStreamLayer struct {
 	client    *tls.Config
 	logger    *slog.Logger
 	peers     *PeerKeys // connections fail once their peer leaves it (guardConn)
+	info      atomic.Pointer[[]byte] // this member's record, served on memberInfoALPN
 
 	conns  chan net.Conn
 	done   chan struct{}
@@ -171,6 +173,7 @@ func NewTLSStreamLayer(bind string, advertise net.Addr, key ed25519.PrivateKey, 
 	}
 	server := base.Clone()
 	server.ClientAuth = tls.RequireAnyClientCert
+	server.NextProtos = append(server.NextProtos, memberInfoALPN) // membership.go
 	client := base.Clone()
 	// Chain verification is replaced by key pinning in VerifyPeerCertificate,
 	// which runs on every handshake whatever this flag says.
@@ -235,6 +238,10 @@ func (s *TLSStreamLayer) handshake(raw net.Conn) {
 	if err := conn.HandshakeContext(ctx); err != nil {
 		s.logger.Warn("raft tls handshake rejected", slog.String("remote", raw.RemoteAddr().String()), errAttr(err))
 		raw.Close()
+		return
+	}
+	if conn.ConnectionState().NegotiatedProtocol == memberInfoALPN {
+		s.serveMemberInfo(conn) // membership.go
 		return
 	}
 	select {

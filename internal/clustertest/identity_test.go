@@ -16,7 +16,7 @@ import (
 )
 
 // Identity and membership guards against real processes: one key speaks
-// for one node; cluster status shows every member's key; joins that would
+// for one node; cluster status shows every member's addresses and key; joins that would
 // harm the cluster are refused (409 for a reused id, 400 for an
 // unreachable voter); removing an unknown member is 404; a removed member
 // loses Raft trust on the others at once (its handshakes are refused)
@@ -37,7 +37,8 @@ func TestIdentityAndMembershipGuards(t *testing.T) {
 		t.Fatalf("same key under a second id: %v, want 409 naming %s", err, nodes[0].ID)
 	}
 
-	// Every member's key, on every member, also those that never led.
+	// Every member's addresses and key, on every member, also for those
+	// that never led.
 	for _, m := range c.Members {
 		if err := clustertestPoll(ctx, "every key in "+m.ID+"'s status", func() bool {
 			st, err := c.Status(ctx, m)
@@ -45,7 +46,9 @@ func TestIdentityAndMembershipGuards(t *testing.T) {
 				return false
 			}
 			for i, ms := range st.Members {
-				if ms.ID != c.Members[i].ID || ms.RaftAddr != c.Members[i].RaftAddr || !bytes.Equal(ms.PublicKey, c.CoordKeys[i]) {
+				want := c.Members[i]
+				if ms.ID != want.ID || ms.RaftAddr != want.RaftAddr || ms.QUICAddr != want.QUICAddr || ms.HTTPAddr != want.HTTPAddr ||
+					!bytes.Equal(ms.PublicKey, c.CoordKeys[i]) {
 					return false
 				}
 			}
