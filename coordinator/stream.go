@@ -140,7 +140,7 @@ type TLSStreamLayer struct {
 	server    *tls.Config
 	client    *tls.Config
 	logger    *slog.Logger
-	peers     *PeerKeys // connections fail once their peer leaves it (guardConn)
+	peers     *PeerKeys              // connections fail once their peer leaves it (guardConn)
 	info      atomic.Pointer[[]byte] // this member's record, served on memberInfoALPN
 
 	conns  chan net.Conn
