@@ -31,7 +31,9 @@ import (
 //     (trustedConn). Unknown ids are ErrNotFound (404).
 //   - A new leader removes from the member list every member that is no
 //     longer in the Raft configuration (a self-removed leader, members
-//     dropped by "mfn coordinator recover"), so their keys lose trust too.
+//     dropped by "mfn coordinator recover"), so their keys lose trust too,
+//     and registers the voters that have no record (bootstrapped, never
+//     led), identified over their Raft port (Identify, memberInfoALPN).
 
 // Remove stops trusting key.
 func (p *PeerKeys) Remove(key ed25519.PublicKey) {
