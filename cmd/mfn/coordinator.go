@@ -169,6 +169,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 			return runCoordinator(env, &f)
 		},
 	}
+	c.AddCommand(newCoordinatorRecoverCmd(env)) // coordinator_recover.go
 	fl := c.Flags()
 	fl.StringVar(&f.id, "id", "", "member id, unique in the cluster ([A-Za-z0-9._-], 1-64 characters)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory of the member's Raft state (created if missing)")
@@ -618,7 +619,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	coord, err := coordinator.New(coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
-		PublicKey: id.PublicKey(), PeerKeys: trusted,
+		PublicKey: id.PublicKey(), PeerKeys: trusted, Prober: layer,
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,

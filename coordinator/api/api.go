@@ -278,6 +278,8 @@ func (s *server) routes(metrics http.Handler) []route {
 		{"POST /v1/jobs", RoleOperator, write, s.jobCreate},
 		{"GET /v1/jobs/{id}", RoleReader, current, s.jobGet},
 		{"POST /v1/jobs/{id}/stop", RoleOperator, write, s.jobStop},
+		{"POST /v1/jobs/{id}/archive", RoleOperator, write, s.jobRemove(true)}, // jobs_remove.go
+		{"DELETE /v1/jobs/{id}", RoleOperator, write, s.jobRemove(false)},
 		{"GET /v1/jobs/{id}/rounds", RoleReader, current, s.roundsList},
 		{"GET /v1/jobs/{id}/rounds/{round}", RoleReader, current, s.roundGet},
 		{"GET /v1/jobs/{id}/models/{version}", RoleReader, current, s.modelGet},

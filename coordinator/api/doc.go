@@ -51,6 +51,8 @@
 //	POST   /v1/jobs                                operator  leader  coordinator.JobSpec → 201 coordinator.Job
 //	GET    /v1/jobs/{id}                           reader    current coordinator.Job
 //	POST   /v1/jobs/{id}/stop                      operator  leader  optional StopRequest → coordinator.Job
+//	POST   /v1/jobs/{id}/archive                   operator  leader  optional StopRequest → coordinator.Job (models freed)
+//	DELETE /v1/jobs/{id}                           operator  leader  204 (job gone, id not reusable)
 //	GET    /v1/jobs/{id}/rounds                    reader    current RoundList
 //	GET    /v1/jobs/{id}/rounds/{round}            reader    current coordinator.Round (per-update used, reason, score)
 //	GET    /v1/jobs/{id}/models/{version}          reader    current ModelInfo; version is a number or "latest"
