@@ -155,6 +155,8 @@ type coordinatorFlags struct {
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
+	httpMaxConns                int
+	httpMaxConnsPerClient       int
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -201,6 +203,8 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
+	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
+	fl.IntVar(&f.httpMaxConnsPerClient, "http-max-conns-per-client", 256, "open HTTP connections from one client IP address; more are closed at once (1 to 1000000; clients behind one proxy share it)")
 	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with --api-keys to admin keys only, without them to loopback clients only")
 	return c
 }
@@ -348,6 +352,10 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--node-burst %d must be in [1, 1000000]", f.nodeBurst)
 	case f.snapshotThreshold < 1:
 		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
+	case f.httpMaxConns < 1 || f.httpMaxConns > 1e6:
+		return nil, lvl, usagef("--http-max-conns %d must be in [1, 1000000]", f.httpMaxConns)
+	case f.httpMaxConnsPerClient < 1 || f.httpMaxConnsPerClient > 1e6:
+		return nil, lvl, usagef("--http-max-conns-per-client %d must be in [1, 1000000]", f.httpMaxConnsPerClient)
 	case f.pprof && f.httpAddr == "":
 		return nil, lvl, usagef("--pprof needs --http-addr: profiles are served on the HTTP listener")
 	}
@@ -653,7 +661,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	}()
 
 	// HTTP endpoints.
-	var hsrv *http.Server
+	var hsrv *api.Server
 	if hln != nil {
 		var h http.Handler
 		if apiKeys != nil {
@@ -676,8 +684,15 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 			logger.Warn("serving profiles under /debug/pprof/", "access", map[bool]string{true: "admin API keys", false: "loopback clients"}[apiKeys != nil])
 			h = withPprof(h, apiKeys)
 		}
-		hsrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		// Timeouts and connection caps: see api.ServerConfig and
+		// docs/SECURITY.md (Limits).
+		hsrv, err = api.NewServer(h, api.ServerConfig{MaxConns: f.httpMaxConns, MaxConnsPerClient: f.httpMaxConnsPerClient,
+			Registry: reg, Logger: logger})
+		if err != nil {
+			qsrv.Close()
+			return fail(err)
+		}
+		hsrv.TLSConfig = httpTLS
 		go func() {
 			var err error
 			if httpTLS != nil {
@@ -850,7 +865,7 @@ func (e *regimeEvaluator) Evaluate(task string, params []float64) (float64, bool
 
 // stopAll stops the HTTP and QUIC servers, then the member (leadership
 // transfer, Raft shutdown, stores closed).
-func stopAll(hsrv *http.Server, qsrv *protocol.Server, shutdown func() error) error {
+func stopAll(hsrv *api.Server, qsrv *protocol.Server, shutdown func() error) error {
 	var errs []error
 	if hsrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -97,6 +97,10 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; zero means 8 MiB (a job spec may
 	// carry an initial model).
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading a request body once its header has
+	// arrived; a client slower than this gets 408 and the connection is
+	// closed. Zero means 30 s.
+	BodyTimeout time.Duration
 	// Compute configures /v1/simulate and /v1/nernst.
 	Compute Compute
 	// RequestTimeout bounds each call into the cluster (a write's Raft
@@ -133,8 +137,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.RateLimit.Burst and MaxBuckets must be ≥ 0")
 	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0:
 		return errors.New("api: Config.Compute.MaxCellSteps and Concurrency must be ≥ 0")
-	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0:
-		return errors.New("api: Config.RequestTimeout, EventPing and EventWriteTimeout must be ≥ 0")
+	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0 || c.BodyTimeout < 0:
+		return errors.New("api: Config.RequestTimeout, BodyTimeout, EventPing and EventWriteTimeout must be ≥ 0")
 	case c.ForwardScheme != "" && c.ForwardScheme != "http" && c.ForwardScheme != "https":
 		return fmt.Errorf("api: Config.ForwardScheme %q must be http or https", c.ForwardScheme)
 	}
@@ -160,6 +164,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 30 * time.Second
 	}
 	if c.ForwardScheme == "" {
 		c.ForwardScheme = "http"

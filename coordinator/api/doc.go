@@ -14,14 +14,21 @@
 //		Registry:    reg,      // the registry the coordinator's metrics are on
 //		Logger:      logger,   // JSON slog logger
 //	})
-//	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+//	srv, err := api.NewServer(h, api.ServerConfig{Registry: reg, Logger: logger})
+//	err = srv.Serve(ln) // or srv.ServeTLS(ln, "", "") with srv.TLSConfig set
 //
-// For HTTPS give the server coordinator.HTTPServerTLS(cert) as its
-// TLSConfig (TLS 1.3; cert from coordinator.SelfSignedHTTPCert or the
-// operator's files) and serve with ServeTLS.
+// For HTTPS set the server's TLSConfig to coordinator.HTTPServerTLS(cert)
+// (TLS 1.3; cert from coordinator.SelfSignedHTTPCert or the operator's
+// files) and serve with ServeTLS.
 //
-// Don't set http.Server.WriteTimeout lower than the longest model download;
-// /v1/events clears the deadlines of its own connections. A member joining
+// NewServer bounds what a client can hold (ServerConfig): header, request
+// and response timeouts, an idle timeout, a header size cap, and open
+// connections in total and per client address (a listener wrapper that
+// closes connections over the caps, evicting the oldest idle one at the
+// total cap, and counts them in mfn_http_connections_refused_total).
+// Handlers that legitimately run long set their own deadlines through
+// http.ResponseController: /v1/events clears them for its WebSocket, and
+// model downloads extend them. A member joining
 // with "mfn coordinator --join" posts the unsigned JoinRequest to
 // /v1/cluster/join with an admin key (--join-api-key).
 //

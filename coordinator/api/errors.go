@@ -22,6 +22,7 @@ const (
 	CodeForbidden         = "forbidden"              // 403: the key's role may not do this
 	CodeNotFound          = "not_found"              // 404: no such route or resource
 	CodeMethodNotAllowed  = "method_not_allowed"     // 405: the route exists for other methods (see Allow)
+	CodeRequestTimeout    = "request_timeout"        // 408: the request body did not arrive in time
 	CodeConflict          = "conflict"               // 409: exists with other content, or a stale command
 	CodeGone              = "gone"                   // 410: model parameters pruned
 	CodeTooLarge          = "body_too_large"         // 413: body over the limit

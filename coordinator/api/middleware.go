@@ -239,7 +239,7 @@ func (s *server) serveRoute(w http.ResponseWriter, r *http.Request, rt route, in
 	var body []byte
 	if r.Method == http.MethodPost || r.Method == http.MethodDelete || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		var err error
-		if body, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
+		if body, err = s.readBody(w, r); err != nil {
 			return err
 		}
 	}
