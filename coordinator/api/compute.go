@@ -134,6 +134,15 @@ func (s *server) nernst(w http.ResponseWriter, _ *http.Request, body []byte) err
 	if err != nil {
 		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
 	}
+	if math.IsInf(e, 0) || math.IsNaN(e) {
+		// Finite inputs whose ratio overflows: c_in is clamped up to
+		// sim.MinConcentrationM, so only a huge c_out can make c_out/c_in
+		// leave the float64 range (the smallest ratio is a subnormal,
+		// whose logarithm is finite).
+		return errorf(http.StatusUnprocessableEntity, CodeInvalid,
+			"c_out: %g mol/L over c_in %g mol/L overflows the concentration ratio; no finite potential exists",
+			*req.COut, *req.CIn)
+	}
 	writeJSON(w, http.StatusOK, NernstResponse{PotentialMV: e * 1000, PotentialV: e})
 	return nil
 }

@@ -11,12 +11,18 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mfn/mfn/internal/jsonkeys"
 )
 
 // decodeStrict decodes exactly one JSON value from data into v: unknown
-// object fields, trailing data after the value and an empty body are
+// object fields, a key twice in one object (jsonkeys.Check), nesting
+// beyond jsonkeys.MaxDepth, trailing data after the value and an empty body are
 // errors. Messages name the offending field or byte offset.
 func decodeStrict(data []byte, v any) error {
+	if _, err := jsonkeys.Check(data); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
