@@ -176,7 +176,12 @@ func (s *server) finish(rec *statusRecorder, r *http.Request, info *reqInfo, sta
 	if status >= 500 {
 		level = slog.LevelWarn
 	}
+	// The line is built from s.log, not info.log: info.log carries the
+	// request id and, once authenticated, the key for the handlers' own
+	// lines, and each field must appear once (strict JSON consumers
+	// refuse duplicate keys).
 	attrs := []any{
+		"request_id", info.id,
 		"method", r.Method, "path", r.URL.Path, "route", info.route, "status", status,
 		"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000, "remote", r.RemoteAddr,
 	}
@@ -192,7 +197,7 @@ func (s *server) finish(rec *statusRecorder, r *http.Request, info *reqInfo, sta
 	if info.errMsg != "" {
 		attrs = append(attrs, "error", info.errMsg)
 	}
-	info.log.Log(r.Context(), level, "http request", attrs...)
+	s.log.Log(r.Context(), level, "http request", attrs...)
 }
 
 // wrap builds the handler of one route: authentication, role check, rate
