@@ -92,6 +92,9 @@ type Config struct {
 	// Logger receives the access log and errors (JSON recommended); nil
 	// discards.
 	Logger *slog.Logger
+	// LogSampling bounds the access log lines of client errors per
+	// client address.
+	LogSampling LogSampling
 	// RateLimit configures the per key and route token buckets.
 	RateLimit RateLimit
 	// MaxBodyBytes bounds a request body; zero means 8 MiB (a job spec may
@@ -133,6 +136,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.Keys is nil (every /v1 request needs an API key)")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("api: Config.MaxBodyBytes %d must be ≥ 0", c.MaxBodyBytes)
+	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
+		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
 	case c.RateLimit.Burst < 0 || c.RateLimit.MaxBuckets < 0:
 		return errors.New("api: Config.RateLimit.Burst and MaxBuckets must be ≥ 0")
 	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0:
@@ -153,6 +158,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.RateLimit = c.RateLimit.withDefaults()
+	c.LogSampling = c.LogSampling.withDefaults()
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 8 << 20
 	}
@@ -206,6 +212,7 @@ type server struct {
 	limiter *limiter
 	metrics *httpMetrics
 	simSem  chan struct{}
+	sampler *logSampler
 }
 
 // New builds the HTTP API handler of one member (see the package
@@ -223,6 +230,7 @@ func New(cfg Config) (http.Handler, error) {
 		mux:     http.NewServeMux(),
 		limiter: newLimiter(cfg.RateLimit, cfg.Clock),
 		simSem:  make(chan struct{}, cfg.Compute.Concurrency),
+		sampler: newLogSampler(cfg.LogSampling),
 	}
 	var err error
 	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {
@@ -353,12 +361,12 @@ func (s *server) unmatched(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 		}
 		writeError(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-			"method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, probe.header.Get("Allow")))
+			"method %s not allowed on %s (allowed: %s)", clip(r.Method), clip(r.URL.Path), probe.header.Get("Allow")))
 	case http.StatusMovedPermanently, http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound:
 		w.Header().Set("Location", probe.header.Get("Location"))
-		writeError(w, r, errorf(probe.status, CodeNotFound, "%s is not a canonical path; see Location", r.URL.Path))
+		writeError(w, r, errorf(probe.status, CodeNotFound, "%s is not a canonical path; see Location", clip(r.URL.Path)))
 	default:
-		writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", clip(r.Method), clip(r.URL.Path)))
 	}
 }
 

@@ -132,13 +132,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if info != nil {
 		info.errCode = e.code
 		if e.status >= 500 {
-			info.errMsg = e.msg
+			info.errMsg = clipTo(e.msg, maxErrorMessage)
 		}
 	}
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(e.retryAfter)))
 	}
-	body := ErrorBody{Error: ErrorDetail{Code: e.code, Message: e.msg, RequestID: requestID(r), Leader: e.leader}}
+	body := ErrorBody{Error: ErrorDetail{Code: e.code, Message: clipTo(e.msg, maxErrorMessage), RequestID: requestID(r), Leader: e.leader}}
 	writeJSON(w, e.status, body)
 }
 

@@ -13,7 +13,7 @@ func pathUint(r *http.Request, name string) (uint64, error) {
 	s := r.PathValue(name)
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "%s %q: want a non-negative integer", name, s)
+		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "%s %q: want a non-negative integer", name, clip(s))
 	}
 	return v, nil
 }
@@ -26,7 +26,7 @@ func queryUint(r *http.Request, name string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "query parameter %s=%q: want a non-negative integer", name, s)
+		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "query parameter %s=%q: want a non-negative integer", name, clip(s))
 	}
 	return v, nil
 }
@@ -107,7 +107,7 @@ func (s *server) findNode(id string) (Node, error) {
 			return nodeView(n), nil
 		}
 	}
-	return Node{}, errorf(http.StatusNotFound, CodeNotFound, "node %s not found", id)
+	return Node{}, errorf(http.StatusNotFound, CodeNotFound, "node %s not found", clip(id))
 }
 
 func (s *server) nodesList(w http.ResponseWriter, _ *http.Request, _ []byte) error {
@@ -226,7 +226,7 @@ func (s *server) jobStop(w http.ResponseWriter, r *http.Request, body []byte) er
 		return err
 	}
 	j.Spec.InitialModel = nil
-	infoFrom(r.Context()).log.Info("job stopped", "job", id, "reason", req.Reason)
+	infoFrom(r.Context()).log.Info("job stopped", "job", id, "reason", clip(req.Reason))
 	writeJSON(w, http.StatusOK, j)
 	return nil
 }
@@ -322,7 +322,7 @@ func (s *server) modelParams(w http.ResponseWriter, r *http.Request, _ []byte) e
 		format = FormatFloat64
 	}
 	if format != FormatFloat64 && format != FormatUpdate {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "format %q: want %s or %s", format, FormatFloat64, FormatUpdate)
+		return errorf(http.StatusBadRequest, CodeBadRequest, "format %q: want %s or %s", clip(format), FormatFloat64, FormatUpdate)
 	}
 	m, err := s.model(r)
 	if err != nil {

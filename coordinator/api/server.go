@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,7 +145,7 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ConnState:         lim.connState,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(newErrorLogWriter(logger, LogSampling{}), "", 0),
 	}
 	return &Server{Server: srv, lim: lim}, nil
 }
@@ -344,4 +346,30 @@ func (c *limitedConn) Close() error {
 		return nil
 	}
 	return err
+}
+
+// errorLogWriter turns net/http's ErrorLog lines (TLS handshake failures,
+// malformed requests: one per hostile connection) into warn lines,
+// clipped and sampled like client errors in the access log, so that a
+// flood of bad handshakes cannot fill the disk.
+type errorLogWriter struct {
+	log     *slog.Logger
+	sampler *logSampler
+	window  time.Duration
+}
+
+func newErrorLogWriter(l *slog.Logger, cfg LogSampling) *errorLogWriter {
+	cfg = cfg.withDefaults()
+	return &errorLogWriter{log: l, sampler: newLogSampler(cfg), window: cfg.Window}
+}
+
+func (w *errorLogWriter) Write(p []byte) (int, error) {
+	ok, before := w.sampler.allow(netip.Addr{}, time.Now())
+	if before > 0 {
+		w.log.Warn("http server errors suppressed", "suppressed", before, "window_s", w.window.Seconds())
+	}
+	if ok {
+		w.log.Warn("http server", "error", clipTo(strings.TrimRight(string(p), "\n"), maxErrorMessage))
+	}
+	return len(p), nil
 }
