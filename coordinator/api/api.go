@@ -115,6 +115,12 @@ type Config struct {
 	// ForwardScheme is the scheme of the leader's HTTP address when that
 	// address has none; empty means "http".
 	ForwardScheme string
+	// MaxSubscribers bounds the open /v1/events streams of this member;
+	// zero means 256. Beyond it a new stream is refused with 503.
+	MaxSubscribers int
+	// MaxSubscribersPerKey bounds the open /v1/events streams of one API
+	// key; zero means 16. Beyond it a new stream is refused with 429.
+	MaxSubscribersPerKey int
 	// EventPing is the WebSocket ping period of /v1/events; zero means 20 s.
 	EventPing time.Duration
 	// EventWriteTimeout bounds one event write and the wait for a pong; a
@@ -136,6 +142,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.Keys is nil (every /v1 request needs an API key)")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("api: Config.MaxBodyBytes %d must be ≥ 0", c.MaxBodyBytes)
+	case c.MaxSubscribers < 0 || c.MaxSubscribersPerKey < 0:
+		return errors.New("api: Config.MaxSubscribers and MaxSubscribersPerKey must be ≥ 0")
 	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
 		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
 	case c.RateLimit.Burst < 0 || c.RateLimit.MaxBuckets < 0:
@@ -183,6 +191,12 @@ func (c *Config) setDefaults() {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	if c.MaxSubscribers == 0 {
+		c.MaxSubscribers = 256
+	}
+	if c.MaxSubscribersPerKey == 0 {
+		c.MaxSubscribersPerKey = 16
+	}
 	if c.EventPing == 0 {
 		c.EventPing = 20 * time.Second
 	}
@@ -213,6 +227,7 @@ type server struct {
 	metrics *httpMetrics
 	simSem  chan struct{}
 	sampler *logSampler
+	subs    *subscriberSlots
 }
 
 // New builds the HTTP API handler of one member (see the package
@@ -231,6 +246,7 @@ func New(cfg Config) (http.Handler, error) {
 		limiter: newLimiter(cfg.RateLimit, cfg.Clock),
 		simSem:  make(chan struct{}, cfg.Compute.Concurrency),
 		sampler: newLogSampler(cfg.LogSampling),
+		subs:    &subscriberSlots{perKey: map[string]int{}},
 	}
 	var err error
 	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {

@@ -177,7 +177,11 @@
 // Config.EventWriteTimeout is disconnected (the connection is dropped; a
 // timed-out write leaves no room for a close frame). Clients that need every event reconcile after reconnecting
 // by reading the jobs and rounds. Messages from the client are not
-// expected; one closes the stream.
+// expected; one closes the stream. A member serves at most
+// Config.MaxSubscribers streams (256; 503 beyond) and
+// Config.MaxSubscribersPerKey per API key (16; 429 beyond). A handshake
+// from another origin (a browser page's Origin header naming a host other
+// than the member's) is 403, in the error shape like every refusal.
 //
 // # Compute
 //
