@@ -17,6 +17,7 @@ import (
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/sim"
 )
 
 // Coordinator is what the API needs from a cluster member.
@@ -74,6 +75,11 @@ type Compute struct {
 	// Concurrency is the number of simulations run at once; zero means 2.
 	// Requests beyond it get 503 with Retry-After.
 	Concurrency int
+	// PerKey is the number of those slots one API key may hold at once,
+	// so that one key hammering the endpoint cannot starve the others;
+	// zero means max(1, Concurrency/2). Requests beyond it get 503 with
+	// Retry-After.
+	PerKey int
 }
 
 // Config configures the HTTP API of one coordinator member. Coordinator
@@ -148,8 +154,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
 	case c.RateLimit.Burst < 0 || c.RateLimit.MaxBuckets < 0:
 		return errors.New("api: Config.RateLimit.Burst and MaxBuckets must be ≥ 0")
-	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0:
-		return errors.New("api: Config.Compute.MaxCellSteps and Concurrency must be ≥ 0")
+	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0 || c.Compute.PerKey < 0:
+		return errors.New("api: Config.Compute.MaxCellSteps, Concurrency and PerKey must be ≥ 0")
 	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0 || c.BodyTimeout < 0:
 		return errors.New("api: Config.RequestTimeout, BodyTimeout, EventPing and EventWriteTimeout must be ≥ 0")
 	case c.ForwardScheme != "" && c.ForwardScheme != "http" && c.ForwardScheme != "https":
@@ -175,6 +181,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Compute.Concurrency == 0 {
 		c.Compute.Concurrency = 2
+	}
+	if c.Compute.PerKey == 0 {
+		c.Compute.PerKey = max(1, c.Compute.Concurrency/2)
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
@@ -225,9 +234,11 @@ type server struct {
 	mux     *http.ServeMux
 	limiter *limiter
 	metrics *httpMetrics
-	simSem  chan struct{}
-	sampler *logSampler
-	subs    *subscriberSlots
+	sims    *simSlots
+	// simulate runs one simulation (sim.SimulateContext; tests replace it).
+	simulate func(ctx context.Context, cfg sim.Config) (*sim.Result, error)
+	sampler  *logSampler
+	subs     *subscriberSlots
 }
 
 // New builds the HTTP API handler of one member (see the package
@@ -244,7 +255,10 @@ func New(cfg Config) (http.Handler, error) {
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
 		limiter: newLimiter(cfg.RateLimit, cfg.Clock),
-		simSem:  make(chan struct{}, cfg.Compute.Concurrency),
+		sims:    &simSlots{total: cfg.Compute.Concurrency, perKeyMax: cfg.Compute.PerKey, perKey: map[string]int{}},
+		simulate: func(ctx context.Context, c sim.Config) (*sim.Result, error) {
+			return sim.SimulateContext(ctx, c, false)
+		},
 		sampler: newLogSampler(cfg.LogSampling),
 		subs:    &subscriberSlots{perKey: map[string]int{}},
 	}
@@ -325,7 +339,7 @@ func (s *server) routes(metrics http.Handler) []route {
 	}
 	if !s.cfg.Compute.Disabled {
 		rs = append(rs,
-			route{"POST /v1/simulate", RoleReader, local, s.simulate},
+			route{"POST /v1/simulate", RoleReader, local, s.simulateRoute},
 			route{"POST /v1/nernst", RoleReader, local, s.nernst},
 		)
 	}

@@ -193,8 +193,11 @@
 // metrics and the Lyapunov estimate. A parameter out of range is a 400 whose
 // message starts with the field name; grid_size² × steps is bounded by
 // Compute.MaxCellSteps and at most Compute.Concurrency simulations run at
-// once (503 beyond). POST /v1/nernst returns the Nernst potential for z,
-// c_out, c_in (mol/L) and temperature (K, default 310).
+// once, at most Compute.PerKey of them for one API key, so that a key
+// hammering the endpoint leaves the other keys their share (503 beyond
+// either). POST /v1/nernst returns the Nernst potential for z, c_out, c_in
+// (mol/L) and temperature (K, default 310); inputs whose concentration
+// ratio overflows are a 422 naming c_out.
 //
 // # Client
 //
