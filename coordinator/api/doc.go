@@ -48,7 +48,7 @@
 //	GET    /metrics                                public    local   Prometheus text format
 //	GET    /v1/cluster                             reader    local   coordinator.Status: members, leader, raft state
 //	POST   /v1/cluster/join                        admin     leader  JoinRequest → Status ("mfn coordinator --join")
-//	DELETE /v1/cluster/members/{id}                admin     leader  204
+//	DELETE /v1/cluster/members/{id}                admin     leader  204; 404 for an id not in the cluster
 //	GET    /v1/nodes                               reader    current NodeList
 //	GET    /v1/nodes/{id}                          reader    current Node
 //	POST   /v1/nodes                               operator  leader  EnrollRequest → 201 Node

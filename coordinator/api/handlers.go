@@ -91,6 +91,19 @@ func (s *server) clusterJoin(w http.ResponseWriter, r *http.Request, body []byte
 
 func (s *server) clusterRemove(w http.ResponseWriter, r *http.Request, _ []byte) error {
 	id := r.PathValue("id")
+	// The leader's view of the Raft configuration (Status lists every
+	// server in it) says whether there is anything to remove; removing
+	// an unknown id would otherwise succeed as a no-op and hide a typo.
+	known := false
+	for _, m := range s.c.Status().Members {
+		if m.ID == id {
+			known = true
+			break
+		}
+	}
+	if !known {
+		return errorf(http.StatusNotFound, CodeNotFound, "member %s is not in the cluster", clip(id))
+	}
 	if err := s.c.RemoveServer(r.Context(), id); err != nil {
 		return err
 	}
