@@ -121,6 +121,11 @@ type Config struct {
 	// ForwardScheme is the scheme of the leader's HTTP address when that
 	// address has none; empty means "http".
 	ForwardScheme string
+	// DownloadTimeout bounds writing one model download
+	// (/v1/jobs/{id}/models/{version}/params), which the server's
+	// WriteTimeout does not cover; zero means 5 minutes (a 16 MB model
+	// at 64 KB/s).
+	DownloadTimeout time.Duration
 	// MaxSubscribers bounds the open /v1/events streams of this member;
 	// zero means 256. Beyond it a new stream is refused with 503.
 	MaxSubscribers int
@@ -148,6 +153,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.Keys is nil (every /v1 request needs an API key)")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("api: Config.MaxBodyBytes %d must be ≥ 0", c.MaxBodyBytes)
+	case c.DownloadTimeout < 0:
+		return fmt.Errorf("api: Config.DownloadTimeout %v must be ≥ 0", c.DownloadTimeout)
 	case c.MaxSubscribers < 0 || c.MaxSubscribersPerKey < 0:
 		return errors.New("api: Config.MaxSubscribers and MaxSubscribersPerKey must be ≥ 0")
 	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
@@ -199,6 +206,9 @@ func (c *Config) setDefaults() {
 			Timeout:       c.RequestTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if c.DownloadTimeout == 0 {
+		c.DownloadTimeout = 5 * time.Minute
 	}
 	if c.MaxSubscribers == 0 {
 		c.MaxSubscribers = 256

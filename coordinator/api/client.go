@@ -277,11 +277,41 @@ func (c *Client) StopJob(ctx context.Context, id, reason string) (coordinator.Jo
 	return j, err
 }
 
-// Rounds lists a job's rounds.
+// Rounds lists all of a job's rounds, following the pages (each of
+// MaxRoundsPage rounds).
 func (c *Client) Rounds(ctx context.Context, job string) ([]coordinator.Round, error) {
+	var all []coordinator.Round
+	var after uint64
+	for {
+		l, err := c.RoundsPage(ctx, job, after, MaxRoundsPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, l.Rounds...)
+		if l.NextAfter == nil {
+			return all, nil
+		}
+		if *l.NextAfter <= after {
+			return nil, fmt.Errorf("api: rounds of %s: the server's next page (after %d) does not advance past %d", job, *l.NextAfter, after)
+		}
+		after = *l.NextAfter
+	}
+}
+
+// RoundsPage returns one page of a job's rounds: those numbered above
+// after, at most limit of them (zero means the server's default,
+// DefaultRoundsPage).
+func (c *Client) RoundsPage(ctx context.Context, job string, after uint64, limit int) (RoundList, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
 	var l RoundList
-	err := c.call(ctx, http.MethodGet, "/v1/jobs/"+esc(job)+"/rounds", nil, nil, &l)
-	return l.Rounds, err
+	err := c.call(ctx, http.MethodGet, "/v1/jobs/"+esc(job)+"/rounds", q, nil, &l)
+	return l, err
 }
 
 // Round returns one round with its updates' outcomes.

@@ -58,7 +58,7 @@
 //	POST   /v1/jobs                                operator  leader  coordinator.JobSpec → 201 coordinator.Job
 //	GET    /v1/jobs/{id}                           reader    current coordinator.Job
 //	POST   /v1/jobs/{id}/stop                      operator  leader  optional StopRequest → coordinator.Job
-//	GET    /v1/jobs/{id}/rounds                    reader    current RoundList
+//	GET    /v1/jobs/{id}/rounds?after=&limit=      reader    current RoundList, one page (≤ MaxRoundsPage; next_after)
 //	GET    /v1/jobs/{id}/rounds/{round}            reader    current coordinator.Round (per-update used, reason, score)
 //	GET    /v1/jobs/{id}/models/{version}          reader    current ModelInfo; version is a number or "latest"
 //	GET    /v1/jobs/{id}/models/{version}/params   reader    current the parameters, application/octet-stream
