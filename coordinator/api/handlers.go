@@ -5,8 +5,8 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"math"
-	"slices"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
