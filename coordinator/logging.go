@@ -52,7 +52,35 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	all = append(all, a.args...)
 	all = append(all, args...)
+	for i := range all {
+		all[i] = hclogValue(all[i])
+	}
 	a.l.Log(context.Background(), slogLevel(level), msg, all...)
+}
+
+// hclogValue renders hclog's formatting wrappers as the text hclog would
+// print: raft logs e.g. "servers", hclog.Fmt("%+v", servers), which slog
+// would otherwise encode as the slice ["%+v", …].
+func hclogValue(v any) any {
+	switch x := v.(type) {
+	case hclog.Format:
+		if len(x) == 0 {
+			return ""
+		}
+		if f, ok := x[0].(string); ok {
+			return fmt.Sprintf(f, x[1:]...)
+		}
+		return fmt.Sprint(x...)
+	case hclog.Hex:
+		return fmt.Sprintf("0x%x", int(x))
+	case hclog.Octal:
+		return fmt.Sprintf("0%o", int(x))
+	case hclog.Binary:
+		return fmt.Sprintf("0b%b", int(x))
+	case hclog.Quote:
+		return fmt.Sprintf("%q", string(x))
+	}
+	return v
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
