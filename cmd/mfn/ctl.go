@@ -81,7 +81,10 @@ func (o *ctlOpts) client() (*api.Client, error) {
 	if err != nil {
 		return nil, usagef("--server %q: %v", o.server, strings.TrimPrefix(err.Error(), "api: "))
 	}
-	return cl, nil
+	// A leader elected a moment ago may not have registered its HTTP
+	// address yet, so a follower cannot forward to it (503 not_leader):
+	// a few retries cover that window.
+	return cl.WithRetries(5), nil
 }
 
 // tlsConfig builds the TLS client configuration of --ca, --pin and

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -59,10 +60,26 @@ var ErrUnreachable = errors.New("api: server unreachable")
 
 // Client calls the API of one member. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	key  string
-	hc   *http.Client
+	base    *url.URL
+	key     string
+	hc      *http.Client
+	retries int
 }
+
+// WithRetries returns a copy of c that repeats a request answered 503
+// not_leader or unavailable (a leader just elected that has not yet
+// registered its HTTP address, a member starting or shutting down) up to
+// n more times, each after the answer's Retry-After (at most 2 s; 1 s
+// without one). Every write of the API is idempotent, so repeating one is
+// safe.
+func (c *Client) WithRetries(n int) *Client {
+	cc := *c
+	cc.retries = max(n, 0)
+	return &cc
+}
+
+// maxRetryWait caps the wait between repeated requests.
+const maxRetryWait = 2 * time.Second
 
 // NewClient returns a client of the API at server ("http://host:port",
 // "https://…", or "host:port" meaning http) authenticating with key. hc
@@ -99,21 +116,45 @@ func (c *Client) url(path string, q url.Values) string {
 }
 
 // do sends a request and returns the response of a 2xx answer (the caller
-// closes its body); other answers become *Error.
+// closes its body); other answers become *Error. See WithRetries for the
+// answers it repeats.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in any) (*http.Response, error) {
-	var body io.Reader
+	var payload []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.NewReader(b)
+		payload = b
+	}
+	for attempt := 0; ; attempt++ {
+		resp, wait, err := c.doOnce(ctx, method, path, q, in != nil, payload)
+		var e *Error
+		if attempt >= c.retries || !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable ||
+			(e.Code != CodeNotLeader && e.Code != CodeUnavailable) {
+			return resp, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// doOnce sends one request; wait is the answer's Retry-After (capped).
+func (c *Client) doOnce(ctx context.Context, method, path string, q url.Values, hasBody bool, payload []byte) (*http.Response, time.Duration, error) {
+	var body io.Reader
+	if hasBody {
+		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.key != "" {
@@ -121,13 +162,17 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in a
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, method, c.base.Host, unwrapURLError(err))
+		return nil, 0, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, method, c.base.Host, unwrapURLError(err))
 	}
 	if resp.StatusCode/100 == 2 {
-		return resp, nil
+		return resp, 0, nil
 	}
 	defer resp.Body.Close()
-	return nil, readError(resp)
+	wait := time.Second
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		wait = min(time.Duration(s)*time.Second, maxRetryWait)
+	}
+	return nil, wait, readError(resp)
 }
 
 func unwrapURLError(err error) error {
