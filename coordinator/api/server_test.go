@@ -224,3 +224,41 @@ func TestServerConfigValidate(t *testing.T) {
 		t.Errorf("zero config did not get the defaults: %+v", srv.Server)
 	}
 }
+
+// TestServerEventStreamThroughLimits: /v1/events works behind NewServer
+// (the server's read and write timeouts do not cut it, the hijacked
+// connection counts against the caps while open and is released when
+// closed).
+func TestServerEventStreamThroughLimits(t *testing.T) {
+	t.Parallel()
+	f := seededFake()
+	h, err := New(Config{Coordinator: f, Keys: testKeys(t), RateLimit: RateLimit{Rate: -1}, EventPing: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := serveLimited(t, h, ServerConfig{ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, _ := NewClient("http://"+addr, keyReader, nil)
+	stream, err := cl.Events(ctx, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // three times every server timeout
+	f.publish(eventFor("j1"))
+	for {
+		ev, err := stream.Next(ctx)
+		if err != nil {
+			t.Fatalf("stream cut after the server timeouts: %v", err)
+		}
+		if ev.Kind != EventSubscribed {
+			break
+		}
+	}
+	if n := srv.OpenConns(); n != 1 {
+		t.Errorf("%d connections open with one stream", n)
+	}
+	stream.Close()
+	pollUntil(t, 5*time.Second, "stream connection released", func() bool { return srv.OpenConns() == 0 })
+}
