@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -109,4 +110,31 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func newJSONLogger(w *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestServerErrorLogSampled: net/http's own error lines (one per bad TLS
+// handshake or malformed request) are clipped and sampled, and the count
+// of the rest is logged when the next window starts.
+func TestServerErrorLogSampled(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	w := newErrorLogWriter(newJSONLogger(logs), LogSampling{})
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return now }
+	for i := range 100 {
+		fmt.Fprintf(w, "http: TLS handshake error from 192.0.2.%d:1: %s\n", i, strings.Repeat("z", 5000))
+	}
+	lines := logLines(t, logs.String(), "http server")
+	if len(lines) != 10 {
+		t.Fatalf("%d error lines logged of 100, want 10", len(lines))
+	}
+	if e := lines[0]["error"].(string); len(e) > maxErrorMessage+32 || !strings.Contains(e, "…[+") {
+		t.Errorf("error line of %d bytes not clipped", len(e))
+	}
+	now = now.Add(time.Minute)
+	fmt.Fprintf(w, "http: one more\n")
+	sum := logLines(t, logs.String(), "http server errors suppressed")
+	if len(sum) != 1 || sum[0]["suppressed"] != float64(90) {
+		t.Fatalf("summary %v, want one line counting 90", sum)
+	}
 }

@@ -356,15 +356,16 @@ type errorLogWriter struct {
 	log     *slog.Logger
 	sampler *logSampler
 	window  time.Duration
+	now     func() time.Time
 }
 
 func newErrorLogWriter(l *slog.Logger, cfg LogSampling) *errorLogWriter {
 	cfg = cfg.withDefaults()
-	return &errorLogWriter{log: l, sampler: newLogSampler(cfg), window: cfg.Window}
+	return &errorLogWriter{log: l, sampler: newLogSampler(cfg), window: cfg.Window, now: time.Now}
 }
 
 func (w *errorLogWriter) Write(p []byte) (int, error) {
-	ok, before := w.sampler.allow(netip.Addr{}, time.Now())
+	ok, before := w.sampler.allow(netip.Addr{}, w.now())
 	if before > 0 {
 		w.log.Warn("http server errors suppressed", "suppressed", before, "window_s", w.window.Seconds())
 	}

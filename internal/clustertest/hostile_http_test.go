@@ -225,7 +225,10 @@ func TestHostileHTTPClients(t *testing.T) {
 					if i%5 == 0 {
 						path = long // beyond the 64 KiB header cap: 431 from net/http
 					}
-					rawGet(ctx, fmt.Sprintf("127.0.3.%d", w%2+1), target.HTTPAddr, path)
+					status, _ := rawGet(ctx, fmt.Sprintf("127.0.3.%d", w%2+1), target.HTTPAddr, path)
+					if path == long && status != 0 && status != http.StatusRequestHeaderFieldsTooLarge {
+						t.Errorf("1 MB path: status %d, want 431 (header cap)", status)
+					}
 				}
 			}()
 		}
