@@ -99,7 +99,9 @@
 // and a refused request gets 429 with Retry-After (seconds). The number of
 // buckets is bounded; buckets idle long enough to be full are evicted first.
 // Requests without a valid key are refused (401) before they reach a bucket,
-// so unknown clients cannot drain a key's budget.
+// so unknown clients cannot drain a key's budget. Buckets are kept by each
+// member: a client spreading its requests over N members gets N times the
+// rate ("mfn coordinator --http-rate/--http-burst").
 //
 // # Errors
 //
@@ -111,8 +113,12 @@
 // The codes are the Code* constants; not_leader and leader_unreachable
 // errors add "leader": {"id", "http_addr", "quic_addr"} when a leader is
 // known. Bodies are decoded strictly: application/json only (415), at most
-// Config.MaxBodyBytes (413), no unknown fields and nothing after the JSON
-// value (400).
+// Config.MaxBodyBytes (413), read within Config.BodyTimeout (408), no
+// unknown fields, no key twice in one object (internal/jsonkeys: keys
+// compared as encoding/json matches fields), at most jsonkeys.MaxDepth
+// levels and nothing after the JSON value (400). Client-supplied strings
+// quoted in a message (paths, ids, keys) are clipped to MaxClientString
+// bytes with a "…[+N bytes]" marker.
 //
 // # Request ids and logs
 //
@@ -121,7 +127,12 @@
 // echoed in the response, in the error body, in every log line of the
 // request, and passed on when the request is forwarded. Each request logs
 // one line ("http request") with method, path, route, status, bytes,
-// duration, key name and role.
+// duration, key name and role, each field once; paths are clipped like
+// messages. Client errors (4xx) are sampled per client address
+// (Config.LogSampling: 10 lines a minute, then one "access log lines
+// suppressed" line with the count when the client's next window starts,
+// and mfn_http_access_log_suppressed_total), so a flood of bad requests
+// cannot fill the disk.
 //
 // # Followers forward to the leader
 //
