@@ -297,3 +297,72 @@ func TestHostileHTTPClients(t *testing.T) {
 		}
 	}
 }
+
+// TestTenThousandIdleConnections opens 10,000 idle connections from 40
+// loopback addresses (250 each, under the default per-client cap) to a
+// member with the default limits: the member holds at most the default
+// total cap of descriptors for them, /healthz answers a new client
+// meanwhile, and the header timeout has closed them all well within a
+// minute.
+func TestTenThousandIdleConnections(t *testing.T) {
+	bin := processTest(t)
+	t.Parallel()
+	ctx := ctxFor(t, 120*time.Second)
+	c := clustertest.Start(t, clustertest.Config{Binary: bin, Members: 1, ExtraArgs: []string{"--http-insecure"}})
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := c.Members[0]
+	const clients, perClient, defaultMaxConns = 40, 250, 4096
+	fdsBefore := openFDs(t, m.PID())
+	var flood []net.Conn
+	defer func() {
+		for _, fc := range flood {
+			fc.Close()
+		}
+	}()
+	start := time.Now()
+	for i := range clients {
+		for range perClient {
+			fc, err := dialFrom(ctx, fmt.Sprintf("127.0.4.%d", i+1), m.HTTPAddr)
+			if err != nil {
+				t.Fatalf("after %d connections: %v", len(flood), err)
+			}
+			flood = append(flood, fc)
+		}
+	}
+	t.Logf("opened %d connections in %v", len(flood), time.Since(start).Round(time.Millisecond))
+	hstart := time.Now()
+	if status, _ := rawGet(ctx, "127.0.0.5", m.HTTPAddr, "/healthz"); status != http.StatusOK {
+		t.Fatalf("/healthz during the flood: status %d", status)
+	}
+	t.Logf("/healthz answered in %v during the flood", time.Since(hstart).Round(time.Millisecond))
+	open := metricValue(ctx, t, "127.0.0.5", m, "mfn_http_connections")
+	fds := openFDs(t, m.PID())
+	t.Logf("member: %v HTTP connections open, %d descriptors (%d before)", open, fds, fdsBefore)
+	if open > defaultMaxConns {
+		t.Errorf("%v connections open, default cap %d", open, defaultMaxConns)
+	}
+	if fds > fdsBefore+defaultMaxConns+64 {
+		t.Errorf("member holds %d descriptors (%d before the flood), cap %d", fds, fdsBefore, defaultMaxConns)
+	}
+	if err := clustertest.Poll(ctx, "flood connections closed", func() (bool, error) {
+		return metricValue(ctx, t, "127.0.0.5", m, "mfn_http_connections") <= 2, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Errorf("idle connections held for %v", d)
+	}
+	t.Logf("all flood connections closed %v after the flood began", time.Since(start).Round(time.Second))
+}
+
+// openFDs counts a process's open descriptors (Linux /proc).
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	return len(ents)
+}
