@@ -1,6 +1,7 @@
 package api
 
 import (
+	"container/list"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -182,14 +183,14 @@ type connLimiter struct {
 	mu       sync.Mutex
 	total    int
 	byClient map[netip.Addr]int
-	idle     map[*limitedConn]time.Time
+	idle     *list.List // of *limitedConn with no request in progress, oldest first
 }
 
 func newConnLimiter(maxConns, perClient int, reg prometheus.Registerer) (*connLimiter, error) {
 	l := &connLimiter{
 		max: maxConns, perClient: perClient,
 		byClient: map[netip.Addr]int{},
-		idle:     map[*limitedConn]time.Time{},
+		idle:     list.New(),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mfn_http_connections_refused_total",
 			Help: "HTTP connections closed by the connection limits: per_client (over the per-address cap), total (over the total cap, none idle), evicted_idle (an idle connection closed to admit a new one).",
@@ -227,24 +228,20 @@ func (l *connLimiter) admit(lc *limitedConn) (victim *limitedConn, ok bool) {
 		return nil, false
 	}
 	if l.max > 0 && l.total >= l.max {
-		var oldest time.Time
-		for c, since := range l.idle {
-			if victim == nil || since.Before(oldest) {
-				victim, oldest = c, since
-			}
-		}
-		if victim == nil {
+		front := l.idle.Front()
+		if front == nil {
 			l.refused.WithLabelValues(refusedTotal).Inc()
 			return nil, false
 		}
 		// Removed from idle now so that it is evicted once; its Close
 		// releases its counts.
-		delete(l.idle, victim)
+		victim = front.Value.(*limitedConn)
+		l.setBusyLocked(victim)
 		l.refused.WithLabelValues(evictedIdle).Inc()
 	}
 	l.total++
 	l.byClient[lc.client]++
-	l.idle[lc] = time.Now()
+	l.setIdleLocked(lc)
 	l.gauge.Set(float64(l.total))
 	return victim, true
 }
@@ -258,8 +255,22 @@ func (l *connLimiter) release(lc *limitedConn) {
 	} else {
 		delete(l.byClient, lc.client)
 	}
-	delete(l.idle, lc)
+	l.setBusyLocked(lc)
 	l.gauge.Set(float64(l.total))
+}
+
+// setIdleLocked moves lc to the back of the idle list (newest).
+func (l *connLimiter) setIdleLocked(lc *limitedConn) {
+	l.setBusyLocked(lc)
+	lc.elem = l.idle.PushBack(lc)
+}
+
+// setBusyLocked takes lc off the idle list.
+func (l *connLimiter) setBusyLocked(lc *limitedConn) {
+	if lc.elem != nil {
+		l.idle.Remove(lc.elem)
+		lc.elem = nil
+	}
 }
 
 // connState is the http.Server ConnState hook: it tracks which
@@ -279,9 +290,9 @@ func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateNew, http.StateIdle:
-		l.idle[lc] = time.Now()
+		l.setIdleLocked(lc)
 	case http.StateActive, http.StateHijacked:
-		delete(l.idle, lc)
+		l.setBusyLocked(lc)
 	}
 }
 
@@ -331,7 +342,8 @@ type limitedConn struct {
 	l      *connLimiter
 	client netip.Addr
 	once   sync.Once
-	closed bool // guarded by l.mu
+	closed bool          // guarded by l.mu
+	elem   *list.Element // in l.idle while no request is in progress; guarded by l.mu
 }
 
 func (c *limitedConn) Close() error {
