@@ -391,7 +391,7 @@ why not, and the rule's score.`,
 	list := &cobra.Command{
 		Use:     "list JOB",
 		Short:   "List a job's rounds",
-		Long:    "list prints each round of JOB with its state, updates and result.",
+		Long:    "list prints each round of JOB with its state, updates and result. The API serves rounds in pages;\nlist asks for every page (1,000 rounds each) in turn.",
 		Example: "  mfn ctl rounds list j1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
