@@ -91,6 +91,9 @@ func loadNPY(r io.Reader, file string, opt Options) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opt.Unlabelled {
+		return fromArrays(file, x, n, dim, make([]string, n), opt)
+	}
 	if opt.Labels == "" {
 		return nil, &SchemaError{File: file, Msg: "a .npy input needs a labels file (Options.Labels: a .npy vector or one label a line)"}
 	}
@@ -177,7 +180,7 @@ func ReadNPZ(r io.ReaderAt, size int64, file string, opt Options) (*Loaded, erro
 		return data, shape, nil
 	}
 	zx, zy := find("X", "x"), find("y", "Y")
-	if zx == nil || zy == nil {
+	if zx == nil || (zy == nil && !opt.Unlabelled) {
 		var names []string
 		for _, zf := range zr.File {
 			names = append(names, zf.Name)
@@ -191,6 +194,9 @@ func ReadNPZ(r io.ReaderAt, size int64, file string, opt Options) (*Loaded, erro
 	n, dim, err := arrayRows(file+": X", shape, opt.Schema)
 	if err != nil {
 		return nil, err
+	}
+	if opt.Unlabelled {
+		return fromArrays(file, x, n, dim, make([]string, n), opt)
 	}
 	y, yshape, err := read(zy)
 	if err != nil {

@@ -45,6 +45,11 @@ type Options struct {
 	DropInvalid bool
 	// MaxValues bounds rows × features; zero means DefaultMaxValues.
 	MaxValues int
+	// Unlabelled reads inputs only, for prediction: a table's label
+	// column may be absent (it is ignored when present), a .npy needs no
+	// labels file and a .npz no y. Every row gets label 0. IDX pairs and
+	// folders of fields still need their labels file.
+	Unlabelled bool
 }
 
 func (o Options) maxValues() int {
@@ -212,7 +217,10 @@ func (b *builder) add(row, line int, x []float64, label string, names []string) 
 			return b.invalid(&RowError{File: b.file, Row: row, Line: line, Column: col, Msg: fmt.Sprintf("value %v is not finite", v)})
 		}
 	}
-	y, msg := b.lab.index(label)
+	y, msg := 0, ""
+	if !b.opt.Unlabelled {
+		y, msg = b.lab.index(label)
+	}
 	if msg != "" {
 		if b.lab.classes != nil && label != "" && !b.opt.DropInvalid {
 			return &SchemaError{File: b.file, Row: row, Column: b.opt.labelColumn(), Msg: msg}

@@ -387,3 +387,23 @@ func TestParquetHostileFooter(t *testing.T) {
 		t.Fatalf("over the value limit: %v", err)
 	}
 }
+
+func TestUnlabelled(t *testing.T) {
+	in := "b,a\n1,2\n3,4\n"
+	l, err := ReadCSV(strings.NewReader(in), "new.csv", Options{Unlabelled: true, FeatureColumns: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l.Data.X, []float64{2, 1, 4, 3}) || !slices.Equal(l.Data.Y, []int{0, 0}) {
+		t.Errorf("X %v Y %v", l.Data.X, l.Data.Y)
+	}
+	// A label column, when present, is not a feature and is ignored.
+	l, err = ReadCSV(strings.NewReader(irisLike), "new.csv", Options{Unlabelled: true})
+	if err != nil || l.Data.Dim != 3 || l.Data.Len() != 4 {
+		t.Fatalf("%v %+v", err, l)
+	}
+	npz := makeNPZ(t, []float64{1, 2, 3, 4}, []int{2, 2}, []float64{0, 1})
+	if l, err := ReadNPZ(bytes.NewReader(npz), int64(len(npz)), "x.npz", Options{Unlabelled: true}); err != nil || l.Data.Len() != 2 {
+		t.Fatalf("npz: %v", err)
+	}
+}

@@ -25,7 +25,9 @@ func columns(file string, header []string, opt Options) (label int, feats []int,
 	}
 	lc := opt.labelColumn()
 	label, ok := pos[lc]
-	if !ok {
+	if !ok && opt.Unlabelled {
+		label = -1
+	} else if !ok {
 		return 0, nil, nil, &SchemaError{File: file, Column: lc, Msg: fmt.Sprintf("no such label column (columns: %s)", list(header))}
 	}
 	if len(opt.FeatureColumns) == 0 {
@@ -145,7 +147,11 @@ func ReadCSV(r io.Reader, file string, opt Options) (*Loaded, error) {
 		if !ok {
 			continue
 		}
-		if err := b.add(row, line, x, rec[label], names); err != nil {
+		lt := ""
+		if label >= 0 {
+			lt = rec[label]
+		}
+		if err := b.add(row, line, x, lt, names); err != nil {
 			return nil, err
 		}
 	}
@@ -248,7 +254,11 @@ func ReadParquet(r io.ReaderAt, size int64, file string, opt Options) (l *Loaded
 				if !ok {
 					continue
 				}
-				if err := b.add(row, 0, x, parquetText(cells[label]), names); err != nil {
+				lt := ""
+				if label >= 0 {
+					lt = parquetText(cells[label])
+				}
+				if err := b.add(row, 0, x, lt, names); err != nil {
 					rows.Close()
 					return nil, err
 				}
