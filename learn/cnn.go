@@ -30,32 +30,44 @@ func cnnParams(classes int) int {
 
 // CNN is the "cnn:mnist" network for 28×28 single-channel images:
 //
-//	conv 5×5, 1→8 channels, valid, ReLU   → 24×24×8
-//	max pool 2×2                          → 12×12×8
-//	conv 5×5, 8→16 channels, valid, ReLU  → 8×8×16
-//	max pool 2×2                          → 4×4×16 = 256
+//	conv 5×5, 1→8 channels, valid, ReLU   → 8×24×24
+//	max pool 2×2                          → 8×12×12
+//	conv 5×5, 8→16 channels, valid, ReLU  → 16×8×8
+//	max pool 2×2                          → 16×4×4 = 256
 //	dense 256 → Classes, softmax
 //
-// Parameters (6,218 for 10 classes), in order:
+// Parameters (6,218 for 10 classes), in order, with PyTorch's layouts
+// (Conv2d weight [out][in][ky][kx], flatten in (channel, row, column)
+// order), so weights can be moved between the two by reshaping:
 //
 //	W1 (8 × 25):   W1[o][ky·5+kx]
 //	b1 (8)
-//	W2 (16 × 200): W2[o][(ky·5+kx)·8 + c]   (kernel row, column, input channel)
+//	W2 (16 × 200): W2[o][c·25 + ky·5 + kx]
 //	b2 (16)
-//	Wd (Classes × 256): Wd[k][(y·4+x)·16 + c] (pooled row, column, channel)
+//	Wd (Classes × 256): Wd[k][c·16 + y·4 + x]
 //	bd (Classes)
 //
-// The input row is the image row-major (pixel y·28+x). Convolutions are
-// computed as im2col matrix products through gonum's BLAS.
+// The input row is the image row-major (pixel y·28+x). Within a batch
+// feature maps are kept channel-major ([channel][image][y][x]), so each
+// convolution is one long matrix product W·im2col through gonum's BLAS.
 type CNN struct {
 	classes int
 	p       []float64
 	// scratch, grown to the batch
-	cols1, a1, p1, cols2, a2, p2 []float64
-	idx1, idx2                   []int32
-	da2, dcols2, dp1, da1, dp2   []float64
-	logits                       []float64
+	cols1, a1, p1, cols2, a2, p2, flat []float64
+	idx1, idx2                         []int32
+	da2, dcols2, dp1, da1, dp2, dflat  []float64
+	logits                             []float64
+	// half computes the second half of a large batch on another
+	// goroutine (see Grad); nil until first needed.
+	half     *CNN
+	halfGrad []float64
 }
+
+// cnnSplitRows is the batch size from which Grad computes the two halves
+// of the batch on two goroutines: below it the goroutine costs more than
+// it saves.
+const cnnSplitRows = 8
 
 func newCNN(classes int, rng *rand.Rand) *CNN {
 	m := &CNN{classes: classes, p: make([]float64, cnnParams(classes))}
@@ -92,31 +104,30 @@ func (m *CNN) Params() []float64 { return m.p }
 // Clone implements Model.
 func (m *CNN) Clone() Model { return &CNN{classes: m.classes, p: append([]float64(nil), m.p...)} }
 
-// maxPool2 pools src (rows×side×side×ch, HWC) into dst (rows×side/2×side/2×ch),
-// recording in idx the src offset of each maximum.
-func maxPool2(dst, src []float64, idx []int32, rows, side, ch int) {
+// maxPool2 pools src (planes of side×side) into dst (planes of
+// side/2×side/2), recording in idx the src offset of each maximum.
+func maxPool2(dst, src []float64, idx []int32, planes, side int) {
 	half := side / 2
 	o := 0
-	for b := 0; b < rows; b++ {
-		base := b * side * side * ch
+	for p := 0; p < planes; p++ {
+		base := p * side * side
 		for py := 0; py < half; py++ {
+			r0 := base + 2*py*side
+			r1 := r0 + side
 			for px := 0; px < half; px++ {
-				r0 := base + ((2*py)*side+2*px)*ch
-				r1 := r0 + side*ch
-				for c := 0; c < ch; c++ {
-					best, bi := src[r0+c], r0+c
-					if v := src[r0+ch+c]; v > best {
-						best, bi = v, r0+ch+c
-					}
-					if v := src[r1+c]; v > best {
-						best, bi = v, r1+c
-					}
-					if v := src[r1+ch+c]; v > best {
-						best, bi = v, r1+ch+c
-					}
-					dst[o], idx[o] = best, int32(bi)
-					o++
+				i0, i1 := r0+2*px, r1+2*px
+				best, bi := src[i0], i0
+				if v := src[i0+1]; v > best {
+					best, bi = v, i0+1
 				}
+				if v := src[i1]; v > best {
+					best, bi = v, i1
+				}
+				if v := src[i1+1]; v > best {
+					best, bi = v, i1+1
+				}
+				dst[o], idx[o] = best, int32(bi)
+				o++
 			}
 		}
 	}
@@ -129,135 +140,194 @@ func growInt32(s []int32, n int) []int32 {
 	return s[:n]
 }
 
-func addBiasRelu(a, bias []float64, relu bool) {
-	c := len(bias)
-	for i := 0; i < len(a); i += c {
-		r := a[i : i+c]
+// addBiasRelu adds bias[c] to row c of a (len(bias) rows) and applies
+// ReLU.
+func addBiasRelu(a, bias []float64) {
+	n := len(a) / len(bias)
+	for c, b := range bias {
+		r := a[c*n : (c+1)*n]
 		for j, v := range r {
-			v += bias[j]
-			if relu && v < 0 {
-				v = 0
+			r[j] = max(v+b, 0)
+		}
+	}
+}
+
+// im2col writes, for planes ch×rows×side×side (channel-major, then image),
+// the matrix of kernel taps: row (c·K + ky)·K + kx, column
+// (b·out + oy)·out + ox, value in[c][b][oy+ky][ox+kx].
+func im2col(cols, in []float64, ch, rows, side int) {
+	out := side - cnnK + 1
+	n := rows * out * out
+	for c := 0; c < ch; c++ {
+		for ky := 0; ky < cnnK; ky++ {
+			for kx := 0; kx < cnnK; kx++ {
+				dst := cols[((c*cnnK+ky)*cnnK+kx)*n:]
+				o := 0
+				for b := 0; b < rows; b++ {
+					plane := in[(c*rows+b)*side*side:]
+					for oy := 0; oy < out; oy++ {
+						copy(dst[o:o+out], plane[(oy+ky)*side+kx:])
+						o += out
+					}
+				}
 			}
-			r[j] = v
+		}
+	}
+}
+
+// col2im adds the tap gradients dcols (layout of im2col) into din.
+func col2im(din, dcols []float64, ch, rows, side int) {
+	out := side - cnnK + 1
+	n := rows * out * out
+	for c := 0; c < ch; c++ {
+		for ky := 0; ky < cnnK; ky++ {
+			for kx := 0; kx < cnnK; kx++ {
+				src := dcols[((c*cnnK+ky)*cnnK+kx)*n:]
+				o := 0
+				for b := 0; b < rows; b++ {
+					plane := din[(c*rows+b)*side*side:]
+					for oy := 0; oy < out; oy++ {
+						d := plane[(oy+ky)*side+kx : (oy+ky)*side+kx+out]
+						for i, v := range src[o : o+out] {
+							d[i] += v
+						}
+						o += out
+					}
+				}
+			}
 		}
 	}
 }
 
 func (m *CNN) forward(x []float64, rows int) []float64 {
 	w1, b1, w2, b2, wd, bd := m.split(m.p)
-	// conv1 as im2col: one row per output pixel, one column per kernel tap.
 	n1 := rows * cnnS1 * cnnS1
-	m.cols1 = grow(m.cols1, n1*cnnPatch1)
-	r := 0
-	for b := 0; b < rows; b++ {
-		img := x[b*cnnSide*cnnSide : (b+1)*cnnSide*cnnSide]
-		for oy := 0; oy < cnnS1; oy++ {
-			for ox := 0; ox < cnnS1; ox++ {
-				dst := m.cols1[r*cnnPatch1 : (r+1)*cnnPatch1]
-				for ky := 0; ky < cnnK; ky++ {
-					copy(dst[ky*cnnK:(ky+1)*cnnK], img[(oy+ky)*cnnSide+ox:])
-				}
-				r++
-			}
-		}
-	}
-	m.a1 = grow(m.a1, n1*cnnC1)
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.cols1, n1, cnnPatch1), general(w1, cnnC1, cnnPatch1), 0, general(m.a1, n1, cnnC1))
-	addBiasRelu(m.a1, b1, true)
-	m.p1 = grow(m.p1, rows*cnnP1*cnnP1*cnnC1)
+	m.cols1 = grow(m.cols1, cnnPatch1*n1)
+	im2col(m.cols1, x, 1, rows, cnnSide)
+	m.a1 = grow(m.a1, cnnC1*n1)
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(w1, cnnC1, cnnPatch1), general(m.cols1, cnnPatch1, n1), 0, general(m.a1, cnnC1, n1))
+	addBiasRelu(m.a1, b1)
+	m.p1 = grow(m.p1, cnnC1*rows*cnnP1*cnnP1)
 	m.idx1 = growInt32(m.idx1, len(m.p1))
-	maxPool2(m.p1, m.a1, m.idx1, rows, cnnS1, cnnC1)
+	maxPool2(m.p1, m.a1, m.idx1, cnnC1*rows, cnnS1)
 
-	// conv2: patches of (ky, kx, c) from the HWC pooled map.
 	n2 := rows * cnnS2 * cnnS2
-	m.cols2 = grow(m.cols2, n2*cnnPatch2)
-	r = 0
-	for b := 0; b < rows; b++ {
-		mp := m.p1[b*cnnP1*cnnP1*cnnC1 : (b+1)*cnnP1*cnnP1*cnnC1]
-		for oy := 0; oy < cnnS2; oy++ {
-			for ox := 0; ox < cnnS2; ox++ {
-				dst := m.cols2[r*cnnPatch2 : (r+1)*cnnPatch2]
-				for ky := 0; ky < cnnK; ky++ {
-					src := ((oy+ky)*cnnP1 + ox) * cnnC1
-					copy(dst[ky*cnnK*cnnC1:(ky+1)*cnnK*cnnC1], mp[src:src+cnnK*cnnC1])
-				}
-				r++
-			}
+	m.cols2 = grow(m.cols2, cnnPatch2*n2)
+	im2col(m.cols2, m.p1, cnnC1, rows, cnnP1)
+	m.a2 = grow(m.a2, cnnC2*n2)
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(w2, cnnC2, cnnPatch2), general(m.cols2, cnnPatch2, n2), 0, general(m.a2, cnnC2, n2))
+	addBiasRelu(m.a2, b2)
+	m.p2 = grow(m.p2, cnnC2*rows*cnnP2*cnnP2)
+	m.idx2 = growInt32(m.idx2, len(m.p2))
+	maxPool2(m.p2, m.a2, m.idx2, cnnC2*rows, cnnS2)
+
+	// Flatten each image's 16×4×4 maps in (c, y, x) order.
+	const plane = cnnP2 * cnnP2
+	m.flat = grow(m.flat, rows*cnnFlat)
+	for c := 0; c < cnnC2; c++ {
+		for b := 0; b < rows; b++ {
+			copy(m.flat[b*cnnFlat+c*plane:b*cnnFlat+(c+1)*plane], m.p2[(c*rows+b)*plane:])
 		}
 	}
-	m.a2 = grow(m.a2, n2*cnnC2)
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.cols2, n2, cnnPatch2), general(w2, cnnC2, cnnPatch2), 0, general(m.a2, n2, cnnC2))
-	addBiasRelu(m.a2, b2, true)
-	m.p2 = grow(m.p2, rows*cnnFlat)
-	m.idx2 = growInt32(m.idx2, len(m.p2))
-	maxPool2(m.p2, m.a2, m.idx2, rows, cnnS2, cnnC2)
-
 	m.logits = grow(m.logits, rows*m.classes)
-	logits := m.logits
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.p2, rows, cnnFlat), general(wd, m.classes, cnnFlat), 0, general(logits, rows, m.classes))
-	addBiasRelu(logits, bd, false)
-	return logits
+	for b := 0; b < rows; b++ {
+		copy(m.logits[b*m.classes:(b+1)*m.classes], bd)
+	}
+	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.flat, rows, cnnFlat), general(wd, m.classes, cnnFlat), 1, general(m.logits, rows, m.classes))
+	return m.logits
 }
 
-// Grad implements Model.
+// Grad implements Model. A batch of cnnSplitRows or more rows is split in
+// two halves computed in parallel (two goroutines, like PyTorch's two
+// threads in the benchmark); the halves' mean gradients are combined
+// weighted by their sizes, so the result is the gradient of the whole
+// batch up to rounding, and deterministic.
 func (m *CNN) Grad(bt Batch, grad []float64) float64 {
 	rows := checkBatch(bt, cnnSide*cnnSide, len(m.p), grad)
+	if rows < cnnSplitRows {
+		return m.grad(bt, rows, grad)
+	}
+	if m.half == nil {
+		m.half = &CNN{classes: m.classes}
+		m.halfGrad = make([]float64, len(m.p))
+	}
+	m.half.p = m.p
+	r1 := rows / 2
+	r2 := rows - r1
+	const dim = cnnSide * cnnSide
+	var loss2 float64
+	done := make(chan struct{})
+	go func() {
+		loss2 = m.half.grad(Batch{X: bt.X[r1*dim:], Y: bt.Y[r1:]}, r2, m.halfGrad)
+		close(done)
+	}()
+	loss1 := m.grad(Batch{X: bt.X[:r1*dim], Y: bt.Y[:r1]}, r1, grad)
+	<-done
+	w1, w2 := float64(r1)/float64(rows), float64(r2)/float64(rows)
+	for i, g := range m.halfGrad {
+		grad[i] = w1*grad[i] + w2*g
+	}
+	return w1*loss1 + w2*loss2
+}
+
+func (m *CNN) grad(bt Batch, rows int, grad []float64) float64 {
 	z := m.forward(bt.X, rows)
 	loss := softmaxXent(z, bt.Y, m.classes)
 	_, _, w2, _, wd, _ := m.split(m.p)
 	gw1, gb1, gw2, gb2, gwd, gbd := m.split(grad)
 
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(z, rows, m.classes), general(m.p2, rows, cnnFlat), 0, general(gwd, m.classes, cnnFlat))
+	blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(z, rows, m.classes), general(m.flat, rows, cnnFlat), 0, general(gwd, m.classes, cnnFlat))
 	colSums(gbd, z, rows, m.classes)
-	m.dp2 = grow(m.dp2, rows*cnnFlat)
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(z, rows, m.classes), general(wd, m.classes, cnnFlat), 0, general(m.dp2, rows, cnnFlat))
+	m.dflat = grow(m.dflat, rows*cnnFlat)
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(z, rows, m.classes), general(wd, m.classes, cnnFlat), 0, general(m.dflat, rows, cnnFlat))
+	const plane = cnnP2 * cnnP2
+	m.dp2 = grow(m.dp2, len(m.p2))
+	for c := 0; c < cnnC2; c++ {
+		for b := 0; b < rows; b++ {
+			copy(m.dp2[(c*rows+b)*plane:(c*rows+b+1)*plane], m.dflat[b*cnnFlat+c*plane:])
+		}
+	}
 
 	n2 := rows * cnnS2 * cnnS2
-	m.da2 = grow(m.da2, n2*cnnC2)
-	clear(m.da2)
-	for i, g := range m.dp2 {
-		j := m.idx2[i]
-		if m.a2[j] > 0 {
-			m.da2[j] += g
-		}
-	}
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(m.da2, n2, cnnC2), general(m.cols2, n2, cnnPatch2), 0, general(gw2, cnnC2, cnnPatch2))
-	colSums(gb2, m.da2, n2, cnnC2)
-	m.dcols2 = grow(m.dcols2, n2*cnnPatch2)
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(m.da2, n2, cnnC2), general(w2, cnnC2, cnnPatch2), 0, general(m.dcols2, n2, cnnPatch2))
-
-	// col2im into the pooled map's gradient.
-	m.dp1 = grow(m.dp1, rows*cnnP1*cnnP1*cnnC1)
+	m.da2 = grow(m.da2, cnnC2*n2)
+	unpoolRelu(m.da2, m.dp2, m.idx2, m.a2)
+	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.da2, cnnC2, n2), general(m.cols2, cnnPatch2, n2), 0, general(gw2, cnnC2, cnnPatch2))
+	rowSums(gb2, m.da2)
+	m.dcols2 = grow(m.dcols2, cnnPatch2*n2)
+	blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(w2, cnnC2, cnnPatch2), general(m.da2, cnnC2, n2), 0, general(m.dcols2, cnnPatch2, n2))
+	m.dp1 = grow(m.dp1, len(m.p1))
 	clear(m.dp1)
-	r := 0
-	for b := 0; b < rows; b++ {
-		dmp := m.dp1[b*cnnP1*cnnP1*cnnC1 : (b+1)*cnnP1*cnnP1*cnnC1]
-		for oy := 0; oy < cnnS2; oy++ {
-			for ox := 0; ox < cnnS2; ox++ {
-				src := m.dcols2[r*cnnPatch2 : (r+1)*cnnPatch2]
-				for ky := 0; ky < cnnK; ky++ {
-					dst := dmp[((oy+ky)*cnnP1+ox)*cnnC1 : ((oy+ky)*cnnP1+ox+cnnK)*cnnC1]
-					s := src[ky*cnnK*cnnC1 : (ky+1)*cnnK*cnnC1]
-					for i, v := range s {
-						dst[i] += v
-					}
-				}
-				r++
-			}
-		}
-	}
+	col2im(m.dp1, m.dcols2, cnnC1, rows, cnnP1)
+
 	n1 := rows * cnnS1 * cnnS1
-	m.da1 = grow(m.da1, n1*cnnC1)
-	clear(m.da1)
-	for i, g := range m.dp1 {
-		j := m.idx1[i]
-		if m.a1[j] > 0 {
-			m.da1[j] += g
+	m.da1 = grow(m.da1, cnnC1*n1)
+	unpoolRelu(m.da1, m.dp1, m.idx1, m.a1)
+	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.da1, cnnC1, n1), general(m.cols1, cnnPatch1, n1), 0, general(gw1, cnnC1, cnnPatch1))
+	rowSums(gb1, m.da1)
+	return loss
+}
+
+// unpoolRelu routes the pooled gradient dp back to the maxima idx, where
+// the ReLU output a was positive; everything else in da is zero.
+func unpoolRelu(da, dp []float64, idx []int32, a []float64) {
+	clear(da)
+	for i, g := range dp {
+		if j := idx[i]; a[j] > 0 {
+			da[j] += g
 		}
 	}
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(m.da1, n1, cnnC1), general(m.cols1, n1, cnnPatch1), 0, general(gw1, cnnC1, cnnPatch1))
-	colSums(gb1, m.da1, n1, cnnC1)
-	return loss
+}
+
+// rowSums writes into dst[c] the sum of row c of a (len(dst) rows).
+func rowSums(dst, a []float64) {
+	n := len(a) / len(dst)
+	for c := range dst {
+		var s float64
+		for _, v := range a[c*n : (c+1)*n] {
+			s += v
+		}
+		dst[c] = s
+	}
 }
 
 // Predict implements Model.

@@ -180,3 +180,38 @@ func TestFedProxPullsTowardsStart(t *testing.T) {
 		t.Error("negative μ changed training")
 	}
 }
+
+// TestCNNSplitBatchGradient: the two-goroutine path of CNN.Grad gives the
+// whole batch's gradient (it is only reordered sums).
+func TestCNNSplitBatchGradient(t *testing.T) {
+	rng := testRand(9)
+	a, _ := ParseArch("cnn:mnist", 784, 10)
+	m, _ := NewModel(a, rng)
+	rows := 13
+	b := Batch{X: make([]float64, rows*784), Y: make([]int, rows)}
+	for i := range b.X {
+		b.X[i] = rng.NormFloat64()
+	}
+	for i := range b.Y {
+		b.Y[i] = rng.IntN(10)
+	}
+	split := make([]float64, a.NumParams())
+	whole := make([]float64, a.NumParams())
+	ls := m.Grad(b, split)
+	lw := m.(*CNN).grad(b, rows, whole)
+	if math.Abs(ls-lw) > 1e-12*math.Abs(lw) {
+		t.Errorf("loss %v split, %v whole", ls, lw)
+	}
+	for i := range whole {
+		if math.Abs(split[i]-whole[i]) > 1e-12*(1+math.Abs(whole[i])) {
+			t.Fatalf("param %d: %v split, %v whole", i, split[i], whole[i])
+		}
+	}
+	again := make([]float64, a.NumParams())
+	m.Grad(b, again)
+	for i := range again {
+		if again[i] != split[i] {
+			t.Fatal("Grad is not deterministic")
+		}
+	}
+}
