@@ -208,7 +208,8 @@ func (m *Softmax) Predict(x []float64, out []int) {
 // a_0 = x, a_l = relu(W_l·a_{l−1} + b_l), logits = W_L·a_{L−1} + b_L.
 // Parameters, layer by layer from the input: W_l (out×in, row-major), then
 // b_l. With one hidden layer that is W1 (Hidden×Dim), b1, W2
-// (Classes×Hidden), b2.
+// (Classes×Hidden), b2. This is the order and layout of the parameters of
+// PyTorch's nn.Sequential of nn.Linear layers (weight [out][in]).
 type MLP struct {
 	widths []int
 	p      []float64
