@@ -56,6 +56,9 @@
 //
 // # Federation
 //
+// CentralizedReference trains the same model on the pooled training data
+// with a federation's budget: the reference its accuracy is judged by.
+//
 // RunFederation simulates synchronous federated rounds in one process:
 // honest clients train locally from the global model, f Byzantine clients
 // craft updates with an aggregate.Attack (seeing the honest updates of the

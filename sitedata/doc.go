@@ -15,7 +15,10 @@
 //     or a text file with one label a line);
 //   - MNIST-style IDX pairs (train-images-idx3-ubyte[.gz] with its
 //     labels file, found by name or given in Options.Labels), pixels
-//     scaled to [0, 1];
+//     scaled to [0, 1]; Debian's dataset-fashion-mnist package installs
+//     Fashion-MNIST in this form under /usr/share/datasets/fashion-mnist
+//     (learn.FashionMNISTDir), e.g. Load of
+//     /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz;
 //   - a folder of recorded MFN potential fields: .npy files of N×N or
 //     T×N×N values in volts, as "mfn sim --out" writes, and a labels.csv
 //     with columns file and label; each field becomes one row of the 18

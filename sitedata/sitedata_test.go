@@ -14,6 +14,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/mfn/mfn/internal/npy"
+	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/sim"
 )
 
@@ -405,5 +406,32 @@ func TestUnlabelled(t *testing.T) {
 	npz := makeNPZ(t, []float64{1, 2, 3, 4}, []int{2, 2}, []float64{0, 1})
 	if l, err := ReadNPZ(bytes.NewReader(npz), int64(len(npz)), "x.npz", Options{Unlabelled: true}); err != nil || l.Data.Len() != 2 {
 		t.Fatalf("npz: %v", err)
+	}
+}
+
+// TestFashionMNISTThroughIDX loads Debian's dataset-fashion-mnist (apt-get
+// install dataset-fashion-mnist; files in learn.FashionMNISTDir) with the
+// IDX loader, the labels file found by name. Skipped when not installed.
+func TestFashionMNISTThroughIDX(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 60,000 images")
+	}
+	img := filepath.Join(learn.FashionMNISTDir, "t10k-images-idx3-ubyte.gz")
+	if _, err := os.Stat(img); err != nil {
+		t.Skip("dataset-fashion-mnist not installed")
+	}
+	classes := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	l, err := Load(img, Options{Schema: Schema{Shape: []int{28, 28}, Classes: classes, Standardize: StandardizeSite}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Data.Len() != 10000 || l.Data.Dim != 784 || l.Data.Classes != 10 {
+		t.Fatalf("rows %d dim %d classes %d", l.Data.Len(), l.Data.Dim, l.Data.Classes)
+	}
+	// Fashion-MNIST's test split is balanced: 1,000 of each class.
+	for c, n := range l.Data.LabelCounts() {
+		if n != 1000 {
+			t.Errorf("class %d: %d images", c, n)
+		}
 	}
 }
