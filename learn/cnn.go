@@ -57,7 +57,7 @@ type CNN struct {
 	cols1, a1, p1, cols2, a2, p2, flat []float64
 	idx1, idx2                         []int32
 	da2, dcols2, dp1, da1, dp2, dflat  []float64
-	logits                             []float64
+	logits, w2t                        []float64
 	// half computes the second half of a large batch on another
 	// goroutine (see Grad); nil until first needed.
 	half     *CNN
@@ -205,7 +205,7 @@ func (m *CNN) forward(x []float64, rows int) []float64 {
 	m.cols1 = grow(m.cols1, cnnPatch1*n1)
 	im2col(m.cols1, x, 1, rows, cnnSide)
 	m.a1 = grow(m.a1, cnnC1*n1)
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(w1, cnnC1, cnnPatch1), general(m.cols1, cnnPatch1, n1), 0, general(m.a1, cnnC1, n1))
+	matNN(cnnC1, n1, cnnPatch1, w1, m.cols1, m.a1)
 	addBiasRelu(m.a1, b1)
 	m.p1 = grow(m.p1, cnnC1*rows*cnnP1*cnnP1)
 	m.idx1 = growInt32(m.idx1, len(m.p1))
@@ -215,7 +215,7 @@ func (m *CNN) forward(x []float64, rows int) []float64 {
 	m.cols2 = grow(m.cols2, cnnPatch2*n2)
 	im2col(m.cols2, m.p1, cnnC1, rows, cnnP1)
 	m.a2 = grow(m.a2, cnnC2*n2)
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, general(w2, cnnC2, cnnPatch2), general(m.cols2, cnnPatch2, n2), 0, general(m.a2, cnnC2, n2))
+	matNN(cnnC2, n2, cnnPatch2, w2, m.cols2, m.a2)
 	addBiasRelu(m.a2, b2)
 	m.p2 = grow(m.p2, cnnC2*rows*cnnP2*cnnP2)
 	m.idx2 = growInt32(m.idx2, len(m.p2))
@@ -291,10 +291,16 @@ func (m *CNN) grad(bt Batch, rows int, grad []float64) float64 {
 	n2 := rows * cnnS2 * cnnS2
 	m.da2 = grow(m.da2, cnnC2*n2)
 	unpoolRelu(m.da2, m.dp2, m.idx2, m.a2)
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.da2, cnnC2, n2), general(m.cols2, cnnPatch2, n2), 0, general(gw2, cnnC2, cnnPatch2))
+	matNT(cnnC2, cnnPatch2, n2, m.da2, m.cols2, gw2)
 	rowSums(gb2, m.da2)
 	m.dcols2 = grow(m.dcols2, cnnPatch2*n2)
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1, general(w2, cnnC2, cnnPatch2), general(m.da2, cnnC2, n2), 0, general(m.dcols2, cnnPatch2, n2))
+	m.w2t = grow(m.w2t, len(w2))
+	for o := 0; o < cnnC2; o++ {
+		for q := 0; q < cnnPatch2; q++ {
+			m.w2t[q*cnnC2+o] = w2[o*cnnPatch2+q]
+		}
+	}
+	matNN(cnnPatch2, n2, cnnC2, m.w2t, m.da2, m.dcols2)
 	m.dp1 = grow(m.dp1, len(m.p1))
 	clear(m.dp1)
 	col2im(m.dp1, m.dcols2, cnnC1, rows, cnnP1)
@@ -302,7 +308,7 @@ func (m *CNN) grad(bt Batch, rows int, grad []float64) float64 {
 	n1 := rows * cnnS1 * cnnS1
 	m.da1 = grow(m.da1, cnnC1*n1)
 	unpoolRelu(m.da1, m.dp1, m.idx1, m.a1)
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, general(m.da1, cnnC1, n1), general(m.cols1, cnnPatch1, n1), 0, general(gw1, cnnC1, cnnPatch1))
+	matNT(cnnC1, cnnPatch1, n1, m.da1, m.cols1, gw1)
 	rowSums(gb1, m.da1)
 	return loss
 }
