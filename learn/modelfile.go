@@ -110,13 +110,15 @@ func (f *ModelFile) Model() (Model, error) {
 
 // ReadModelFile decodes and validates a model file of at most
 // MaxModelFileBytes. Errors wrap ErrModelFile.
-func ReadModelFile(r io.Reader) (*ModelFile, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxModelFileBytes+1))
+func ReadModelFile(r io.Reader) (*ModelFile, error) { return readModelFile(r, MaxModelFileBytes) }
+
+func readModelFile(r io.Reader, limit int64) (*ModelFile, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > MaxModelFileBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrModelFile, MaxModelFileBytes)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrModelFile, limit)
 	}
 	var f ModelFile
 	if err := json.Unmarshal(b, &f); err != nil {

@@ -84,6 +84,22 @@ func TestModelFileValidate(t *testing.T) {
 	}
 }
 
+// TestModelFileSizeLimit: a file one byte over the limit is refused
+// without being parsed (the limit is lowered here; ReadModelFile uses
+// MaxModelFileBytes).
+func TestModelFileSizeLimit(t *testing.T) {
+	var buf bytes.Buffer
+	WriteModelFile(&buf, twoFeatureFile())
+	n := int64(buf.Len())
+	if _, err := readModelFile(bytes.NewReader(buf.Bytes()), n); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := readModelFile(bytes.NewReader(buf.Bytes()), n-1)
+	if !errors.Is(err, ErrModelFile) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("over the limit: %v", err)
+	}
+}
+
 func FuzzReadModelFile(f *testing.F) {
 	var buf bytes.Buffer
 	WriteModelFile(&buf, twoFeatureFile())
