@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/learn"
 )
 
 // Config is one robustness experiment: the data, the model, the grid of
@@ -15,10 +17,23 @@ import (
 // hyper-parameters shared by every cell. DefaultConfig gives the full
 // protocol's values; Validate names the first bad field.
 type Config struct {
-	// Dataset is "mnist", "fashion" (Debian's dataset-fashion-mnist) or
-	// "mfn" (the MFN regime task).
+	// Dataset is "mnist", "fashion" (Debian's dataset-fashion-mnist),
+	// "mfn" (the MFN regime task) or "file" (Data).
 	Dataset string
-	// Model is "softmax" or "mlp" (one hidden layer of Hidden units).
+	// Data is a site-style data file or folder (any format package
+	// sitedata reads) for Dataset "file": its rows are split into train
+	// and test by TestFraction with a fixed seed, the same for every cell.
+	Data string
+	// LabelColumn names Data's label column; empty means "label".
+	LabelColumn string
+	// Classes is Data's class list (labels are mapped by it); empty means
+	// integer labels 0..K−1.
+	Classes []string
+	// TestFraction is the share of Data held out for testing; zero means
+	// 0.2.
+	TestFraction float64
+	// Model is "softmax", "mlp" (one hidden layer of Hidden units) or any
+	// learn.ParseArch spec ("mlp:128,64", "cnn:mnist").
 	Model string
 	// Heterogeneity lists the client data distributions: "iid",
 	// "dirichlet" (one setting per Alphas value) and "extreme".
@@ -122,10 +137,14 @@ func bad(field, format string, args ...any) error {
 // and attack name is resolved, so that a typo fails before hours of work.
 func (c Config) Validate() error {
 	switch {
-	case c.Dataset != "mnist" && c.Dataset != "fashion" && c.Dataset != "mfn":
-		return bad("dataset", "%q: want mnist, fashion or mfn", c.Dataset)
-	case c.Model != "softmax" && c.Model != "mlp":
-		return bad("model", "%q: want softmax or mlp", c.Model)
+	case c.Dataset != "mnist" && c.Dataset != "fashion" && c.Dataset != "mfn" && c.Dataset != "file":
+		return bad("dataset", "%q: want mnist, fashion, mfn or file", c.Dataset)
+	case (c.Dataset == "file") != (c.Data != ""):
+		return bad("data", "%q: a data file goes with dataset file, and dataset file needs one", c.Data)
+	case !(c.TestFraction >= 0 && c.TestFraction < 1):
+		return bad("test-fraction", "%v: want [0,1) (0 means 0.2)", c.TestFraction)
+	case c.Model != "mlp" && !validSpec(c.Model):
+		return bad("model", "%q: want softmax, mlp, mlp:H1,H2,... or cnn:mnist", c.Model)
 	case c.Honest < 1 || c.Honest > 1000:
 		return bad("honest", "%d: want 1..1000", c.Honest)
 	case c.Rounds < 1 || c.Rounds > 100000:
@@ -205,6 +224,37 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// validSpec reports whether spec parses as a model for some data; the
+// input dimension is checked against the data when it is loaded.
+func validSpec(spec string) bool {
+	_, err := learn.ParseArch(spec, 784, 10)
+	return err == nil
+}
+
+// Arch is the model of c for inputs of dim features and classes classes.
+func (c Config) Arch(dim, classes int) (learn.Arch, error) {
+	if c.Model == "mlp" {
+		return learn.Arch{Kind: "mlp", Dim: dim, Hidden: c.Hidden, Classes: classes}, nil
+	}
+	return learn.ParseArch(c.Model, dim, classes)
+}
+
+// DatasetName is the data set as records and tables name it: Dataset, or
+// "file:NAME" for a data file.
+func (c Config) DatasetName() string {
+	if c.Dataset == "file" {
+		return "file:" + filepath.Base(c.Data)
+	}
+	return c.Dataset
+}
+
+func (c Config) testFraction() float64 {
+	if c.TestFraction == 0 {
+		return 0.2
+	}
+	return c.TestFraction
+}
+
 // RealAttacks drops "none" (which only runs with f = 0).
 func RealAttacks(attacks []string) []string {
 	var out []string
@@ -229,6 +279,9 @@ func (c Config) Setup() string {
 	}
 	if c.Dataset == "mfn" {
 		s += fmt.Sprintf(" per-regime=%d", c.MFNPerRegime)
+	}
+	if c.Dataset == "file" {
+		s += fmt.Sprintf(" label=%q classes=%q test-fraction=%g", c.LabelColumn, strings.Join(c.Classes, ","), c.testFraction())
 	}
 	return s
 }
@@ -301,7 +354,7 @@ func (c Config) Cells() []Cell {
 // Key identifies cell under setup (Config.Setup); it equals RecordKey of
 // the cell's Record.
 func (c Config) Key(cell Cell, setup string) string {
-	return fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", c.Dataset, c.Model, cell.Heterogeneity, cell.Alpha, c.Honest,
+	return fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", c.DatasetName(), c.Model, cell.Heterogeneity, cell.Alpha, c.Honest,
 		cell.F, cell.Rule, cell.Attack, cell.Seed, c.CellSetup(setup, cell.Rule))
 }
 

@@ -14,6 +14,15 @@
 // cell, so the same Config gives the same accuracies bit for bit, whatever
 // Config.Workers is.
 //
+// # Data and models
+//
+// Config.Dataset picks MNIST, Fashion-MNIST, the MFN regime task, or
+// "file": a site-style file read by package sitedata (Config.Data, its
+// label column and class list), split into train and test with a fixed
+// seed (Config.TestFraction); the test part is never given to a client.
+// Config.Model is "softmax", "mlp" (Config.Hidden units) or any
+// learn.ParseArch spec such as "mlp:128,64" or "cnn:mnist".
+//
 // # Results files and resuming
 //
 // Run appends every finished cell as one JSON line (Record) to

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -230,5 +231,56 @@ func TestReadResultsTruncatedLastLine(t *testing.T) {
 	}
 	if _, err := ReadResults(path); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("bad first line: %v", err)
+	}
+}
+
+// TestDataFile runs the protocol on a CSV file: three separable classes
+// named by strings, an MLP given by spec.
+func TestDataFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "blobs.csv")
+	var b strings.Builder
+	b.WriteString("f0,f1,f2,species\n")
+	names := []string{"ant", "bee", "cat"}
+	for i := 0; i < 300; i++ {
+		k := i % 3
+		// centres 0, 4, 8 on every axis, with a deterministic wobble
+		w := float64(i%7) / 10
+		fmt.Fprintf(&b, "%g,%g,%g,%s\n", 4*float64(k)+w, 4*float64(k)-w, 4*float64(k)+w/2, names[k])
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.Dataset, c.Data, c.LabelColumn = "file", path, "species"
+	c.Classes = []string{"cat", "bee", "ant"}
+	c.Model = "mlp:16,8"
+	c.Heterogeneity = []string{"iid"}
+	c.Honest = 4
+	c.Fs = []int{0}
+	c.Rules = []string{"fedavg"}
+	c.Rounds, c.LocalSteps, c.Seeds, c.LR = 5, 10, 1, 0.05
+	out, err := Run(context.Background(), c, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := out.Records[0]
+	if r.Dataset != "file:blobs.csv" || r.Error != "" || r.Accuracy < 0.95 {
+		t.Errorf("record %+v", r)
+	}
+	// Without a class list labels must be integers: "ant" is not one.
+	c.Classes = nil
+	if _, err := Run(context.Background(), c, RunOptions{}); err == nil || !strings.Contains(err.Error(), `column "species"`) {
+		t.Errorf("string labels without classes: %v", err)
+	}
+	c.Classes = []string{"cat", "bee", "ant"}
+	c.Model = "cnn:mnist" // 3 features are no 28×28 image
+	var ce *ConfigError
+	if _, err := Run(context.Background(), c, RunOptions{}); !errors.As(err, &ce) || ce.Field != "model" {
+		t.Errorf("cnn on 3 features: %v", err)
+	}
+	c.Model, c.Data = "softmax", ""
+	if err := c.Validate(); !errors.As(err, &ce) || ce.Field != "data" {
+		t.Errorf("file without data: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/sitedata"
 )
 
 // Data holds the standardised splits shared by every cell.
@@ -51,8 +52,16 @@ func LoadData(ctx context.Context, c Config) (*Data, error) {
 	case "mfn":
 		// A fixed data seed: every cell and seed shares the same samples.
 		train, test, err = learn.MFNRegimeTask(ctx, learn.RegimeTaskConfig{}, c.MFNPerRegime, rand.New(rand.NewPCG(0, 0x6d666e)))
+	case "file":
+		var l *sitedata.Loaded
+		if l, err = sitedata.Load(c.Data, sitedata.Options{LabelColumn: c.LabelColumn, Schema: sitedata.Schema{Classes: c.Classes}}); err != nil {
+			return nil, err
+		}
+		// A fixed split seed: the test part is the same for every cell
+		// and never given to a client.
+		train, test, err = learn.SplitTrainTest(l.Data, c.testFraction(), rand.New(rand.NewPCG(0, 0x5e1)))
 	default:
-		return nil, bad("dataset", "%q: want mnist, fashion or mfn", c.Dataset)
+		return nil, bad("dataset", "%q: want mnist, fashion, mfn or file", c.Dataset)
 	}
 	if err != nil {
 		return nil, err
@@ -64,6 +73,9 @@ func LoadData(ctx context.Context, c Config) (*Data, error) {
 	}
 	if c.TestSize > 0 && c.TestSize < test.Len() {
 		test = test.Subset(seqInts(c.TestSize))
+	}
+	if _, err := c.Arch(train.Dim, train.Classes); err != nil {
+		return nil, bad("model", "%q on %d features, %d classes: %v", c.Model, train.Dim, train.Classes, err)
 	}
 	if train.Len() < c.Honest {
 		return nil, bad("train-size", "%d: fewer samples than --honest %d clients", train.Len(), c.Honest)
@@ -87,7 +99,7 @@ func seqInts(n int) []int {
 func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string) (Record, error) {
 	pre, ruleName := SplitPipeline(cell.Rule)
 	rec := Record{
-		Dataset: c.Dataset, Model: c.Model, Heterogeneity: cell.Heterogeneity, Alpha: cell.Alpha,
+		Dataset: c.DatasetName(), Model: c.Model, Heterogeneity: cell.Heterogeneity, Alpha: cell.Alpha,
 		Honest: c.Honest, F: cell.F, Rule: ruleName, Pre: pre, Attack: cell.Attack, Seed: cell.Seed, Setup: c.CellSetup(setup, cell.Rule),
 	}
 	start := time.Now()
@@ -121,9 +133,13 @@ func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string)
 	if err != nil {
 		return fail(err)
 	}
+	arch, err := c.Arch(data.Train.Dim, data.Train.Classes)
+	if err != nil {
+		return rec, err
+	}
 	fed := learn.Federation{
 		Config: learn.FederationConfig{
-			Arch:   learn.Arch{Kind: c.Model, Dim: data.Train.Dim, Hidden: c.Hidden, Classes: data.Train.Classes},
+			Arch:   arch,
 			Rounds: c.Rounds,
 			Local:  learn.LocalConfig{Steps: c.LocalSteps, Epochs: c.LocalEpochs, Batch: c.Batch},
 			LR:     c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay,

@@ -45,12 +45,17 @@ aggregate's attack names with optional parameters after colons, e.g.
 gaussian:sigma=200 or ipm:eps=0.5; label-flip trains Byzantine clients on
 labels y → classes−1−y.
 
+--data runs the protocol on your own file (any format "mfn node --data"
+reads), split into train and test with a fixed seed (--test-fraction); the
+test part is never given to a client.
+
 --quick is the CI-sized run: softmax on a 20,000-image MNIST subset, IID and
 Dirichlet α = 0.5, f ∈ {0, 1, 3}, 10 honest clients, the main rules and
 attacks, 10 rounds of 30 local steps, one seed; flags given explicitly still
 override it.`
 
 const benchRobustnessExample = `  mfn bench robustness --quick
+  mfn bench robustness --quick --data site.csv --label-column diagnosis --classes benign,malignant --model mlp:32
   mfn bench robustness --quick --results quick.jsonl --json quick.json --png quick.png
   mfn bench robustness --model mlp --heterogeneity iid,dirichlet,extreme --alpha 1,0.5,0.1 \
       --f 0,1,2,3,4 --rules fedavg,krum,nnm+trimmed-mean --attacks alie,ipm:eps=0.5,label-flip \
@@ -93,6 +98,13 @@ func newBenchRobustnessCmd(env *cmdEnv) *cobra.Command {
 		Example: benchRobustnessExample,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A data file is the data set unless --dataset says otherwise
+			// (set before --quick, which would otherwise pick mnist).
+			if o.Data != "" && !cmd.Flags().Changed("dataset") {
+				if err := cmd.Flags().Set("dataset", "file"); err != nil {
+					return err
+				}
+			}
 			if o.quick {
 				for name, v := range quickDefaults {
 					if !cmd.Flags().Changed(name) {
@@ -106,8 +118,12 @@ func newBenchRobustnessCmd(env *cmdEnv) *cobra.Command {
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&o.Dataset, "dataset", "mnist", "data set: mnist, fashion (Debian dataset-fashion-mnist) or mfn (MFN regime task)")
-	fl.StringVar(&o.Model, "model", "softmax", "model: softmax or mlp (784-64-10 on MNIST)")
+	fl.StringVar(&o.Dataset, "dataset", "mnist", "data set: mnist, fashion (Debian dataset-fashion-mnist), mfn (MFN regime task) or file (--data)")
+	fl.StringVar(&o.Data, "data", "", "your own data: .csv, .parquet, .npz, IDX images or a folder of MFN fields (implies --dataset file)")
+	fl.StringVar(&o.LabelColumn, "label-column", "label", "label column of --data")
+	fl.StringSliceVar(&o.Classes, "classes", nil, "class list of --data (labels are mapped by it; default: integer labels 0..K-1)")
+	fl.Float64Var(&o.TestFraction, "test-fraction", 0.2, "share of --data held out for testing, split with a fixed seed (0..1)")
+	fl.StringVar(&o.Model, "model", "softmax", "model: softmax, mlp (one hidden layer of --hidden units), mlp:H1,H2,... or cnn:mnist")
 	fl.StringSliceVar(&o.Heterogeneity, "heterogeneity", []string{"iid", "dirichlet", "extreme"}, "client data distributions: iid, dirichlet (one per --alpha), extreme")
 	fl.Float64SliceVar(&o.Alphas, "alpha", []float64{1, 0.5, 0.1}, "Dirichlet concentrations α > 0 (smaller is more heterogeneous)")
 	fl.IntVar(&o.ExtremeLabels, "extreme-labels", 1, "labels per honest client in the extreme setting (1 or 2)")
