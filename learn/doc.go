@@ -18,7 +18,11 @@
 //     dense, for 28×28 images (6,218 parameters); layout documented at CNN.
 //
 // Matrix products go through gonum's BLAS on views of the flat vector, so
-// no parameter is copied during training.
+// no parameter is copied during training. The CNN's convolution products
+// use AVX2/FMA kernels (kernel_amd64.s) where the CPU has them: training
+// is deterministic on one machine, but its last bits differ from a
+// machine without FMA. The layouts are PyTorch's (a test compares logits
+// with PyTorch), so weights move between the two by reshaping.
 //
 //	a, _ := learn.ParseArch("mlp:128", 784, 10)
 //	m, _ := learn.NewModel(a, rng)
