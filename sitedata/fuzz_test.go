@@ -85,6 +85,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 	seeds["FuzzReadParquet"] = []string{"[]byte(" + strconv.Quote(string(parquetSeed(t))) + ")"}
 	seeds["FuzzReadNPZ"] = []string{"[]byte(" + strconv.Quote(string(npzSeed(t))) + ")"}
+	seeds["FuzzFieldsLabels"] = []string{"[]byte(" + strconv.Quote("file,label\na.npy,1\na.npy,0\n") + ")"}
+	seeds["FuzzLabelsText"] = []string{"[]byte(" + strconv.Quote("b\na\nb\n") + ")"}
 	for name, list := range seeds {
 		for i, body := range list {
 			p := filepath.Join("testdata", "fuzz", name, fmt.Sprintf("seed%d", i))
@@ -100,4 +102,45 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzFieldsLabels fuzzes the labels file of a folder of MFN fields (the
+// one part of that format not covered by the .npy fuzzer): a folder with
+// one valid 8×8 field a.npy and the fuzzed labels.csv.
+func FuzzFieldsLabels(f *testing.F) {
+	f.Add([]byte("file,label\na.npy,1\na.npy,0\n"))
+	f.Add([]byte("file,label\n../a.npy,1\n,\n\"a.npy\",x\n"))
+	field := make([]float64, 64)
+	for i := range field {
+		field[i] = -0.07 + 0.001*float64(i%9)
+	}
+	npyField := npyBytes(f, field, []int{8, 8})
+	f.Fuzz(func(t *testing.T, labels []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "a.npy"), npyField, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, DefaultFieldLabels), labels, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l, err := Load(dir, Options{DropInvalid: true, MaxValues: 1 << 12})
+		checkLoaded(t, l, err)
+		l, err = Load(dir, Options{Schema: Schema{Classes: []string{"0", "1"}}})
+		checkLoaded(t, l, err)
+	})
+}
+
+// FuzzLabelsText fuzzes the text labels file of a .npy input.
+func FuzzLabelsText(f *testing.F) {
+	f.Add([]byte("b\na\nb\n"))
+	f.Add([]byte("1\n0\n\n"))
+	x := npyBytes(f, []float64{1, 2, 3, 4, 5, 6}, []int{3, 2})
+	f.Fuzz(func(t *testing.T, labels []byte) {
+		dir := t.TempDir()
+		xp, yp := filepath.Join(dir, "x.npy"), filepath.Join(dir, "y.txt")
+		os.WriteFile(xp, x, 0o644)
+		os.WriteFile(yp, labels, 0o644)
+		l, err := Load(xp, Options{Labels: yp, DropInvalid: true})
+		checkLoaded(t, l, err)
+	})
 }
