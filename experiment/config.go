@@ -68,6 +68,10 @@ type Config struct {
 	// DataDir holds the IDX files; empty means the GoMNIST module for
 	// mnist and learn.FashionMNISTDir for fashion.
 	DataDir string
+	// Reference also trains, for each seed, the same model on the pooled
+	// training data with the budget of the Honest clients
+	// (learn.CentralizedReference); Run reports the mean accuracy.
+	Reference bool
 	// Workers bounds the goroutines training clients; zero means
 	// GOMAXPROCS. Results do not depend on it.
 	Workers int

@@ -268,6 +268,14 @@ func TestDataFile(t *testing.T) {
 	if r.Dataset != "file:blobs.csv" || r.Error != "" || r.Accuracy < 0.95 {
 		t.Errorf("record %+v", r)
 	}
+	if !math.IsNaN(out.Reference) {
+		t.Errorf("reference %v without Config.Reference", out.Reference)
+	}
+	c.Reference = true
+	if out, err = Run(context.Background(), c, RunOptions{}); err != nil || !(out.Reference >= 0.95) {
+		t.Errorf("centralized reference %v, %v", out.Reference, err)
+	}
+	c.Reference = false
 	// Without a class list labels must be integers: "ant" is not one.
 	c.Classes = nil
 	if _, err := Run(context.Background(), c, RunOptions{}); err == nil || !strings.Contains(err.Error(), `column "species"`) {

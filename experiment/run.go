@@ -176,6 +176,31 @@ func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string)
 	return rec, nil
 }
 
+// Reference returns the mean over c's seeds of learn.CentralizedReference:
+// c's model trained on all of data.Train with the budget of c.Honest
+// clients, evaluated on data.Test.
+func Reference(ctx context.Context, c Config, data *Data) (float64, error) {
+	arch, err := c.Arch(data.Train.Dim, data.Train.Classes)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for k := 0; k < c.Seeds; k++ {
+		fc := learn.FederationConfig{
+			Arch: arch, Rounds: c.Rounds,
+			Local: learn.LocalConfig{Steps: c.LocalSteps, Epochs: c.LocalEpochs, Batch: c.Batch},
+			LR:    c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay,
+			Seed: c.Seed + uint64(k),
+		}
+		acc, err := learn.CentralizedReference(ctx, fc, c.Honest, data.Train, data.Test)
+		if err != nil {
+			return 0, err
+		}
+		sum += acc
+	}
+	return sum / float64(c.Seeds), nil
+}
+
 // RunOptions are the optional parts of Run. The zero value runs every cell
 // without a results file.
 type RunOptions struct {
@@ -199,6 +224,9 @@ type Outcome struct {
 	// Interrupted is the context's error when ctx was cancelled before
 	// every cell ran; Records still holds the finished ones.
 	Interrupted error
+	// Reference is the mean over seeds of the centralized reference
+	// accuracy when Config.Reference is set, NaN otherwise.
+	Reference float64
 }
 
 // Run validates c, then runs every cell of c not already in opt.Results,
@@ -236,13 +264,24 @@ func Run(ctx context.Context, c Config, opt RunOptions) (*Outcome, error) {
 		opt.Start(len(cells), len(cells)-len(todo), len(todo))
 	}
 	var data *Data
-	if len(todo) > 0 {
+	if len(todo) > 0 || c.Reference {
 		var err error
 		if data, err = LoadData(ctx, c); err != nil {
 			return nil, err
 		}
 	}
-	out := &Outcome{Total: len(cells)}
+	out := &Outcome{Total: len(cells), Reference: math.NaN()}
+	if c.Reference {
+		ref, err := Reference(ctx, c, data)
+		if err != nil {
+			if ctx.Err() != nil {
+				out.Interrupted = ctx.Err()
+				return out, nil
+			}
+			return nil, err
+		}
+		out.Reference = ref
+	}
 	for _, cell := range todo {
 		if err := ctx.Err(); err != nil {
 			out.Interrupted = err

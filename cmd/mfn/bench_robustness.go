@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -154,6 +155,7 @@ func newBenchRobustnessCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&o.CCIters, "cc-iters", 1, "centered-clipping's iterations L (1..100)")
 	fl.IntVar(&o.GMIters, "gm-iters", 8, "geometric-median's maximum smoothed-Weiszfeld iterations (1..1000)")
 	fl.IntVar(&o.BucketSize, "bucket-size", 2, "bucketing's bucket size s (1..1000)")
+	fl.BoolVar(&o.Reference, "reference", false, "also train the model on the pooled training data with the same budget and print its accuracy")
 	fl.IntVar(&o.Workers, "workers", 0, "goroutines training clients (0 means GOMAXPROCS; results do not depend on it)")
 	return c
 }
@@ -186,6 +188,9 @@ func runBenchRobustness(env *cmdEnv, o *robustnessOptions) error {
 			return usagef("--%s %s", ce.Field, ce.Detail)
 		}
 		return err
+	}
+	if o.Reference && !math.IsNaN(out.Reference) {
+		fmt.Fprintf(env.stdout, "# centralized reference (same model and budget on the pooled training data, mean over seeds): %.4f\n\n", out.Reference)
 	}
 	if err := experiment.WriteTable(env.stdout, o.Config, out.Records); err != nil {
 		return err
