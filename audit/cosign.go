@@ -82,7 +82,7 @@ func splitNote(msg []byte) (body []byte, sigs []string, err error) {
 		return nil, nil, fmt.Errorf("audit: note is %d bytes, limit %d: %w", len(msg), MaxCheckpointLen, ErrTooLarge)
 	}
 	i := bytes.LastIndex(msg, []byte("\n\n"))
-	if i < 0 || len(msg) == 0 || msg[len(msg)-1] != '\n' {
+	if i < 0 || i+2 >= len(msg) || msg[len(msg)-1] != '\n' {
 		return nil, nil, fmt.Errorf("audit: note has no signature block: %w", ErrMalformed)
 	}
 	lines := strings.Split(string(msg[i+2:len(msg)-1]), "\n")
