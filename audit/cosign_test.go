@@ -184,3 +184,28 @@ func TestCosignatureTamper(t *testing.T) {
 		t.Errorf("many lines: %v, want ErrTooLarge", err)
 	}
 }
+
+// FuzzCosignedNote: verifying cosignatures of arbitrary bytes never
+// panics, and anything accepted names only members.
+func FuzzCosignedNote(f *testing.F) {
+	s, v := testLogKey(f)
+	l, members, err := BuildSampleRoundsLog(SampleRoundsConfig{Origin: testOrigin, Rounds: 1, Seed: 1}, s, v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	msg, _, _ := l.LatestCheckpoint()
+	f.Add(msg)
+	f.Add([]byte("a\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cs, err := VerifyCosignatures(data, members)
+		if err != nil {
+			return
+		}
+		for _, c := range cs {
+			if _, ok := members[c.Member]; !ok {
+				t.Fatalf("accepted cosignature by non-member %q", c.Member)
+			}
+		}
+		_, _ = AddCosignatures(data, []byte("— x AAAA"))
+	})
+}

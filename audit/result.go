@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
+	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
 )
 
@@ -454,4 +456,53 @@ func leafOrigin(enc []byte) (string, error) {
 		return "", err
 	}
 	return l.Origin, nil
+}
+
+// EntriesFromReport builds a result's entries the way a coordinator closes
+// a round. leafIndexes are the round's update leaves in the order the
+// round holds them; notInput maps a position in leafIndexes to the reason
+// it was not given to the rule (e.g. "cannot open: ..."); the others were
+// given to the rule in order, and rep is the rule's report over them
+// (indexes into that input list). An input the rule neither used nor gave a
+// reason gets "not selected by <rule>"; non-finite scores are dropped.
+func EntriesFromReport(leafIndexes []uint64, notInput map[int]string, rep aggregate.Report) []ResultEntry {
+	entries := make([]ResultEntry, len(leafIndexes))
+	var pos []int // position in leafIndexes of each input
+	for i, idx := range leafIndexes {
+		entries[i].LeafIndex = idx
+		if reason, ok := notInput[i]; ok {
+			entries[i].Reason = reason
+			continue
+		}
+		entries[i].Input = true
+		pos = append(pos, i)
+	}
+	for _, k := range rep.Used {
+		if k >= 0 && k < len(pos) {
+			entries[pos[k]].Used = true
+		}
+	}
+	for _, rj := range rep.Rejected {
+		if rj.Index >= 0 && rj.Index < len(pos) {
+			entries[pos[rj.Index]].Reason = rj.Reason
+		}
+	}
+	for k, s := range rep.Scores {
+		if k < len(pos) && !math.IsNaN(s) && !math.IsInf(s, 0) {
+			v := s
+			entries[pos[k]].Score = &v
+		}
+	}
+	for i := range entries {
+		switch {
+		case entries[i].Used:
+			entries[i].Reason = ""
+		case entries[i].Reason == "":
+			entries[i].Reason = "not selected by " + rep.Rule
+		}
+		if len(entries[i].Reason) > MaxReasonLen {
+			entries[i].Reason = strings.ToValidUTF8(entries[i].Reason[:MaxReasonLen], "")
+		}
+	}
+	return entries
 }
