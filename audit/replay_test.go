@@ -302,3 +302,30 @@ func FuzzRoundArchive(f *testing.F) {
 		_, _ = Replay(a, nil, ArchiveLimits{})
 	})
 }
+
+func TestSampleRoundArchiveReplays(t *testing.T) {
+	t.Parallel()
+	coord, _ := age.GenerateX25519Identity()
+	_, v := testLogKey(t)
+	l, _ := NewLog(testOrigin, v)
+	a, err := BuildSampleRoundArchive(SampleArchiveConfig{Seed: 3}, coord.Recipient(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Replay(a, []age.Identity{coord}, ArchiveLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Inputs != 5 || l.Size() != 6 || slicesContains(rep.Used, 4) {
+		t.Fatalf("inputs %d, log size %d, used %v (the outlier is leaf 4)", rep.Inputs, l.Size(), rep.Used)
+	}
+}
+
+func slicesContains(s []uint64, v uint64) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
