@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/transparency-dev/merkle/proof"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Export format versions. Version 1 is leaves/ and checkpoints/ only.
@@ -262,4 +265,43 @@ func (ri *roundIndex) check(cps []*Checkpoint, notes [][]byte, files []string, m
 		}
 	}
 	return nil
+}
+
+// VerifyResultBundle checks a proof bundle (Log.Bundle) whose leaf is a
+// result leaf, offline, so a site can confirm what the cluster recorded
+// for its update: the checkpoint is signed by verifier's key (a
+// *CheckpointError), the leaf decodes as a result leaf of the checkpoint's
+// origin, lies inside the checkpoint and its inclusion proof leads to the
+// checkpoint's root (a *LeafError wrapping ErrVersion for an update leaf,
+// ErrMalformed, ErrOriginMismatch, ErrRange or ErrInclusion), and, if
+// members is not nil, a majority of members cosigned the bundle's
+// checkpoint (a *RoundError wrapping ErrQuorum or ErrBadCosignature).
+func VerifyResultBundle(b *Bundle, verifier note.Verifier, members MemberKeys) (*ResultLeaf, *Checkpoint, error) {
+	if b.Version != BundleVersion {
+		return nil, nil, fmt.Errorf("audit: bundle version %d, want %d: %w", b.Version, BundleVersion, ErrVersion)
+	}
+	cp, err := ParseCheckpoint([]byte(b.Checkpoint), verifier)
+	if err != nil {
+		return nil, nil, &CheckpointError{File: "bundle", Err: err}
+	}
+	r, err := ParseResultLeaf(b.Leaf)
+	if err == nil && r.Origin != cp.Origin {
+		err = fmt.Errorf("audit: result origin %q, checkpoint origin %q: %w", r.Origin, cp.Origin, ErrOriginMismatch)
+	}
+	if err != nil {
+		return nil, nil, &LeafError{Index: b.LeafIndex, Err: err}
+	}
+	if b.LeafIndex >= cp.Size {
+		return nil, nil, &LeafError{Index: b.LeafIndex, Err: fmt.Errorf("audit: index %d outside checkpoint size %d: %w", b.LeafIndex, cp.Size, ErrRange)}
+	}
+	lh := LeafHash(b.Leaf)
+	if err := proof.VerifyInclusion(hasher, b.LeafIndex, cp.Size, lh[:], b.Inclusion, cp.Root[:]); err != nil {
+		return nil, nil, &LeafError{Index: b.LeafIndex, Err: fmt.Errorf("audit: inclusion proof (tree size %d): %s: %w", cp.Size, proofFailure(err, "the leaf is not under the checkpoint's root"), ErrInclusion)}
+	}
+	if members != nil {
+		if _, err := VerifyQuorum([]byte(b.Checkpoint), members); err != nil {
+			return nil, nil, &RoundError{Job: r.JobID, Round: r.Round, Index: b.LeafIndex, Err: err}
+		}
+	}
+	return r, cp, nil
 }

@@ -334,3 +334,38 @@ func TestAppendResultChecks(t *testing.T) {
 		t.Errorf("range: %v", err)
 	}
 }
+
+func TestVerifyResultBundle(t *testing.T) {
+	t.Parallel()
+	s, v := testLogKey(t)
+	l, members, err := BuildSampleRoundsLog(SampleRoundsConfig{Origin: testOrigin, Rounds: 2, Seed: 5}, s, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Bundle(4) // round 1's result
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, cp, err := VerifyResultBundle(b, v, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Round != 1 || cp.Size != 10 || len(r.Used()) != 3 {
+		t.Fatalf("round %d, size %d, used %v", r.Round, cp.Size, r.Used())
+	}
+	// Tampered entry: the proof no longer leads to the root.
+	bad := *b
+	r.Entries[1].Score = score(123)
+	bad.Leaf, _ = r.MarshalBinary()
+	if _, _, err := VerifyResultBundle(&bad, v, members); !errors.Is(err, ErrInclusion) {
+		t.Errorf("tampered: %v, want ErrInclusion", err)
+	}
+	// Other members did not cosign: no quorum, named at the round.
+	_, _, err = VerifyResultBundle(b, v, testMembers(3))
+	wantRound(t, err, 1, ErrQuorum)
+	// An update leaf's bundle is not a result.
+	ub, _ := l.Bundle(0)
+	if _, _, err := VerifyResultBundle(ub, v, nil); !errors.Is(err, ErrVersion) {
+		t.Errorf("update leaf: %v, want ErrVersion", err)
+	}
+}
