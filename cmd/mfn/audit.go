@@ -594,7 +594,17 @@ leaf in an exported log verified with "audit verify-log".`,
 			}
 			var rep *audit.ReplayReport
 			if err == nil {
-				rep, err = audit.Replay(a, ids, limits)
+				// Replay does not take a context; stop waiting on SIGINT.
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					rep, err = audit.Replay(a, ids, limits)
+				}()
+				select {
+				case <-done:
+				case <-cmd.Context().Done():
+					return fmt.Errorf("replay interrupted: %w", cmd.Context().Err())
+				}
 			}
 			if err != nil {
 				if asJSON {
