@@ -346,8 +346,10 @@ func (r *ResultLeaf) UnmarshalBinary(data []byte) error {
 			rd.fail("entry count", fmt.Errorf("%d entries in %d bytes: %w", ne, len(data)-rd.off, ErrMalformed))
 		}
 	}
+	var scores []float64 // one allocation backs every decoded score
 	if rd.err == nil {
 		d.Entries = make([]ResultEntry, 0, ne)
+		scores = make([]float64, 0, ne)
 	}
 	referenced := make([]bool, len(reasons))
 	for i := uint32(0); rd.err == nil && i < ne; i++ {
@@ -372,8 +374,8 @@ func (r *ResultLeaf) UnmarshalBinary(data []byte) error {
 			referenced[ref-1] = true
 		}
 		if flags&flagScore != 0 {
-			v := math.Float64frombits(rd.u64("entry score"))
-			e.Score = &v
+			scores = append(scores, math.Float64frombits(rd.u64("entry score")))
+			e.Score = &scores[len(scores)-1]
 		}
 		d.Entries = append(d.Entries, e)
 	}
