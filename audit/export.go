@@ -158,11 +158,20 @@ func VerifyLogFSWith(fsys fs.FS, verifier note.Verifier, opts VerifyOptions) (*L
 //     checkpoint the leaves still match and the first they do not);
 //  6. every successive pair of checkpoints is consistent: the consistency
 //     proof computed from the leaves verifies (merkle/proof) between the
-//     two signed roots (ErrInconsistent).
+//     two signed roots (ErrInconsistent);
+//  7. every result leaf (in log order) names only earlier update leaves
+//     of its job and round (ErrResultMismatch), none named by another
+//     result (ErrDoubleUse), follows the job's previous result with a
+//     later round and a base hash equal to its new hash (ErrBaseChain),
+//     and a majority of the members (VerifyOptions.Members, else the
+//     export's members.keys) cosigned checkpoints covering it (ErrQuorum;
+//     ErrBadCosignature for a member line that does not verify).
 //
+// A FORMAT file other than export format 2 fails first with ErrVersion.
 // Leaf failures are *LeafError (index and file), checkpoint failures
-// *CheckpointError (file, and the earlier file for pair checks), and a
-// folder that is missing or holds unexpected entries a *LayoutError.
+// *CheckpointError (file, and the earlier file for pair checks), result
+// failures *RoundError (job, round, result leaf index), and a folder that
+// is missing or holds unexpected entries a *LayoutError.
 func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, error) {
 	rep, _, _, err := verifyLog(fsys, verifier, VerifyOptions{NodeKeys: known})
 	return rep, err
