@@ -246,3 +246,39 @@ func FuzzResultLeaf(f *testing.F) {
 		}
 	})
 }
+
+func TestEntriesFromReport(t *testing.T) {
+	t.Parallel()
+	inf := 1.0
+	inf /= 0
+	long := strings.Repeat("é", MaxReasonLen) // 2 bytes per rune: cut mid-rune
+	rep := aggregate.Report{
+		Rule:     "nnm+krum",
+		Used:     []int{0, 2},
+		Rejected: []aggregate.Rejection{{Index: 1, Reason: "far from the others"}, {Index: 3, Reason: long}},
+		Scores:   []float64{1, 2, inf, 4},
+	}
+	// Five updates at leaves 10..14; the second could not be opened, so
+	// inputs are leaves 10, 12, 13, 14 (input positions 0..3).
+	got := EntriesFromReport([]uint64{10, 11, 12, 13, 14}, map[int]string{1: "cannot open: damaged"}, rep)
+	want := []ResultEntry{
+		{LeafIndex: 10, Input: true, Used: true, Score: score(1)},
+		{LeafIndex: 11, Reason: "cannot open: damaged"},
+		{LeafIndex: 12, Input: true, Reason: "far from the others", Score: score(2)},
+		{LeafIndex: 13, Input: true, Used: true}, // infinite score dropped
+		{LeafIndex: 14, Input: true, Reason: strings.Repeat("é", MaxReasonLen/2), Score: score(4)},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("EntriesFromReport:\n got %+v\nwant %+v", got, want)
+	}
+	r := testResult()
+	r.Entries = got
+	if _, err := r.MarshalBinary(); err != nil {
+		t.Fatalf("entries do not encode: %v", err)
+	}
+	// An input the rule neither used nor explained.
+	got = EntriesFromReport([]uint64{1, 2}, nil, aggregate.Report{Rule: "krum", Used: []int{1}})
+	if got[0].Reason != "not selected by krum" || got[0].Used || !got[1].Used {
+		t.Fatalf("unexplained input: %+v", got)
+	}
+}
