@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/console"
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/coordinator/api"
 	mfncrypto "github.com/mfn/mfn/crypto"
@@ -668,6 +669,9 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 				acfg.ForwardScheme = "https"
 			}
 			h, err = api.New(acfg)
+			if err == nil { // the web console at /ui/, and session cookies for the API
+				h, err = console.New(h, console.Config{Keys: apiKeys, SecureCookie: httpTLS != nil})
+			}
 			if err != nil {
 				qsrv.Close()
 				return fail(err)
