@@ -423,8 +423,8 @@ func TestPagesAndCSP(t *testing.T) {
 		if !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
 			t.Fatalf("%s: CSP %q", p, csp)
 		}
-		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
-			t.Fatalf("%s: missing nosniff or no-referrer", p)
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "same-origin" {
+			t.Fatalf("%s: missing nosniff or Referrer-Policy same-origin", p)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		if len(b) < 100 {
