@@ -53,8 +53,9 @@ Ports (all authenticated and encrypted; HTTP too when given a certificate):
   --quic-addr  nodes: QUIC + TLS 1.3; only enrolled, non-revoked node keys
   --http-addr  the operator API (JSON, API keys from --api-keys, roles
                admin/operator/auditor/reader) with /healthz, /readyz,
-               /metrics; without --api-keys only those three and the
-               signed join route
+               /metrics, and the web console at /ui/ (log in with a key,
+               or a one-time link from "mfn ctl console"); without
+               --api-keys only the first three and the signed join route
 
 HTTPS: --http-tls-self-signed serves the HTTP endpoints over TLS 1.3 with a
 certificate self-signed by the member's identity key, naming its advertised
