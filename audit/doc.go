@@ -99,7 +99,34 @@
 // VerifyOptions.Since to VerifyLogFSWith ("mfn audit verify-log --since
 // FILE"), which requires the log to extend it.
 //
+// # Round results, cosignatures and replay
+//
+// A closed round adds a ResultLeaf (a typed leaf: first byte 0x00, kind
+// 0x01, version 1, so update leaves keep their encoding): the rule, its
+// canonical parameters (FormatRuleParams), the base and new model hashes
+// and, in aggregation input order, the leaf index of every update of the
+// round with used/rejected, reason and score (EntriesFromReport builds
+// them from the rule's report). Log.AppendResult appends it.
+//
+// Coordinator members attest a round with C2SP tlog-cosignature Ed25519
+// lines on the checkpoint covering its result (CosignCheckpoint,
+// AddCosignatures, Log.Cosign); VerifyQuorum requires a majority.
+// VerifyLogFSWith then also checks every result leaf: its updates are
+// earlier update leaves of its job and round, none is named twice, its
+// base hash is the job's previous new hash, and a majority of
+// VerifyOptions.Members (or the export's members.keys) cosigned a
+// checkpoint covering it; failures are *RoundError naming the round.
+//
+// A round archive (WriteRoundArchive, ReadRoundArchiveTar,
+// ReadRoundArchiveFS) holds the result leaf, the base model, the update
+// leaves and their sealed envelopes; Replay opens the envelopes with a
+// coordinator age key, runs the named pipeline (package aggregate) and
+// compares the new model's hash bit for bit. docs/AUDIT.md documents the
+// encodings, limits and checks.
+//
 // The command line wraps all of this: "mfn audit verify --bundle FILE
 // --log-key KEY", "mfn audit verify-log DIR --log-key KEY", "mfn audit
-// keygen" and "mfn audit demo-log" (a signed sample log for tutorials).
+// keygen", "mfn audit demo-log" (a signed sample log for tutorials, with
+// round results under --rounds), "mfn audit replay --archive A --identity
+// COORD" and "mfn audit demo-round".
 package audit

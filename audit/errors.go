@@ -60,7 +60,42 @@ var (
 	// ErrLayout means an exported log directory is missing files, has gaps
 	// in its numbering or holds unexpected entries.
 	ErrLayout = errors.New("audit: bad export layout")
+	// ErrResultMismatch means a result leaf names a leaf that is not an
+	// update leaf of its job and round (or not in the log at all).
+	ErrResultMismatch = errors.New("audit: result names an update not of its round")
+	// ErrDoubleUse means an update leaf is named by more than one result
+	// entry (in one result or across rounds).
+	ErrDoubleUse = errors.New("audit: update named by more than one result")
+	// ErrBaseChain means a result's base model hash is not the previous
+	// result's new model hash for the same job, or its round does not come
+	// after the previous result's.
+	ErrBaseChain = errors.New("audit: base model is not the previous round's model")
+	// ErrQuorum means fewer than a quorum of members cosigned a checkpoint
+	// covering a result leaf.
+	ErrQuorum = errors.New("audit: result not cosigned by a quorum of members")
+	// ErrBadCosignature means a cosignature line by a known cosigner does
+	// not verify.
+	ErrBadCosignature = errors.New("audit: bad cosignature")
+	// ErrModelMismatch means a replayed round produced another model hash
+	// than its result leaf records (or the base model differs).
+	ErrModelMismatch = errors.New("audit: replayed model differs from the result")
 )
+
+// RoundError names the round (job, round and the result leaf's index) at
+// which a result check failed. Err wraps one of the sentinels.
+type RoundError struct {
+	Job   string
+	Round uint64
+	Index uint64 // the result leaf's index
+	Err   error
+}
+
+func (e *RoundError) Error() string {
+	return fmt.Sprintf("job %s round %d (result leaf %d): %v", e.Job, e.Round, e.Index, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *RoundError) Unwrap() error { return e.Err }
 
 // LeafError names the leaf (by index) at which a check failed. Err wraps one
 // of the sentinels.

@@ -79,6 +79,7 @@ type LogReport struct {
 	Checkpoints int      // number of checkpoints, all verified and consistent
 	Root        [32]byte // root of the leaves and of the newest checkpoint
 	Latest      string   // file of the newest checkpoint
+	Results     int      // number of result leaves, all checked (see VerifyLogFS)
 }
 
 // VerifyLogDir verifies an exported log directory offline; see VerifyLogFS.
@@ -95,6 +96,11 @@ type VerifyOptions struct {
 	// it, which a single export cannot show by itself: a log cut back to an
 	// older checkpoint, or a fork served to this auditor, fails here.
 	Since []byte
+	// Members are the coordinator members' cosigning keys, against which
+	// every result leaf needs a quorum of cosignatures. Nil means the
+	// export's members.keys file; a log with result leaves and neither
+	// fails with ErrQuorum.
+	Members MemberKeys
 }
 
 // sinceFile names the Since checkpoint in errors.
@@ -108,7 +114,7 @@ const sinceFile = "(since)"
 // checkpoint by a consistency proof computed from the leaves
 // (ErrInconsistent).
 func VerifyLogFSWith(fsys fs.FS, verifier note.Verifier, opts VerifyOptions) (*LogReport, error) {
-	rep, t, latest, err := verifyLog(fsys, verifier, opts.NodeKeys)
+	rep, t, latest, err := verifyLog(fsys, verifier, opts)
 	if err != nil || opts.Since == nil {
 		return rep, err
 	}
@@ -152,19 +158,32 @@ func VerifyLogFSWith(fsys fs.FS, verifier note.Verifier, opts VerifyOptions) (*L
 //     checkpoint the leaves still match and the first they do not);
 //  6. every successive pair of checkpoints is consistent: the consistency
 //     proof computed from the leaves verifies (merkle/proof) between the
-//     two signed roots (ErrInconsistent).
+//     two signed roots (ErrInconsistent);
+//  7. every result leaf (in log order) names only earlier update leaves
+//     of its job and round (ErrResultMismatch), none named by another
+//     result (ErrDoubleUse), follows the job's previous result with a
+//     later round and a base hash equal to its new hash (ErrBaseChain),
+//     and a majority of the members (VerifyOptions.Members, else the
+//     export's members.keys) cosigned checkpoints covering it (ErrQuorum;
+//     ErrBadCosignature for a member line that does not verify).
 //
+// A FORMAT file other than export format 2 fails first with ErrVersion.
 // Leaf failures are *LeafError (index and file), checkpoint failures
-// *CheckpointError (file, and the earlier file for pair checks), and a
-// folder that is missing or holds unexpected entries a *LayoutError.
+// *CheckpointError (file, and the earlier file for pair checks), result
+// failures *RoundError (job, round, result leaf index), and a folder that
+// is missing or holds unexpected entries a *LayoutError.
 func VerifyLogFS(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, error) {
-	rep, _, _, err := verifyLog(fsys, verifier, known)
+	rep, _, _, err := verifyLog(fsys, verifier, VerifyOptions{NodeKeys: known})
 	return rep, err
 }
 
 // verifyLog runs VerifyLogFS's checks and also returns the rebuilt tree and
 // the newest checkpoint.
-func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, *tree, *Checkpoint, error) {
+func verifyLog(fsys fs.FS, verifier note.Verifier, opts VerifyOptions) (*LogReport, *tree, *Checkpoint, error) {
+	known := opts.NodeKeys
+	if err := checkFormat(fsys); err != nil {
+		return nil, nil, nil, err
+	}
 	cpFiles, err := listNumbered(fsys, checkpointsDir, noteExt, noteDigits, 1)
 	if err != nil {
 		return nil, nil, nil, err
@@ -173,8 +192,10 @@ func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, 
 		return nil, nil, nil, &LayoutError{Path: checkpointsDir, Err: fmt.Errorf("audit: no checkpoint files: %w", ErrNoCheckpoint)}
 	}
 	cps := make([]*Checkpoint, len(cpFiles))
+	notes := make([][]byte, len(cpFiles))
 	for i, name := range cpFiles {
 		msg, err := readLimited(fsys, name, MaxCheckpointLen)
+		notes[i] = msg
 		if err == nil {
 			cps[i], err = ParseCheckpoint(msg, verifier)
 		}
@@ -201,13 +222,11 @@ func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, 
 		return nil, nil, nil, err
 	}
 	t := newTree()
+	rounds := &roundIndex{}
 	for i, name := range leafFiles {
-		enc, err := readLimited(fsys, name, MaxLeafLen)
+		enc, err := readLimited(fsys, name, max(MaxLeafLen, MaxResultLeafLen))
 		if err == nil {
-			var leaf *Leaf
-			if leaf, err = ParseLeaf(enc); err == nil {
-				err = checkLeaf(leaf, origin, known)
-			}
+			err = rounds.add(uint64(i), enc, origin, known)
 		}
 		if err != nil {
 			return nil, nil, nil, &LeafError{Index: uint64(i), File: name, Err: err}
@@ -222,7 +241,7 @@ func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, 
 		return nil, nil, nil, &CheckpointError{File: latestFile, Err: fmt.Errorf("audit: %d leaves, checkpoint commits to %d: %w", t.size(), latest.Size, ErrSizeMismatch)}
 	}
 	if t.root != latest.Root {
-		return nil, nil, nil, &CheckpointError{File: latestFile, Err: rootMismatch(t, cps, cpFiles)}
+		return nil, nil, nil, &CheckpointError{File: latestFile, Err: rounds.explain(rootMismatch(t, cps, cpFiles), t, cps)}
 	}
 	for i := 1; i < len(cps); i++ {
 		prev, cur := cps[i-1], cps[i]
@@ -234,7 +253,16 @@ func verifyLog(fsys fs.FS, verifier note.Verifier, known NodeKeys) (*LogReport, 
 			return nil, nil, nil, &CheckpointError{File: cpFiles[i], Prev: cpFiles[i-1], Err: fmt.Errorf("audit: sizes %d→%d: %s: %w", prev.Size, cur.Size, proofFailure(err, "the later tree does not extend the earlier one"), ErrInconsistent)}
 		}
 	}
-	return &LogReport{Origin: origin, Leaves: t.size(), Checkpoints: len(cps), Root: t.root, Latest: latestFile}, t, latest, nil
+	members := opts.Members
+	if members == nil && len(rounds.results) > 0 {
+		if members, err = readMembers(fsys); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if err := rounds.check(cps, notes, cpFiles, members); err != nil {
+		return nil, nil, nil, err
+	}
+	return &LogReport{Origin: origin, Leaves: t.size(), Checkpoints: len(cps), Root: t.root, Latest: latestFile, Results: len(rounds.results)}, t, latest, nil
 }
 
 // errEmptyRoot is the proof failure of a size-0 checkpoint whose root is

@@ -15,10 +15,6 @@ const snapshotMagic = "MFN-AUDIT-LOG\x00"
 // the only one Restore accepts.
 const SnapshotVersion uint8 = 1
 
-// minLeafLen is the smallest possible encoded leaf: the fixed part plus one
-// byte for each of the three strings and the statement.
-const minLeafLen = leafFixedLen + 4
-
 // Snapshot serialises the whole log state. The format (version 1), integers
 // big-endian:
 //
@@ -81,7 +77,7 @@ func (l *Log) Restore(snapshot []byte) error {
 		return fmt.Errorf("audit: snapshot of log %q restored into log %q: %w", origin, l.origin, ErrOriginMismatch)
 	}
 	count := r.u64("leaf count")
-	if r.err == nil && count > uint64(len(snapshot)-r.off)/(2+minLeafLen) {
+	if r.err == nil && count > uint64(len(snapshot)-r.off)/(2+minResultLeafLen) {
 		return fmt.Errorf("audit: snapshot claims %d leaves in %d bytes: %w", count, len(snapshot)-r.off, ErrMalformed)
 	}
 	fresh := &Log{origin: l.origin, verifier: l.verifier, tree: newTree()}
@@ -89,16 +85,16 @@ func (l *Log) Restore(snapshot []byte) error {
 		fresh.leaves = make([][]byte, 0, count)
 	}
 	for i := uint64(0); r.err == nil && i < count; i++ {
-		enc := r.bytes16("leaf", MaxLeafLen)
+		enc := r.bytes16("leaf", max(MaxLeafLen, MaxResultLeafLen))
 		if r.err != nil {
 			break
 		}
-		leaf, err := ParseLeaf(enc)
+		origin, err := leafOrigin(enc)
 		if err != nil {
 			return fmt.Errorf("audit: snapshot: %w", &LeafError{Index: i, Err: err})
 		}
-		if leaf.Origin != l.origin {
-			return fmt.Errorf("audit: snapshot: %w", &LeafError{Index: i, Err: fmt.Errorf("audit: leaf origin %q: %w", leaf.Origin, ErrOriginMismatch)})
+		if origin != l.origin {
+			return fmt.Errorf("audit: snapshot: %w", &LeafError{Index: i, Err: fmt.Errorf("audit: leaf origin %q: %w", origin, ErrOriginMismatch)})
 		}
 		fresh.leaves = append(fresh.leaves, enc)
 		fresh.tree.appendBulk(LeafHash(enc))

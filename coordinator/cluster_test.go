@@ -175,6 +175,13 @@ type clusterOpts struct {
 	httpAddr func(i int) string
 	// raft adjusts each member's raft configuration.
 	raft func(*raft.Config)
+	// prober, if set, gives member i its Prober.
+	prober func(i int) Prober
+	// storage, if set, gives member i its storage (default in memory).
+	storage func(i int) *Storage
+	// peerKeys gives every member a PeerKeys holding every member's key
+	// (the static --peer-keys list).
+	peerKeys bool
 }
 
 func fastRaftConfig() *raft.Config {
@@ -237,6 +244,7 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 			LogVerifier: tc.keys.verifier, LogSigner: tc.keys.signer,
 			Logger: logger, Clock: tc.clock.Now, Tick: o.tick, CheckpointInterval: 20 * time.Millisecond,
 			NodeRate: 1000, NodeBurst: 1000, Registry: prometheus.NewRegistry(),
+			MinRoundDeadline: time.Millisecond, // tests run short rounds; TestNewJobLimits checks the default
 		}
 		if o.nodeRate > 0 {
 			cfg.NodeRate, cfg.NodeBurst = rate.Limit(o.nodeRate), 1
@@ -246,6 +254,18 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.httpAddr != nil {
 			cfg.HTTPAddr = o.httpAddr(i)
+		}
+		if o.storage != nil {
+			cfg.Storage = o.storage(i)
+		}
+		if o.prober != nil {
+			cfg.Prober = o.prober(i)
+		}
+		if o.peerKeys {
+			cfg.PeerKeys = NewPeerKeys()
+			for _, k := range tc.keys.coords {
+				cfg.PeerKeys.Add(k.PublicKey())
+			}
 		}
 		c, err := New(cfg)
 		if err != nil {

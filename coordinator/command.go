@@ -42,6 +42,7 @@ const (
 	cmdCloseRound
 	cmdFailRound
 	cmdCheckpoint
+	cmdDeleteJob
 )
 
 func (t commandType) String() string {
@@ -70,6 +71,8 @@ func (t commandType) String() string {
 		return "fail-round"
 	case cmdCheckpoint:
 		return "checkpoint"
+	case cmdDeleteJob:
+		return "delete-job"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -86,6 +89,10 @@ type (
 		ID        string    `json:"id"`
 		PublicKey []byte    `json:"public_key"`
 		At        time.Time `json:"at"`
+		// KeyUnique refuses a key another node holds or held (set by every
+		// leader since keys are unique; entries without it, written
+		// before, replay as they applied).
+		KeyUnique bool `json:"key_unique,omitempty"`
 	}
 	revokeNodeCmd struct {
 		ID string    `json:"id"`
@@ -142,6 +149,16 @@ type (
 		Round  uint64    `json:"round"`
 		Reason string    `json:"reason"`
 		At     time.Time `json:"at"`
+	}
+	// deleteJobCmd ends a job (its open round fails) and frees its models:
+	// archived, the job and its rounds stay with model hashes only;
+	// deleted, the job leaves the state and its id is never reused (audit
+	// leaves keep naming it).
+	deleteJobCmd struct {
+		ID      string    `json:"id"`
+		Archive bool      `json:"archive"`
+		Reason  string    `json:"reason"`
+		At      time.Time `json:"at"`
 	}
 	checkpointCmd struct {
 		// Note is the signed checkpoint (audit.SignCheckpoint).
@@ -313,6 +330,8 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(failRoundCmd)
 	case cmdCheckpoint:
 		body = new(checkpointCmd)
+	case cmdDeleteJob:
+		body = new(deleteJobCmd)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
 	}

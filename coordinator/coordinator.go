@@ -39,9 +39,17 @@ type Config struct {
 	// PublicKey is the member's Ed25519 identity (registered in the
 	// replicated member list; peers pin it on the Raft transport).
 	PublicKey ed25519.PublicKey
-	// PeerKeys, when set, receives the keys of members registered through
-	// the replicated state, so the Raft transport accepts joined members.
+	// PeerKeys, when set, follows the replicated member list: keys of
+	// registered members are added (the Raft transport accepts joined
+	// members), keys of removed members are taken out at once, on every
+	// member, whatever the static list said (see syncTrust).
 	PeerKeys *PeerKeys
+	// Prober checks that a new voter is reachable on its Raft address,
+	// and holds its key, before AddVoter adds it; nil means no check.
+	// mfn coordinator sets the TLSStreamLayer.
+	Prober Prober
+	// ProbeTimeout bounds that check; zero means 5 s.
+	ProbeTimeout time.Duration
 
 	// Storage and Transport are required; the coordinator owns them from
 	// New on and closes them in Close.
@@ -91,6 +99,11 @@ type Config struct {
 	NodeBurst int
 	// MaxSealedBytes bounds a sealed envelope; zero means 64 MiB.
 	MaxSealedBytes int
+	// MinRoundDeadline is the shortest round_deadline CreateJob accepts;
+	// zero means DefaultMinRoundDeadline (1 s). Shorter rounds cannot
+	// gather updates from nodes across a network, and a deadline given as
+	// a bare number of nanoseconds would fail every round.
+	MinRoundDeadline time.Duration
 	// CacheFloats bounds the leader's cache of decoded updates of open
 	// rounds (floats); beyond it updates are re-opened at close. Zero
 	// means 2^26 (512 MiB).
@@ -114,10 +127,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.RaftAddr must not be empty")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
-	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0:
-		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout and CheckpointInterval must be ≥ 0")
-	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0:
-		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes and CacheFloats must be ≥ 0")
+	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
+		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout, CheckpointInterval and ProbeTimeout must be ≥ 0")
+	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0 || c.MinRoundDeadline < 0:
+		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes, CacheFloats and MinRoundDeadline must be ≥ 0")
 	}
 	return nil
 }
@@ -152,6 +165,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = 5 * time.Second
+	}
+	if c.MinRoundDeadline == 0 {
+		c.MinRoundDeadline = DefaultMinRoundDeadline
 	}
 }
 
@@ -217,6 +236,10 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.fsm.restored = c.syncTrust
+	if l, ok := cfg.Prober.(interface{ SetMemberInfo(Member) }); ok {
+		l.SetMemberInfo(Member{ID: cfg.ID, RaftAddr: cfg.RaftAddr, QUICAddr: cfg.QUICAddr, HTTPAddr: cfg.HTTPAddr})
+	}
 	rc := raft.DefaultConfig()
 	if cfg.Raft != nil {
 		cp := *cfg.Raft
@@ -257,12 +280,13 @@ func New(cfg Config) (*Coordinator, error) {
 func (c *Coordinator) applied(evs []Event) {
 	for _, e := range evs {
 		switch e.Kind {
-		case EventMemberRegistered:
-			if m, ok := c.fsm.member(e.Member); ok && c.cfg.PeerKeys != nil {
-				c.cfg.PeerKeys.Add(m.PublicKey)
-			}
+		case EventMemberRegistered, EventMemberRemoved:
+			c.syncTrust()
 		case EventRoundClosed, EventRoundFailed:
 			c.cache.dropRound(e.Job, e.Round)
+			if e.Kind == EventRoundFailed && c.IsLeader() {
+				c.retract(e.Job, e.Round) // a stop, archive or delete ends the round outside the engine
+			}
 		case EventNodeRevoked:
 			c.disconnectNode(e.Node)
 		}
@@ -555,58 +579,11 @@ func (c *Coordinator) Linearize(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// AddVoter registers a member's addresses and key in the replicated state
-// and adds it to the Raft configuration as a voter. Adding a member that is
-// already a voter at the same address only refreshes its record. Leader
-// only (*NotLeaderError otherwise).
-func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
-	if err := validID("member", m.ID); err != nil {
-		return err
-	}
-	if m.RaftAddr == "" {
-		return fmt.Errorf("%w: member %s: raft_addr must not be empty", ErrInvalid, m.ID)
-	}
-	if len(m.PublicKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: member %s: public key has %d bytes, want %d", ErrInvalid, m.ID, len(m.PublicKey), ed25519.PublicKeySize)
-	}
-	if _, err := c.propose(ctx, cmdRegisterMember, &registerMemberCmd{Member: m}); err != nil {
-		return err
-	}
-	f := c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, c.cfg.ApplyTimeout)
-	if err := c.wait(f); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return c.notLeader()
-		}
-		return fmt.Errorf("coordinator: add voter %s: %w", m.ID, err)
-	}
-	return nil
-}
-
-// RemoveServer removes a member from the Raft configuration and the
-// member list. Leader only. Removing the leader itself is allowed: it
-// steps down once the change commits.
-func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
-	if c.raft.State() != raft.Leader {
-		return c.notLeader()
-	}
-	if _, ok := c.fsm.member(id); ok {
-		if _, err := c.propose(ctx, cmdRemoveMember, &removeMemberCmd{ID: id}); err != nil {
-			return err
-		}
-	}
-	f := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
-	if err := c.wait(f); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return c.notLeader()
-		}
-		return fmt.Errorf("coordinator: remove server %s: %w", id, err)
-	}
-	return nil
-}
-
 // EnrollNode enrolls an edge node with its Ed25519 public key. Enrolling
-// the same id with the same key again succeeds and changes nothing; a
-// different key, or a revoked id, gives ErrExists. Leader only.
+// the same id with the same key again succeeds and changes nothing; the id
+// with a different key gives ErrExists; a key that another node holds, or
+// that was revoked (under any id), gives a *KeyInUseError (wrapping
+// ErrExists) naming the holder. Leader only.
 func (c *Coordinator) EnrollNode(ctx context.Context, id string, key ed25519.PublicKey) error {
 	if err := validID("node", id); err != nil {
 		return err
@@ -614,7 +591,7 @@ func (c *Coordinator) EnrollNode(ctx context.Context, id string, key ed25519.Pub
 	if len(key) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: node %s: public key has %d bytes, want %d", ErrInvalid, id, len(key), ed25519.PublicKeySize)
 	}
-	_, err := c.propose(ctx, cmdEnrollNode, &enrollNodeCmd{ID: id, PublicKey: key, At: c.now()})
+	_, err := c.propose(ctx, cmdEnrollNode, &enrollNodeCmd{ID: id, PublicKey: key, At: c.now(), KeyUnique: true})
 	return err
 }
 
@@ -637,10 +614,21 @@ func (c *Coordinator) NodeKey(id string) (ed25519.PublicKey, error) { return c.f
 func (c *Coordinator) NodeByKey(key ed25519.PublicKey) (string, bool) { return c.fsm.nodeByKey(key) }
 
 // CreateJob creates a training job; the leader opens its first round on
-// its next tick. Leader only.
+// its next tick. Beyond JobSpec.Validate, a new job's dim must be at most
+// MaxUpdateDim (its updates must fit a protocol frame) and its
+// round_deadline at least Config.MinRoundDeadline (ErrInvalid naming the
+// limit). Leader only.
 func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) {
 	if err := spec.Validate(); err != nil {
 		return Job{}, err
+	}
+	if err := checkNewJob(spec, c.cfg.MinRoundDeadline); err != nil {
+		return Job{}, err
+	}
+	if spec.MaxFailedRounds == 0 {
+		// Filled in here, not in Apply: jobs created before the limit
+		// existed (zero in their entry) replay without it.
+		spec.MaxFailedRounds = DefaultMaxFailedRounds
 	}
 	if c.cfg.Rules != nil {
 		if _, err := c.cfg.Rules(spec.Rule); err != nil {
@@ -671,6 +659,24 @@ func (c *Coordinator) GetJob(id string) (Job, error) {
 // Stopping an ended job changes nothing. Leader only.
 func (c *Coordinator) StopJob(ctx context.Context, id, reason string) error {
 	_, err := c.propose(ctx, cmdStopJob, &stopJobCmd{ID: id, Reason: reason, At: c.now()})
+	return err
+}
+
+// ArchiveJob ends a job (a running job's open round fails with the
+// reason) and frees its models' parameters on every member; the job, its
+// rounds and its model hashes stay readable (state archived). Archiving
+// twice changes nothing; ErrNotFound for an unknown job. Leader only.
+func (c *Coordinator) ArchiveJob(ctx context.Context, id, reason string) error {
+	_, err := c.propose(ctx, cmdDeleteJob, &deleteJobCmd{ID: id, Archive: true, Reason: reason, At: c.now()})
+	return err
+}
+
+// DeleteJob ends a job like ArchiveJob, then removes it, its rounds and
+// its models from the state on every member (its audit leaves stay, and
+// its id cannot be used again). Deleting twice changes nothing;
+// ErrNotFound for an unknown job. Leader only.
+func (c *Coordinator) DeleteJob(ctx context.Context, id, reason string) error {
+	_, err := c.propose(ctx, cmdDeleteJob, &deleteJobCmd{ID: id, Reason: reason, At: c.now()})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"crypto/ed25519"
 	"math"
 	"time"
@@ -83,3 +84,21 @@ type Retracter interface {
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// Prober checks, before a member becomes a voter, that the leader reaches
+// it: Probe connects to the Raft address addr, completes the transport's
+// handshake, and fails unless the peer proves it holds key. It must
+// return by ctx's deadline.
+type Prober interface {
+	Probe(ctx context.Context, addr string, key ed25519.PublicKey) error
+}
+
+// Identifier is an optional ability of a Prober: Identify connects to a
+// Raft address and returns the member there: the key it proves it holds
+// (one the transport trusts) and, when it tells them, its id and QUIC and
+// HTTP addresses (empty otherwise). A leader uses it to record voters that
+// never registered themselves (bootstrapped members that have not led),
+// so that Status lists every member's addresses and key.
+type Identifier interface {
+	Identify(ctx context.Context, addr string) (Member, error)
+}

@@ -10,9 +10,21 @@
 // raft.Transport (NewTLSTransport over a TLSStreamLayer: TCP with mutual
 // TLS 1.3, peers pinned to the cluster's coordinator Ed25519 keys). A new
 // cluster is started with Bootstrap on its first members; more are added
-// with AddVoter on the leader and removed with RemoveServer. A member with
-// Raft state in its storage rejoins its cluster on restart, and Bootstrap
-// is then a no-op.
+// with AddVoter on the leader (refused if the id, key or Raft address is
+// already another member's, or if the leader cannot reach the new voter)
+// and removed with RemoveServer; which keys the Raft transport trusts
+// follows the replicated member list, so a removed member is cut off on
+// every member at once. A member with Raft state in its storage rejoins
+// its cluster on restart, and Bootstrap is then a no-op. After losing a
+// quorum for good, Recover rebuilds a stopped survivor's storage into a
+// new configuration offline.
+//
+// # Identity
+//
+// A node is enrolled with one Ed25519 key, and a key belongs to one node
+// id for ever: enrolling it under a second id, or again after revocation,
+// is a *KeyInUseError naming the holder. The QUIC handshake finds the node
+// of a key in a replicated index.
 //
 // # Commands
 //
@@ -30,7 +42,9 @@
 // the sealed updates with the job's rule, and commits the new model
 // version. A round below MinUpdates at its hard deadline fails, and the
 // job continues or stops. Deadlines are absolute times in the replicated
-// state, so a new leader resumes every round where it stood.
+// state, so a new leader resumes every round where it stood. A job also
+// fails after MaxFailedRounds consecutive failed rounds (10 by default);
+// jobs can be archived (models freed) or deleted.
 //
 // # Acknowledgements
 //

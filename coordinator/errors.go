@@ -94,3 +94,23 @@ func (e *RateLimitedError) Error() string {
 
 // Unwrap returns ErrRateLimited.
 func (e *RateLimitedError) Unwrap() error { return ErrRateLimited }
+
+// KeyInUseError refuses an enrolment whose public key another node holds
+// (Holder), or held before it was revoked: one key speaks for one node
+// only, so that a node cannot submit several updates per round, and a
+// revoked key stays out under any id. It wraps ErrExists (HTTP 409).
+type KeyInUseError struct {
+	Node    string // the id asked for
+	Holder  string // the node enrolled with the key
+	Revoked bool   // Holder's enrolment is revoked
+}
+
+func (e *KeyInUseError) Error() string {
+	if e.Revoked {
+		return fmt.Sprintf("coordinator: node %s: public key belongs to node %s, which is revoked; a revoked key cannot be enrolled again", e.Node, e.Holder)
+	}
+	return fmt.Sprintf("coordinator: node %s: public key is already enrolled as node %s", e.Node, e.Holder)
+}
+
+// Unwrap returns ErrExists.
+func (e *KeyInUseError) Unwrap() error { return ErrExists }

@@ -19,6 +19,8 @@ const (
 	EventJobCreated       EventKind = "job_created"
 	EventJobStopped       EventKind = "job_stopped"
 	EventJobCompleted     EventKind = "job_completed"
+	EventJobArchived      EventKind = "job_archived"
+	EventJobDeleted       EventKind = "job_deleted"
 	EventRoundOpened      EventKind = "round_opened"
 	EventUpdateAccepted   EventKind = "update_accepted"
 	EventRoundSealed      EventKind = "round_sealed"

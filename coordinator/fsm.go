@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,6 +62,8 @@ func (s JobSpec) Validate() error {
 		return fmt.Errorf("%w: job %s: round_deadline %v must be > 0", ErrInvalid, s.ID, time.Duration(s.RoundDeadline))
 	case s.HardDeadline != 0 && s.HardDeadline < s.RoundDeadline:
 		return fmt.Errorf("%w: job %s: hard_deadline %v must be 0 or ≥ round_deadline %v", ErrInvalid, s.ID, time.Duration(s.HardDeadline), time.Duration(s.RoundDeadline))
+	case s.MaxFailedRounds < 0 || s.MaxFailedRounds > 1_000_000:
+		return fmt.Errorf("%w: job %s: max_failed_rounds %d must be in [0, 1000000] (0 means the default, %d)", ErrInvalid, s.ID, s.MaxFailedRounds, DefaultMaxFailedRounds)
 	case s.OnFailure != "" && s.OnFailure != OnFailureContinue && s.OnFailure != OnFailureStop:
 		return fmt.Errorf("%w: job %s: on_failure %q must be \"continue\" or \"stop\"", ErrInvalid, s.ID, s.OnFailure)
 	case s.InitialModel != nil && len(s.InitialModel) != s.Dim:
@@ -105,6 +108,15 @@ type jobState struct {
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
 
+// pruneModels drops the parameters of all but the newest keep model
+// versions (hashes stay): an ended job needs at most its final model, an
+// archived one none.
+func (j *jobState) pruneModels(keep int) {
+	for i := range max(len(j.Models)-keep, 0) {
+		j.Models[i].Params = nil
+	}
+}
+
 func (j *jobState) round(n uint64) *Round {
 	if n == 0 || n > uint64(len(j.Rounds)) {
 		return nil
@@ -147,12 +159,26 @@ type fsm struct {
 	mu      sync.RWMutex
 	members map[string]*Member
 	nodes   map[string]*Node
-	jobs    map[string]*jobState
-	log     *audit.Log
-	applied uint64
+	// nodeKeys maps every enrolled key (revoked ones included) to the one
+	// node id holding it: a key speaks for one node only, and a revoked
+	// key never comes back under another id.
+	nodeKeys map[string]string
+	// removedKeys maps the keys of removed members to their id: no member
+	// trusts them any more (even if a static --peer-keys list names them)
+	// until an operator admits the member again.
+	removedKeys map[string]string
+	jobs        map[string]*jobState
+	// deletedJobs holds the ids of deleted jobs: never reused, since
+	// audit leaves name them.
+	deletedJobs map[string]bool
+	log         *audit.Log
+	applied     uint64
 
 	// publish receives the events of each applied command, outside the lock.
 	publish func([]Event)
+	// restored, if set, runs after Restore replaced the state (no events
+	// are published for it).
+	restored func()
 }
 
 // newFSM returns an empty state machine for the cluster origin; verifier
@@ -163,13 +189,16 @@ func newFSM(origin string, verifier note.Verifier, publish func([]Event)) (*fsm,
 		return nil, fmt.Errorf("coordinator: audit log: %w", err)
 	}
 	return &fsm{
-		origin:   origin,
-		verifier: verifier,
-		members:  map[string]*Member{},
-		nodes:    map[string]*Node{},
-		jobs:     map[string]*jobState{},
-		log:      log,
-		publish:  publish,
+		origin:      origin,
+		verifier:    verifier,
+		members:     map[string]*Member{},
+		nodes:       map[string]*Node{},
+		nodeKeys:    map[string]string{},
+		removedKeys: map[string]string{},
+		deletedJobs: map[string]bool{},
+		jobs:        map[string]*jobState{},
+		log:         log,
+		publish:     publish,
 	}, nil
 }
 
@@ -208,14 +237,20 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 			break
 		}
 		m := c.Member
+		m.PublicKey = bytes.Clone(m.PublicKey)
 		f.members[m.ID] = &m
+		delete(f.removedKeys, string(m.PublicKey)) // an operator admitted it again
 		ev(Event{Kind: EventMemberRegistered, Member: m.ID})
 	case *removeMemberCmd:
-		if _, ok := f.members[c.ID]; !ok {
+		m, ok := f.members[c.ID]
+		if !ok {
 			res.err = fmt.Errorf("%w: member %s", ErrNotFound, c.ID)
 			break
 		}
 		delete(f.members, c.ID)
+		if len(m.PublicKey) == ed25519.PublicKeySize {
+			f.removedKeys[string(m.PublicKey)] = c.ID
+		}
 		ev(Event{Kind: EventMemberRemoved, Member: c.ID})
 	case *enrollNodeCmd:
 		if err := validID("node", c.ID); err != nil {
@@ -226,14 +261,25 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 			res.err = fmt.Errorf("%w: node %s: public key has %d bytes, want %d", ErrInvalid, c.ID, len(c.PublicKey), ed25519.PublicKeySize)
 			break
 		}
-		if n, ok := f.nodes[c.ID]; ok {
-			if !bytes.Equal(n.PublicKey, c.PublicKey) || n.Revoked {
-				res.err = fmt.Errorf("%w: node %s", ErrExists, c.ID)
+		n, exists := f.nodes[c.ID]
+		holder, held := f.nodeKeys[string(c.PublicKey)]
+		switch {
+		case exists && bytes.Equal(n.PublicKey, c.PublicKey) && !n.Revoked:
+			// same id and key again: idempotent
+		case held && c.KeyUnique:
+			res.err = &KeyInUseError{Node: c.ID, Holder: holder, Revoked: f.nodes[holder].Revoked}
+		case exists:
+			res.err = fmt.Errorf("%w: node %s is enrolled with another key, or revoked", ErrExists, c.ID)
+		default:
+			// Without KeyUnique (entries written before keys were unique)
+			// a key may be enrolled twice; the index keeps its first
+			// holder, so old logs replay as they applied.
+			f.nodes[c.ID] = &Node{ID: c.ID, PublicKey: bytes.Clone(c.PublicKey), EnrolledAt: c.At}
+			if !held {
+				f.nodeKeys[string(c.PublicKey)] = c.ID
 			}
-			break // same key again: idempotent
+			ev(Event{Kind: EventNodeEnrolled, Node: c.ID, At: c.At})
 		}
-		f.nodes[c.ID] = &Node{ID: c.ID, PublicKey: bytes.Clone(c.PublicKey), EnrolledAt: c.At}
-		ev(Event{Kind: EventNodeEnrolled, Node: c.ID, At: c.At})
 	case *revokeNodeCmd:
 		n, ok := f.nodes[c.ID]
 		if !ok {
@@ -260,6 +306,8 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 		res.err = f.failRound(c.Job, c.Round, c.Reason, c.At, ev)
 	case *checkpointCmd:
 		res.cp, res.err = f.checkpoint(c, ev)
+	case *deleteJobCmd:
+		res.err = f.deleteJob(c, ev)
 	default:
 		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
 	}
@@ -272,6 +320,9 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 	}
 	if _, ok := f.jobs[c.Spec.ID]; ok {
 		return fmt.Errorf("%w: job %s", ErrExists, c.Spec.ID)
+	}
+	if f.deletedJobs[c.Spec.ID] {
+		return fmt.Errorf("%w: job %s was deleted; job ids are not reused (audit leaves name them)", ErrExists, c.Spec.ID)
 	}
 	spec := c.Spec
 	model := spec.InitialModel
@@ -306,7 +357,46 @@ func (f *fsm) stopJob(c *stopJobCmd, ev func(Event)) error {
 		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
 	}
 	j.Job.State, j.Job.Reason = JobStopped, c.Reason
+	j.pruneModels(1)
 	ev(Event{Kind: EventJobStopped, Job: c.ID, Detail: c.Reason, At: c.At})
+	return nil
+}
+
+// deleteJob archives or deletes a job (see deleteJobCmd). A running job
+// ends first, its open round failing with the reason.
+func (f *fsm) deleteJob(c *deleteJobCmd, ev func(Event)) error {
+	j, ok := f.jobs[c.ID]
+	if !ok {
+		if f.deletedJobs[c.ID] {
+			return nil // deleting twice is idempotent
+		}
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.ID)
+	}
+	what := "deleted"
+	if c.Archive {
+		what = "archived"
+	}
+	reason := "job " + what
+	if c.Reason != "" {
+		reason += ": " + c.Reason
+	}
+	if r := j.round(j.Job.Rounds); r != nil && (r.State == RoundOpen || r.State == RoundClosing) {
+		f.endRound(j, r, RoundFailed, reason, c.At)
+		j.Job.Failed++
+		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
+	}
+	if !c.Archive {
+		delete(f.jobs, c.ID)
+		f.deletedJobs[c.ID] = true
+		ev(Event{Kind: EventJobDeleted, Job: c.ID, Detail: c.Reason, At: c.At})
+		return nil
+	}
+	if j.Job.State == JobArchived {
+		return nil
+	}
+	j.Job.State, j.Job.Reason = JobArchived, c.Reason
+	j.pruneModels(0)
+	ev(Event{Kind: EventJobArchived, Job: c.ID, Detail: c.Reason, At: c.At})
 	return nil
 }
 
@@ -457,10 +547,12 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 	}
 	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
 	j.Job.Completed++
+	j.Job.FailedInARow = 0
 	ev(Event{Kind: EventRoundClosed, Job: c.Job, Round: c.Round, At: c.At,
 		Detail: fmt.Sprintf("model version %d, %d used, %d rejected", res.ModelVersion, res.Used, res.Rejected)})
 	if j.Job.Completed >= uint64(j.Job.Spec.Rounds) {
 		j.Job.State = JobCompleted
+		j.pruneModels(1)
 		ev(Event{Kind: EventJobCompleted, Job: c.Job, At: c.At})
 	}
 	return nil
@@ -477,11 +569,19 @@ func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, e
 	}
 	f.endRound(j, r, RoundFailed, reason, at)
 	j.Job.Failed++
+	j.Job.FailedInARow++
 	ev(Event{Kind: EventRoundFailed, Job: job, Round: round, Detail: reason, At: at})
-	if j.Job.Spec.OnFailure == OnFailureStop {
+	switch limit := j.Job.Spec.MaxFailedRounds; {
+	case j.Job.Spec.OnFailure == OnFailureStop:
 		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("round %d failed: %s", round, reason)
-		ev(Event{Kind: EventJobStopped, Job: job, Detail: j.Job.Reason, At: at})
+	case limit > 0 && j.Job.FailedInARow >= uint64(limit):
+		j.Job.State, j.Job.Reason = JobFailed, fmt.Sprintf("stopped after %d consecutive failed rounds (max_failed_rounds %d); the last, round %d: %s",
+			j.Job.FailedInARow, limit, round, reason)
+	default:
+		return nil
 	}
+	j.pruneModels(1)
+	ev(Event{Kind: EventJobStopped, Job: job, Detail: j.Job.Reason, At: at})
 	return nil
 }
 
@@ -537,16 +637,46 @@ func (f *fsm) nodeKey(id string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(bytes.Clone(n.PublicKey)), nil
 }
 
-// nodeByKey returns the enrolled, non-revoked node holding a key.
+// nodeByKey returns the enrolled, non-revoked node holding a key (one
+// index lookup: a key belongs to at most one node).
 func (f *fsm) nodeByKey(key ed25519.PublicKey) (string, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	for id, n := range f.nodes {
-		if !n.Revoked && bytes.Equal(n.PublicKey, key) {
-			return id, true
+	id, ok := f.nodeKeys[string(key)]
+	if !ok || f.nodes[id].Revoked {
+		return "", false
+	}
+	return id, true
+}
+
+// memberKeys returns the keys of the registered members and of the
+// removed ones.
+func (f *fsm) memberKeys() (current, removed []ed25519.PublicKey) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, m := range f.members {
+		if len(m.PublicKey) == ed25519.PublicKeySize {
+			current = append(current, bytes.Clone(m.PublicKey))
 		}
 	}
-	return "", false
+	for k := range f.removedKeys {
+		removed = append(removed, ed25519.PublicKey(k))
+	}
+	return current, removed
+}
+
+// memberList returns the registered members, by id.
+func (f *fsm) memberList() []Member {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Member, 0, len(f.members))
+	for _, m := range f.members {
+		c := *m
+		c.PublicKey = bytes.Clone(m.PublicKey)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 func (f *fsm) nodeList() []Node {
@@ -678,7 +808,7 @@ func (f *fsm) model(job string, version uint64) (Model, error) {
 	m := j.Models[version]
 	out := Model{Job: job, Version: m.Version, Hash: m.Hash, Round: m.Round}
 	if m.Params == nil {
-		return out, fmt.Errorf("%w: job %s model version %d (keeping the last %d)", ErrModelPruned, job, version, keepModels)
+		return out, fmt.Errorf("%w: job %s model version %d (a running job keeps the last %d, an ended one its final model, an archived one none)", ErrModelPruned, job, version, keepModels)
 	}
 	out.Params = slices.Clone(m.Params)
 	return out, nil
@@ -797,22 +927,67 @@ func (f *fsm) leaf(i uint64) ([]byte, error) {
 // ---- snapshots ----
 
 // snapshotMagic starts every snapshot; the byte after it is the format
-// version.
+// version. Version 2 added node_keys (the key → node index); a version 1
+// snapshot is still restored, its index rebuilt from the nodes.
 const (
 	snapshotMagic   = "MFNFSM"
-	snapshotVersion = 1
+	snapshotVersion = 2
 )
 
 // snapshotBody is the canonical content of a snapshot: every collection is
 // a slice sorted by id, so equal states encode to equal bytes.
 type snapshotBody struct {
-	Origin  string      `json:"origin"`
-	Applied uint64      `json:"applied"`
-	Members []Member    `json:"members"`
-	Nodes   []Node      `json:"nodes"`
-	Jobs    []*jobState `json:"jobs"`
+	Origin  string   `json:"origin"`
+	Applied uint64   `json:"applied"`
+	Members []Member `json:"members"`
+	Nodes   []Node   `json:"nodes"`
+	// NodeKeys maps each enrolled key (hex) to the node holding it
+	// (version 2; encoding/json sorts the keys).
+	NodeKeys map[string]string `json:"node_keys,omitempty"`
+	// RemovedMembers maps the keys (hex) of removed members to their id
+	// (version 2).
+	RemovedMembers map[string]string `json:"removed_members,omitempty"`
+	Jobs           []*jobState       `json:"jobs"`
+	// DeletedJobs are the ids of deleted jobs, sorted (version 2).
+	DeletedJobs []string `json:"deleted_jobs,omitempty"`
 	// Audit is the audit log's own snapshot (audit.Log.Snapshot).
 	Audit []byte `json:"audit"`
+
+	version byte // format version read (decodeSnapshot)
+}
+
+// restoreNodeKeys returns the key index of a snapshot: version 2 carries
+// it (checked against the nodes), version 1 is rebuilt in id order, the
+// first node enrolled with a key keeping it (ids sort, so every replica
+// picks the same holder even in a state that let a key be enrolled
+// twice).
+func restoreNodeKeys(body *snapshotBody, nodes map[string]*Node) (map[string]string, error) {
+	idx := make(map[string]string, len(body.Nodes))
+	if body.version < 2 {
+		for _, n := range body.Nodes { // sorted by id
+			if _, ok := idx[string(n.PublicKey)]; !ok {
+				idx[string(n.PublicKey)] = n.ID
+			}
+		}
+		return idx, nil
+	}
+	for hk, id := range body.NodeKeys {
+		k, err := hex.DecodeString(hk)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: restore: node_keys: %w", err)
+		}
+		n, ok := nodes[id]
+		if !ok || !bytes.Equal(n.PublicKey, k) {
+			return nil, fmt.Errorf("coordinator: restore: node_keys: key %s names node %s, which does not hold it", hk, id)
+		}
+		idx[string(k)] = id
+	}
+	for _, n := range body.Nodes {
+		if _, ok := idx[string(n.PublicKey)]; !ok {
+			return nil, fmt.Errorf("coordinator: restore: node %s: its key is missing from node_keys", n.ID)
+		}
+	}
+	return idx, nil
 }
 
 // marshal encodes the state; the caller holds the lock.
@@ -830,10 +1005,26 @@ func (f *fsm) marshalLocked() ([]byte, error) {
 		body.Nodes = append(body.Nodes, *n)
 	}
 	slices.SortFunc(body.Nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	if len(f.nodeKeys) > 0 {
+		body.NodeKeys = make(map[string]string, len(f.nodeKeys))
+		for k, id := range f.nodeKeys {
+			body.NodeKeys[hex.EncodeToString([]byte(k))] = id
+		}
+	}
+	if len(f.removedKeys) > 0 {
+		body.RemovedMembers = make(map[string]string, len(f.removedKeys))
+		for k, id := range f.removedKeys {
+			body.RemovedMembers[hex.EncodeToString([]byte(k))] = id
+		}
+	}
 	for _, j := range f.jobs {
 		body.Jobs = append(body.Jobs, j)
 	}
 	slices.SortFunc(body.Jobs, func(a, b *jobState) int { return strings.Compare(a.Job.Spec.ID, b.Job.Spec.ID) })
+	for id := range f.deletedJobs {
+		body.DeletedJobs = append(body.DeletedJobs, id)
+	}
+	slices.Sort(body.DeletedJobs)
 	var buf bytes.Buffer
 	buf.WriteString(snapshotMagic)
 	buf.WriteByte(snapshotVersion)
@@ -876,6 +1067,22 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for i := range body.Nodes {
 		nodes[body.Nodes[i].ID] = &body.Nodes[i]
 	}
+	nodeKeys, err := restoreNodeKeys(body, nodes)
+	if err != nil {
+		return err
+	}
+	deletedJobs := make(map[string]bool, len(body.DeletedJobs))
+	for _, id := range body.DeletedJobs {
+		deletedJobs[id] = true
+	}
+	removedKeys := make(map[string]string, len(body.RemovedMembers))
+	for hk, id := range body.RemovedMembers {
+		k, err := hex.DecodeString(hk)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("coordinator: restore: removed_members: bad key %q", hk)
+		}
+		removedKeys[string(k)] = id
+	}
 	jobs := make(map[string]*jobState, len(body.Jobs))
 	for _, j := range body.Jobs {
 		if j == nil {
@@ -894,9 +1101,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("coordinator: restore: %w", err)
 	}
 	f.mu.Lock()
-	f.members, f.nodes, f.jobs, f.log = members, nodes, jobs, log
+	f.members, f.nodes, f.nodeKeys, f.removedKeys, f.jobs, f.log = members, nodes, nodeKeys, removedKeys, jobs, log
+	f.deletedJobs = deletedJobs
 	f.applied = body.Applied
 	f.mu.Unlock()
+	if f.restored != nil {
+		f.restored()
+	}
 	return nil
 }
 
@@ -905,14 +1116,23 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 	if len(data) < len(snapshotMagic)+1 || string(data[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, fmt.Errorf("coordinator: restore: not an MFN coordinator snapshot")
 	}
-	if v := data[len(snapshotMagic)]; v != snapshotVersion {
-		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want %d", v, snapshotVersion)
+	v := data[len(snapshotMagic)]
+	if v != 1 && v != snapshotVersion {
+		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want 1 to %d", v, snapshotVersion)
 	}
-	var body snapshotBody
+	body := snapshotBody{version: v}
 	dec := json.NewDecoder(bytes.NewReader(data[len(snapshotMagic)+1:]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("coordinator: restore: %w", err)
+	}
+	if v == 1 && (body.NodeKeys != nil || body.RemovedMembers != nil || body.DeletedJobs != nil) {
+		return nil, fmt.Errorf("coordinator: restore: node_keys in a version 1 snapshot")
+	}
+	for _, n := range body.Nodes {
+		if len(n.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("coordinator: restore: node %s: public key has %d bytes", n.ID, len(n.PublicKey))
+		}
 	}
 	for _, j := range body.Jobs {
 		if j == nil {

@@ -429,6 +429,13 @@ func FuzzApply(f *testing.F) {
 	for _, e := range b.entries {
 		f.Add(e)
 	}
+	for _, c := range []*deleteJobCmd{{ID: "alpha", Archive: true}, {ID: "beta"}} {
+		e, err := encodeCommand(cmdDeleteJob, c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(e)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := replay(t, b.keys, b.entries)
 		before := snapshotBytes(t, m)
@@ -444,6 +451,12 @@ func FuzzRestore(f *testing.F) {
 	b := standardLog(f)
 	f.Add(snapshotBytes(f, replay(f, b.keys, b.entries)))
 	f.Add([]byte(snapshotMagic + "\x01{}"))
+	// Every version 2 field: removed members and deleted jobs.
+	x := standardLog(f)
+	x.add(cmdRegisterMember, &registerMemberCmd{Member: Member{ID: "c1", RaftAddr: "r1", PublicKey: x.nodes[4].pub()}})
+	x.add(cmdRemoveMember, &removeMemberCmd{ID: "c1"})
+	x.add(cmdDeleteJob, &deleteJobCmd{ID: "beta"})
+	f.Add(snapshotBytes(f, replay(f, x.keys, x.entries)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, _ := newFSM(b.keys.origin, b.keys.verifier, nil)
 		_ = m.Restore(io.NopCloser(bytes.NewReader(data)))

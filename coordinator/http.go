@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/internal/jsonkeys"
 )
 
 // JoinPath is the HTTP route a joining member posts its JoinRequest to.
@@ -134,7 +135,16 @@ func (c *Coordinator) HandleJoin(trusted *PeerKeys) http.HandlerFunc {
 			return
 		}
 		var jw joinWire
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "bad_request", "join request: reading the body: "+err.Error())
+			return
+		}
+		if _, err := jsonkeys.Check(body); err != nil {
+			httpError(w, http.StatusBadRequest, "bad_request", "join request: "+err.Error())
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&jw); err != nil {
 			httpError(w, http.StatusBadRequest, "bad_request", "join request: "+err.Error())

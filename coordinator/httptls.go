@@ -160,7 +160,11 @@ func HTTPTransport(peers *PeerKeys, roots *x509.CertPool) *http.Transport {
 			return nil, err
 		}
 		d := tls.Dialer{Config: HTTPClientTLS(peers, roots, host)}
-		return d.DialContext(ctx, network, addr)
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return guardConn(c, peers), nil // a removed member's kept-alive connection fails too
 	}
 	return t
 }

@@ -51,7 +51,7 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		all = append(all, "logger", a.name)
 	}
 	all = append(all, a.args...)
-	all = append(all, args...)
+	all = append(all, hclogValues(args)...)
 	a.l.Log(context.Background(), slogLevel(level), msg, all...)
 }
 

@@ -48,6 +48,13 @@ func (c *Coordinator) lead(ctx context.Context) {
 	c.leading.Store(true)
 	defer c.leading.Store(false)
 	c.registerSelf(ctx)
+	c.reconcileMembers(ctx)
+	learned := make(chan struct{})
+	go func() { // dials members: must not delay the rounds
+		defer close(learned)
+		c.learnMembers(ctx)
+	}()
+	defer func() { <-learned }()
 	c.announceOpen()
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // Storage is where a member keeps its Raft state: the log, the stable
@@ -46,13 +47,19 @@ const (
 // dir: a bbolt database behind a 512-entry log cache, and a file snapshot
 // store keeping 2 snapshots. logger may be nil.
 func OpenStorage(dir string, logger *slog.Logger) (*Storage, error) {
+	return openStorage(dir, logger, nil)
+}
+
+// openStorage is OpenStorage with bbolt options (nil: bbolt's defaults,
+// which wait for the file lock for ever).
+func openStorage(dir string, logger *slog.Logger, bopts *bbolt.Options) (*Storage, error) {
 	if logger == nil {
 		logger = discardLogger
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("coordinator: data dir: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile), BoltOptions: bopts})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: open %s: %w", filepath.Join(dir, raftDBFile), err)
 	}

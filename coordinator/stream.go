@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -139,6 +140,8 @@ type TLSStreamLayer struct {
 	server    *tls.Config
 	client    *tls.Config
 	logger    *slog.Logger
+	peers     *PeerKeys              // connections fail once their peer leaves it (guardConn)
+	info      atomic.Pointer[[]byte] // this member's record, served on memberInfoALPN
 
 	conns  chan net.Conn
 	done   chan struct{}
@@ -170,6 +173,7 @@ func NewTLSStreamLayer(bind string, advertise net.Addr, key ed25519.PrivateKey, 
 	}
 	server := base.Clone()
 	server.ClientAuth = tls.RequireAnyClientCert
+	server.NextProtos = append(server.NextProtos, memberInfoALPN) // membership.go
 	client := base.Clone()
 	// Chain verification is replaced by key pinning in VerifyPeerCertificate,
 	// which runs on every handshake whatever this flag says.
@@ -185,7 +189,7 @@ func NewTLSStreamLayer(bind string, advertise net.Addr, key ed25519.PrivateKey, 
 		ln.Close()
 		return nil, fmt.Errorf("coordinator: raft advertise address %v is unspecified; give a routable address", advertise)
 	}
-	s := &TLSStreamLayer{ln: ln, advertise: advertise, server: server, client: client, logger: logger,
+	s := &TLSStreamLayer{ln: ln, advertise: advertise, server: server, client: client, logger: logger, peers: peers,
 		conns: make(chan net.Conn), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -236,8 +240,12 @@ func (s *TLSStreamLayer) handshake(raw net.Conn) {
 		raw.Close()
 		return
 	}
+	if conn.ConnectionState().NegotiatedProtocol == memberInfoALPN {
+		s.serveMemberInfo(conn) // membership.go
+		return
+	}
 	select {
-	case s.conns <- conn:
+	case s.conns <- guardConn(conn, s.peers):
 	case <-s.done:
 		conn.Close()
 	}
@@ -275,7 +283,7 @@ func (s *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: raft dial %s: %w", address, err)
 	}
-	return c, nil
+	return guardConn(c, s.peers), nil
 }
 
 var _ raft.StreamLayer = (*TLSStreamLayer)(nil)

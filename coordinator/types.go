@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"time"
 
 	"github.com/mfn/mfn/aggregate"
@@ -86,28 +87,30 @@ func ModelBytes(p Params) []byte { return crypto.EncodeUpdate(p, crypto.Float64)
 func ModelHash(p Params) Hash { return sha256.Sum256(ModelBytes(p)) }
 
 // Duration is a time.Duration that encodes in JSON as a Go duration string
-// ("30s") and decodes from either that string or integer nanoseconds.
+// ("30s") and decodes only from one: a bare number is refused, because
+// integer nanoseconds ("round_deadline": 60 meaning 60 ns) are a trap.
 type Duration time.Duration
 
 // MarshalJSON encodes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON accepts "1m30s" or a number of nanoseconds.
+// UnmarshalJSON accepts a duration string such as "1m30s". Anything else
+// is a *json.UnmarshalTypeError, which encoding/json completes with the
+// field's name.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("coordinator: duration: %w", err)
+	if err := json.Unmarshal(b, &s); err != nil {
+		kind := "value"
+		if len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) {
+			kind = "number"
 		}
-		*d = Duration(v)
-		return nil
+		return &json.UnmarshalTypeError{Value: kind + ` (a duration is a string such as "30s")`, Type: reflect.TypeFor[Duration]()}
 	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("coordinator: duration must be a string like \"30s\" or integer nanoseconds")
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("coordinator: duration: %w", err)
 	}
-	*d = Duration(n)
+	*d = Duration(v)
 	return nil
 }
 
@@ -200,6 +203,11 @@ type JobSpec struct {
 	HardDeadline Duration `json:"hard_deadline"`
 	// OnFailure is the policy when a round fails; "" means continue.
 	OnFailure OnFailure `json:"on_failure"`
+	// MaxFailedRounds stops the job (state failed) after this many
+	// consecutive failed rounds whatever OnFailure says, so a job nobody
+	// serves does not fail rounds for ever; zero means
+	// DefaultMaxFailedRounds (10), which CreateJob writes into the spec.
+	MaxFailedRounds int `json:"max_failed_rounds,omitempty"`
 	// InitialModel is model version 0; nil means Dim zeros.
 	InitialModel Params `json:"initial_model,omitempty"`
 }
@@ -212,7 +220,8 @@ const (
 	JobRunning   JobState = "running"
 	JobCompleted JobState = "completed" // all rounds succeeded
 	JobStopped   JobState = "stopped"   // stopped by an operator
-	JobFailed    JobState = "failed"    // a round failed under OnFailure=stop
+	JobFailed    JobState = "failed"    // a round failed under OnFailure=stop, or MaxFailedRounds in a row
+	JobArchived  JobState = "archived"  // ended and its models' parameters freed (hashes kept)
 )
 
 // Job is a training job and its progress.
@@ -224,9 +233,11 @@ type Job struct {
 	Reason string `json:"reason,omitempty"`
 	// Rounds is the number of rounds opened so far (the last one's number).
 	Rounds uint64 `json:"rounds"`
-	// Completed counts successful rounds, Failed failed ones.
-	Completed uint64 `json:"completed"`
-	Failed    uint64 `json:"failed"`
+	// Completed counts successful rounds, Failed failed ones, and
+	// FailedInARow the failed rounds since the last successful one.
+	Completed    uint64 `json:"completed"`
+	Failed       uint64 `json:"failed"`
+	FailedInARow uint64 `json:"failed_in_a_row,omitempty"`
 	// ModelVersion is the latest model version (0 = initial model) and
 	// ModelHash its hash.
 	ModelVersion uint64 `json:"model_version"`

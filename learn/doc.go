@@ -5,24 +5,35 @@
 // # Models and updates
 //
 // A Model keeps all its parameters in one flat []float64 (Params), so a
-// federated update is simply the difference of two such vectors. Two
-// models are provided, both trained with the mean cross-entropy loss:
+// federated update is simply the difference of two such vectors. Models
+// are named by spec strings (ParseArch, Arch.Spec) and all trained with
+// the mean cross-entropy loss:
 //
-//   - Softmax: multinomial logistic regression (784→10 on MNIST is 7,850
-//     parameters);
-//   - MLP: one hidden ReLU layer (784-64-10 is 50,890 parameters).
+//   - "softmax": multinomial logistic regression (784→10 on MNIST is 7,850
+//     parameters); layout W (Classes×Dim, row-major), b;
+//   - "mlp:H1,H2,...": ReLU hidden layers (mlp:64 on MNIST is 50,890
+//     parameters); layout W1 (H1×Dim), b1, W2 (H2×H1), b2, …, then the
+//     output layer, each W row-major (out×in);
+//   - "cnn:mnist": conv 5×5 (8) – max pool – conv 5×5 (16) – max pool –
+//     dense, for 28×28 images (6,218 parameters); layout documented at CNN.
 //
 // Matrix products go through gonum's BLAS on views of the flat vector, so
-// no parameter is copied during training.
+// no parameter is copied during training. The CNN's convolution products
+// use AVX2/FMA kernels (kernel_amd64.s) where the CPU has them: training
+// is deterministic on one machine, but its last bits differ from a
+// machine without FMA. The layouts are PyTorch's (a test compares logits
+// with PyTorch), so weights move between the two by reshaping.
 //
-//	m, _ := learn.NewModel(learn.Arch{Kind: "softmax", Dim: 784, Classes: 10}, rng)
-//	opt := &learn.SGD{LR: 0.05, Momentum: 0.9}
-//	delta, err := learn.TrainLocal(m, data, learn.LocalConfig{Epochs: 1, Batch: 32}, opt, rng)
+//	a, _ := learn.ParseArch("mlp:128", 784, 10)
+//	m, _ := learn.NewModel(a, rng)
+//	opt := &learn.SGD{LR: 0.05, Momentum: 0.9, WeightDecay: 1e-4}
+//	delta, err := learn.TrainLocal(m, data, learn.LocalConfig{Epochs: 1, Batch: 32, Prox: 0.01}, opt, rng)
 //
 // TrainLocal returns the delta θ_new − θ_old that a client sends. The SGD
 // value carries the momentum buffer, so reusing it across rounds gives the
 // per-client momentum that makes robust aggregation work under
-// heterogeneity (Karimireddy, He & Jaggi 2021).
+// heterogeneity (Karimireddy, He & Jaggi 2021). LocalConfig.Prox adds
+// FedProx's proximal term μ/2·‖θ − θ_start‖² (Li et al. 2020).
 //
 // # Data
 //
@@ -43,9 +54,14 @@
 // PartitionIID, PartitionDirichlet (label proportions per client drawn from
 // Dirichlet(α); small α is more heterogeneous) and PartitionExtreme (each
 // client holds one or two labels) split a training set among clients. All
-// are deterministic functions of their *rand.Rand.
+// are deterministic functions of their *rand.Rand. SplitTrainTest makes a
+// seeded train/test split; ParsePartition and PartitionDataset deal a
+// dataset by a spec string ("iid", "dirichlet:0.5").
 //
 // # Federation
+//
+// CentralizedReference trains the same model on the pooled training data
+// with a federation's budget: the reference its accuracy is judged by.
 //
 // RunFederation simulates synchronous federated rounds in one process:
 // honest clients train locally from the global model, f Byzantine clients

@@ -35,18 +35,45 @@ type Batch struct {
 	Y []int
 }
 
-// Arch describes a model shape. Kind is "softmax" (multinomial logistic
-// regression, Classes×Dim weights plus Classes biases) or "mlp" (one hidden
-// layer of Hidden ReLU units, then a softmax layer).
+// MaxHiddenLayers bounds the hidden layers of an MLP (Hidden plus the
+// non-zero entries of Deeper).
+const MaxHiddenLayers = 8
+
+// Arch describes a model shape; ParseArch reads it from a spec string and
+// Arch.Spec writes it back. Kind is
+//
+//   - "softmax": multinomial logistic regression, Classes×Dim weights plus
+//     Classes biases;
+//   - "mlp": hidden ReLU layers of widths Hidden, Deeper[0], Deeper[1], …
+//     (a zero in Deeper ends the list), then a softmax layer;
+//   - "cnn": the small convolutional network for 28×28 single-channel
+//     images described at CNN (Dim must be 784).
+//
+// Arch is comparable with ==.
 type Arch struct {
 	Kind    string
 	Dim     int
-	Hidden  int // mlp only; zero means 64
+	Hidden  int // mlp only: the first hidden layer; zero means 64
 	Classes int
+	// Deeper holds an MLP's hidden widths after the first, in order; the
+	// first zero ends the list.
+	Deeper [MaxHiddenLayers - 1]int
 }
 
 // ErrArch reports an invalid Arch.
 var ErrArch = fmt.Errorf("learn: invalid model architecture")
+
+// widths returns the layer widths from input to output of an MLP.
+func (a Arch) widths() []int {
+	w := []int{a.Dim, a.hidden()}
+	for _, h := range a.Deeper {
+		if h == 0 {
+			break
+		}
+		w = append(w, h)
+	}
+	return append(w, a.Classes)
+}
 
 // NumParams returns the length of the parameter vector of a.
 func (a Arch) NumParams() int {
@@ -54,8 +81,14 @@ func (a Arch) NumParams() int {
 	case "softmax":
 		return a.Classes*a.Dim + a.Classes
 	case "mlp":
-		h := a.hidden()
-		return h*a.Dim + h + a.Classes*h + a.Classes
+		w := a.widths()
+		n := 0
+		for l := 1; l < len(w); l++ {
+			n += w[l]*w[l-1] + w[l]
+		}
+		return n
+	case "cnn":
+		return cnnParams(a.Classes)
 	}
 	return 0
 }
@@ -70,22 +103,30 @@ func (a Arch) hidden() int {
 // Validate returns an error wrapping ErrArch that names the bad field.
 func (a Arch) Validate() error {
 	switch {
-	case a.Kind != "softmax" && a.Kind != "mlp":
-		return fmt.Errorf("%w: Kind %q (want softmax or mlp)", ErrArch, a.Kind)
+	case a.Kind != "softmax" && a.Kind != "mlp" && a.Kind != "cnn":
+		return fmt.Errorf("%w: Kind %q (want softmax, mlp or cnn)", ErrArch, a.Kind)
 	case a.Dim < 1:
 		return fmt.Errorf("%w: Dim %d < 1", ErrArch, a.Dim)
 	case a.Classes < 2:
 		return fmt.Errorf("%w: Classes %d < 2", ErrArch, a.Classes)
 	case a.Hidden < 0:
 		return fmt.Errorf("%w: Hidden %d < 0", ErrArch, a.Hidden)
+	case a.Kind == "cnn" && a.Dim != cnnSide*cnnSide:
+		return fmt.Errorf("%w: Dim %d: cnn takes 28×28 = 784 inputs", ErrArch, a.Dim)
+	}
+	for i, h := range a.Deeper {
+		if h < 0 || (h > 0 && a.Kind != "mlp") {
+			return fmt.Errorf("%w: Deeper[%d] = %d", ErrArch, i, h)
+		}
 	}
 	return nil
 }
 
 // NewModel builds a model of shape a with parameters drawn from rng:
 // softmax weights start at zero (the loss is convex, zero is the usual
-// start); MLP weights use He initialisation N(0, 2/fan_in) for the ReLU
-// layer and Glorot N(0, 1/fan_in) for the output layer, biases zero.
+// start); MLP and CNN weights use He initialisation N(0, 2/fan_in) for the
+// ReLU layers and Glorot N(0, 1/fan_in) for the output layer, biases zero,
+// drawn layer by layer in parameter order.
 func NewModel(a Arch, rng *rand.Rand) (Model, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
@@ -93,17 +134,19 @@ func NewModel(a Arch, rng *rand.Rand) (Model, error) {
 	switch a.Kind {
 	case "softmax":
 		return &Softmax{dim: a.Dim, classes: a.Classes, p: make([]float64, a.NumParams())}, nil
+	case "cnn":
+		return newCNN(a.Classes, rng), nil
 	default:
-		h := a.hidden()
-		m := &MLP{dim: a.Dim, hidden: h, classes: a.Classes, p: make([]float64, a.NumParams())}
-		w1, _, w2, _ := m.split(m.p)
-		s1 := math.Sqrt(2 / float64(a.Dim))
-		for i := range w1 {
-			w1[i] = rng.NormFloat64() * s1
-		}
-		s2 := math.Sqrt(1 / float64(h))
-		for i := range w2 {
-			w2[i] = rng.NormFloat64() * s2
+		m := newMLP(a.widths(), make([]float64, a.NumParams()))
+		for l := range m.layers {
+			ly := &m.layers[l]
+			s := math.Sqrt(2 / float64(ly.in))
+			if l == len(m.layers)-1 {
+				s = math.Sqrt(1 / float64(ly.in))
+			}
+			for i := range ly.w {
+				ly.w[i] = rng.NormFloat64() * s
+			}
 		}
 		return m, nil
 	}
@@ -161,86 +204,112 @@ func (m *Softmax) Predict(x []float64, out []int) {
 	argmaxRows(m.forward(x, rows), out, m.classes)
 }
 
-// MLP is a one-hidden-layer perceptron: logits = W2·relu(W1·x + b1) + b2.
-// Parameters, in order: W1 (Hidden×Dim, row-major), b1, W2 (Classes×Hidden),
-// b2.
+// MLP is a multilayer perceptron with ReLU hidden layers:
+// a_0 = x, a_l = relu(W_l·a_{l−1} + b_l), logits = W_L·a_{L−1} + b_L.
+// Parameters, layer by layer from the input: W_l (out×in, row-major), then
+// b_l. With one hidden layer that is W1 (Hidden×Dim), b1, W2
+// (Classes×Hidden), b2. This is the order and layout of the parameters of
+// PyTorch's nn.Sequential of nn.Linear layers (weight [out][in]).
 type MLP struct {
-	dim, hidden, classes int
-	p                    []float64
-	a1, logits, d1       []float64 // scratch
+	widths []int
+	p      []float64
+	layers []mlpLayer
+	acts   [][]float64 // scratch: acts[l] = output of layer l (rows×out)
+	deltas [][]float64 // scratch: gradient w.r.t. the pre-activation
+}
+
+type mlpLayer struct {
+	in, out int
+	w, b    []float64 // views of p
+}
+
+func newMLP(widths []int, p []float64) *MLP {
+	m := &MLP{widths: widths, p: p}
+	off := 0
+	for l := 1; l < len(widths); l++ {
+		in, out := widths[l-1], widths[l]
+		ly := mlpLayer{in: in, out: out, w: p[off : off+out*in]}
+		off += out * in
+		ly.b = p[off : off+out]
+		off += out
+		m.layers = append(m.layers, ly)
+	}
+	m.acts = make([][]float64, len(m.layers))
+	m.deltas = make([][]float64, len(m.layers))
+	return m
 }
 
 // Params implements Model.
 func (m *MLP) Params() []float64 { return m.p }
 
 // Clone implements Model.
-func (m *MLP) Clone() Model {
-	return &MLP{dim: m.dim, hidden: m.hidden, classes: m.classes, p: append([]float64(nil), m.p...)}
-}
+func (m *MLP) Clone() Model { return newMLP(m.widths, append([]float64(nil), m.p...)) }
 
-func (m *MLP) split(p []float64) (w1, b1, w2, b2 []float64) {
-	h, d, c := m.hidden, m.dim, m.classes
-	w1 = p[:h*d]
-	b1 = p[h*d : h*d+h]
-	w2 = p[h*d+h : h*d+h+c*h]
-	b2 = p[h*d+h+c*h:]
-	return
-}
-
-func (m *MLP) forward(x []float64, rows int) (a1, logits []float64) {
-	h, c := m.hidden, m.classes
-	w1, b1, w2, b2 := m.split(m.p)
-	m.a1 = grow(m.a1, rows*h)
-	m.logits = grow(m.logits, rows*c)
-	for i := 0; i < rows; i++ {
-		copy(m.a1[i*h:(i+1)*h], b1)
-		copy(m.logits[i*c:(i+1)*c], b2)
-	}
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1,
-		general(x, rows, m.dim), general(w1, h, m.dim), 1, general(m.a1, rows, h))
-	for i, v := range m.a1 {
-		if v < 0 {
-			m.a1[i] = 0
+func (m *MLP) forward(x []float64, rows int) []float64 {
+	in := x
+	last := len(m.layers) - 1
+	for l := range m.layers {
+		ly := &m.layers[l]
+		a := grow(m.acts[l], rows*ly.out)
+		m.acts[l] = a
+		for i := 0; i < rows; i++ {
+			copy(a[i*ly.out:(i+1)*ly.out], ly.b)
 		}
+		blas64.Gemm(blas.NoTrans, blas.Trans, 1,
+			general(in, rows, ly.in), general(ly.w, ly.out, ly.in), 1, general(a, rows, ly.out))
+		if l < last {
+			for i, v := range a {
+				if v < 0 {
+					a[i] = 0
+				}
+			}
+		}
+		in = a
 	}
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1,
-		general(m.a1, rows, h), general(w2, c, h), 1, general(m.logits, rows, c))
-	return m.a1, m.logits
+	return m.acts[last]
 }
 
 // Grad implements Model.
 func (m *MLP) Grad(b Batch, grad []float64) float64 {
-	rows := checkBatch(b, m.dim, len(m.p), grad)
-	h, c := m.hidden, m.classes
-	a1, z := m.forward(b.X, rows)
-	loss := softmaxXent(z, b.Y, c)
-	_, _, w2, _ := m.split(m.p)
-	gw1, gb1, gw2, gb2 := m.split(grad)
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1,
-		general(z, rows, c), general(a1, rows, h), 0, general(gw2, c, h))
-	colSums(gb2, z, rows, c)
-	m.d1 = grow(m.d1, rows*h)
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
-		general(z, rows, c), general(w2, c, h), 0, general(m.d1, rows, h))
-	for i, v := range a1 {
-		if v <= 0 {
-			m.d1[i] = 0
+	rows := checkBatch(b, m.widths[0], len(m.p), grad)
+	z := m.forward(b.X, rows)
+	last := len(m.layers) - 1
+	loss := softmaxXent(z, b.Y, m.widths[len(m.widths)-1])
+	g := newMLP(m.widths, grad) // views of grad in the same layout
+	d := z
+	for l := last; l >= 0; l-- {
+		ly, gl := &m.layers[l], &g.layers[l]
+		in := b.X
+		if l > 0 {
+			in = m.acts[l-1]
 		}
+		blas64.Gemm(blas.Trans, blas.NoTrans, 1,
+			general(d, rows, ly.out), general(in, rows, ly.in), 0, general(gl.w, ly.out, ly.in))
+		colSums(gl.b, d, rows, ly.out)
+		if l == 0 {
+			break
+		}
+		prev := grow(m.deltas[l-1], rows*ly.in)
+		m.deltas[l-1] = prev
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
+			general(d, rows, ly.out), general(ly.w, ly.out, ly.in), 0, general(prev, rows, ly.in))
+		for i, v := range in {
+			if v <= 0 {
+				prev[i] = 0
+			}
+		}
+		d = prev
 	}
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1,
-		general(m.d1, rows, h), general(b.X, rows, m.dim), 0, general(gw1, h, m.dim))
-	colSums(gb1, m.d1, rows, h)
 	return loss
 }
 
 // Predict implements Model.
 func (m *MLP) Predict(x []float64, out []int) {
 	rows := len(out)
-	if len(x) != rows*m.dim {
-		panic(fmt.Sprintf("learn: Predict: len(x)=%d, want %d×%d", len(x), rows, m.dim))
+	if len(x) != rows*m.widths[0] {
+		panic(fmt.Sprintf("learn: Predict: len(x)=%d, want %d×%d", len(x), rows, m.widths[0]))
 	}
-	_, z := m.forward(x, rows)
-	argmaxRows(z, out, m.classes)
+	argmaxRows(m.forward(x, rows), out, m.widths[len(m.widths)-1])
 }
 
 func checkBatch(b Batch, dim, np int, grad []float64) int {

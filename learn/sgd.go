@@ -75,6 +75,12 @@ type LocalConfig struct {
 	// Batch is the minibatch size; zero means 32. A client with fewer
 	// samples uses all of them in every step.
 	Batch int
+	// Prox is FedProx's proximal coefficient μ (Li et al., "Federated
+	// Optimization in Heterogeneous Networks", MLSys 2020): each step
+	// minimises loss + μ/2·‖θ − θ_start‖², pulling the client towards the
+	// model it started the round from. Zero (plain local SGD) and
+	// negative values add nothing.
+	Prox float64
 }
 
 // ErrNoData is returned when training or evaluating on an empty dataset.
@@ -131,6 +137,11 @@ func TrainLocal(m Model, d *Dataset, cfg LocalConfig, opt *SGD, rng *rand.Rand) 
 		loss := m.Grad(Batch{X: bx[:rows*d.Dim], Y: by[:rows]}, grad)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			bad = true
+		}
+		if mu := cfg.Prox; mu > 0 {
+			for i, p := range params {
+				grad[i] += mu * (p - old[i])
+			}
 		}
 		opt.Step(params, grad)
 	}

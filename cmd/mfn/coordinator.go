@@ -51,11 +51,18 @@ Ports (all authenticated and encrypted; HTTP too when given a certificate):
                member presents its Ed25519 identity and accepts only the
                keys in --peer-keys (and members admitted by a join)
   --quic-addr  nodes: QUIC + TLS 1.3; only enrolled, non-revoked node keys
-  --http-addr  the operator API (JSON, API keys from --api-keys, roles
-               admin/operator/auditor/reader) with /healthz, /readyz,
-               /metrics, and the web console at /ui/ (log in with a key,
-               or a one-time link from "mfn ctl console"); without
-               --api-keys only the first three and the signed join route
+  --http-addr  the operator API (JSON, API keys from --api-keys-file,
+               roles admin/operator/auditor/reader) with /healthz,
+               /readyz, /metrics, and the web console at /ui/ (log in
+               with a key, or a one-time link from "mfn ctl console");
+               without API keys only the first three and the signed
+               join route
+
+Secrets: give API keys in files (--api-keys-file, --join-api-key-file,
+mode 600) or the environment (MFN_API_KEYS, MFN_JOIN_API_KEY). The inline
+forms --api-keys "role:key,..." and --join-api-key KEY put the secrets on
+the command line, where every user of the host can read them (ps,
+/proc/PID/cmdline): use them only on a machine you alone use.
 
 HTTPS: --http-tls-self-signed serves the HTTP endpoints over TLS 1.3 with a
 certificate self-signed by the member's identity key, naming its advertised
@@ -92,8 +99,8 @@ Keys:
 
 Starting a cluster: give every initial member the same --bootstrap list
 "id=raftaddr,...". Adding a member later: start it with --join pointing at
-any member's HTTP address and --join-api-key an admin key of the operator
-API (then its key is distributed to the others through the replicated
+any member's HTTP address and --join-api-key-file a file holding an admin
+key of the operator API (then its key is distributed to the others through the replicated
 state); without the operator API, the join request is signed with the
 member's key, which must be in the others' --peer-keys.
 A member whose --data-dir holds Raft state rejoins its cluster from it and
@@ -115,6 +122,15 @@ serves Go profiles (net/http/pprof) on the HTTP listener under
 /debug/pprof/: to admin API keys when --api-keys is set, otherwise to
 loopback clients only.
 
+HTTP limits (see docs/SECURITY.md, "Limits"): --http-rate and --http-burst
+set the operator API's token bucket per key and route (20 per second,
+burst 40 by default; 0 turns it off); each member counts on its own, so a
+client spreading requests over N members gets N times the rate.
+--http-max-conns and --http-max-conns-per-client cap open connections
+(4,096 in total, 256 per client IP address). Timeouts are fixed: 10 s for
+a request header, 30 s for a body, 60 s for a response (model downloads
+5 min) and for an idle keep-alive connection.
+
 Data directory: raft.db (bbolt log and stable store) and snapshots/ (the
 last two FSM snapshots). SIGTERM or SIGINT shuts down gracefully: a leader
 first hands its leadership to another member.`
@@ -129,7 +145,7 @@ const coordinatorExample = `  mfn keygen --role coordinator --out keys/c1
     --peer-keys peers.txt --raft-addr 127.0.0.1:7004 --quic-addr 127.0.0.1:4434 \
     --http-addr 127.0.0.1:8084 --join 127.0.0.1:8081
   mfn coordinator --id c1 --data-dir data/c1 --identity keys/c1 --log-key logkey/log.skey \
-    --peer-keys peers.txt --api-keys apikeys.json --raft-addr 0.0.0.0:7001 --raft-advertise c1.example:7001 \
+    --peer-keys peers.txt --api-keys-file apikeys.json --raft-addr 0.0.0.0:7001 --raft-advertise c1.example:7001 \
     --quic-addr 0.0.0.0:4431 --quic-advertise c1.example:4431 \
     --http-addr 0.0.0.0:8081 --http-advertise c1.example:8081 --http-tls-self-signed \
     --bootstrap c1=c1.example:7001,c2=c2.example:7001,c3=c3.example:7001`
@@ -157,6 +173,12 @@ type coordinatorFlags struct {
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
+	httpMaxConns                int
+	httpMaxConnsPerClient       int
+	httpRate                    float64
+	httpBurst                   int
+	apiKeysFile                 string
+	joinAPIKeyFile              string
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -171,6 +193,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 			return runCoordinator(env, &f)
 		},
 	}
+	c.AddCommand(newCoordinatorRecoverCmd(env)) // coordinator_recover.go
 	fl := c.Flags()
 	fl.StringVar(&f.id, "id", "", "member id, unique in the cluster ([A-Za-z0-9._-], 1-64 characters)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory of the member's Raft state (created if missing)")
@@ -189,10 +212,14 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.logKey, "log-key", "", "file holding the cluster's audit log signing key (log.skey)")
 	fl.StringVar(&f.logVerify, "log-verifier", "", "file holding the log verifier key; empty means log.vkey beside --log-key")
 	fl.StringVar(&f.peerKeys, "peer-keys", "", "file of the cluster's coordinator public keys, one per line")
-	fl.StringVar(&f.apiKeys, "api-keys", "", `operator API keys: a key file, or "role:key,..." (without it only health, metrics and the signed join route are served)`)
+	fl.StringVar(&f.apiKeys, "api-keys", "", `operator API keys: a key file, or "role:key,..." (without it only health, metrics and the signed join route are served); the inline form puts secrets on the command line, visible to every user of the host: prefer --api-keys-file`)
+	fl.StringVar(&f.apiKeysFile, "api-keys-file", "", "file of the operator API keys (JSON or TOML; mode 600 when it holds plain secrets, or key_sha256 digests); exclusive with --api-keys")
 	fl.StringVar(&f.bootstrap, "bootstrap", "", "initial voters id=raftaddr,... (start a new cluster; ignored with existing state)")
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member to join through (ignored with existing state)")
-	fl.StringVar(&f.joinAPIKey, "join-api-key", "", "API key sent with the join request, if the operator API requires one")
+	fl.StringVar(&f.joinAPIKey, "join-api-key", "", "API key sent with the join request, if the operator API requires one (on the command line it is visible to every user of the host: prefer --join-api-key-file or MFN_JOIN_API_KEY)")
+	fl.StringVar(&f.joinAPIKeyFile, "join-api-key-file", "", "file holding the API key sent with the join request (mode 600); exclusive with --join-api-key")
+	fl.Float64Var(&f.httpRate, "http-rate", 20, "operator API requests per second per key and route on this member, sustained (token bucket; 0 turns the limit off; at most 1e6); each member counts on its own")
+	fl.IntVar(&f.httpBurst, "http-burst", 40, "operator API requests a key may send at once on a route before --http-rate applies (1 to 1e6)")
 	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
 	fl.Uint64Var(&f.evalSeed, "eval-seed", 0x6d666e2d6576616c, "seed of the held-out test set on which mfn-regime models are scored (the same on every member)")
 	fl.IntVar(&f.evalPerRegime, "eval-per-regime", 50, "held-out simulations per regime for scoring mfn-regime models (0 turns evaluation off, at most 10000)")
@@ -203,7 +230,9 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
-	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with --api-keys to admin keys only, without them to loopback clients only")
+	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
+	fl.IntVar(&f.httpMaxConnsPerClient, "http-max-conns-per-client", 256, "open HTTP connections from one client IP address; more are closed at once (1 to 1000000; clients behind one proxy share it)")
+	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with API keys to admin keys only, without them to loopback clients only")
 	return c
 }
 
@@ -309,6 +338,28 @@ func readPeerKeys(path string) ([]ed25519.PublicKey, error) {
 	return keys, sc.Err()
 }
 
+// readSecretFile reads a secret (an API key) from a file that only its
+// owner may read: the content without surrounding white space. A file
+// group or others may read is refused, as "mfn" refuses API key files
+// holding plain secrets.
+func readSecretFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by group or others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+	}
+	s, err := readKeyFile(path)
+	if err != nil {
+		return "", err
+	}
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
 func readKeyFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -350,6 +401,18 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--node-burst %d must be in [1, 1000000]", f.nodeBurst)
 	case f.snapshotThreshold < 1:
 		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
+	case f.httpMaxConns < 1 || f.httpMaxConns > 1e6:
+		return nil, lvl, usagef("--http-max-conns %d must be in [1, 1000000]", f.httpMaxConns)
+	case f.httpMaxConnsPerClient < 1 || f.httpMaxConnsPerClient > 1e6:
+		return nil, lvl, usagef("--http-max-conns-per-client %d must be in [1, 1000000]", f.httpMaxConnsPerClient)
+	case !(f.httpRate >= 0 && f.httpRate <= 1e6):
+		return nil, lvl, usagef("--http-rate %v must be in [0, 1e6] requests per second (0: no limit)", f.httpRate)
+	case f.httpBurst < 1 || f.httpBurst > 1e6:
+		return nil, lvl, usagef("--http-burst %d must be in [1, 1000000]", f.httpBurst)
+	case f.apiKeys != "" && f.apiKeysFile != "":
+		return nil, lvl, usagef("--api-keys and --api-keys-file are exclusive: give the keys once")
+	case f.joinAPIKey != "" && f.joinAPIKeyFile != "":
+		return nil, lvl, usagef("--join-api-key and --join-api-key-file are exclusive: give the key once")
 	case f.pprof && f.httpAddr == "":
 		return nil, lvl, usagef("--pprof needs --http-addr: profiles are served on the HTTP listener")
 	}
@@ -510,6 +573,16 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	}
 	trusted := coordinator.NewPeerKeys(peers...)
 	var apiKeys *api.KeyStore
+	if f.apiKeysFile != "" {
+		if apiKeys, err = api.LoadKeyFile(f.apiKeysFile); err != nil {
+			return usagef("--api-keys-file: %v", err)
+		}
+	}
+	if f.joinAPIKeyFile != "" {
+		if f.joinAPIKey, err = readSecretFile(f.joinAPIKeyFile); err != nil {
+			return usagef("--join-api-key-file: %v", err)
+		}
+	}
 	if f.apiKeys != "" {
 		if apiKeys, err = api.LoadKeys(f.apiKeys); err != nil {
 			return usagef("--api-keys: %v", err)
@@ -620,7 +693,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	coord, err := coordinator.New(coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
-		PublicKey: id.PublicKey(), PeerKeys: trusted,
+		PublicKey: id.PublicKey(), PeerKeys: trusted, Prober: layer,
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
@@ -659,11 +732,15 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	}()
 
 	// HTTP endpoints.
-	var hsrv *http.Server
+	var hsrv *api.Server
 	if hln != nil {
 		var h http.Handler
 		if apiKeys != nil {
-			acfg := api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger,
+			rl := api.RateLimit{Rate: f.httpRate, Burst: f.httpBurst}
+			if f.httpRate == 0 {
+				rl.Rate = -1 // api: a negative rate turns the limit off
+			}
+			acfg := api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger, RateLimit: rl,
 				ForwardClient: &http.Client{Transport: memberTransport, Timeout: 30 * time.Second,
 					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 			if httpTLS != nil {
@@ -685,8 +762,15 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 			logger.Warn("serving profiles under /debug/pprof/", "access", map[bool]string{true: "admin API keys", false: "loopback clients"}[apiKeys != nil])
 			h = withPprof(h, apiKeys)
 		}
-		hsrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		// Timeouts and connection caps: see api.ServerConfig and
+		// docs/SECURITY.md (Limits).
+		hsrv, err = api.NewServer(h, api.ServerConfig{MaxConns: f.httpMaxConns, MaxConnsPerClient: f.httpMaxConnsPerClient,
+			Registry: reg, Logger: logger})
+		if err != nil {
+			qsrv.Close()
+			return fail(err)
+		}
+		hsrv.TLSConfig = httpTLS
 		go func() {
 			var err error
 			if httpTLS != nil {
@@ -859,7 +943,7 @@ func (e *regimeEvaluator) Evaluate(task string, params []float64) (float64, bool
 
 // stopAll stops the HTTP and QUIC servers, then the member (leadership
 // transfer, Raft shutdown, stores closed).
-func stopAll(hsrv *http.Server, qsrv *protocol.Server, shutdown func() error) error {
+func stopAll(hsrv *api.Server, qsrv *protocol.Server, shutdown func() error) error {
 	var errs []error
 	if hsrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -81,7 +81,10 @@ func (o *ctlOpts) client() (*api.Client, error) {
 	if err != nil {
 		return nil, usagef("--server %q: %v", o.server, strings.TrimPrefix(err.Error(), "api: "))
 	}
-	return cl, nil
+	// A leader elected a moment ago may not have registered its HTTP
+	// address yet, so a follower cannot forward to it (503 not_leader):
+	// a few retries cover that window.
+	return cl.WithRetries(5), nil
 }
 
 // tlsConfig builds the TLS client configuration of --ca, --pin and
@@ -266,8 +269,10 @@ func newCtlClusterCmd(env *cmdEnv, o *ctlOpts) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cluster",
 		Short: "Show the cluster or remove a member",
-		Long: `cluster status shows the members, their Raft addresses, suffrage and who
-leads, as the member at --server sees them (reader). cluster remove ID takes a
+		Long: `cluster status shows the members (Raft, QUIC and HTTP addresses, Ed25519
+key, suffrage) and who leads, as the member at --server sees them (reader);
+an address or key the member has not registered yet shows as "-". cluster
+remove ID takes a
 member out of the cluster (admin); the data directory of a removed member must
 be wiped before it joins again.`,
 		Example: "  mfn ctl cluster status\n  mfn ctl cluster remove c3",
@@ -299,13 +304,17 @@ be wiped before it joins again.`,
 			fmt.Fprintf(env.stdout, "member %s: %s, term %d, commit %d, applied %d, audit leaves %d; leader %s\n",
 				st.ID, st.State, st.Term, st.CommitIndex, st.AppliedIndex, st.AuditSize, leader)
 			tw := table(env.stdout)
-			fmt.Fprintln(tw, "ID\tROLE\tSUFFRAGE\tRAFT\tQUIC\tHTTP")
+			fmt.Fprintln(tw, "ID\tROLE\tSUFFRAGE\tRAFT\tQUIC\tHTTP\tKEY")
 			for _, m := range st.Members {
 				role := "follower"
 				if m.Leader {
 					role = "leader"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, role, m.Suffrage, m.RaftAddr, dash(m.QUICAddr), dash(m.HTTPAddr))
+				key := "-"
+				if len(m.PublicKey) == ed25519.PublicKeySize {
+					key = mfncrypto.FormatPublicKey(ed25519.PublicKey(m.PublicKey))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, role, m.Suffrage, m.RaftAddr, dash(m.QUICAddr), dash(m.HTTPAddr), key)
 			}
 			return tw.Flush()
 		},

@@ -372,6 +372,7 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	}
 	stop.Flags().StringVar(&reason, "reason", "", "why the job is stopped (recorded; default names the API key)")
 	c.AddCommand(create, list, get, stop)
+	c.AddCommand(newCtlJobsRemoveCmds(env, o)...)
 	return c
 }
 
@@ -391,7 +392,7 @@ why not, and the rule's score.`,
 	list := &cobra.Command{
 		Use:     "list JOB",
 		Short:   "List a job's rounds",
-		Long:    "list prints each round of JOB with its state, updates and result.",
+		Long:    "list prints each round of JOB with its state, updates and result. The API serves rounds in pages;\nlist asks for every page (1,000 rounds each) in turn.",
 		Example: "  mfn ctl rounds list j1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {

@@ -165,6 +165,17 @@ func TestCtlAgainstCoordinator(t *testing.T) {
 	if out := must(ctlOperator, "jobs", "stop", "j1", "--reason", "done"); !strings.Contains(out, "job j1: stopped (done)") {
 		t.Errorf("jobs stop: %s", out)
 	}
+	fail(ctlReader, exitFailure, "403 forbidden", "jobs", "archive", "j1")
+	if out := must(ctlOperator, "jobs", "archive", "j1"); !strings.Contains(out, "job j1: archived, models freed") {
+		t.Errorf("jobs archive: %s", out)
+	}
+	if out := must(ctlOperator, "jobs", "delete", "j1"); !strings.Contains(out, "job j1 deleted") {
+		t.Errorf("jobs delete: %s", out)
+	}
+	fail(ctlReader, exitFailure, "404 not_found", "jobs", "get", "j1")
+	// Deleting twice is idempotent; a job that never existed is a 404.
+	must(ctlOperator, "jobs", "delete", "j1")
+	fail(ctlOperator, exitFailure, "404 not_found", "jobs", "delete", "never-created")
 }
 
 // TestCtlExitCodes checks the exit codes the testscripts cannot see.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/sim"
 )
 
 // Coordinator is what the API needs from a cluster member.
@@ -74,6 +75,11 @@ type Compute struct {
 	// Concurrency is the number of simulations run at once; zero means 2.
 	// Requests beyond it get 503 with Retry-After.
 	Concurrency int
+	// PerKey is the number of those slots one API key may hold at once,
+	// so that one key hammering the endpoint cannot starve the others;
+	// zero means max(1, Concurrency/2). Requests beyond it get 503 with
+	// Retry-After.
+	PerKey int
 }
 
 // Config configures the HTTP API of one coordinator member. Coordinator
@@ -92,11 +98,18 @@ type Config struct {
 	// Logger receives the access log and errors (JSON recommended); nil
 	// discards.
 	Logger *slog.Logger
+	// LogSampling bounds the access log lines of client errors per
+	// client address.
+	LogSampling LogSampling
 	// RateLimit configures the per key and route token buckets.
 	RateLimit RateLimit
 	// MaxBodyBytes bounds a request body; zero means 8 MiB (a job spec may
 	// carry an initial model).
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading a request body once its header has
+	// arrived; a client slower than this gets 408 and the connection is
+	// closed. Zero means 30 s.
+	BodyTimeout time.Duration
 	// Compute configures /v1/simulate and /v1/nernst.
 	Compute Compute
 	// RequestTimeout bounds each call into the cluster (a write's Raft
@@ -108,6 +121,17 @@ type Config struct {
 	// ForwardScheme is the scheme of the leader's HTTP address when that
 	// address has none; empty means "http".
 	ForwardScheme string
+	// DownloadTimeout bounds writing one model download
+	// (/v1/jobs/{id}/models/{version}/params), which the server's
+	// WriteTimeout does not cover; zero means 5 minutes (a 16 MB model
+	// at 64 KB/s).
+	DownloadTimeout time.Duration
+	// MaxSubscribers bounds the open /v1/events streams of this member;
+	// zero means 256. Beyond it a new stream is refused with 503.
+	MaxSubscribers int
+	// MaxSubscribersPerKey bounds the open /v1/events streams of one API
+	// key; zero means 16. Beyond it a new stream is refused with 429.
+	MaxSubscribersPerKey int
 	// EventPing is the WebSocket ping period of /v1/events; zero means 20 s.
 	EventPing time.Duration
 	// EventWriteTimeout bounds one event write and the wait for a pong; a
@@ -129,12 +153,18 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.Keys is nil (every /v1 request needs an API key)")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("api: Config.MaxBodyBytes %d must be ≥ 0", c.MaxBodyBytes)
+	case c.DownloadTimeout < 0:
+		return fmt.Errorf("api: Config.DownloadTimeout %v must be ≥ 0", c.DownloadTimeout)
+	case c.MaxSubscribers < 0 || c.MaxSubscribersPerKey < 0:
+		return errors.New("api: Config.MaxSubscribers and MaxSubscribersPerKey must be ≥ 0")
+	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
+		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
 	case c.RateLimit.Burst < 0 || c.RateLimit.MaxBuckets < 0:
 		return errors.New("api: Config.RateLimit.Burst and MaxBuckets must be ≥ 0")
-	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0:
-		return errors.New("api: Config.Compute.MaxCellSteps and Concurrency must be ≥ 0")
-	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0:
-		return errors.New("api: Config.RequestTimeout, EventPing and EventWriteTimeout must be ≥ 0")
+	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0 || c.Compute.PerKey < 0:
+		return errors.New("api: Config.Compute.MaxCellSteps, Concurrency and PerKey must be ≥ 0")
+	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0 || c.BodyTimeout < 0:
+		return errors.New("api: Config.RequestTimeout, BodyTimeout, EventPing and EventWriteTimeout must be ≥ 0")
 	case c.ForwardScheme != "" && c.ForwardScheme != "http" && c.ForwardScheme != "https":
 		return fmt.Errorf("api: Config.ForwardScheme %q must be http or https", c.ForwardScheme)
 	}
@@ -149,6 +179,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.RateLimit = c.RateLimit.withDefaults()
+	c.LogSampling = c.LogSampling.withDefaults()
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 8 << 20
 	}
@@ -158,8 +189,14 @@ func (c *Config) setDefaults() {
 	if c.Compute.Concurrency == 0 {
 		c.Compute.Concurrency = 2
 	}
+	if c.Compute.PerKey == 0 {
+		c.Compute.PerKey = max(1, c.Compute.Concurrency/2)
+	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 30 * time.Second
 	}
 	if c.ForwardScheme == "" {
 		c.ForwardScheme = "http"
@@ -169,6 +206,15 @@ func (c *Config) setDefaults() {
 			Timeout:       c.RequestTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if c.DownloadTimeout == 0 {
+		c.DownloadTimeout = 5 * time.Minute
+	}
+	if c.MaxSubscribers == 0 {
+		c.MaxSubscribers = 256
+	}
+	if c.MaxSubscribersPerKey == 0 {
+		c.MaxSubscribersPerKey = 16
 	}
 	if c.EventPing == 0 {
 		c.EventPing = 20 * time.Second
@@ -198,7 +244,11 @@ type server struct {
 	mux     *http.ServeMux
 	limiter *limiter
 	metrics *httpMetrics
-	simSem  chan struct{}
+	sims    *simSlots
+	// simulate runs one simulation (sim.SimulateContext; tests replace it).
+	simulate func(ctx context.Context, cfg sim.Config) (*sim.Result, error)
+	sampler  *logSampler
+	subs     *subscriberSlots
 }
 
 // New builds the HTTP API handler of one member (see the package
@@ -215,7 +265,12 @@ func New(cfg Config) (http.Handler, error) {
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
 		limiter: newLimiter(cfg.RateLimit, cfg.Clock),
-		simSem:  make(chan struct{}, cfg.Compute.Concurrency),
+		sims:    &simSlots{total: cfg.Compute.Concurrency, perKeyMax: cfg.Compute.PerKey, perKey: map[string]int{}},
+		simulate: func(ctx context.Context, c sim.Config) (*sim.Result, error) {
+			return sim.SimulateContext(ctx, c, false)
+		},
+		sampler: newLogSampler(cfg.LogSampling),
+		subs:    &subscriberSlots{perKey: map[string]int{}},
 	}
 	var err error
 	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {
@@ -278,6 +333,8 @@ func (s *server) routes(metrics http.Handler) []route {
 		{"POST /v1/jobs", RoleOperator, write, s.jobCreate},
 		{"GET /v1/jobs/{id}", RoleReader, current, s.jobGet},
 		{"POST /v1/jobs/{id}/stop", RoleOperator, write, s.jobStop},
+		{"POST /v1/jobs/{id}/archive", RoleOperator, write, s.jobRemove(true)}, // jobs_remove.go
+		{"DELETE /v1/jobs/{id}", RoleOperator, write, s.jobRemove(false)},
 		{"GET /v1/jobs/{id}/rounds", RoleReader, current, s.roundsList},
 		{"GET /v1/jobs/{id}/rounds/{round}", RoleReader, current, s.roundGet},
 		{"GET /v1/jobs/{id}/models/{version}", RoleReader, current, s.modelGet},
@@ -294,7 +351,7 @@ func (s *server) routes(metrics http.Handler) []route {
 	}
 	if !s.cfg.Compute.Disabled {
 		rs = append(rs,
-			route{"POST /v1/simulate", RoleReader, local, s.simulate},
+			route{"POST /v1/simulate", RoleReader, local, s.simulateRoute},
 			route{"POST /v1/nernst", RoleReader, local, s.nernst},
 		)
 	}
@@ -346,12 +403,12 @@ func (s *server) unmatched(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 		}
 		writeError(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-			"method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, probe.header.Get("Allow")))
+			"method %s not allowed on %s (allowed: %s)", clip(r.Method), clip(r.URL.Path), probe.header.Get("Allow")))
 	case http.StatusMovedPermanently, http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound:
 		w.Header().Set("Location", probe.header.Get("Location"))
-		writeError(w, r, errorf(probe.status, CodeNotFound, "%s is not a canonical path; see Location", r.URL.Path))
+		writeError(w, r, errorf(probe.status, CodeNotFound, "%s is not a canonical path; see Location", clip(r.URL.Path)))
 	default:
-		writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", clip(r.Method), clip(r.URL.Path)))
 	}
 }
 

@@ -118,6 +118,8 @@ func TestRoleMatrix(t *testing.T) {
 		{"POST", "/v1/nodes/n9/revoke", "", RoleOperator},
 		{"POST", "/v1/jobs", `{"id":"jx","dim":2}`, RoleOperator},
 		{"POST", "/v1/jobs/j1/stop", "", RoleOperator},
+		{"POST", "/v1/jobs/j1/archive", "", RoleOperator},
+		{"DELETE", "/v1/jobs/j1", "", RoleOperator},
 		{"POST", "/v1/cluster/join", `{"id":"c9","raft_addr":"127.0.0.1:1","public_key":"` + testPubKey + `"}`, RoleAdmin},
 		{"DELETE", "/v1/cluster/members/c9", "", RoleAdmin},
 		{"GET", "/v1/nodes/n9", "", RoleReader},

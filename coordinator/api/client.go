@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -59,10 +60,26 @@ var ErrUnreachable = errors.New("api: server unreachable")
 
 // Client calls the API of one member. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	key  string
-	hc   *http.Client
+	base    *url.URL
+	key     string
+	hc      *http.Client
+	retries int
 }
+
+// WithRetries returns a copy of c that repeats a request answered 503
+// not_leader or unavailable (a leader just elected that has not yet
+// registered its HTTP address, a member starting or shutting down) up to
+// n more times, each after the answer's Retry-After (at most 2 s; 1 s
+// without one). Every write of the API is idempotent, so repeating one is
+// safe.
+func (c *Client) WithRetries(n int) *Client {
+	cc := *c
+	cc.retries = max(n, 0)
+	return &cc
+}
+
+// maxRetryWait caps the wait between repeated requests.
+const maxRetryWait = 2 * time.Second
 
 // NewClient returns a client of the API at server ("http://host:port",
 // "https://…", or "host:port" meaning http) authenticating with key. hc
@@ -99,21 +116,45 @@ func (c *Client) url(path string, q url.Values) string {
 }
 
 // do sends a request and returns the response of a 2xx answer (the caller
-// closes its body); other answers become *Error.
+// closes its body); other answers become *Error. See WithRetries for the
+// answers it repeats.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in any) (*http.Response, error) {
-	var body io.Reader
+	var payload []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.NewReader(b)
+		payload = b
+	}
+	for attempt := 0; ; attempt++ {
+		resp, wait, err := c.doOnce(ctx, method, path, q, in != nil, payload)
+		var e *Error
+		if attempt >= c.retries || !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable ||
+			(e.Code != CodeNotLeader && e.Code != CodeUnavailable) {
+			return resp, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// doOnce sends one request; wait is the answer's Retry-After (capped).
+func (c *Client) doOnce(ctx context.Context, method, path string, q url.Values, hasBody bool, payload []byte) (*http.Response, time.Duration, error) {
+	var body io.Reader
+	if hasBody {
+		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.key != "" {
@@ -121,13 +162,17 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in a
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, method, c.base.Host, unwrapURLError(err))
+		return nil, 0, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, method, c.base.Host, unwrapURLError(err))
 	}
 	if resp.StatusCode/100 == 2 {
-		return resp, nil
+		return resp, 0, nil
 	}
 	defer resp.Body.Close()
-	return nil, readError(resp)
+	wait := time.Second
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		wait = min(time.Duration(s)*time.Second, maxRetryWait)
+	}
+	return nil, wait, readError(resp)
 }
 
 func unwrapURLError(err error) error {
@@ -277,11 +322,41 @@ func (c *Client) StopJob(ctx context.Context, id, reason string) (coordinator.Jo
 	return j, err
 }
 
-// Rounds lists a job's rounds.
+// Rounds lists all of a job's rounds, following the pages (each of
+// MaxRoundsPage rounds).
 func (c *Client) Rounds(ctx context.Context, job string) ([]coordinator.Round, error) {
+	var all []coordinator.Round
+	var after uint64
+	for {
+		l, err := c.RoundsPage(ctx, job, after, MaxRoundsPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, l.Rounds...)
+		if l.NextAfter == nil {
+			return all, nil
+		}
+		if *l.NextAfter <= after {
+			return nil, fmt.Errorf("api: rounds of %s: the server's next page (after %d) does not advance past %d", job, *l.NextAfter, after)
+		}
+		after = *l.NextAfter
+	}
+}
+
+// RoundsPage returns one page of a job's rounds: those numbered above
+// after, at most limit of them (zero means the server's default,
+// DefaultRoundsPage).
+func (c *Client) RoundsPage(ctx context.Context, job string, after uint64, limit int) (RoundList, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
 	var l RoundList
-	err := c.call(ctx, http.MethodGet, "/v1/jobs/"+esc(job)+"/rounds", nil, nil, &l)
-	return l.Rounds, err
+	err := c.call(ctx, http.MethodGet, "/v1/jobs/"+esc(job)+"/rounds", q, nil, &l)
+	return l, err
 }
 
 // Round returns one round with its updates' outcomes.

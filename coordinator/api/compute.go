@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mfn/mfn/sim"
@@ -52,8 +53,8 @@ func (req *SimulateRequest) simConfig() (sim.Config, error) {
 	return c, c.Validate()
 }
 
-// simulate runs one bounded MFN field simulation.
-func (s *server) simulate(w http.ResponseWriter, r *http.Request, body []byte) error {
+// simulateRoute runs one bounded MFN field simulation.
+func (s *server) simulateRoute(w http.ResponseWriter, r *http.Request, body []byte) error {
 	var req SimulateRequest
 	if err := decodeBody(body, &req); err != nil {
 		return err
@@ -67,15 +68,12 @@ func (s *server) simulate(w http.ResponseWriter, r *http.Request, body []byte) e
 			"grid_size² × steps = %d is above this server's limit of %d: use a smaller grid_size or fewer steps",
 			cells, s.cfg.Compute.MaxCellSteps)
 	}
-	select {
-	case s.simSem <- struct{}{}:
-		defer func() { <-s.simSem }()
-	default:
-		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%d simulations are running; retry later", cap(s.simSem))
-		e.retryAfter = time.Second
-		return e
+	key := infoFrom(r.Context()).ident.Name
+	if err := s.sims.acquire(key); err != nil {
+		return err
 	}
-	res, err := sim.SimulateContext(r.Context(), cfg, false)
+	defer s.sims.release(key)
+	res, err := s.simulate(r.Context(), cfg)
 	if err != nil {
 		var ue *sim.UnstableError
 		if errors.As(err, &ue) {
@@ -134,6 +132,53 @@ func (s *server) nernst(w http.ResponseWriter, _ *http.Request, body []byte) err
 	if err != nil {
 		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
 	}
+	if math.IsInf(e, 0) || math.IsNaN(e) {
+		// Finite inputs whose ratio overflows: c_in is clamped up to
+		// sim.MinConcentrationM, so only a huge c_out can make c_out/c_in
+		// leave the float64 range (the smallest ratio is a subnormal,
+		// whose logarithm is finite).
+		return errorf(http.StatusUnprocessableEntity, CodeInvalid,
+			"c_out: %g mol/L over c_in %g mol/L overflows the concentration ratio; no finite potential exists",
+			*req.COut, *req.CIn)
+	}
 	writeJSON(w, http.StatusOK, NernstResponse{PotentialMV: e * 1000, PotentialV: e})
 	return nil
+}
+
+// simSlots shares the simulation slots between API keys: at most total
+// at once, at most perKeyMax of them held by one key.
+type simSlots struct {
+	total, perKeyMax int
+
+	mu     sync.Mutex
+	used   int
+	perKey map[string]int
+}
+
+func (s *simSlots) acquire(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var e *httpError
+	switch {
+	case s.perKey[key] >= s.perKeyMax:
+		e = errorf(http.StatusServiceUnavailable, CodeUnavailable,
+			"key %q already runs %d simulations on this member (its share of %d); retry when one ends", key, s.perKeyMax, s.total)
+	case s.used >= s.total:
+		e = errorf(http.StatusServiceUnavailable, CodeUnavailable, "%d simulations are running; retry later", s.total)
+	default:
+		s.used++
+		s.perKey[key]++
+		return nil
+	}
+	e.retryAfter = time.Second
+	return e
+}
+
+func (s *simSlots) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used--
+	if s.perKey[key]--; s.perKey[key] <= 0 {
+		delete(s.perKey, key)
+	}
 }

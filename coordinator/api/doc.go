@@ -14,14 +14,21 @@
 //		Registry:    reg,      // the registry the coordinator's metrics are on
 //		Logger:      logger,   // JSON slog logger
 //	})
-//	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+//	srv, err := api.NewServer(h, api.ServerConfig{Registry: reg, Logger: logger})
+//	err = srv.Serve(ln) // or srv.ServeTLS(ln, "", "") with srv.TLSConfig set
 //
-// For HTTPS give the server coordinator.HTTPServerTLS(cert) as its
-// TLSConfig (TLS 1.3; cert from coordinator.SelfSignedHTTPCert or the
-// operator's files) and serve with ServeTLS.
+// For HTTPS set the server's TLSConfig to coordinator.HTTPServerTLS(cert)
+// (TLS 1.3; cert from coordinator.SelfSignedHTTPCert or the operator's
+// files) and serve with ServeTLS.
 //
-// Don't set http.Server.WriteTimeout lower than the longest model download;
-// /v1/events clears the deadlines of its own connections. A member joining
+// NewServer bounds what a client can hold (ServerConfig): header, request
+// and response timeouts, an idle timeout, a header size cap, and open
+// connections in total and per client address (a listener wrapper that
+// closes connections over the caps, evicting the oldest idle one at the
+// total cap, and counts them in mfn_http_connections_refused_total).
+// Handlers that legitimately run long set their own deadlines through
+// http.ResponseController: /v1/events clears them for its WebSocket, and
+// model downloads extend them. A member joining
 // with "mfn coordinator --join" posts the unsigned JoinRequest to
 // /v1/cluster/join with an admin key (--join-api-key).
 //
@@ -41,7 +48,7 @@
 //	GET    /metrics                                public    local   Prometheus text format
 //	GET    /v1/cluster                             reader    local   coordinator.Status: members, leader, raft state
 //	POST   /v1/cluster/join                        admin     leader  JoinRequest → Status ("mfn coordinator --join")
-//	DELETE /v1/cluster/members/{id}                admin     leader  204
+//	DELETE /v1/cluster/members/{id}                admin     leader  204; 404 for an id not in the cluster
 //	GET    /v1/nodes                               reader    current NodeList
 //	GET    /v1/nodes/{id}                          reader    current Node
 //	POST   /v1/nodes                               operator  leader  EnrollRequest → 201 Node
@@ -51,7 +58,9 @@
 //	POST   /v1/jobs                                operator  leader  coordinator.JobSpec → 201 coordinator.Job
 //	GET    /v1/jobs/{id}                           reader    current coordinator.Job
 //	POST   /v1/jobs/{id}/stop                      operator  leader  optional StopRequest → coordinator.Job
-//	GET    /v1/jobs/{id}/rounds                    reader    current RoundList
+//	POST   /v1/jobs/{id}/archive                   operator  leader  optional StopRequest → coordinator.Job (models freed)
+//	DELETE /v1/jobs/{id}                           operator  leader  204 (job gone, id not reusable)
+//	GET    /v1/jobs/{id}/rounds?after=&limit=      reader    current RoundList, one page (≤ MaxRoundsPage; next_after)
 //	GET    /v1/jobs/{id}/rounds/{round}            reader    current coordinator.Round (per-update used, reason, score)
 //	GET    /v1/jobs/{id}/models/{version}          reader    current ModelInfo; version is a number or "latest"
 //	GET    /v1/jobs/{id}/models/{version}/params   reader    current the parameters, application/octet-stream
@@ -92,7 +101,9 @@
 // and a refused request gets 429 with Retry-After (seconds). The number of
 // buckets is bounded; buckets idle long enough to be full are evicted first.
 // Requests without a valid key are refused (401) before they reach a bucket,
-// so unknown clients cannot drain a key's budget.
+// so unknown clients cannot drain a key's budget. Buckets are kept by each
+// member: a client spreading its requests over N members gets N times the
+// rate ("mfn coordinator --http-rate/--http-burst").
 //
 // # Errors
 //
@@ -104,8 +115,12 @@
 // The codes are the Code* constants; not_leader and leader_unreachable
 // errors add "leader": {"id", "http_addr", "quic_addr"} when a leader is
 // known. Bodies are decoded strictly: application/json only (415), at most
-// Config.MaxBodyBytes (413), no unknown fields and nothing after the JSON
-// value (400).
+// Config.MaxBodyBytes (413), read within Config.BodyTimeout (408), no
+// unknown fields, no key twice in one object (internal/jsonkeys: keys
+// compared as encoding/json matches fields), at most jsonkeys.MaxDepth
+// levels and nothing after the JSON value (400). Client-supplied strings
+// quoted in a message (paths, ids, keys) are clipped to MaxClientString
+// bytes with a "…[+N bytes]" marker.
 //
 // # Request ids and logs
 //
@@ -114,7 +129,12 @@
 // echoed in the response, in the error body, in every log line of the
 // request, and passed on when the request is forwarded. Each request logs
 // one line ("http request") with method, path, route, status, bytes,
-// duration, key name and role.
+// duration, key name and role, each field once; paths are clipped like
+// messages. Client errors (4xx) are sampled per client address
+// (Config.LogSampling: 10 lines a minute, then one "access log lines
+// suppressed" line with the count when the client's next window starts,
+// and mfn_http_access_log_suppressed_total), so a flood of bad requests
+// cannot fill the disk.
 //
 // # Followers forward to the leader
 //
@@ -170,7 +190,11 @@
 // Config.EventWriteTimeout is disconnected (the connection is dropped; a
 // timed-out write leaves no room for a close frame). Clients that need every event reconcile after reconnecting
 // by reading the jobs and rounds. Messages from the client are not
-// expected; one closes the stream.
+// expected; one closes the stream. A member serves at most
+// Config.MaxSubscribers streams (256; 503 beyond) and
+// Config.MaxSubscribersPerKey per API key (16; 429 beyond). A handshake
+// from another origin (a browser page's Origin header naming a host other
+// than the member's) is 403, in the error shape like every refusal.
 //
 // # Compute
 //
@@ -182,8 +206,11 @@
 // metrics and the Lyapunov estimate. A parameter out of range is a 400 whose
 // message starts with the field name; grid_size² × steps is bounded by
 // Compute.MaxCellSteps and at most Compute.Concurrency simulations run at
-// once (503 beyond). POST /v1/nernst returns the Nernst potential for z,
-// c_out, c_in (mol/L) and temperature (K, default 310).
+// once, at most Compute.PerKey of them for one API key, so that a key
+// hammering the endpoint leaves the other keys their share (503 beyond
+// either). POST /v1/nernst returns the Nernst potential for z, c_out, c_in
+// (mol/L) and temperature (K, default 310); inputs whose concentration
+// ratio overflows are a 422 naming c_out.
 //
 // # Client
 //

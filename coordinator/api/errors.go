@@ -22,6 +22,7 @@ const (
 	CodeForbidden         = "forbidden"              // 403: the key's role may not do this
 	CodeNotFound          = "not_found"              // 404: no such route or resource
 	CodeMethodNotAllowed  = "method_not_allowed"     // 405: the route exists for other methods (see Allow)
+	CodeRequestTimeout    = "request_timeout"        // 408: the request body did not arrive in time
 	CodeConflict          = "conflict"               // 409: exists with other content, or a stale command
 	CodeGone              = "gone"                   // 410: model parameters pruned
 	CodeTooLarge          = "body_too_large"         // 413: body over the limit
@@ -131,13 +132,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if info != nil {
 		info.errCode = e.code
 		if e.status >= 500 {
-			info.errMsg = e.msg
+			info.errMsg = clipTo(e.msg, maxErrorMessage)
 		}
 	}
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(e.retryAfter)))
 	}
-	body := ErrorBody{Error: ErrorDetail{Code: e.code, Message: e.msg, RequestID: requestID(r), Leader: e.leader}}
+	body := ErrorBody{Error: ErrorDetail{Code: e.code, Message: clipTo(e.msg, maxErrorMessage), RequestID: requestID(r), Leader: e.leader}}
 	writeJSON(w, e.status, body)
 }
 
@@ -145,8 +146,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
+		// Handlers check what they encode; this is a bug, still answered
+		// in the error shape with the request id (set on the response
+		// header by ServeHTTP).
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"encoding the response failed","request_id":""}}`)
+		b, _ = json.Marshal(ErrorBody{Error: ErrorDetail{Code: CodeInternal, Message: "encoding the response failed",
+			RequestID: w.Header().Get(HeaderRequestID)}})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

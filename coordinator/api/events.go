@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -34,6 +36,28 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 		w.Header().Set("Connection", "Upgrade")
 		return errorf(http.StatusUpgradeRequired, CodeUpgradeRequired, "%s is a WebSocket: open it with a WebSocket client", r.URL.Path)
 	}
+	// Refuse in the error shape what websocket.Accept would refuse in
+	// plain text: a cross-origin page (a browser sends Origin; the
+	// stream is served to its own origin only), or a malformed handshake.
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+			return errorf(http.StatusForbidden, CodeForbidden, "WebSocket from origin %q refused: only %q may open the stream",
+				clip(origin), clip(r.Host))
+		}
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return errorf(http.StatusBadRequest, CodeBadRequest, "Sec-WebSocket-Version %q: only 13 is supported", clip(v))
+	}
+	if r.Header.Get("Sec-WebSocket-Key") == "" {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "WebSocket handshake without Sec-WebSocket-Key")
+	}
+	key := infoFrom(r.Context()).ident.Name
+	if err := s.subs.acquire(key, s.cfg.MaxSubscribers, s.cfg.MaxSubscribersPerKey); err != nil {
+		return err
+	}
+	defer s.subs.release(key)
 	// The server's read and write timeouts would otherwise cut a long
 	// stream; the WebSocket does its own liveness with pings.
 	rc := http.NewResponseController(w)
@@ -107,4 +131,42 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
+}
+
+// subscriberSlots counts open event streams in total and per API key.
+type subscriberSlots struct {
+	mu     sync.Mutex
+	total  int
+	perKey map[string]int
+}
+
+// acquire takes a slot for key, or returns the 503 (member full) or 429
+// (key full) to answer.
+func (s *subscriberSlots) acquire(key string, maxTotal, maxPerKey int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perKey[key] >= maxPerKey {
+		e := errorf(http.StatusTooManyRequests, CodeRateLimited,
+			"key %q already has %d event streams open on this member (the limit); close one first", key, maxPerKey)
+		e.retryAfter = 10 * time.Second
+		return e
+	}
+	if s.total >= maxTotal {
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable,
+			"this member already serves %d event streams (the limit); retry later or use another member", maxTotal)
+		e.retryAfter = 10 * time.Second
+		return e
+	}
+	s.total++
+	s.perKey[key]++
+	return nil
+}
+
+func (s *subscriberSlots) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perKey[key]--; s.perKey[key] <= 0 {
+		delete(s.perKey, key)
+	}
 }

@@ -1,11 +1,17 @@
 package api
 
 import (
+	"cmp"
 	"crypto/ed25519"
+	"encoding/binary"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/crypto"
 )
 
 // pathUint parses a non-negative decimal path parameter.
@@ -13,7 +19,7 @@ func pathUint(r *http.Request, name string) (uint64, error) {
 	s := r.PathValue(name)
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "%s %q: want a non-negative integer", name, s)
+		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "%s %q: want a non-negative integer", name, clip(s))
 	}
 	return v, nil
 }
@@ -26,7 +32,7 @@ func queryUint(r *http.Request, name string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "query parameter %s=%q: want a non-negative integer", name, s)
+		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "query parameter %s=%q: want a non-negative integer", name, clip(s))
 	}
 	return v, nil
 }
@@ -91,6 +97,19 @@ func (s *server) clusterJoin(w http.ResponseWriter, r *http.Request, body []byte
 
 func (s *server) clusterRemove(w http.ResponseWriter, r *http.Request, _ []byte) error {
 	id := r.PathValue("id")
+	// The leader's view of the Raft configuration (Status lists every
+	// server in it) says whether there is anything to remove; removing
+	// an unknown id would otherwise succeed as a no-op and hide a typo.
+	known := false
+	for _, m := range s.c.Status().Members {
+		if m.ID == id {
+			known = true
+			break
+		}
+	}
+	if !known {
+		return errorf(http.StatusNotFound, CodeNotFound, "member %s is not in the cluster", clip(id))
+	}
 	if err := s.c.RemoveServer(r.Context(), id); err != nil {
 		return err
 	}
@@ -107,7 +126,7 @@ func (s *server) findNode(id string) (Node, error) {
 			return nodeView(n), nil
 		}
 	}
-	return Node{}, errorf(http.StatusNotFound, CodeNotFound, "node %s not found", id)
+	return Node{}, errorf(http.StatusNotFound, CodeNotFound, "node %s not found", clip(id))
 }
 
 func (s *server) nodesList(w http.ResponseWriter, _ *http.Request, _ []byte) error {
@@ -226,7 +245,7 @@ func (s *server) jobStop(w http.ResponseWriter, r *http.Request, body []byte) er
 		return err
 	}
 	j.Spec.InitialModel = nil
-	infoFrom(r.Context()).log.Info("job stopped", "job", id, "reason", req.Reason)
+	infoFrom(r.Context()).log.Info("job stopped", "job", id, "reason", clip(req.Reason))
 	writeJSON(w, http.StatusOK, j)
 	return nil
 }
@@ -242,18 +261,51 @@ func stripSealed(rd *coordinator.Round) {
 	}
 }
 
+// roundsList serves one page of a job's rounds: those numbered above the
+// after parameter (default 0), at most limit of them (default
+// DefaultRoundsPage, at most MaxRoundsPage), in increasing number.
 func (s *server) roundsList(w http.ResponseWriter, r *http.Request, _ []byte) error {
+	q := r.URL.Query()
+	var after uint64
+	limit := uint64(DefaultRoundsPage)
+	var err error
+	if q.Has("after") {
+		if after, err = queryUint(r, "after"); err != nil {
+			return err
+		}
+	}
+	if q.Has("limit") {
+		if limit, err = queryUint(r, "limit"); err != nil {
+			return err
+		}
+		if limit < 1 || limit > MaxRoundsPage {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "query parameter limit=%d: want 1 to %d", limit, MaxRoundsPage)
+		}
+	}
 	rs, err := s.c.ListRounds(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if rs == nil {
-		rs = []coordinator.Round{}
+	slices.SortFunc(rs, func(a, b coordinator.Round) int { return cmp.Compare(a.Number, b.Number) })
+	start, _ := slices.BinarySearchFunc(rs, after+1, func(rd coordinator.Round, n uint64) int { return cmp.Compare(rd.Number, n) })
+	if after == math.MaxUint64 {
+		start = len(rs)
 	}
-	for i := range rs {
-		stripSealed(&rs[i])
+	page := rs[start:]
+	out := RoundList{}
+	if uint64(len(page)) > limit {
+		page = page[:limit]
+		next := page[len(page)-1].Number
+		out.NextAfter = &next
 	}
-	writeJSON(w, http.StatusOK, RoundList{Rounds: rs})
+	out.Rounds = slices.Clone(page)
+	if out.Rounds == nil {
+		out.Rounds = []coordinator.Round{}
+	}
+	for i := range out.Rounds {
+		stripSealed(&out.Rounds[i])
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -322,29 +374,59 @@ func (s *server) modelParams(w http.ResponseWriter, r *http.Request, _ []byte) e
 		format = FormatFloat64
 	}
 	if format != FormatFloat64 && format != FormatUpdate {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "format %q: want %s or %s", format, FormatFloat64, FormatUpdate)
+		return errorf(http.StatusBadRequest, CodeBadRequest, "format %q: want %s or %s", clip(format), FormatFloat64, FormatUpdate)
 	}
 	m, err := s.model(r)
 	if err != nil {
 		return err
 	}
-	var b []byte
+	// The values are encoded while written, a chunk at a time, so a
+	// download costs one small buffer rather than a second copy of the
+	// model.
+	var header []byte
 	if format == FormatUpdate {
-		b = coordinator.ModelBytes(m.Params)
-	} else {
-		b = m.Params.Bytes()
+		// crypto's update header: magic, version, dtype, then the value
+		// count (little-endian uint64 at byte 6).
+		header = coordinator.ModelBytes(nil)
+		binary.LittleEndian.PutUint64(header[6:crypto.UpdateHeaderLen], uint64(len(m.Params)))
 	}
+	size := int64(len(header)) + 8*int64(len(m.Params))
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	h.Set("X-MFN-Model-Hash", m.Hash.String())
 	h.Set("X-MFN-Model-Version", strconv.FormatUint(m.Version, 10))
 	h.Set("X-MFN-Model-Format", format)
 	h.Set("Content-Disposition", "attachment; filename="+strconv.Quote(m.Job+"-v"+strconv.FormatUint(m.Version, 10)+"."+format))
+	// The server's WriteTimeout is sized for JSON answers; a model gets
+	// its own deadline (and the read side the same, so that the read
+	// timeout passing does not cancel the request meanwhile).
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.cfg.DownloadTimeout)
+	_ = rc.SetWriteDeadline(deadline)
+	_ = rc.SetReadDeadline(deadline)
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	if _, err := w.Write(header); err != nil {
+		return nil
+	}
+	buf := make([]byte, 0, downloadChunk)
+	for i, v := range m.Params {
+		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(v))
+		if len(buf) == cap(buf) || i == len(m.Params)-1 {
+			if _, err := w.Write(buf); err != nil {
+				// The client went away or missed the deadline; the
+				// status is sent, so there is nothing more to say.
+				infoFrom(r.Context()).log.Info("model download cut short", "job", m.Job, "version", m.Version, "error", err.Error())
+				return nil
+			}
+			buf = buf[:0]
+		}
+	}
 	return nil
 }
+
+// downloadChunk is the buffer a model download encodes into (8,192 values).
+const downloadChunk = 64 << 10
 
 func isPruned(err error) bool {
 	e := classify(err)

@@ -128,6 +128,9 @@ type httpMetrics struct {
 	requests  *prometheus.CounterVec
 	forwarded *prometheus.CounterVec
 	limited   *prometheus.CounterVec
+	// suppressed counts access log lines of client errors left out by
+	// the sampling (LogSampling).
+	suppressed prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -149,8 +152,12 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Name: "mfn_http_rate_limited_total",
 			Help: "Requests refused with 429 by the per key and route rate limit, by route pattern.",
 		}, []string{"route"}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mfn_http_access_log_suppressed_total",
+			Help: "Access log lines of client errors (4xx) left out by the per-client sampling.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.requests, m.forwarded, m.limited} {
+	for _, c := range []prometheus.Collector{m.duration, m.requests, m.forwarded, m.limited, m.suppressed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -176,8 +183,25 @@ func (s *server) finish(rec *statusRecorder, r *http.Request, info *reqInfo, sta
 	if status >= 500 {
 		level = slog.LevelWarn
 	}
+	if status >= 400 && status < 500 && s.log.Enabled(r.Context(), level) {
+		client := remoteIP(r.RemoteAddr)
+		ok, before := s.sampler.allow(client, s.cfg.Clock())
+		if before > 0 {
+			s.log.Info("access log lines suppressed", "remote_ip", client.String(), "suppressed", before,
+				"window_s", s.cfg.LogSampling.Window.Seconds())
+		}
+		if !ok {
+			s.metrics.suppressed.Inc()
+			return
+		}
+	}
+	// The line is built from s.log, not info.log: info.log carries the
+	// request id and, once authenticated, the key for the handlers' own
+	// lines, and each field must appear once (strict JSON consumers
+	// refuse duplicate keys).
 	attrs := []any{
-		"method", r.Method, "path", r.URL.Path, "route", info.route, "status", status,
+		"request_id", info.id,
+		"method", clip(r.Method), "path", clip(r.URL.Path), "route", info.route, "status", status,
 		"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000, "remote", r.RemoteAddr,
 	}
 	if info.authed {
@@ -190,9 +214,9 @@ func (s *server) finish(rec *statusRecorder, r *http.Request, info *reqInfo, sta
 		attrs = append(attrs, "error_code", info.errCode)
 	}
 	if info.errMsg != "" {
-		attrs = append(attrs, "error", info.errMsg)
+		attrs = append(attrs, "error", clipTo(info.errMsg, maxErrorMessage))
 	}
-	info.log.Log(r.Context(), level, "http request", attrs...)
+	s.log.Log(r.Context(), level, "http request", attrs...)
 }
 
 // wrap builds the handler of one route: authentication, role check, rate
@@ -239,7 +263,7 @@ func (s *server) serveRoute(w http.ResponseWriter, r *http.Request, rt route, in
 	var body []byte
 	if r.Method == http.MethodPost || r.Method == http.MethodDelete || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		var err error
-		if body, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
+		if body, err = s.readBody(w, r); err != nil {
 			return err
 		}
 	}

@@ -108,10 +108,21 @@ type StopRequest struct {
 	Reason string `json:"reason"`
 }
 
-// RoundList is the body of GET /v1/jobs/{id}/rounds.
+// RoundList is the body of GET /v1/jobs/{id}/rounds: one page of rounds
+// in increasing number. NextAfter is set when more rounds follow: pass it
+// as the after parameter to get the next page.
 type RoundList struct {
-	Rounds []coordinator.Round `json:"rounds"`
+	Rounds    []coordinator.Round `json:"rounds"`
+	NextAfter *uint64             `json:"next_after,omitempty"`
 }
+
+// Round list paging (GET /v1/jobs/{id}/rounds?after=&limit=).
+const (
+	// DefaultRoundsPage is the page size without a limit parameter.
+	DefaultRoundsPage = 100
+	// MaxRoundsPage is the largest limit accepted (400 beyond).
+	MaxRoundsPage = 1000
+)
 
 // ModelInfo is the body of GET /v1/jobs/{id}/models/{version}: a model
 // version's metadata. Pruned is true when the cluster no longer keeps the

@@ -143,7 +143,7 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 		Evaluator: cc.evaluator, LogVerifier: cc.verifier, LogSigner: cc.signer,
 		Logger: logger, Registry: prometheus.NewRegistry(),
 		Tick: 50 * time.Millisecond, CheckpointInterval: 500 * time.Millisecond,
-		NodeRate: 50, NodeBurst: 50,
+		NodeRate: 50, NodeBurst: 50, MinRoundDeadline: 100 * time.Millisecond, // mfn demo --round-deadline allows 100 ms
 	})
 	if err != nil {
 		ln.Close()

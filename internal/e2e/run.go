@@ -454,15 +454,23 @@ func ruleForAttack(rule string) string {
 
 func createJob(ctx context.Context, cl *cluster, spec coordinator.JobSpec) error {
 	deadline := time.Now().Add(30 * time.Second)
+	retried := false
 	for {
 		l, err := cl.waitLeader(ctx, 30*time.Second)
 		if err != nil {
 			return err
 		}
 		_, err = l.coord.CreateJob(ctx, spec)
+		// A "not leader" answer can come after the entry was committed (the
+		// leader stepped down before it saw the apply): the retry then
+		// finds the job this run created. No other run shares the cluster.
+		if retried && errors.Is(err, coordinator.ErrExists) {
+			return nil
+		}
 		if err == nil || !errors.Is(err, coordinator.ErrNotLeader) || time.Now().After(deadline) {
 			return err
 		}
+		retried = true
 	}
 }
 

@@ -1,0 +1,49 @@
+// Package experiment is the engine of the Byzantine-robustness protocol
+// (shared/spec/ROBUSTNESS_BENCH.md) behind "mfn bench robustness": it
+// expands a Config into cells — one per (heterogeneity setting, Byzantine
+// count f, aggregation pipeline, attack, seed) — runs each cell as an
+// in-process federation (learn.RunFederation) and summarises the final
+// test accuracies as a table, a JSON array or heat maps.
+//
+// # Cells and determinism
+//
+// Config.Cells lists every cell in a stable order: setting, f, rule,
+// attack, seed. A cell's result depends only on the Config and the cell:
+// the client partition is drawn from the cell's seed, the data set (and its
+// subset when Config.TrainSize is set) from fixed seeds shared by every
+// cell, so the same Config gives the same accuracies bit for bit, whatever
+// Config.Workers is.
+//
+// # Data and models
+//
+// Config.Dataset picks MNIST, Fashion-MNIST, the MFN regime task, or
+// "file": a site-style file read by package sitedata (Config.Data, its
+// label column and class list), split into train and test with a fixed
+// seed (Config.TestFraction); the test part is never given to a client.
+// Config.Model is "softmax", "mlp" (Config.Hidden units) or any
+// learn.ParseArch spec such as "mlp:128,64" or "cnn:mnist".
+//
+// # Results files and resuming
+//
+// Run appends every finished cell as one JSON line (Record) to
+// RunOptions.Results and skips the cells already present, matched by Key:
+// the cell plus a fingerprint (Config.Setup, CellSetup) of every
+// hyper-parameter its accuracy depends on, so a results file is never
+// resumed with different parameters. An interrupted run (ctx cancelled)
+// keeps every finished cell and reports ErrInterrupted-wrapped context
+// errors in Outcome.Interrupted.
+//
+// # Reports
+//
+// WriteTable renders one table per setting (rows f × rule, columns
+// attacks plus the worst case over attacks, means over seeds); WriteJSON
+// the finished cells as an array; WritePNG one heat map per setting of the
+// worst case over attacks. A failed cell (a rule's requirement such as
+// Krum's n > 2f+2 not met) is kept with a NaN accuracy and shown as n/a.
+//
+// # Errors
+//
+// Config.Validate returns a *ConfigError naming the offending field by its
+// flag name (for example "honest"), so that a command can report it as a
+// usage error.
+package experiment
