@@ -224,6 +224,11 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("audit page: tree size %q after 2 rounds", size)
 	}
 
+	// The proof bundle link downloads with the session (operator ≥ auditor).
+	if st := get(b, "bundle link", chromedp.Evaluate[int](`fetch(document.getElementById('bundle-link').href).then(r => r.ok ? r.json().then(() => r.status) : r.status)`, chromedp.EvalAwaitPromise)); st != 200 {
+		t.Fatalf("proof bundle link: %d, want 200 with a JSON bundle", st)
+	}
+
 	// Logging out ends the session: the old cookie no longer reads the API.
 	b.do("log out", chromedp.Click(chromedp.CSS(`#logout`)), visible(`#login`))
 	if url := location(); !strings.HasSuffix(url, "/ui/login#out") {
