@@ -1,0 +1,28 @@
+package node
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// startSpan starts a span named name under ctx's span, or does nothing
+// (returning ctx and a no-op span) when tracing is off.
+func (a *Agent) startSpan(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if a.tracer == nil {
+		return ctx, noop.Span{}
+	}
+	return a.tracer.Start(ctx, name, trace.WithAttributes(attrs...), trace.WithAttributes(attribute.String("mfn.node", a.nodeID)))
+}
+
+// endSpan records err (if any) on span and ends it.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
