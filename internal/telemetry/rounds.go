@@ -18,6 +18,9 @@ const MaxOpenRounds = 1024
 const (
 	OutcomeClosed = "closed"
 	OutcomeFailed = "failed"
+	// OutcomeAbandoned ends a round whose closing event never came, when
+	// the job's next round opens.
+	OutcomeAbandoned = "abandoned"
 )
 
 type roundKey struct {
@@ -63,7 +66,18 @@ func (r *RoundSpans) Opened(job string, round uint64, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := roundKey{job, round}
-	if _, ok := r.open[k]; ok || len(r.open) >= MaxOpenRounds {
+	if _, ok := r.open[k]; ok {
+		return
+	}
+	// A job runs one round at a time: an earlier round still followed
+	// lost its closing event (a subscriber that fell behind drops events),
+	// and is ended here so it does not hold a slot.
+	for k2, st := range r.open {
+		if k2.job == job && k2.round < round {
+			r.end(k2, st, at, OutcomeAbandoned, "closing event not seen")
+		}
+	}
+	if len(r.open) >= MaxOpenRounds {
 		return
 	}
 	attrs := trace.WithAttributes(attribute.String("mfn.job", job), attribute.Int64("mfn.round", int64(round)))
@@ -111,16 +125,18 @@ func (r *RoundSpans) Closed(job string, round uint64, at time.Time, outcome, det
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := roundKey{job, round}
-	st, ok := r.open[k]
-	if !ok {
-		return
+	if st, ok := r.open[k]; ok {
+		r.end(k, st, at, outcome, detail)
 	}
+}
+
+func (r *RoundSpans) end(k roundKey, st *roundState, at time.Time, outcome, detail string) {
 	delete(r.open, k)
 	st.phase.End(trace.WithTimestamp(at))
 	_, c := r.tracer.Start(st.ctx, "round.close", trace.WithTimestamp(at), trace.WithAttributes(attribute.String("mfn.outcome", outcome)))
 	c.End(trace.WithTimestamp(at))
 	st.span.SetAttributes(attribute.String("mfn.outcome", outcome))
-	if outcome == OutcomeFailed {
+	if outcome != OutcomeClosed {
 		st.span.SetStatus(codes.Error, detail)
 	}
 	st.span.End(trace.WithTimestamp(at))
