@@ -881,9 +881,8 @@ const maxRetries = 8
 // submit sends a pending update until it is answered for good, and
 // records an acknowledgement before returning.
 func (a *Agent) submit(ctx context.Context, c *protocol.Client, addr string, p *pending, accuracy float64, log *slog.Logger) error {
-	ctx, span := a.startSpan(ctx, "node.submit", attribute.String("mfn.job", p.Job), attribute.Int64("mfn.round", int64(p.Round)),
+	ctx, span := a.startSpan(ctx, spanSubmit, attribute.String("mfn.job", p.Job), attribute.Int64("mfn.round", int64(p.Round)),
 		attribute.String("mfn.update_hash", p.UpdateHash), attribute.String("mfn.coordinator", addr))
-	span.SetAttributes(attribute.String("mfn.node", a.nodeID))
 	err := a.submitLoop(ctx, c, addr, p, accuracy, log, span)
 	endSpan(span, err)
 	return err

@@ -15,8 +15,16 @@ func (a *Agent) startSpan(ctx context.Context, name string, attrs ...attribute.K
 	if a.tracer == nil {
 		return ctx, noop.Span{}
 	}
-	return a.tracer.Start(ctx, name, trace.WithAttributes(attrs...), trace.WithAttributes(attribute.String("mfn.node", a.nodeID)))
+	kind := trace.SpanKindInternal
+	if name == spanSubmit {
+		kind = trace.SpanKindClient // the one span that calls another process
+	}
+	return a.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...),
+		trace.WithAttributes(attribute.String("mfn.node", a.nodeID)))
 }
+
+// spanSubmit names the span whose context travels with the update.
+const spanSubmit = "node.submit"
 
 // endSpan records err (if any) on span and ends it.
 func endSpan(span trace.Span, err error) {

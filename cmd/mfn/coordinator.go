@@ -155,6 +155,7 @@ type coordinatorFlags struct {
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
+	trace                       traceFlags
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -201,6 +202,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
+	f.trace.register(fl)
 	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with --api-keys to admin keys only, without them to loopback clients only")
 	return c
 }
@@ -317,6 +319,9 @@ func readKeyFile(path string) (string, error) {
 
 func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 	var lvl slog.Level
+	if err := f.trace.validate(); err != nil {
+		return nil, lvl, err
+	}
 	switch {
 	case f.id == "":
 		return nil, lvl, usagef("--id is required: this member's id")
@@ -640,6 +645,11 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 
 	// QUIC server for nodes.
 	qh := coordinator.NewQUICHandler(coord)
+	stopTracing, err := f.trace.attachCoordinator(qh, f.id, logger)
+	if err != nil {
+		return fail(err)
+	}
+	defer stopTracing()
 	handlerRef.Store(qh)
 	pcfg.OnRefuse = qh.Refused
 	qsrv, err := protocol.NewServer(pcfg, qh)

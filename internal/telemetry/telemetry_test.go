@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -270,7 +271,7 @@ func TestRoundSpansBound(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracetest.NewSpanRecorder()))
 	rs := NewRoundSpans(tp)
 	for i := range MaxOpenRounds + 10 {
-		rs.Opened("job", uint64(i), time.Now())
+		rs.Opened(fmt.Sprintf("job-%d", i), 1, time.Now())
 	}
 	if rs.Open() != MaxOpenRounds {
 		t.Fatalf("following %d rounds, bound %d", rs.Open(), MaxOpenRounds)
@@ -278,4 +279,56 @@ func TestRoundSpansBound(t *testing.T) {
 	var nilRS *RoundSpans
 	nilRS.Opened("j", 1, time.Now()) // must not panic
 	nilRS.Closed("j", 1, time.Now(), OutcomeFailed, "x")
+}
+
+// TestRoundSpansAbandon: a round whose closing event was lost is ended
+// when its job's next round opens, so it never holds a slot for good.
+func TestRoundSpansAbandon(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	rs := NewRoundSpans(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	rs.Opened("job", 1, t0)
+	rs.Opened("other", 1, t0)
+	rs.Opened("job", 2, t0.Add(time.Second))
+	if rs.Open() != 2 {
+		t.Fatalf("following %d rounds, want 2 (job round 2, other round 1)", rs.Open())
+	}
+	var found bool
+	for _, s := range rec.Ended() {
+		if s.Name() == "round" {
+			found = true
+			if s.Status().Description != "closing event not seen" || s.EndTime() != t0.Add(time.Second) {
+				t.Fatalf("abandoned round status %+v end %v", s.Status(), s.EndTime())
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the abandoned round was not ended")
+	}
+}
+
+// TestProviderForSharesFile: components of one process (the demo) write to
+// one trace file, each under its own service name and instance.
+func TestProviderForSharesFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "spans.jsonl")
+	p, err := New(Config{TraceFile: path, SampleRatio: 1, Service: ServiceCoordinator, InstanceID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range []trace.TracerProvider{p.TracerProvider(), p.For(ServiceNode, "n1"), p.For(ServiceNode, "n2")} {
+		_, s := tp.Tracer("t").Start(context.Background(), "work")
+		s.End()
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, l := range readLines(t, path) {
+		got[l.Resource["service.name"]+"/"+l.Resource["service.instance.id"]] = true
+	}
+	if len(got) != 3 || !got["mfn-coordinator/c1"] || !got["mfn-node/n1"] || !got["mfn-node/n2"] {
+		t.Fatalf("components in the file: %v", got)
+	}
 }
