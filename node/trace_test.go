@@ -9,6 +9,7 @@ import (
 	"filippo.io/age"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mfn/mfn/coordinator"
 )
@@ -118,5 +119,52 @@ func TestTraceAcrossNodeAndCoordinator(t *testing.T) {
 	tid := submit.SpanContext().TraceID().String()
 	if bytes.Contains(env.Statement, []byte(tid)) || bytes.Contains(got[0], []byte(tid)) {
 		t.Fatal("trace id found inside the signed statement or envelope")
+	}
+}
+
+// signedStatement runs one round of a fresh cluster with a node traced by
+// tp (nil: tracing off) and returns the signed statement the coordinator
+// received, as it would enter the audit log.
+func signedStatement(t *testing.T, tp trace.TracerProvider) []byte {
+	t.Helper()
+	mc := newMemCluster(t, 1)
+	id := newNodeIdentity(t, 301)
+	mc.enroll(id)
+	cfg := mc.nodeConfig(t, id, t.TempDir(), 9)
+	cfg.TracerProvider = tp
+	at := time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
+	cfg.Clock = func() time.Time { return at }
+	a, stop := runAgent(t, cfg)
+	mc.createJob(regimeJob("same", 1, 1, 1))
+	waitRecords(t, a, "same", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mc.handlers[0].mu.Lock()
+	got := mc.handlers[0].sealed[string(id.PublicKey())]
+	mc.handlers[0].mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("coordinator received %d envelopes, want 1", len(got))
+	}
+	env, err := (&coordinator.CryptoOpener{Identities: []age.Identity{mc.ids[0].Age}}).Open(got[0],
+		func(string) (ed25519.PublicKey, error) { return id.PublicKey(), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env.Statement
+}
+
+// TestTracingLeavesStatementUnchanged: the same node, data, seed and clock
+// sign byte-identical statements (hence the same audit leaf and update
+// hash) with tracing on and off.
+func TestTracingLeavesStatementUnchanged(t *testing.T) {
+	off := signedStatement(t, nil)
+	rec := tracetest.NewSpanRecorder()
+	on := signedStatement(t, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	if len(rec.Ended()) == 0 {
+		t.Fatal("the traced run recorded no spans")
+	}
+	if !bytes.Equal(on, off) {
+		t.Fatalf("statement with tracing %x\ndiffers from without %x", on, off)
 	}
 }
