@@ -47,13 +47,13 @@ func ParseProcessMetrics(r io.Reader) (s ProcessSample, found bool, err error) {
 		switch name {
 		case "process_resident_memory_bytes":
 			v, perr := strconv.ParseFloat(val, 64)
-			if perr != nil || v < 0 || v > 1<<50 {
+			if perr != nil || !(v >= 0 && v <= 1<<50) {
 				return s, found, fmt.Errorf("load: metrics: bad %s value %q", name, val)
 			}
 			s.RSS, found = int64(v), true
 		case "process_cpu_seconds_total":
 			v, perr := strconv.ParseFloat(val, 64)
-			if perr != nil || v < 0 || v > 1e12 {
+			if perr != nil || !(v >= 0 && v <= 1e12) {
 				return s, found, fmt.Errorf("load: metrics: bad %s value %q", name, val)
 			}
 			s.CPUSecs, found = v, true
