@@ -195,7 +195,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  nodes %d (%d Byzantine), dim %d, rounds %d, rule %s, sealed update %s\n",
 		r.Nodes, r.Byzantine, r.Dim, r.Rounds, r.Rule, humanBytes(float64(r.SealedBytes)))
-	fmt.Fprintf(w, "  acknowledged       %d in %.1fs: %.0f acks/s, %s/s\n", r.Acked, r.Seconds, r.AcksPerSecond, humanBytes(r.BytesPerSecond))
+	fmt.Fprintf(w, "  acknowledged       %d in %.1fs: %.0f acks/s, %.1f MB/s\n", r.Acked, r.Seconds, r.AcksPerSecond, r.BytesPerSecond/1e6)
 	fmt.Fprintf(w, "  ack latency        p50 %.1f ms  p90 %.1f ms  p99 %.1f ms\n", r.AckP50ms, r.AckP90ms, r.AckP99ms)
 	fmt.Fprintf(w, "  round close        p50 %.1f ms  p99 %.1f ms  (%d closed, %d failed)\n", r.RoundCloseP50ms, r.RoundCloseP99ms, r.RoundsClosed, r.RoundsFailed)
 	if r.Lost < 0 {

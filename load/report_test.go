@@ -3,7 +3,6 @@ package load
 import (
 	"bytes"
 	"crypto/ed25519"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -245,5 +244,4 @@ func TestTargetValidate(t *testing.T) {
 	if err := tg.Validate(); err == nil || !strings.Contains(err.Error(), "Cluster") {
 		t.Fatalf("no cluster: %v", err)
 	}
-	_ = errors.New
 }
