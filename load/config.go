@@ -77,7 +77,7 @@ func DefaultConfig() Config {
 	return Config{
 		Nodes: 100, Dim: 10000, Rounds: 3, Rule: "fedavg", Attack: "sign-flip",
 		Concurrency: 64, ReaderPause: 50 * time.Millisecond,
-		RoundDeadline: time.Minute, Timeout: 30 * time.Minute, Seed: 1,
+		RoundDeadline: 10 * time.Minute, Timeout: 30 * time.Minute, Seed: 1,
 	}
 }
 

@@ -154,6 +154,11 @@ func StartLocal(ctx context.Context, n int, dir string, logger *slog.Logger) (_ 
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		rc := raft.DefaultConfig()
 		rc.CommitTimeout = 5 * time.Millisecond
+		// The members share the CPUs with the load generator (thousands
+		// of QUIC connections, sealing): raft's 1 s heartbeat and
+		// election timeouts then lose the leader to scheduling stalls
+		// under full load, which measures the machine, not the cluster.
+		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, 1500*time.Millisecond
 		rc.SnapshotThreshold, rc.TrailingLogs = 1024, 1024
 		c, err := coordinator.New(coordinator.Config{
 			ID: mid, Origin: LocalOrigin, RaftAddr: layer.Addr().String(), QUICAddr: qln.Addr().String(),
