@@ -38,7 +38,9 @@ Target: --local N starts an N-member cluster inside this process on
 127.0.0.1 (Raft over mutual TLS, bbolt files in a temporary directory, QUIC
 and plain-HTTP API listeners; per-node submission limits lifted), or
 --cluster FILE (a node's cluster file) with --server URL of a member's API
-and an operator --api-key drives an existing cluster.
+(repeat it for every member whose /metrics should be read; members that
+registered their HTTP address in the cluster are found anyway) and an
+operator --api-key drives an existing cluster.
 
 The report gives acks/s, MB/s of sealed updates, ack latency p50/p90/p99,
 round close latency (the round's last acknowledgement to its committed
@@ -56,11 +58,12 @@ duplicated.`
 const loadExample = `  mfn load --local 3 --nodes 100 --dim 10000 --rounds 3
   mfn load --local 3 --nodes 1000 --dim 100000 --rounds 3 --json load.json
   mfn load --local 3 --nodes 50 --byzantine 5 --attack large --rule trimmed-mean --api-readers 8 --api-subscribers 4
-  mfn load --cluster cluster.txt --server http://10.0.0.1:8080 --api-key $KEY --nodes 500 --ramp 30s`
+  mfn load --cluster cluster.txt --server http://10.0.0.1:8080,http://10.0.0.2:8080,http://10.0.0.3:8080 --api-key $KEY --nodes 500 --ramp 30s`
 
 type loadFlags struct {
 	local                            int
-	clusterFile, server, apiKey, job string
+	clusterFile, apiKey, job         string
+	servers                          []string
 	nodes, byzantine, dim, rounds    int
 	rule, attack                     string
 	ramp, deadline, timeout, every   time.Duration
@@ -83,7 +86,7 @@ func newLoadCmd(env *cmdEnv) *cobra.Command {
 	fl := c.Flags()
 	fl.IntVar(&f.local, "local", 0, fmt.Sprintf("start a local cluster of this many members (1-%d) in this process", load.MaxLocalMembers))
 	fl.StringVar(&f.clusterFile, "cluster", "", "cluster file of an existing cluster (as for mfn node); needs --server and --api-key")
-	fl.StringVar(&f.server, "server", "", "URL of a member's HTTP API for --cluster, e.g. http://10.0.0.1:8080")
+	fl.StringSliceVar(&f.servers, "server", nil, "URL of a member's HTTP API for --cluster, e.g. http://10.0.0.1:8080; repeat (or comma-separate) to scrape every member's /metrics (the first takes the writes)")
 	fl.StringVar(&f.apiKey, "api-key", "", "operator API key for --cluster (enrols nodes, creates the job)")
 	fl.StringVar(&f.job, "job", "", "id of the job to create (default load-<seed>-<unix time>)")
 	fl.IntVar(&f.nodes, "nodes", d.Nodes, fmt.Sprintf("virtual nodes (1-%d)", load.MaxNodes))
@@ -115,11 +118,11 @@ func (f *loadFlags) config() (load.Config, error) {
 		return c, usagef("--local N or --cluster FILE is required")
 	case f.local < 0 || f.local > load.MaxLocalMembers:
 		return c, usagef("--local %d must be in [1, %d]", f.local, load.MaxLocalMembers)
-	case f.clusterFile != "" && f.server == "":
+	case f.clusterFile != "" && len(f.servers) == 0:
 		return c, usagef("--server is required with --cluster: the URL of a member's HTTP API")
 	case f.clusterFile != "" && f.apiKey == "":
 		return c, usagef("--api-key is required with --cluster: an operator key")
-	case f.local != 0 && (f.server != "" || f.apiKey != ""):
+	case f.local != 0 && (len(f.servers) > 0 || f.apiKey != ""):
 		return c, usagef("--server and --api-key are for --cluster; --local makes its own")
 	case f.nodes < 1 || f.nodes > load.MaxNodes:
 		return c, usagef("--nodes %d must be in [1, %d]", f.nodes, load.MaxNodes)
@@ -183,9 +186,9 @@ func runLoad(env *cmdEnv, f *loadFlags) error {
 		if err != nil {
 			return usagef("--cluster %s: %v", f.clusterFile, err)
 		}
-		tgt = load.Target{API: []string{f.server}, APIKey: f.apiKey, Cluster: cl}
+		tgt = load.Target{API: f.servers, APIKey: f.apiKey, Cluster: cl}
 		if err := tgt.Validate(); err != nil {
-			return usagef("--server %q: %v", f.server, strings.TrimPrefix(err.Error(), "load: "))
+			return usagef("--server: %v", strings.TrimPrefix(err.Error(), "load: "))
 		}
 	}
 	var logger *slog.Logger
