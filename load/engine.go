@@ -32,7 +32,7 @@ const (
 	ErrKindRejected     = "submit_rejected"
 	ErrKindTimeout      = "submit_timeout"
 	ErrKindSubmit       = "submit_other"
-	ErrKindAPIRead      = "api_read"
+	ErrKindAPIRead      = "api_read" // with _<status> or _unreachable from the readers
 	ErrKindEvents       = "api_events"
 	ErrKindMetrics      = "metrics"
 	ErrKindRoundFailed  = "round_failed"
@@ -259,7 +259,7 @@ func (e *engine) enroll(ctx context.Context, ids []*crypto.Identity) error {
 					}
 				}
 				if err != nil {
-					e.fail(ErrKindEnroll)
+					e.fail(apiErrKind(ErrKindEnroll, err))
 					errc <- fmt.Errorf("load: enroll node %d (%s): %w", i, ids[i].NodeID(), err)
 					return
 				}

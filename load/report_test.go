@@ -3,6 +3,8 @@ package load
 import (
 	"bytes"
 	"crypto/ed25519"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/crypto"
 )
 
@@ -243,5 +246,21 @@ func TestTargetValidate(t *testing.T) {
 	tg.API = []string{"http://127.0.0.1:1"}
 	if err := tg.Validate(); err == nil || !strings.Contains(err.Error(), "Cluster") {
 		t.Fatalf("no cluster: %v", err)
+	}
+}
+
+func TestAPIErrKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&api.Error{Status: 429}, "api_read_429"},
+		{fmt.Errorf("x: %w", &api.Error{Status: 503}), "api_read_503"},
+		{fmt.Errorf("%w: dial", api.ErrUnreachable), "api_read_unreachable"},
+		{io.EOF, "api_read"},
+	} {
+		if got := apiErrKind(ErrKindAPIRead, tc.err); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }

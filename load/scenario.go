@@ -2,12 +2,15 @@ package load
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/coordinator/api"
 )
 
 // reader is one operator-API user: it reads the cluster status, the job
@@ -32,7 +35,7 @@ func (e *engine) reader(ctx context.Context, i int) {
 			return
 		}
 		if err != nil {
-			e.fail(ErrKindAPIRead)
+			e.fail(apiErrKind(ErrKindAPIRead, err))
 		} else {
 			e.mu.Lock()
 			if len(e.apiLat) < maxAPISamples {
@@ -44,6 +47,19 @@ func (e *engine) reader(ctx context.Context, i int) {
 			return
 		}
 	}
+}
+
+// apiErrKind names an API failure: base, then "_" and the HTTP status
+// (429, 503, ...) or "_unreachable".
+func apiErrKind(base string, err error) string {
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		return fmt.Sprintf("%s_%d", base, ae.Status)
+	case errors.Is(err, api.ErrUnreachable):
+		return base + "_unreachable"
+	}
+	return base
 }
 
 // maxAPISamples bounds the kept API latency samples.
