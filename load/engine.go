@@ -44,6 +44,11 @@ const (
 // unavailable, leader changes).
 const maxSubmitTries = 8
 
+// maxEnrollTries bounds the attempts of one enrolment answered 429 or
+// 503: a cluster's API rate limit (20 requests/s per key by default)
+// paces enrolment, it does not fail it.
+const maxEnrollTries = 60
+
 // maxReconnects bounds a node's reconnections.
 const maxReconnects = 10
 
@@ -232,7 +237,8 @@ func nodeIdentities(cfg Config) ([]*crypto.Identity, error) {
 }
 
 // enroll enrolls every identity through the API, 16 at a time, retrying
-// rate-limited and unavailable answers a bounded number of times.
+// rate-limited and unavailable answers (each counted) a bounded number of
+// times with backoff up to 1.6 s.
 func (e *engine) enroll(ctx context.Context, ids []*crypto.Identity) error {
 	const workers = 16
 	next := atomic.Int64{}
@@ -248,12 +254,13 @@ func (e *engine) enroll(ctx context.Context, ids []*crypto.Identity) error {
 					return
 				}
 				var err error
-				for try := 0; try < maxSubmitTries; try++ {
+				for try := 0; try < maxEnrollTries; try++ {
 					_, err = e.api.EnrollNode(ctx, ids[i].NodeID(), api.PublicKey(ids[i].PublicKey()))
 					var ae *api.Error
 					if err == nil || !errors.As(err, &ae) || (ae.Status != http.StatusTooManyRequests && ae.Status != http.StatusServiceUnavailable) {
 						break
 					}
+					e.fail(apiErrKind(ErrKindEnroll, err))
 					if !sleepCtx(ctx, 100*time.Millisecond<<min(try, 4)) {
 						break
 					}
