@@ -387,6 +387,13 @@ func (e *engine) fill(rep *Report, mon *monitor) {
 	rep.APIEvents = e.apiEvents
 	rep.MetricsSource = mon.source()
 	rep.CoordinatorMaxRSS, rep.CoordinatorCPUSecs = mon.peakRSS, mon.cpu()
+	mon.mu.Lock()
+	rep.CoordinatorPeakRSS = make(map[string]int64, len(mon.peaks))
+	for k, v := range mon.peaks {
+		rep.CoordinatorPeakRSS[k] = v
+	}
+	rep.LeaderChanges = mon.changes
+	mon.mu.Unlock()
 	if rep.Acked > 0 {
 		rep.CoordinatorCPUPerAck = rep.CoordinatorCPUSecs * 1e3 / float64(rep.Acked)
 	}

@@ -66,6 +66,9 @@ func TestRunLocalCluster(t *testing.T) {
 	if rep.CoordinatorMaxRSS <= 0 || rep.MetricsSource == "" {
 		t.Fatalf("no coordinator metrics: rss %d source %q", rep.CoordinatorMaxRSS, rep.MetricsSource)
 	}
+	if len(rep.CoordinatorPeakRSS) != 1 || rep.CoordinatorPeakRSS["self"] != rep.CoordinatorMaxRSS {
+		t.Fatalf("per-member peaks %v, max %d", rep.CoordinatorPeakRSS, rep.CoordinatorMaxRSS)
+	}
 	if rep.APIRequests == 0 || rep.APIEvents == 0 {
 		t.Fatalf("API scenario idle: %d requests, %d events", rep.APIRequests, rep.APIEvents)
 	}

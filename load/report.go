@@ -38,6 +38,9 @@ type Report struct {
 	Duplicated int `json:"duplicated"`
 	// InLog counts the job's leaves in the exported log.
 	InLog int `json:"in_log"`
+	// LeaderChanges counts leader changes seen in the cluster status,
+	// polled once a second during the run.
+	LeaderChanges int `json:"leader_changes"`
 	// RoundsClosed and RoundsFailed count the job's rounds that ended.
 	RoundsClosed int `json:"rounds_closed"`
 	RoundsFailed int `json:"rounds_failed"`
@@ -64,10 +67,13 @@ type Report struct {
 	// (process_resident_memory_bytes, process_cpu_seconds_total), or from
 	// this process for a local cluster (which then includes the load
 	// generator). Zero when none could be read.
-	CoordinatorMaxRSS    int64   `json:"coordinator_max_rss_bytes"`
-	CoordinatorCPUSecs   float64 `json:"coordinator_cpu_seconds"`
-	CoordinatorCPUPerAck float64 `json:"coordinator_cpu_ms_per_ack"`
-	MetricsSource        string  `json:"metrics_source"`
+	CoordinatorMaxRSS int64 `json:"coordinator_max_rss_bytes"`
+	// CoordinatorPeakRSS is each member's peak (by API URL; "self" for a
+	// local cluster).
+	CoordinatorPeakRSS   map[string]int64 `json:"coordinator_peak_rss_bytes"`
+	CoordinatorCPUSecs   float64          `json:"coordinator_cpu_seconds"`
+	CoordinatorCPUPerAck float64          `json:"coordinator_cpu_ms_per_ack"`
+	MetricsSource        string           `json:"metrics_source"`
 
 	// API scenario: requests made by the readers, their latency, and the
 	// events the WebSocket subscribers received.
@@ -203,6 +209,7 @@ func (r *Report) Print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  audit log          %d leaves of the job, lost %d, duplicated %d\n", r.InLog, r.Lost, r.Duplicated)
 	}
+	fmt.Fprintf(w, "  leader changes     %d\n", r.LeaderChanges)
 	if r.MetricsSource != "" {
 		fmt.Fprintf(w, "  coordinators       peak RSS %s, CPU %.1fs = %.2f ms/ack (%s)\n",
 			humanBytes(float64(r.CoordinatorMaxRSS)), r.CoordinatorCPUSecs, r.CoordinatorCPUPerAck, r.MetricsSource)

@@ -100,9 +100,28 @@ type monitor struct {
 
 	mu       sync.Mutex
 	peakRSS  int64
+	peaks    map[string]int64 // per member (URL) or "self"
 	cpuFirst map[string]float64
 	cpuLast  map[string]float64
 	scraped  bool
+	// leader is the last leader id seen, changes how often it changed.
+	leader  string
+	changes int
+}
+
+// watchLeader reads the cluster status and counts leader changes (a
+// change to "no leader" and back to the same member counts as none).
+func (m *monitor) watchLeader(ctx context.Context) {
+	st, err := m.e.api.Cluster(ctx)
+	if err != nil || st.LeaderID == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.leader != "" && st.LeaderID != m.leader {
+		m.changes++
+	}
+	m.leader = st.LeaderID
 }
 
 func (m *monitor) run(ctx context.Context) {
@@ -122,8 +141,9 @@ func (m *monitor) record(key string, s ProcessSample) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cpuFirst == nil {
-		m.cpuFirst, m.cpuLast = map[string]float64{}, map[string]float64{}
+		m.cpuFirst, m.cpuLast, m.peaks = map[string]float64{}, map[string]float64{}, map[string]int64{}
 	}
+	m.peaks[key] = max(m.peaks[key], s.RSS)
 	if _, ok := m.cpuFirst[key]; !ok {
 		m.cpuFirst[key] = s.CPUSecs
 	}
@@ -133,6 +153,7 @@ func (m *monitor) record(key string, s ProcessSample) {
 }
 
 func (m *monitor) sample(ctx context.Context) {
+	m.watchLeader(ctx)
 	if m.e.tgt.SelfMetrics {
 		if s, err := selfSample(); err == nil {
 			m.record("self", s)
