@@ -23,6 +23,9 @@ const (
 	MaxAPIReaders  = 1000
 	MaxSubscribers = 1000
 	MaxRamp        = time.Hour
+	// MaxUpdates bounds Nodes × Rounds: the run keeps a record and a
+	// latency sample (≈ 60 bytes) per acknowledged update.
+	MaxUpdates = 10_000_000
 	// MaxInflightBytes bounds the memory of updates in flight: the
 	// effective concurrency is lowered to fit it.
 	MaxInflightBytes = 2 << 30
@@ -96,6 +99,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("load: Dim %d must be in [1, %d]", c.Dim, MaxDim)
 	case c.Rounds < 1 || c.Rounds > MaxRounds:
 		return fmt.Errorf("load: Rounds %d must be in [1, %d]", c.Rounds, MaxRounds)
+	case c.Nodes*c.Rounds > MaxUpdates:
+		return fmt.Errorf("load: Nodes × Rounds = %d must be at most %d", c.Nodes*c.Rounds, MaxUpdates)
 	case c.Rule == "":
 		return errors.New("load: Rule must not be empty")
 	case c.Ramp < 0 || c.Ramp > MaxRamp:

@@ -60,6 +60,7 @@
 // connections, MaxConcurrency updates in flight further lowered to fit
 // MaxInflightBytes, MaxAPIReaders and MaxSubscribers API users, bounded
 // retries and reconnections, a 4 MiB bound on a /metrics body, at most
-// 2^20 kept API latency samples. The acknowledgement records (a few tens
-// of bytes each) grow with Nodes × Rounds.
+// 2^20 kept API latency samples, and Nodes × Rounds ≤ MaxUpdates (the run
+// keeps ≈ 60 bytes per acknowledged update for the audit check and the
+// latency percentiles).
 package load

@@ -205,6 +205,7 @@ func TestConfigValidate(t *testing.T) {
 		{"Attack", func(c *Config) { c.Byzantine, c.Attack = 1, "nan" }},
 		{"Dim", func(c *Config) { c.Dim = MaxDim + 1 }},
 		{"Rounds", func(c *Config) { c.Rounds = 0 }},
+		{"Nodes × Rounds", func(c *Config) { c.Nodes, c.Rounds = MaxNodes, MaxRounds }},
 		{"Ramp", func(c *Config) { c.Ramp = -time.Second }},
 		{"Concurrency", func(c *Config) { c.Concurrency = MaxConcurrency + 1 }},
 		{"APIReaders", func(c *Config) { c.APIReaders = MaxAPIReaders + 1 }},

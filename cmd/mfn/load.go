@@ -61,15 +61,15 @@ const loadExample = `  mfn load --local 3 --nodes 100 --dim 10000 --rounds 3
   mfn load --cluster cluster.txt --server http://10.0.0.1:8080,http://10.0.0.2:8080,http://10.0.0.3:8080 --api-key $KEY --nodes 500 --ramp 30s`
 
 type loadFlags struct {
-	local                            int
-	clusterFile, apiKey, job         string
-	servers                          []string
-	nodes, byzantine, dim, rounds    int
-	rule, attack                     string
-	ramp, deadline, timeout, every   time.Duration
-	concurrency, readers, subs       int
-	seed                             uint64
-	jsonPath, logPath                string
+	local                          int
+	clusterFile, apiKey, job       string
+	servers                        []string
+	nodes, byzantine, dim, rounds  int
+	rule, attack                   string
+	ramp, deadline, timeout, every time.Duration
+	concurrency, readers, subs     int
+	seed                           uint64
+	jsonPath, logPath              string
 }
 
 func newLoadCmd(env *cmdEnv) *cobra.Command {
@@ -132,6 +132,8 @@ func (f *loadFlags) config() (load.Config, error) {
 		return c, usagef("--dim %d must be in [1, %d]", f.dim, load.MaxDim)
 	case f.rounds < 1 || f.rounds > load.MaxRounds:
 		return c, usagef("--rounds %d must be in [1, %d]", f.rounds, load.MaxRounds)
+	case f.nodes*f.rounds > load.MaxUpdates:
+		return c, usagef("--nodes %d × --rounds %d = %d must be at most %d", f.nodes, f.rounds, f.nodes*f.rounds, load.MaxUpdates)
 	case f.ramp < 0 || f.ramp > load.MaxRamp:
 		return c, usagef("--ramp %v must be in [0, %v]", f.ramp, load.MaxRamp)
 	case f.concurrency < 1 || f.concurrency > load.MaxConcurrency:
