@@ -38,6 +38,7 @@ const (
 	ErrKindRoundFailed  = "round_failed"
 	ErrKindAudit        = "audit"
 	ErrKindNotSubmitted = "not_submitted"
+	ErrKindGaveUp       = "node_gave_up"
 )
 
 // maxSubmitTries bounds the attempts of one update (rate limited,
@@ -68,6 +69,9 @@ type engine struct {
 	errN      atomic.Int64
 	round     atomic.Uint64
 	closedN   atomic.Int64
+	// unconfirmed counts updates whose fate this process cannot know: a
+	// transport failure, then the round closed or the run ended.
+	unconfirmed atomic.Int64
 
 	mu         sync.Mutex
 	errs       map[string]int
@@ -367,6 +371,7 @@ func (e *engine) fill(rep *Report, mon *monitor) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rep.Acked = len(e.acks)
+	rep.Unconfirmed = int(e.unconfirmed.Load())
 	rep.BytesSent = e.bytes.Load()
 	rep.SealedBytes = e.sealedSize
 	if !e.firstAnn.IsZero() && e.lastAckAt.After(e.firstAnn) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,7 +42,7 @@ func TestRunLocalCluster(t *testing.T) {
 	if rep.Interrupted {
 		t.Fatalf("run interrupted: %+v", rep)
 	}
-	if rep.Acked != cfg.Nodes*cfg.Rounds || rep.Lost != 0 || rep.Duplicated != 0 || rep.InLog != rep.Acked {
+	if rep.Acked != cfg.Nodes*cfg.Rounds || rep.Unconfirmed != 0 || rep.Lost != 0 || rep.Duplicated != 0 || rep.InLog != rep.Acked {
 		t.Fatalf("acked %d (want %d), lost %d, duplicated %d, in log %d", rep.Acked, cfg.Nodes*cfg.Rounds, rep.Lost, rep.Duplicated, rep.InLog)
 	}
 	if rep.RoundsClosed != cfg.Rounds || rep.RoundsFailed != 0 {
@@ -99,4 +100,68 @@ func TestRunLocalCluster(t *testing.T) {
 	if m["acked"].(float64) != float64(rep.Acked) {
 		t.Errorf("JSON acked %v, report %d", m["acked"], rep.Acked)
 	}
+}
+
+// TestRunSurvivesLeaderLoss stops the leader after the first round closed:
+// the nodes find the new leader (redirects, the polled cluster status) and
+// every update is still acknowledged once and in the log.
+func TestRunSurvivesLeaderLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-member cluster and stops its leader")
+	}
+	l := startLocal(t, 3)
+	var leader *localMember
+	var follower string
+	for i, m := range l.members {
+		if m.coord.IsLeader() {
+			leader = m
+		} else if follower == "" {
+			follower = l.Target.API[i]
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	tgt := l.Target
+	tgt.API = []string{follower} // the API member survives
+	cfg := DefaultConfig()
+	cfg.JobID, cfg.Nodes, cfg.Dim, cfg.Rounds, cfg.Timeout = "failover", 12, 500, 3, 3*time.Minute
+	var once sync.Once
+	stopped := make(chan struct{})
+	cfg.ProgressEvery = 50 * time.Millisecond
+	cfg.Progress = func(p Progress) {
+		if p.Closed >= 1 {
+			once.Do(func() {
+				go func() {
+					defer close(stopped)
+					leader.qsrv.Close()
+					leader.hsrv.Close()
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					leader.coord.Close(ctx)
+				}()
+			})
+		}
+	}
+	rep, err := Run(context.Background(), cfg, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader was never stopped")
+	}
+	// An acknowledgement in flight when the leader stopped may be lost in
+	// transport (Unconfirmed); the update itself must be in the log.
+	want := cfg.Nodes * cfg.Rounds
+	if rep.Interrupted || rep.InLog != want || rep.Acked+rep.Unconfirmed < want || rep.Acked > want ||
+		rep.Lost != 0 || rep.Duplicated != 0 || rep.RoundsClosed != cfg.Rounds {
+		t.Fatalf("after losing the leader: interrupted %v, in log %d and acked %d + unconfirmed %d (want %d), lost %d, duplicated %d, closed %d; errors %v",
+			rep.Interrupted, rep.InLog, rep.Acked, rep.Unconfirmed, want, rep.Lost, rep.Duplicated, rep.RoundsClosed, rep.Errors)
+	}
+	if rep.LeaderChanges < 1 {
+		t.Fatalf("leader changes %d, want ≥ 1", rep.LeaderChanges)
+	}
+	t.Logf("errors while failing over: %v", rep.Errors)
 }

@@ -31,6 +31,11 @@ type Report struct {
 	// Acked counts acknowledged updates (a Duplicate answer counts as an
 	// acknowledgement of the earlier copy).
 	Acked int `json:"acked"`
+	// Unconfirmed counts updates sent whose acknowledgement never arrived
+	// (a transport failure, e.g. the leader died, and no later answer
+	// settled it): the cluster may hold them, so InLog may exceed Acked
+	// by up to this many.
+	Unconfirmed int `json:"unconfirmed"`
 	// Lost counts acknowledged updates missing from the exported audit
 	// log, Duplicated the (node, round) pairs present more than once.
 	// Both are -1 when the log could not be checked (see Errors).
@@ -202,6 +207,9 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  nodes %d (%d Byzantine), dim %d, rounds %d, rule %s, sealed update %s\n",
 		r.Nodes, r.Byzantine, r.Dim, r.Rounds, r.Rule, humanBytes(float64(r.SealedBytes)))
 	fmt.Fprintf(w, "  acknowledged       %d in %.1fs: %.0f acks/s, %.1f MB/s\n", r.Acked, r.Seconds, r.AcksPerSecond, r.BytesPerSecond/1e6)
+	if r.Unconfirmed > 0 {
+		fmt.Fprintf(w, "  unconfirmed        %d (sent, acknowledgement lost in transport)\n", r.Unconfirmed)
+	}
 	fmt.Fprintf(w, "  ack latency        p50 %.1f ms  p90 %.1f ms  p99 %.1f ms\n", r.AckP50ms, r.AckP90ms, r.AckP99ms)
 	fmt.Fprintf(w, "  round close        p50 %.1f ms  p99 %.1f ms  (%d closed, %d failed)\n", r.RoundCloseP50ms, r.RoundCloseP99ms, r.RoundsClosed, r.RoundsFailed)
 	if r.Lost < 0 {

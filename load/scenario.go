@@ -116,6 +116,9 @@ func (m *monitor) watchLeader(ctx context.Context) {
 	if err != nil || st.LeaderID == "" {
 		return
 	}
+	if st.Leader != nil && st.Leader.QUICAddr != "" {
+		m.e.setLeader(st.Leader.QUICAddr)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.leader != "" && st.LeaderID != m.leader {

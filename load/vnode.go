@@ -25,8 +25,10 @@ type vnode struct {
 	done   map[uint64]bool // rounds answered for good
 }
 
-// run connects, subscribes and answers announcements until ctx ends,
-// reconnecting a bounded number of times.
+// run connects, subscribes and answers announcements until ctx ends. It
+// reconnects whenever the subscription ends or the node learns that the
+// leader moved (a follower announces no rounds); after maxReconnects
+// failed attempts in a row it gives up (counted as node_gave_up).
 func (v *vnode) run(ctx context.Context) {
 	v.done = map[uint64]bool{}
 	defer func() {
@@ -34,14 +36,19 @@ func (v *vnode) run(ctx context.Context) {
 			v.client.Close()
 		}
 	}()
-	for attempt := 0; attempt <= maxReconnects && ctx.Err() == nil; attempt++ {
-		if attempt > 0 && !sleepCtx(ctx, 100*time.Millisecond<<min(attempt, 5)) {
+	for failures := 0; ctx.Err() == nil; {
+		if failures > maxReconnects {
+			v.e.fail(ErrKindGaveUp)
+			return
+		}
+		if failures > 0 && !sleepCtx(ctx, 100*time.Millisecond<<min(failures, 5)) {
 			return
 		}
 		if err := v.connect(ctx, v.e.leaderAddr()); err != nil {
 			if ctx.Err() == nil {
 				v.e.fail(ErrKindDial)
 			}
+			failures++
 			continue
 		}
 		anns, err := v.client.Subscribe(ctx)
@@ -49,15 +56,21 @@ func (v *vnode) run(ctx context.Context) {
 			if ctx.Err() == nil {
 				v.e.fail(ErrKindSubscribe)
 			}
+			failures++
 			continue
 		}
+		failures = 0
 		v.e.connected.Add(1)
 		v.serve(ctx, anns)
 		v.e.connected.Add(-1)
 	}
 }
 
-// connect dials addr with a new connection and says Hello.
+// maxLeaderHops bounds the redirects one connect follows.
+const maxLeaderHops = 3
+
+// connect dials addr with a new connection and says Hello; when the
+// member names another leader it follows (at most maxLeaderHops times).
 func (v *vnode) connect(ctx context.Context, addr string) error {
 	if v.client != nil {
 		v.client.Close()
@@ -68,25 +81,43 @@ func (v *vnode) connect(ctx context.Context, addr string) error {
 		return err
 	}
 	d := &protocol.QUICDialer{TLS: protocol.ClientConfig(pid, v.e.tgt.Cluster.PinnedKeys())}
-	c, err := protocol.Dial(ctx, d, addr, protocol.Config{})
-	if err != nil {
-		return err
+	for hop := 0; ; hop++ {
+		c, err := protocol.Dial(ctx, d, addr, protocol.Config{})
+		if err != nil {
+			return err
+		}
+		ack, err := c.Hello(ctx, &protocol.Hello{NodeID: v.id.NodeID(), ClientInfo: "mfn-load"})
+		if err != nil {
+			c.Close()
+			return err
+		}
+		if ack.LeaderHint != "" && ack.LeaderHint != addr && hop < maxLeaderHops {
+			c.Close()
+			v.e.setLeader(ack.LeaderHint)
+			addr = ack.LeaderHint
+			continue
+		}
+		v.client, v.addr, v.origin = c, addr, ack.ClusterOrigin
+		return nil
 	}
-	ack, err := c.Hello(ctx, &protocol.Hello{NodeID: v.id.NodeID(), ClientInfo: "mfn-load"})
-	if err != nil {
-		c.Close()
-		return err
-	}
-	v.client, v.addr, v.origin = c, addr, ack.ClusterOrigin
-	return nil
 }
+
+// leaderCheck is how often a subscribed node compares its member with
+// the leader the run knows (from redirects and the cluster status).
+const leaderCheck = 2 * time.Second
 
 // serve answers the announcements of one subscription.
 func (v *vnode) serve(ctx context.Context, anns <-chan *protocol.RoundAnnouncement) {
+	t := time.NewTicker(leaderCheck)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.C:
+			if v.e.leaderAddr() != v.addr {
+				return // the leader moved: reconnect there
+			}
 		case a, ok := <-anns:
 			if !ok {
 				return
@@ -124,7 +155,29 @@ func (v *vnode) submit(ctx context.Context, a *protocol.RoundAnnouncement) bool 
 		e.fail(ErrKindSeal)
 		return true
 	}
+	// uncertain: a submission failed in transport, so the cluster may
+	// have committed it without the acknowledgement reaching this node.
+	uncertain := false
+	defer func() {
+		if uncertain {
+			e.unconfirmed.Add(1)
+		}
+	}()
 	for try := 0; try < maxSubmitTries; try++ {
+		if v.client == nil || isDone(v.client.Done()) {
+			// The connection died (leader lost): resubmit through the
+			// leader; a committed copy answers "duplicate".
+			if err := v.connect(ctx, e.leaderAddr()); err != nil {
+				if ctx.Err() != nil {
+					return false
+				}
+				e.fail(ErrKindDial)
+				if !sleepCtx(ctx, 100*time.Millisecond<<min(try, 5)) {
+					return false
+				}
+				continue
+			}
+		}
 		t0 := time.Now()
 		ack, err := v.client.Submit(ctx, sealed)
 		lat := time.Since(t0)
@@ -132,9 +185,11 @@ func (v *vnode) submit(ctx context.Context, a *protocol.RoundAnnouncement) bool 
 		errors.As(err, &pe)
 		switch {
 		case err == nil:
+			uncertain = false
 			e.acked(AckRecord{Node: v.id.NodeID(), Round: a.Round, Leaf: ack.LeafIndex}, lat, len(sealed))
 			return true
 		case errors.Is(err, protocol.CodeDuplicate):
+			uncertain = false
 			e.acked(AckRecord{Node: v.id.NodeID(), Round: a.Round, Duplicate: true}, lat, len(sealed))
 			return true
 		case ctx.Err() != nil:
@@ -154,7 +209,12 @@ func (v *vnode) submit(ctx context.Context, a *protocol.RoundAnnouncement) bool 
 			}
 			v.client = nil
 			return false
-		case ErrKindRateLimited, ErrKindUnavailable, ErrKindSubmit, ErrKindTimeout:
+		case ErrKindSubmit, ErrKindTimeout:
+			uncertain = true
+			if !sleepCtx(ctx, 100*time.Millisecond<<min(try, 5)) {
+				return false
+			}
+		case ErrKindRateLimited, ErrKindUnavailable:
 			wait := 100 * time.Millisecond << min(try, 5)
 			if pe != nil && pe.RetryAfter > 0 {
 				wait = min(pe.RetryAfter, 10*time.Second)
@@ -168,6 +228,15 @@ func (v *vnode) submit(ctx context.Context, a *protocol.RoundAnnouncement) bool 
 	}
 	e.fail(ErrKindNotSubmitted)
 	return true
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // updateValues are node idx's values for round: uniform in ±0.01, from a
