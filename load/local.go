@@ -54,7 +54,7 @@ type localMember struct {
 }
 
 // StartLocal starts and bootstraps an n-member cluster (1 ≤ n ≤
-// MaxLocalMembers) and waits until it has a leader. Its files live in a
+// MaxLocalMembers) and waits until every member knows the leader. Its files live in a
 // new temporary directory under dir ("" means the system's), removed by
 // Close. logger receives the members' logs (nil discards them).
 func StartLocal(ctx context.Context, n int, dir string, logger *slog.Logger) (_ *Local, err error) {
@@ -211,13 +211,17 @@ func StartLocal(ctx context.Context, n int, dir string, logger *slog.Logger) (_ 
 	}
 	l.Target.APIKey, l.Target.Cluster, l.Target.SelfMetrics = apiKey, cluster, true
 	deadline := time.Now().Add(30 * time.Second)
+	// Ready when every member knows the leader and its addresses (a
+	// member that does not yet answers API writes with 503).
 	for {
+		known := 0
 		for _, m := range l.members {
-			if m.coord.IsLeader() {
-				if ld, ok := m.coord.Leader(); ok && ld.QUICAddr != "" && ld.HTTPAddr != "" {
-					return l, nil
-				}
+			if ld, ok := m.coord.Leader(); ok && ld.QUICAddr != "" && ld.HTTPAddr != "" {
+				known++
 			}
+		}
+		if known == len(l.members) {
+			return l, nil
 		}
 		if time.Now().After(deadline) {
 			return nil, errors.New("load: local cluster: no leader after 30s")
