@@ -19,9 +19,19 @@
 //     (Dim float32 values from a generator seeded by seed, node and round;
 //     attack values for the Byzantine ones), signs and seals it to every
 //     coordinator (crypto.Seal, as package node does) and submits it. At
-//     most Config.Concurrency updates are built or in flight at once; a
-//     "not leader" answer redirects the node, rate-limited and
-//     unavailable answers are retried a bounded number of times.
+//     most Config.Concurrency updates are built or in flight at once;
+//     rate-limited and unavailable answers are retried a bounded number
+//     of times.
+//
+// Nodes follow the leader: a Hello answer naming another leader, a "not
+// leader" answer, and the cluster status the monitor polls every second
+// all update the leader address the run knows; a subscribed node on
+// another member reconnects there within 2 s (a follower announces no
+// rounds). A submission whose connection died is resent through the
+// leader, where a committed copy answers "duplicate" (an
+// acknowledgement). If the round closes or the run ends first, the update
+// is counted as Unconfirmed: it may be in the log without this process
+// having seen its acknowledgement.
 //  4. Alongside, Config.APIReaders read the cluster status, the job list,
 //     the job and its rounds in a loop, and Config.Subscribers hold
 //     WebSocket event subscriptions (the Locust-style operator scenario).
