@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/privacy"
 )
 
 // keepModels is how many model versions per job keep their parameters in
@@ -79,7 +80,57 @@ func (s JobSpec) Validate() error {
 			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
 		}
 	}
+	if s.DP != nil {
+		if err := s.DP.Validate(); err != nil {
+			return fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
+		}
+		switch {
+		case s.DP.AdaptiveClip != nil:
+			return fmt.Errorf("%w: job %s: dp.adaptive_clip: not supported by jobs yet (the privacy package has it; the round engine does not)", ErrInvalid, s.ID)
+		case s.DP.Mode != privacy.ModeLocal:
+			return fmt.Errorf("%w: job %s: dp.mode %q: only \"local\" is integrated into jobs so far", ErrInvalid, s.ID, s.DP.Mode)
+		}
+	}
 	return nil
+}
+
+// jobSampleRate is q, the chance that a node's data takes part in a round.
+// MFN announces every round to every node (no node sampling yet), so
+// q = 1; with q = 1 the accountant is the plain Gaussian mechanism's.
+const jobSampleRate = 1.0
+
+// resolveDP returns the noise multiplier of a DP job (0 without DP):
+// dp.noise_multiplier, or z solved from dp.target_epsilon over the job's
+// rounds at q = jobSampleRate. The leader calls it once, at creation;
+// errors are ErrInvalid naming the field.
+func resolveDP(s JobSpec) (float64, error) {
+	if s.DP == nil {
+		return 0, nil
+	}
+	z, err := s.DP.Resolve(jobSampleRate, s.Rounds)
+	if err != nil {
+		return 0, fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
+	}
+	return z, nil
+}
+
+// newJobPrivacy returns the privacy state of a new DP job (nil without DP).
+func newJobPrivacy(s JobSpec, z float64) (*JobPrivacy, error) {
+	if s.DP == nil {
+		return nil, nil
+	}
+	if z == 0 {
+		z = s.DP.NoiseMultiplier
+	}
+	if !(z > 0) || math.IsInf(z, 1) {
+		return nil, fmt.Errorf("%w: job %s: dp.noise_multiplier %v must be finite and > 0", ErrInvalid, s.ID, z)
+	}
+	limit := s.DP.Limit()
+	if math.IsInf(limit, 1) {
+		limit = 0
+	}
+	return &JobPrivacy{Mode: s.DP.Mode, NoiseMultiplier: z, Clip: s.DP.Clip, SampleRate: jobSampleRate,
+		Delta: s.DP.Delta, MaxEpsilon: limit, Accountant: new(privacy.Accountant)}, nil
 }
 
 // hardDeadline returns the effective hard deadline duration.
@@ -330,9 +381,13 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 		model = make(Params, spec.Dim)
 	}
 	spec.InitialModel = nil // version 0 lives in Models
+	priv, err := newJobPrivacy(spec, c.NoiseMultiplier)
+	if err != nil {
+		return err
+	}
 	h := ModelHash(model)
 	f.jobs[spec.ID] = &jobState{
-		Job:    Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h},
+		Job:    Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h, Privacy: priv},
 		Models: []modelVersion{{Version: 0, Hash: h, Params: slices.Clone(model)}},
 	}
 	ev(Event{Kind: EventJobCreated, Job: spec.ID, At: c.At})
@@ -357,6 +412,9 @@ func (f *fsm) stopJob(c *stopJobCmd, ev func(Event)) error {
 		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
 	}
 	j.Job.State, j.Job.Reason = JobStopped, c.Reason
+	if c.Fail {
+		j.Job.State = JobFailed
+	}
 	j.pruneModels(1)
 	ev(Event{Kind: EventJobStopped, Job: c.ID, Detail: c.Reason, At: c.At})
 	return nil
@@ -534,6 +592,13 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 	case c.Result.ModelHash != ModelHash(c.Model):
 		return fmt.Errorf("%w: job %s round %d: model hash does not match its parameters", ErrInvalid, c.Job, c.Round)
 	}
+	if p := j.Job.Privacy; p != nil {
+		// The round's step is composed with its result, in the same entry
+		// (on error nothing has changed).
+		if err := p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1); err != nil {
+			return fmt.Errorf("%w: job %s round %d: privacy accountant: %v", ErrInvalid, c.Job, c.Round, err)
+		}
+	}
 	for i := range r.Updates {
 		o := c.Outcomes[i]
 		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
@@ -704,6 +769,25 @@ func (f *fsm) job(id string) (Job, bool) {
 
 func copyJob(j Job) Job {
 	j.Spec.Shape = slices.Clone(j.Spec.Shape)
+	if j.Spec.DP != nil {
+		dp := *j.Spec.DP
+		if dp.AdaptiveClip != nil {
+			ac := *dp.AdaptiveClip
+			dp.AdaptiveClip = &ac
+		}
+		j.Spec.DP = &dp
+	}
+	if j.Privacy != nil {
+		p := *j.Privacy
+		p.Accountant = p.Accountant.Clone()
+		if p.Accountant == nil {
+			p.Accountant = new(privacy.Accountant)
+		}
+		if eps, _, err := p.Accountant.Epsilon(p.Delta); err == nil {
+			p.EpsilonSpent = eps
+		}
+		j.Privacy = &p
+	}
 	return j
 }
 
@@ -1142,6 +1226,9 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 			if r == nil {
 				return nil, fmt.Errorf("coordinator: restore: job %s: null round", j.Job.Spec.ID)
 			}
+		}
+		if p := j.Job.Privacy; p != nil && p.Accountant == nil {
+			return nil, fmt.Errorf("coordinator: restore: job %s: privacy state without an accountant", j.Job.Spec.ID)
 		}
 	}
 	return &body, nil

@@ -117,6 +117,9 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 		if j.Completed >= uint64(j.Spec.Rounds) {
 			return false, nil
 		}
+		if err := c.checkBudget(ctx, j, now); err != nil {
+			return false, err
+		}
 		return false, c.openRound(ctx, j, now)
 	case r.State == RoundOpen:
 		spec := j.Spec
@@ -138,6 +141,30 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 		return true, c.closeRound(ctx, j, r.Number)
 	}
 	return false, nil
+}
+
+// errBudgetStop is checkBudget's answer once it has ended the job.
+var errBudgetStop = fmt.Errorf("%w: privacy budget exhausted, job ended", ErrStale)
+
+// checkBudget refuses to open a DP job's next round when one more step
+// of the accountant would take ε past the job's limit: the job ends as
+// failed with the accountant's figures as its reason, so it stops before
+// it overspends rather than after.
+func (c *Coordinator) checkBudget(ctx context.Context, j Job, now time.Time) error {
+	p := j.Privacy
+	if p == nil || p.MaxEpsilon == 0 || p.Accountant == nil {
+		return nil
+	}
+	_, err := p.Accountant.CheckNext(p.SampleRate, p.NoiseMultiplier, p.Delta, p.MaxEpsilon)
+	if err == nil {
+		return nil
+	}
+	reason := fmt.Sprintf("privacy budget: round %d not opened: %v", j.Rounds+1, err)
+	if _, perr := c.propose(ctx, cmdStopJob, &stopJobCmd{ID: j.Spec.ID, Reason: reason, At: now, Fail: true}); perr != nil {
+		return perr
+	}
+	c.logger.Warn("job ended by its privacy budget", slog.String("job", j.Spec.ID), slog.String("reason", reason))
+	return errBudgetStop
 }
 
 func (c *Coordinator) openRound(ctx context.Context, j Job, now time.Time) error {
@@ -243,8 +270,8 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 		allWeighted = allWeighted && u.Samples > 0
 		pos = append(pos, i)
 	}
-	if !allWeighted {
-		weights = nil
+	if !allWeighted || j.Privacy != nil {
+		weights = nil // DP: every update weighs the same (see JobSpec.DP)
 	}
 	if len(vecs) == 0 {
 		return c.failRound(ctx, j, round, "no update could be opened")
