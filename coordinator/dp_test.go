@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -218,6 +219,24 @@ func TestDPBudgetStopsJob(t *testing.T) {
 	want, _, _ := privacy.Epsilon(1, z, allowed, delta)
 	if j.Privacy.EpsilonSpent != want || j.Privacy.EpsilonSpent > maxEps {
 		t.Fatalf("spent %v, want %v ≤ %v", j.Privacy.EpsilonSpent, want, maxEps)
+	}
+	if got := metricValue(t, l, "mfn_job_privacy_epsilon_spent"); got != want {
+		t.Fatalf("mfn_job_privacy_epsilon_spent %v, want %v", got, want)
+	}
+	// The job's JSON (the API's) carries the budget.
+	b, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Privacy struct {
+			EpsilonSpent float64 `json:"epsilon_spent"`
+			MaxEpsilon   float64 `json:"max_epsilon"`
+			Delta        float64 `json:"delta"`
+		} `json:"privacy"`
+	}
+	if err := json.Unmarshal(b, &back); err != nil || back.Privacy.EpsilonSpent != want || back.Privacy.MaxEpsilon != maxEps || back.Privacy.Delta != delta {
+		t.Fatalf("job JSON privacy %+v (%v) from %s", back.Privacy, err, b)
 	}
 }
 
