@@ -342,8 +342,9 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	}
 	get := &cobra.Command{
 		Use:     "get JOB",
+		Aliases: []string{"show"},
 		Short:   "Show one job",
-		Long:    "get prints a job's spec and progress.",
+		Long:    "get (or show) prints a job's spec and progress, and a DP job's privacy budget.",
 		Example: "  mfn ctl jobs get j1 --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
