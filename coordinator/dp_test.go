@@ -198,6 +198,18 @@ func TestDPBudgetStopsJob(t *testing.T) {
 	}
 	for r := uint64(1); r <= uint64(allowed); r++ {
 		open := tc.waitRound(li, "budget", r, RoundOpen)
+		if r == 1 {
+			// Nodes learn the job's DP parameters from the announcement.
+			anns := l.OpenRounds()
+			if len(anns) != 1 {
+				t.Fatalf("announcements %+v", anns)
+			}
+			md := AnnouncementMetadata(anns[0])
+			a, err := privacy.ParseAnnounced(md["dp"])
+			if err != nil || a != (privacy.Announced{Mode: privacy.ModeLocal, Clip: 1, NoiseMultiplier: z}) {
+				t.Fatalf("dp metadata %q: %+v %v", md["dp"], a, err)
+			}
+		}
 		if _, err := l.Submit(ctx, nodes[0].pub(), nodes[0].seal(t, tc.keys, "budget", r, open.BaseHash, []float64{0.1, 0.2, 0.3}, 7)); err != nil {
 			t.Fatalf("round %d: %v", r, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/privacy"
 )
 
 // The round engine runs on the leader only. Every Tick (or when poked by
@@ -188,8 +189,18 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
-		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
 	})
+}
+
+// announcedDP is the "dp" metadata of a DP job's announcements: the mode,
+// clip and resolved noise multiplier (privacy.Announced); "" without DP.
+func announcedDP(j Job) string {
+	p := j.Privacy
+	if p == nil {
+		return ""
+	}
+	return privacy.Announced{Mode: p.Mode, Clip: p.Clip, NoiseMultiplier: p.NoiseMultiplier}.Encode()
 }
 
 // announceOpen re-announces every open round (a new leader's nodes have
@@ -226,7 +237,7 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
-			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
 		})
 	}
 	return out
