@@ -19,6 +19,7 @@ import (
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/privacy"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -765,6 +766,9 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 		}
 	}
 	a.metrics.trainSecs.Observe(time.Since(start).Seconds())
+	if err == nil {
+		err = privatize(ann.Metadata, delta, privacy.NewCryptoSource()) // local DP (train.go)
+	}
 	if err != nil {
 		return nil, -1, err
 	}
