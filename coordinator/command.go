@@ -105,6 +105,8 @@ type (
 		// from dp.target_epsilon once (resolveDP), so Apply never runs the
 		// solver; zero for jobs without DP or with dp.noise_multiplier.
 		NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+		// DPSecret is a central DP job's noise secret (resolveDP).
+		DPSecret []byte `json:"dp_secret,omitempty"`
 	}
 	stopJobCmd struct {
 		ID     string    `json:"id"`

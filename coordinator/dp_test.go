@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,7 @@ func TestDPSpecValidate(t *testing.T) {
 		{"delta", func(c *privacy.Config) { c.Delta = 1 }, "dp.delta"},
 		{"mode", func(c *privacy.Config) { c.Mode = "global" }, "dp.mode"},
 		{"noise", func(c *privacy.Config) { c.NoiseMultiplier = 0 }, "dp.noise_multiplier"},
-		{"central", func(c *privacy.Config) { c.Mode = privacy.ModeCentral }, "dp.mode"},
+
 		{"adaptive", func(c *privacy.Config) {
 			c.Mode = privacy.ModeCentral
 			c.AdaptiveClip = &privacy.AdaptiveClipConfig{TargetQuantile: 0.5, LearningRate: 0.2, CountNoise: 1}
@@ -45,16 +47,26 @@ func TestDPSpecValidate(t *testing.T) {
 	if err := dpSpec("j", 3, 1, 0).Validate(); err != nil {
 		t.Fatalf("valid dp spec: %v", err)
 	}
+	// Central mode covers the mean only.
+	c := dpSpec("j", 3, 1, 0)
+	c.DP.Mode = privacy.ModeCentral
+	if err := c.Validate(); err != nil {
+		t.Fatalf("central fedavg: %v", err)
+	}
+	c.Rule.Name = "krum"
+	if err := c.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "dp.mode") || !strings.Contains(err.Error(), "fedavg") {
+		t.Fatalf("central krum: %v", err)
+	}
 	// A target ε at or below the conversion's floor cannot be reached.
 	s := dpSpec("j", 3, 0, 0)
 	s.DP.TargetEpsilon = 0.01
-	if _, err := resolveDP(s); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "dp.target_epsilon") {
+	if _, _, err := resolveDP(s); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "dp.target_epsilon") {
 		t.Fatalf("unreachable target: %v", err)
 	}
 	// A reachable target is solved for the job's rounds at q = 1 and
 	// spends at most the target over them.
 	s.DP.TargetEpsilon = 4
-	z, err := resolveDP(s)
+	z, _, err := resolveDP(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +154,21 @@ func TestDPAccountantReplicated(t *testing.T) {
 	f4 := replay(t, b.keys, b.entries)
 	if _, ok := f4.job("noz"); ok {
 		t.Fatal("a target-ε job without a resolved z was created")
+	}
+	// A central job's entry must carry its noise secret.
+	cs := spec
+	cs.ID = "nosecret"
+	cs.DP = &privacy.Config{Mode: privacy.ModeCentral, Clip: 1, NoiseMultiplier: 1, Delta: 1e-5}
+	b.add(cmdCreateJob, &createJobCmd{Spec: cs, At: b.at})
+	cs2 := cs
+	cs2.ID = "withsecret"
+	b.add(cmdCreateJob, &createJobCmd{Spec: cs2, At: b.at, DPSecret: make([]byte, dpSecretLen)})
+	f5 := replay(t, b.keys, b.entries)
+	if _, ok := f5.job("nosecret"); ok {
+		t.Fatal("a central job without a secret was created")
+	}
+	if j, ok := f5.job("withsecret"); !ok || j.Privacy.Secret != nil || len(f5.dpSecret("withsecret")) != dpSecretLen {
+		t.Fatalf("central job: %v, secret shown %x", ok, j.Privacy.Secret)
 	}
 	// A privacy state without an accountant is refused on restore.
 	broken := strings.Replace(string(s1), `"accountant":{"version":1,"events":[{"sample_rate":1,"noise_multiplier":1.75,"steps":2}]}`, `"accountant":null`, 1)
@@ -253,3 +280,85 @@ func TestDPBudgetStopsJob(t *testing.T) {
 }
 
 func nopCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
+
+// TestDPCentral runs a central DP job: the leader's aggregate is the
+// clipped mean plus noise re-derivable from the job's secret, which is
+// hidden while the job runs and shown once it has ended.
+func TestDPCentral(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 1, clusterOpts{})
+	nodes := newTestNodes(t, 3, 9)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	spec := dpSpec("central", 4, 0.5, 0)
+	spec.DP.Mode = privacy.ModeCentral
+	spec.Rounds, spec.MinUpdates, spec.MaxUpdates = 1, 3, 3
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	open := tc.waitRound(li, "central", 1, RoundOpen)
+	if j, _ := l.GetJob("central"); j.Privacy == nil || j.Privacy.Secret != nil {
+		t.Fatalf("running job shows privacy %+v, want no secret", j.Privacy)
+	}
+	if s := announcedDP(mustJob(t, l, "central")); !strings.HasPrefix(s, "central;") {
+		t.Fatalf("announced dp %q", s)
+	}
+	ups := [][]float64{{3, 4, 0, 0}, {0.25, 0, 0.5, 0}, {-0.5, 0.5, 0, 0.25}} // float32-exact; the first is clipped
+	for i, n := range nodes {
+		if _, err := l.Submit(ctx, n.pub(), n.seal(t, tc.keys, "central", 1, open.BaseHash, ups[i], uint64(10*(i+1)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := tc.waitRound(li, "central", 1, RoundClosed, RoundFailed)
+	if r.State != RoundClosed || r.Result.Rule != centralRule || r.Result.Used != 3 {
+		t.Fatalf("round %s %q: %+v", r.State, r.FailReason, r.Result)
+	}
+	var j Job
+	eventually(t, 5*time.Second, "the job to complete", func() bool {
+		j = mustJob(t, l, "central")
+		return j.State == JobCompleted
+	})
+	if len(j.Privacy.Secret) != dpSecretLen {
+		t.Fatalf("ended job's secret %x, want %d bytes", j.Privacy.Secret, dpSecretLen)
+	}
+	// An auditor with the revealed secret recomputes the model bit for bit.
+	mech, err := privacy.NewCentral(1, 0.5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, clipped, err := mech.Mean(ups, privacy.NewSeededSource(privacy.DeriveSeed(j.Privacy.Secret, "central", 1)))
+	if err != nil || clipped != 1 {
+		t.Fatalf("recompute: %v (%d clipped, want 1)", err, clipped)
+	}
+	m, err := l.Model("central", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal([]float64(m.Params), want) {
+		t.Fatalf("model %v, recomputed %v", m.Params, want)
+	}
+	// The noise is there: the model is not the plain clipped mean, and the
+	// difference is of the order of z·C/n.
+	plain := []float64{(0.6 + 0.25 - 0.5) / 3, (0.8 + 0.5) / 3, 0.5 / 3, 0.25 / 3}
+	var dev float64
+	for i := range plain {
+		dev += (m.Params[i] - plain[i]) * (m.Params[i] - plain[i])
+	}
+	if dev == 0 || math.Sqrt(dev/4) > 6*0.5/3 {
+		t.Fatalf("noise rms %v, want > 0 and about %v", math.Sqrt(dev/4), 0.5/3)
+	}
+	if j.Privacy.Accountant.Steps() != 1 {
+		t.Fatalf("accountant steps %d", j.Privacy.Accountant.Steps())
+	}
+}
+
+func mustJob(t testing.TB, c *Coordinator, id string) Job {
+	t.Helper()
+	j, err := c.GetJob(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -87,8 +88,12 @@ func (s JobSpec) Validate() error {
 		switch {
 		case s.DP.AdaptiveClip != nil:
 			return fmt.Errorf("%w: job %s: dp.adaptive_clip: not supported by jobs yet (the privacy package has it; the round engine does not)", ErrInvalid, s.ID)
-		case s.DP.Mode != privacy.ModeLocal:
-			return fmt.Errorf("%w: job %s: dp.mode %q: only \"local\" is integrated into jobs so far", ErrInvalid, s.ID, s.DP.Mode)
+		case s.DP.Mode == privacy.ModeCentral && s.Rule.Name != "fedavg":
+			// One node can move a rule that compares updates (Krum,
+			// median, trimmed mean, NNM, ...) by more than C/n, so the
+			// noise would not cover it: privacy/DESIGN.md, "Robust rules
+			// and DP".
+			return fmt.Errorf("%w: job %s: dp.mode central needs rule.name fedavg (the noise covers a mean of clipped updates, not rule %q); use dp.mode local with robust rules", ErrInvalid, s.ID, s.Rule.Name)
 		}
 	}
 	return nil
@@ -99,19 +104,30 @@ func (s JobSpec) Validate() error {
 // q = 1; with q = 1 the accountant is the plain Gaussian mechanism's.
 const jobSampleRate = 1.0
 
+// dpSecretLen is the length of a central DP job's noise secret.
+const dpSecretLen = 32
+
 // resolveDP returns the noise multiplier of a DP job (0 without DP):
 // dp.noise_multiplier, or z solved from dp.target_epsilon over the job's
-// rounds at q = jobSampleRate. The leader calls it once, at creation;
-// errors are ErrInvalid naming the field.
-func resolveDP(s JobSpec) (float64, error) {
+// rounds at q = jobSampleRate; and for central mode a fresh random secret
+// from which every round's noise seed is derived (privacy.DeriveSeed).
+// The leader calls it once, at creation, and both travel in the
+// create-job entry; errors are ErrInvalid naming the field.
+func resolveDP(s JobSpec) (z float64, secret []byte, err error) {
 	if s.DP == nil {
-		return 0, nil
+		return 0, nil, nil
 	}
-	z, err := s.DP.Resolve(jobSampleRate, s.Rounds)
+	z, err = s.DP.Resolve(jobSampleRate, s.Rounds)
 	if err != nil {
-		return 0, fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
+		return 0, nil, fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
 	}
-	return z, nil
+	if s.DP.Mode == privacy.ModeCentral {
+		secret = make([]byte, dpSecretLen)
+		if _, err := rand.Read(secret); err != nil {
+			return 0, nil, fmt.Errorf("coordinator: job %s: dp secret: %w", s.ID, err)
+		}
+	}
+	return z, secret, nil
 }
 
 // newJobPrivacy returns the privacy state of a new DP job (nil without DP).
@@ -155,6 +171,10 @@ type jobState struct {
 	Job    Job            `json:"job"`
 	Rounds []*Round       `json:"rounds"`
 	Models []modelVersion `json:"models"`
+	// DPSecret is a central DP job's noise secret (see resolveDP): in the
+	// replicated state so every member can re-derive each round's noise;
+	// shown with the job only once it has ended (JobPrivacy.Secret).
+	DPSecret []byte `json:"dp_secret,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -385,10 +405,18 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 	if err != nil {
 		return err
 	}
+	var secret []byte
+	if priv != nil && priv.Mode == privacy.ModeCentral {
+		if len(c.DPSecret) != dpSecretLen {
+			return fmt.Errorf("%w: job %s: central DP needs a %d-byte noise secret, the entry has %d", ErrInvalid, spec.ID, dpSecretLen, len(c.DPSecret))
+		}
+		secret = slices.Clone(c.DPSecret)
+	}
 	h := ModelHash(model)
 	f.jobs[spec.ID] = &jobState{
-		Job:    Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h, Privacy: priv},
-		Models: []modelVersion{{Version: 0, Hash: h, Params: slices.Clone(model)}},
+		Job:      Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h, Privacy: priv},
+		Models:   []modelVersion{{Version: 0, Hash: h, Params: slices.Clone(model)}},
+		DPSecret: secret,
 	}
 	ev(Event{Kind: EventJobCreated, Job: spec.ID, At: c.At})
 	return nil
@@ -764,7 +792,27 @@ func (f *fsm) job(id string) (Job, bool) {
 	if !ok {
 		return Job{}, false
 	}
-	return copyJob(j.Job), true
+	return j.public(), true
+}
+
+// public returns a copy of the job for readers: a central DP job's noise
+// secret is included once the job has ended, for auditors.
+func (j *jobState) public() Job {
+	out := copyJob(j.Job)
+	if out.Privacy != nil && j.DPSecret != nil && out.State != JobRunning {
+		out.Privacy.Secret = slices.Clone(j.DPSecret)
+	}
+	return out
+}
+
+// dpSecret returns a job's central DP noise secret (nil if none).
+func (f *fsm) dpSecret(job string) []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if j, ok := f.jobs[job]; ok {
+		return slices.Clone(j.DPSecret)
+	}
+	return nil
 }
 
 func copyJob(j Job) Job {
@@ -796,7 +844,7 @@ func (f *fsm) jobList() []Job {
 	defer f.mu.RUnlock()
 	out := make([]Job, 0, len(f.jobs))
 	for _, j := range f.jobs {
-		out = append(out, copyJob(j.Job))
+		out = append(out, j.public())
 	}
 	slices.SortFunc(out, func(a, b Job) int { return strings.Compare(a.Spec.ID, b.Spec.ID) })
 	return out

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
 )
@@ -287,16 +288,28 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if len(vecs) == 0 {
 		return c.failRound(ctx, j, round, "no update could be opened")
 	}
-	if c.cfg.Rules == nil {
-		return c.failRound(ctx, j, round, "no aggregation rules configured")
-	}
-	rule, err := c.cfg.Rules(j.Spec.Rule)
-	if err != nil {
-		return c.failRound(ctx, j, round, fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err))
-	}
-	agg, rep, err := rule.Aggregate(vecs, weights)
-	if err != nil {
-		return c.failRound(ctx, j, round, fmt.Sprintf("aggregation: %v", err))
+	var agg []float64
+	var rep aggregate.Report
+	var ruleName string
+	if p := j.Privacy; p != nil && p.Mode == privacy.ModeCentral {
+		agg, rep, err = centralMean(p, c.fsm.dpSecret(j.Spec.ID), j.Spec.ID, round, vecs)
+		if err != nil {
+			return c.failRound(ctx, j, round, fmt.Sprintf("central DP: %v", err))
+		}
+		ruleName = rep.Rule
+	} else {
+		if c.cfg.Rules == nil {
+			return c.failRound(ctx, j, round, "no aggregation rules configured")
+		}
+		rule, err := c.cfg.Rules(j.Spec.Rule)
+		if err != nil {
+			return c.failRound(ctx, j, round, fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err))
+		}
+		agg, rep, err = rule.Aggregate(vecs, weights)
+		if err != nil {
+			return c.failRound(ctx, j, round, fmt.Sprintf("aggregation: %v", err))
+		}
+		ruleName = rule.Name()
 	}
 	if len(agg) != j.Spec.Dim {
 		return c.failRound(ctx, j, round, fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim))
@@ -338,7 +351,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	}
 	result := RoundResult{ModelVersion: j.ModelVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if result.Rule == "" {
-		result.Rule = rule.Name()
+		result.Rule = ruleName
 	}
 	if c.cfg.Evaluator != nil {
 		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
@@ -362,6 +375,38 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	c.logger.Info("round closed", slog.String("job", j.Spec.ID), slog.Uint64("round", round),
 		slog.Uint64("model_version", result.ModelVersion), slog.Int("used", used), slog.Int("rejected", rejected))
 	return nil
+}
+
+// centralRule names the aggregate of a central DP round.
+const centralRule = "fedavg+central-dp"
+
+// centralMean is the aggregate of a central DP job's round: DP-FedAvg's
+// mean of the n updates, each clipped to C, with discrete Gaussian noise
+// of standard deviation z·C on the sum (so z·C/n on the mean), drawn from
+// ChaCha8 seeded by privacy.DeriveSeed(secret, job, round). It is a pure
+// function of the updates and the job's secret: any member, or an auditor
+// once the secret is revealed, recomputes the same bits. The count n is
+// the number of updates the round holds, which the replicated state shows
+// anyway; the noise protects the sum (sensitivity C under adding or
+// removing one node), and dividing by n is post-processing of the sum and
+// the count.
+func centralMean(p *JobPrivacy, secret []byte, job string, round uint64, vecs [][]float64) ([]float64, aggregate.Report, error) {
+	if len(secret) != dpSecretLen {
+		return nil, aggregate.Report{}, fmt.Errorf("job %s has no noise secret", job)
+	}
+	mech, err := privacy.NewCentral(p.Clip, p.NoiseMultiplier, float64(len(vecs)))
+	if err != nil {
+		return nil, aggregate.Report{}, err
+	}
+	mean, _, err := mech.Mean(vecs, privacy.NewSeededSource(privacy.DeriveSeed(secret, job, round)))
+	if err != nil {
+		return nil, aggregate.Report{}, err
+	}
+	rep := aggregate.Report{Rule: centralRule, Used: make([]int, len(vecs))}
+	for i := range rep.Used {
+		rep.Used[i] = i
+	}
+	return mean, rep, nil
 }
 
 // updateVector returns the decoded update of an accepted update: from the

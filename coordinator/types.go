@@ -244,6 +244,12 @@ type JobPrivacy struct {
 	// replicated state (ε is a float function of the events; only the
 	// events are replicated).
 	EpsilonSpent float64 `json:"epsilon_spent,omitempty"`
+	// Secret is a central DP job's noise secret, shown once the job has
+	// ended so that an auditor can re-derive every round's noise
+	// (privacy.DeriveSeed(secret, job, round)) and check each result; nil
+	// while the job runs. Like EpsilonSpent it is filled in when the job is
+	// read.
+	Secret []byte `json:"secret,omitempty"`
 }
 
 // JobState is the lifecycle state of a job.
