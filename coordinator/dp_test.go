@@ -100,6 +100,26 @@ func dpLog(t testing.TB) (*logBuilder, JobSpec) {
 	return b, spec
 }
 
+// In local mode a failed round whose nodes sent updates spends budget (the
+// updates reached the coordinators); one without updates does not.
+func TestDPFailedRoundsLocal(t *testing.T) {
+	b, _ := dpLog(t)
+	base := ModelHash(Params{2, 0, 0})
+	b.add(cmdOpenRound, &openRoundCmd{Job: "private", Round: 3, BaseVersion: 2, BaseHash: base, OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
+	b.add(cmdFailRound, &failRoundCmd{Job: "private", Round: 3, Reason: "empty", At: b.at})
+	f := replay(t, b.keys, b.entries)
+	if j, _ := f.job("private"); j.Privacy.Accountant.Steps() != 2 {
+		t.Fatalf("after an empty failed round: %d steps, want 2", j.Privacy.Accountant.Steps())
+	}
+	b.add(cmdOpenRound, &openRoundCmd{Job: "private", Round: 4, BaseVersion: 2, BaseHash: base, OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
+	b.add(cmdAddUpdate, b.update(b.nodes[1], "private", 4, base, []float64{1, 1, 1}))
+	b.add(cmdFailRound, &failRoundCmd{Job: "private", Round: 4, Reason: "too few", At: b.at})
+	f = replay(t, b.keys, b.entries)
+	if j, _ := f.job("private"); j.Privacy.Accountant.Steps() != 3 {
+		t.Fatalf("after a failed round with an update: %d steps, want 3", j.Privacy.Accountant.Steps())
+	}
+}
+
 func TestDPAccountantReplicated(t *testing.T) {
 	b, spec := dpLog(t)
 	f1 := replay(t, b.keys, b.entries)

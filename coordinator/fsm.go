@@ -681,6 +681,13 @@ func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, e
 // endRound moves r to a final state and drops the sealed bodies; the audit
 // leaves stay.
 func (f *fsm) endRound(j *jobState, r *Round, state RoundState, reason string, at time.Time) {
+	if p := j.Job.Privacy; p != nil && state == RoundFailed && p.Mode == privacy.ModeLocal && len(r.Updates) > 0 {
+		// In local mode every update sent is a release (to the
+		// coordinators), whether or not its round closes; a closed round
+		// composes in closeRound. The error (MaxSteps, MaxEvents) cannot
+		// happen with at most 10⁶ rounds and one (q, z) pair.
+		_ = p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1)
+	}
 	r.State, r.EndedAt, r.FailReason = state, at, reason
 	for i := range r.Updates {
 		r.Updates[i].Sealed = nil

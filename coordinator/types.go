@@ -220,8 +220,10 @@ type JobSpec struct {
 
 // JobPrivacy is a DP job's privacy state, part of the replicated state:
 // the parameters fixed at creation and the accountant, which composes one
-// step per successful round (in the close-round command's Apply, so every
-// replica holds the same events).
+// step (q, z) per closed round, and in local mode also per failed round
+// that received updates (each update sent is a release to the
+// coordinators). It is composed in Apply, so every replica holds the same
+// events.
 type JobPrivacy struct {
 	Mode privacy.Mode `json:"mode"`
 	// NoiseMultiplier is z for every round (dp.noise_multiplier, or the z
@@ -237,7 +239,7 @@ type JobPrivacy struct {
 	// MaxEpsilon is the limit no round may take ε above (dp.max_epsilon,
 	// else dp.target_epsilon); 0 means no limit.
 	MaxEpsilon float64 `json:"max_epsilon,omitempty"`
-	// Accountant holds the composed steps (one per closed round).
+	// Accountant holds the composed steps.
 	Accountant *privacy.Accountant `json:"accountant"`
 	// EpsilonSpent is ε after the composed steps at Delta. It is computed
 	// when the job is read, from the accountant, and is not part of the
