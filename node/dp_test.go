@@ -1,7 +1,10 @@
 package node
 
 import (
+	"time"
+
 	"errors"
+	"github.com/mfn/mfn/coordinator"
 	"math"
 	"slices"
 	"testing"
@@ -93,5 +96,44 @@ func TestPrivatizeOffOrCentral(t *testing.T) {
 		if err := privatize(map[string]string{"dp": bad}, u, seeded(5)); !errors.Is(err, ErrTask) {
 			t.Fatalf("dp %q: %v, want ErrTask", bad, err)
 		}
+	}
+}
+
+// TestAgentsLocalDP runs real agents on a local DP job: the announcement
+// carries the dp metadata, each node noises its update with σ = z·C, and
+// the mean of n noised updates has ‖·‖² ≈ d·σ²/n, far above what training
+// alone moves the model (the clip bounds the signal to C).
+func TestAgentsLocalDP(t *testing.T) {
+	mc := newMemCluster(t, 1)
+	const n, clip, z = 3, 0.01, 300.0 // σ = 3 per coordinate
+	for i := range n {
+		id := newNodeIdentity(t, uint64(200+i))
+		mc.enroll(id)
+		runAgent(t, mc.nodeConfig(t, id, t.TempDir(), uint64(i+11)))
+	}
+	spec := regimeJob("dpj", 1, n, n)
+	spec.DP = &privacy.Config{Mode: privacy.ModeLocal, Clip: clip, NoiseMultiplier: z, Delta: 1e-5}
+	mc.createJob(spec)
+	l := mc.members[mc.leader()]
+	eventually(t, 60*time.Second, "the DP job to complete", func() bool {
+		j, err := l.GetJob("dpj")
+		return err == nil && j.State == coordinator.JobCompleted
+	})
+	m, err := l.Model("dpj", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sq float64
+	for _, v := range m.Params { // base model is zeros: the model is the mean update
+		sq += v * v
+	}
+	sigma := z * clip
+	d := float64(len(m.Params))
+	mean, sd := d*sigma*sigma/n, sigma*sigma*math.Sqrt(2*d)/n
+	if math.Abs(sq-mean) > 5*sd+clip {
+		t.Fatalf("‖model‖² = %v, want %v ± %v (mean of %d updates noised with σ = %v)", sq, mean, 5*sd, n, sigma)
+	}
+	if j, _ := l.GetJob("dpj"); j.Privacy == nil || j.Privacy.Accountant.Steps() != 1 {
+		t.Fatalf("privacy state %+v", j.Privacy)
 	}
 }
