@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/mfn/mfn/privacy"
 )
 
@@ -381,4 +383,38 @@ func mustJob(t testing.TB, c *Coordinator, id string) Job {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// FuzzDPApply: any entry applied after a DP job's rounds either applies or
+// leaves the state (the accountant included) unchanged, and never panics.
+func FuzzDPApply(f *testing.F) {
+	b, spec := dpLog(f)
+	for _, e := range b.entries {
+		f.Add(e)
+	}
+	c := spec
+	c.ID = "central"
+	c.DP = &privacy.Config{Mode: privacy.ModeCentral, Clip: 1, NoiseMultiplier: 1, Delta: 1e-5}
+	for _, cmd := range []*createJobCmd{{Spec: c, DPSecret: make([]byte, dpSecretLen)}, {Spec: c}} {
+		e, err := encodeCommand(cmdCreateJob, cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(e)
+	}
+	for _, cmd := range []*stopJobCmd{{ID: "private", Fail: true, Reason: "privacy budget"}} {
+		e, err := encodeCommand(cmdStopJob, cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(e)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := replay(t, b.keys, b.entries)
+		before := snapshotBytes(t, m)
+		res := m.Apply(&raft.Log{Index: uint64(len(b.entries)), Type: raft.LogCommand, Data: data}).(*applyResult)
+		if res.err != nil && !bytes.Equal(before, snapshotBytes(t, m)) {
+			t.Fatalf("rejected entry (%v) changed the state", res.err)
+		}
+	})
 }
