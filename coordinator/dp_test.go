@@ -418,3 +418,15 @@ func FuzzDPApply(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDPJobRead: reading a DP job computes ε from its accountant (the
+// round engine reads every job each tick).
+func BenchmarkDPJobRead(b *testing.B) {
+	lb, _ := dpLog(b)
+	f := replay(b, lb.keys, lb.entries)
+	for b.Loop() {
+		if j, ok := f.job("private"); !ok || j.Privacy.EpsilonSpent == 0 {
+			b.Fatal("no ε")
+		}
+	}
+}
