@@ -310,6 +310,9 @@ func AnnouncementMetadata(an Announcement) map[string]string {
 			md["shape"] = s
 		}
 	}
+	if an.DP != "" {
+		md["dp"] = an.DP // privacy.Announced: "local;clip=C;z=Z"
+	}
 	return md
 }
 

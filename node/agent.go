@@ -22,6 +22,7 @@ import (
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/privacy"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -808,6 +809,9 @@ func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *pro
 		}
 	}
 	a.metrics.trainSecs.Observe(time.Since(start).Seconds())
+	if err == nil {
+		err = privatize(ann.Metadata, delta, privacy.NewCryptoSource()) // local DP (train.go)
+	}
 	if err != nil {
 		return nil, -1, err
 	}
