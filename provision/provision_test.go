@@ -3,6 +3,7 @@ package provision
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -434,4 +435,31 @@ func equalTrees(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+func TestInputLimits(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "project.toml")
+	data := []byte(testProject + "# " + strings.Repeat("x", maxProjectFile) + "\n")
+	if err := os.WriteFile(big, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadProject(big); !errors.Is(err, ErrProject) {
+		t.Fatalf("project of %d bytes: %v, want ErrProject", len(data), err)
+	}
+	var many strings.Builder
+	many.WriteString("origin = \"o\"\n[[coordinators]]\nid = \"c1\"\nhost = \"h\"\n[[operators]]\nname = \"a\"\nrole = \"admin\"\n")
+	for i := range maxParticipants + 1 {
+		fmt.Fprintf(&many, "[[sites]]\nid = \"s%d\"\n", i)
+	}
+	if _, err := ParseProject([]byte(many.String())); !errors.Is(err, ErrProject) || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("%d sites: %v, want the list limit", maxParticipants+1, err)
+	}
+	kit := t.TempDir()
+	if err := os.WriteFile(filepath.Join(kit, ManifestFile), bytes.Repeat([]byte("a"), maxKitFile+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyKit(kit); !errors.Is(err, ErrKit) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("oversized manifest: %v", err)
+	}
 }
