@@ -22,8 +22,18 @@ import (
 var (
 	buildOnce sync.Once
 	builtMFN  string
+	buildDir  string
 	buildErr  error
 )
+
+// TestMain removes the mfn binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // mfnBinary builds the mfn command once per test binary.
 func mfnBinary(t *testing.T) string {
@@ -36,12 +46,12 @@ func mfnBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "mfn-provision-test-")
+		buildDir, err = os.MkdirTemp("", "mfn-provision-test-")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		builtMFN, buildErr = clustertest.BuildMFN(ctx, root, dir)
+		builtMFN, buildErr = clustertest.BuildMFN(ctx, root, buildDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
