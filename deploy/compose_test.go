@@ -242,7 +242,15 @@ func TestComposeFederationSurvivesFaults(t *testing.T) {
 	leader := waitLeader(-1)
 	t.Logf("leader c%d", leader+1)
 	for _, n := range []string{"n1", "n2", "n3"} {
-		if _, err := d.ctl(leader, "nodes", "enroll", "--kit", filepath.Join(kits, "sites", n)); err != nil {
+		// Retried: a new leader publishes its HTTP address a moment after
+		// its election, and writes need it.
+		ectx, ecancel := context.WithTimeout(ctx, time.Minute)
+		err := clustertest.Poll(ectx, "enrolment of "+n, func() (bool, error) {
+			_, err := d.ctl(leader, "nodes", "enroll", "--kit", filepath.Join(kits, "sites", n))
+			return err == nil, err
+		})
+		ecancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

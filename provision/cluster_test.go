@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,9 +182,12 @@ backoff-max = "1s"
 	ctl := func(args ...string) (string, error) {
 		return run(ctx, append([]string{"ctl", "--config", filepath.Join(out, provision.OperatorsDir, "admin", "ctl.toml")}, args...)...)
 	}
-	if err := clustertest.Poll(ctx, "a leader", func() (bool, error) {
+	// A leader whose QUIC and HTTP addresses are published (followers
+	// forward writes to the HTTP one).
+	leaderRow := regexp.MustCompile(`(?m)^c[0-9]+ +leader +Voter +\S+ +[^ -]\S* +[^ -]\S*$`)
+	if err := clustertest.Poll(ctx, "a leader with its addresses", func() (bool, error) {
 		s, err := ctl("cluster", "status")
-		return err == nil && strings.Contains(s, "leader c"), err
+		return err == nil && leaderRow.MatchString(s), err
 	}); err != nil {
 		t.Fatal(err)
 	}
