@@ -1,5 +1,4 @@
-// Package deploy_test holds the tests of the deployment files in deploy/:
-// the Docker Compose federation (compose_test.go, needs Docker; run by
-// .ci/run with MFN_DOCKER_TEST=1) and the Kubernetes manifests
-// (kubernetes_test.go). The folder has no Go code of its own.
+// Package deploy_test holds the tests of the Kubernetes manifests in
+// deploy/kubernetes (kubernetes_test.go); the Docker Compose test is in
+// deploy/compose. The folder has no Go code of its own.
 package deploy_test
