@@ -362,6 +362,8 @@ func (s *server) routes(metrics http.Handler) []route {
 // recovers panics, and records the access log line and the metrics.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
 	id := r.Header.Get(HeaderRequestID)
 	if !validRequestID(id) {
 		id = s.cfg.NewRequestID()
