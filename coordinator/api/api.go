@@ -249,6 +249,7 @@ type server struct {
 	simulate func(ctx context.Context, cfg sim.Config) (*sim.Result, error)
 	sampler  *logSampler
 	subs     *subscriberSlots
+	openapi  []byte // the OpenAPI document (openapi.go)
 }
 
 // New builds the HTTP API handler of one member (see the package
@@ -275,6 +276,9 @@ func New(cfg Config) (http.Handler, error) {
 	var err error
 	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if s.openapi, err = buildOpenAPI(s.routes(nil), rateClass); err != nil {
+		return nil, err
 	}
 	promh := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{ErrorLog: nil})
 	for _, rt := range s.routes(promh) {
@@ -318,6 +322,7 @@ func (s *server) routes(metrics http.Handler) []route {
 			metrics.ServeHTTP(w, r)
 			return nil
 		}},
+		{"GET /openapi.json", 0, local, s.openapiDoc}, // openapi.go
 
 		{"GET /v1/cluster", RoleReader, local, s.clusterStatus},
 		{"POST /v1/cluster/join", RoleAdmin, write, s.clusterJoin},

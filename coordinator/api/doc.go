@@ -46,6 +46,7 @@
 //	GET    /healthz                                public    local   process is up
 //	GET    /readyz                                 public    local   member of a cluster with a leader (503 otherwise)
 //	GET    /metrics                                public    local   Prometheus text format
+//	GET    /openapi.json                           public    local   OpenAPI 3.1 document of these routes
 //	GET    /v1/cluster                             reader    local   coordinator.Status: members, leader, raft state
 //	POST   /v1/cluster/join                        admin     leader  JoinRequest → Status ("mfn coordinator --join")
 //	DELETE /v1/cluster/members/{id}                admin     leader  204; 404 for an id not in the cluster
@@ -75,9 +76,23 @@
 //	POST   /v1/nernst                              reader    local   NernstRequest → NernstResponse
 //
 // The public routes need no key and are not rate limited: they are for
-// load balancers, orchestrators and Prometheus, and reveal nothing but
-// liveness, readiness and metrics. Bind the port to a trusted network if
+// load balancers, orchestrators, Prometheus and API tooling, and reveal
+// nothing but liveness, readiness, metrics and the API's published
+// description. Bind the port to a trusted network if
 // the metrics are sensitive.
+//
+// # OpenAPI
+//
+// GET /openapi.json serves an OpenAPI 3.1 document of the routes above,
+// built by New from the same route table the router is built from
+// (openapi.go): each operation has its role (x-mfn-role, "public" for
+// the routes without a key), mode (x-mfn-mode), rate limit class
+// (x-mfn-rate-class), parameters, request and response bodies (JSON
+// Schemas derived from the Go types by reflection, the way encoding/json
+// encodes them) and its error statuses, all in the ErrorBody shape. It is
+// public: it says nothing the source does not, and tooling fetches it
+// before it has a key. Tests walk the router and the document against
+// each other and check every documented role is the enforced one.
 //
 // # Authentication
 //

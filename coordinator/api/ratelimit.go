@@ -144,3 +144,24 @@ func (d decision) setHeaders(h http.Header) {
 		h.Set("Retry-After", strconv.Itoa(ceilSeconds(d.retryAfter)))
 	}
 }
+
+// The rate limit classes of the keyed routes.
+const (
+	ClassReads   = "reads"   // GET routes other than the event stream
+	ClassWrites  = "writes"  // routes served by the leader (changes)
+	ClassCompute = "compute" // /v1/simulate, /v1/nernst
+	ClassEvents  = "events"  // /v1/events (opening a stream)
+)
+
+// rateClass returns the rate limit class of a keyed route.
+func rateClass(rt route) string {
+	switch {
+	case rt.pattern == "POST /v1/simulate" || rt.pattern == "POST /v1/nernst":
+		return ClassCompute
+	case rt.pattern == "GET /v1/events":
+		return ClassEvents
+	case rt.mode == write:
+		return ClassWrites
+	}
+	return ClassReads
+}
