@@ -159,8 +159,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.MaxSubscribers and MaxSubscribersPerKey must be ≥ 0")
 	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
 		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
-	case c.RateLimit.Burst < 0 || c.RateLimit.MaxBuckets < 0:
-		return errors.New("api: Config.RateLimit.Burst and MaxBuckets must be ≥ 0")
+	case c.RateLimit.validate() != nil:
+		return c.RateLimit.validate()
 	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0 || c.Compute.PerKey < 0:
 		return errors.New("api: Config.Compute.MaxCellSteps, Concurrency and PerKey must be ≥ 0")
 	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0 || c.BodyTimeout < 0:

@@ -256,14 +256,15 @@ func (s *server) serveRoute(w http.ResponseWriter, r *http.Request, rt route, in
 			return errorf(http.StatusForbidden, CodeForbidden, "key %q has role %s; %s needs %s or above",
 				ident.Name, ident.Role, rt.pattern, rt.role)
 		}
-		if s.cfg.RateLimit.Rate > 0 {
-			d := s.limiter.take(ident.Name, rt.pattern)
+		class := rateClass(rt)
+		if cr, limited := s.cfg.RateLimit.class(class); limited {
+			d := s.limiter.take(ident.Name, rt.pattern, cr)
 			d.setHeaders(w.Header())
 			if !d.ok {
 				s.metrics.limited.WithLabelValues(rt.pattern).Inc()
 				return &httpError{status: http.StatusTooManyRequests, code: CodeRateLimited,
-					msg: fmt.Sprintf("rate limit of %g requests/s (burst %d) on %s exceeded for key %q",
-						s.cfg.RateLimit.Rate, s.cfg.RateLimit.Burst, rt.pattern, ident.Name)}
+					msg: fmt.Sprintf("rate limit of %g requests/s (burst %d, class %s) on %s exceeded for key %q",
+						cr.Rate, cr.Burst, class, rt.pattern, ident.Name)}
 			}
 		}
 	}
