@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/console"
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/coordinator/api"
 	mfncrypto "github.com/mfn/mfn/crypto"
@@ -52,8 +53,10 @@ Ports (all authenticated and encrypted; HTTP too when given a certificate):
   --quic-addr  nodes: QUIC + TLS 1.3; only enrolled, non-revoked node keys
   --http-addr  the operator API (JSON, API keys from --api-keys-file,
                roles admin/operator/auditor/reader) with /healthz,
-               /readyz, /metrics; without API keys only those three and
-               the signed join route
+               /readyz, /metrics, and the web console at /ui/ (log in
+               with a key, or a one-time link from "mfn ctl console");
+               without API keys only the first three and the signed
+               join route
 
 Secrets: give API keys in files (--api-keys-file, --join-api-key-file,
 mode 600) or the environment (MFN_API_KEYS, MFN_JOIN_API_KEY). The inline
@@ -744,6 +747,9 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 				acfg.ForwardScheme = "https"
 			}
 			h, err = api.New(acfg)
+			if err == nil { // the web console at /ui/, and session cookies for the API
+				h, err = console.New(h, console.Config{Keys: apiKeys, SecureCookie: httpTLS != nil})
+			}
 			if err != nil {
 				qsrv.Close()
 				return fail(err)
