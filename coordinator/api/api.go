@@ -137,6 +137,10 @@ type Config struct {
 	// EventWriteTimeout bounds one event write and the wait for a pong; a
 	// client slower than this is disconnected. Zero means 10 s.
 	EventWriteTimeout time.Duration
+	// CORSOrigins are the browser origins ("https://app.example.org")
+	// whose pages may call the API cross-origin (cors.go); empty means
+	// none: no CORS header is sent. No wildcard.
+	CORSOrigins []string
 	// Clock returns the current time (rate limits); nil means time.Now.
 	Clock func() time.Time
 	// NewRequestID makes an id for a request without a usable
@@ -159,6 +163,8 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.MaxSubscribers and MaxSubscribersPerKey must be ≥ 0")
 	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
 		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
+	case validateOrigins(c.CORSOrigins) != nil:
+		return validateOrigins(c.CORSOrigins)
 	case c.RateLimit.validate() != nil:
 		return c.RateLimit.validate()
 	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0 || c.Compute.PerKey < 0:
@@ -179,6 +185,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.RateLimit = c.RateLimit.withDefaults()
+	c.CORSOrigins = normalizeOrigins(c.CORSOrigins)
 	c.LogSampling = c.LogSampling.withDefaults()
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 8 << 20
@@ -391,6 +398,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.finish(rec, r, info, start)
 	}()
+	if s.cors(rec, r) { // cors.go: CORS headers, preflights answered
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		s.unmatched(rec, r)
 		return
