@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"sort"
-	"strings"
-	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
