@@ -120,6 +120,34 @@
 // member: a client spreading its requests over N members gets N times the
 // rate ("mfn coordinator --http-rate/--http-burst").
 //
+// RateLimit.Classes sets another rate and burst per route class: reads
+// (GETs), writes (the routes served by the leader), compute (/v1/simulate,
+// /v1/nernst) and events (/v1/events); rateClass says which route is in
+// which, and the document at /openapi.json names each route's class
+// (x-mfn-rate-class). Buckets stay per (key, route): a class chooses their
+// rate and capacity ("mfn coordinator --http-rates writes=2:5,compute=1:2").
+//
+// # CORS
+//
+// Off unless Config.CORSOrigins lists origins ("mfn coordinator
+// --cors-origin", cors.go). For a listed origin the answer carries
+// Access-Control-Allow-Origin (the origin, never "*") and the exposed
+// headers (request id, rate limit, model hash); a preflight (OPTIONS with
+// Access-Control-Request-Method) is answered 204 with the path's methods
+// and the allowed request headers (Content-Type, X-API-Key, X-Request-ID)
+// when origin, path, method and headers all pass, and 403 otherwise.
+// Credentials are never allowed, so browsers send no cookies cross-origin;
+// listed origins may open /v1/events.
+//
+// # Metrics
+//
+// Besides the coordinator's, the API exports mfn_http_requests_total and
+// mfn_http_request_duration_seconds (by route and code),
+// mfn_http_in_flight_requests (requests being served, open event streams
+// included), mfn_http_forwarded_total, mfn_http_rate_limited_total and
+// mfn_http_access_log_suppressed_total; NewServer adds the connection
+// metrics.
+//
 // # Errors
 //
 // Every error, including unknown routes (404) and wrong methods (405, with

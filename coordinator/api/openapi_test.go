@@ -1,12 +1,17 @@
 package api
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fetchSpec gets /openapi.json without a key and decodes it.
@@ -262,5 +267,44 @@ func TestOpenAPIRolesEnforced(t *testing.T) {
 				t.Errorf("%s documented %s: role %s refused with %d", key, want, r, resp.StatusCode)
 			}
 		}
+	}
+}
+
+// validatorScript validates an OpenAPI 3.1 document from stdin with the
+// openapi-spec-validator Python package; exit 3 when it is missing.
+const validatorScript = `
+import json, sys
+try:
+    from openapi_spec_validator.validation.validators import OpenAPIV31SpecValidator
+except ImportError:
+    sys.exit(3)
+errs = list(OpenAPIV31SpecValidator(json.load(sys.stdin)).iter_errors())
+for e in errs[:20]:
+    print("/".join(str(p) for p in e.path), e.message[:300])
+sys.exit(1 if errs else 0)
+`
+
+// TestOpenAPIExternalValidator checks the document with an independent
+// OpenAPI 3.1 validator (openapi-spec-validator) when python3 has it;
+// otherwise it is skipped.
+func TestOpenAPIExternalValidator(t *testing.T) {
+	t.Parallel()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not found")
+	}
+	srv, _ := newTestAPI(t, seededFake(), nil)
+	doc := srv.Config.Handler.(*server).openapi
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "-c", validatorScript)
+	cmd.Stdin = bytes.NewReader(doc)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 3 {
+		t.Skip("openapi-spec-validator not installed")
+	}
+	if err != nil {
+		t.Fatalf("openapi-spec-validator: %v\n%s", err, out)
 	}
 }
