@@ -143,7 +143,12 @@ var pathParamRE = regexp.MustCompile(`\{([A-Za-z0-9_]+)\}`)
 // error naming a route without documentation or a type the schema
 // generator cannot describe.
 func buildOpenAPI(rs []route, class func(route) string) ([]byte, error) {
-	g := &schemaGen{defs: map[string]any{}, names: map[reflect.Type]string{}}
+	g := &schemaGen{defs: map[string]any{}, names: map[reflect.Type]string{}, requests: map[reflect.Type]bool{}}
+	for _, d := range opDocs {
+		if d.request != nil {
+			markRequestTypes(reflect.TypeOf(d.request), g.requests)
+		}
+	}
 	errRef := g.schema(reflect.TypeFor[ErrorBody]())
 	codes := make([]any, len(errorCodes))
 	for i, c := range errorCodes {
@@ -306,6 +311,42 @@ type schemaGen struct {
 	defs  map[string]any
 	names map[reflect.Type]string
 	errs  []string
+	// requests are the struct types found in request bodies: their
+	// schemas list no required fields (the server answers 400 naming a
+	// missing one, and omitted fields often take defaults). Every other
+	// struct requires the fields encoding/json always writes.
+	requests map[reflect.Type]bool
+}
+
+// markRequestTypes adds t and the struct types within it to seen.
+func markRequestTypes(t reflect.Type, seen map[reflect.Type]bool) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return
+	}
+	seen[t] = true
+	for i := 0; i < t.NumField(); i++ {
+		markRequestTypes(t.Field(i).Type, seen)
+	}
+}
+
+// nullable allows null besides what s allows (a nil pointer, slice or
+// map encodes as null).
+func nullable(s map[string]any) map[string]any {
+	if t, ok := s["type"].(string); ok {
+		out := make(map[string]any, len(s))
+		for k, v := range s {
+			out[k] = v
+		}
+		out["type"] = []any{t, "null"}
+		return out
+	}
+	if len(s) == 0 {
+		return s
+	}
+	return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
 }
 
 var (
@@ -328,7 +369,7 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 		return s
 	}
 	if t.Kind() == reflect.Pointer {
-		return g.schema(t.Elem())
+		return nullable(g.schema(t.Elem()))
 	}
 	if t.Implements(textMarshaler) || reflect.PointerTo(t).Implements(textMarshaler) {
 		return map[string]any{"type": "string"}
@@ -350,13 +391,13 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 		return map[string]any{"type": "string"}
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
-			return map[string]any{"type": "string", "contentEncoding": "base64"}
+			return map[string]any{"type": []any{"string", "null"}, "contentEncoding": "base64"}
 		}
-		return map[string]any{"type": "array", "items": g.schema(t.Elem())}
+		return map[string]any{"type": []any{"array", "null"}, "items": g.schema(t.Elem())}
 	case reflect.Array:
 		return map[string]any{"type": "array", "items": g.schema(t.Elem()), "minItems": t.Len(), "maxItems": t.Len()}
 	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem())}
+		return map[string]any{"type": []any{"object", "null"}, "additionalProperties": g.schema(t.Elem())}
 	case reflect.Interface:
 		return map[string]any{}
 	case reflect.Struct:
@@ -386,11 +427,17 @@ func (g *schemaGen) structRef(t reflect.Type) map[string]any {
 
 func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 	props := map[string]any{}
-	g.fields(t, props)
-	return map[string]any{"type": "object", "properties": props}
+	var required []string
+	g.fields(t, props, &required)
+	out := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 && !g.requests[t] {
+		slices.Sort(required)
+		out["required"] = required
+	}
+	return out
 }
 
-func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -404,7 +451,7 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct {
-				g.fields(ft, props)
+				g.fields(ft, props, required)
 				continue
 			}
 		}
@@ -419,6 +466,9 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
 			s = map[string]any{"type": "string"}
 		}
 		props[name] = s
+		if !strings.Contains(","+opts+",", ",omitempty,") && !strings.Contains(","+opts+",", ",omitzero,") {
+			*required = append(*required, name)
+		}
 	}
 }
 
