@@ -109,7 +109,7 @@ var opDocs = map[string]opDoc{
 		raw:   "application/octet-stream", errs: []int{404, 410}},
 
 	"GET /v1/audit/checkpoint":     {summary: "Newest signed checkpoint: the note as text/plain, or JSON with format=json.", query: []param{strParam("format", "note (default) or json")}, response: Checkpoint{}, raw: "text/plain", errs: []int{404}},
-	"GET /v1/audit/checkpoints":    {summary: "Every signed checkpoint, oldest first.", response: CheckpointList{}},
+	"GET /v1/audit/checkpoints":    {summary: "Every signed checkpoint, oldest first.", response: CheckpointList{}, errs: []int{404}},
 	"GET /v1/audit/bundles/{leaf}": {summary: "Proof bundle of one leaf (mfn audit verify --bundle).", path: []param{uintParam("leaf", "leaf index")}, response: audit.Bundle{}, errs: []int{404}},
 	"GET /v1/audit/consistency":    {summary: "RFC 6962 consistency proof between two tree sizes.", query: []param{uintParam("from", "older tree size"), uintParam("to", "newer tree size")}, response: ConsistencyProof{}, errs: []int{404}},
 	"GET /v1/audit/leaves":         {summary: fmt.Sprintf("Encoded leaves [start, end), at most %d.", MaxLeavesPage), query: []param{uintParam("start", "first leaf index (default 0)"), uintParam("end", "one past the last leaf (default: the log's size)")}, response: LeafPage{}},

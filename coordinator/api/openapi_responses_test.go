@@ -198,3 +198,19 @@ func TestOpenAPIResponsesMatch(t *testing.T) {
 		t.Errorf("checker missed an unknown field and missing required ones: %v", errs)
 	}
 }
+
+// TestOpenAPIEmptyLogErrors: a member without a checkpoint answers the
+// audit reads with 404, which the document lists.
+func TestOpenAPIEmptyLogErrors(t *testing.T) {
+	t.Parallel()
+	srv, _ := newTestAPI(t, seededFake(), nil)
+	s := srv.Config.Handler.(*server)
+	ops := specOps(t, fetchSpec(t, srv))
+	for _, p := range []string{"/v1/audit/checkpoint", "/v1/audit/checkpoints", "/v1/audit/bundles/0"} {
+		resp := request(t, srv, "GET", p, keyAuditor, "")
+		_, pattern := s.mux.Handler(httptest.NewRequest("GET", p, nil))
+		if _, ok := ops[pattern]["responses"].(map[string]any)[fmt.Sprint(resp.StatusCode)]; !ok {
+			t.Errorf("GET %s: status %d not documented", p, resp.StatusCode)
+		}
+	}
+}
