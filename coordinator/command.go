@@ -101,11 +101,20 @@ type (
 	createJobCmd struct {
 		Spec JobSpec   `json:"spec"`
 		At   time.Time `json:"at"`
+		// NoiseMultiplier is the z a DP job uses: the leader solves it
+		// from dp.target_epsilon once (resolveDP), so Apply never runs the
+		// solver; zero for jobs without DP or with dp.noise_multiplier.
+		NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+		// DPSecret is a central DP job's noise secret (resolveDP).
+		DPSecret []byte `json:"dp_secret,omitempty"`
 	}
 	stopJobCmd struct {
 		ID     string    `json:"id"`
 		Reason string    `json:"reason"`
 		At     time.Time `json:"at"`
+		// Fail ends the job as failed rather than stopped (the leader's
+		// refusal to open a round past a DP job's privacy budget).
+		Fail bool `json:"fail,omitempty"`
 	}
 	openRoundCmd struct {
 		Job          string    `json:"job"`

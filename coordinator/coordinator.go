@@ -635,7 +635,11 @@ func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) 
 			return Job{}, fmt.Errorf("%w: job %s: rule: %v", ErrInvalid, spec.ID, err)
 		}
 	}
-	if _, err := c.propose(ctx, cmdCreateJob, &createJobCmd{Spec: spec, At: c.now()}); err != nil {
+	z, secret, err := resolveDP(spec)
+	if err != nil {
+		return Job{}, err
+	}
+	if _, err := c.propose(ctx, cmdCreateJob, &createJobCmd{Spec: spec, At: c.now(), NoiseMultiplier: z, DPSecret: secret}); err != nil {
 		return Job{}, err
 	}
 	c.poke()

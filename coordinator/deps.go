@@ -68,6 +68,9 @@ type Announcement struct {
 	HardDeadline time.Time `json:"hard_deadline"`
 	MinUpdates   int       `json:"min_updates"`
 	MaxUpdates   int       `json:"max_updates"`
+	// DP is a DP job's privacy.Announced encoding ("" without DP), sent
+	// as the "dp" metadata: in local mode nodes privatize with it.
+	DP string `json:"dp,omitempty"`
 }
 
 // Announcer pushes round announcements to the connected nodes (the QUIC

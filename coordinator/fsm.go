@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/privacy"
 )
 
 // keepModels is how many model versions per job keep their parameters in
@@ -79,7 +81,72 @@ func (s JobSpec) Validate() error {
 			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
 		}
 	}
+	if s.DP != nil {
+		if err := s.DP.Validate(); err != nil {
+			return fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
+		}
+		switch {
+		case s.DP.AdaptiveClip != nil:
+			return fmt.Errorf("%w: job %s: dp.adaptive_clip: not supported by jobs yet (the privacy package has it; the round engine does not)", ErrInvalid, s.ID)
+		case s.DP.Mode == privacy.ModeCentral && s.Rule.Name != "fedavg":
+			// One node can move a rule that compares updates (Krum,
+			// median, trimmed mean, NNM, ...) by more than C/n, so the
+			// noise would not cover it: privacy/DESIGN.md, "Robust rules
+			// and DP".
+			return fmt.Errorf("%w: job %s: dp.mode central needs rule.name fedavg (the noise covers a mean of clipped updates, not rule %q); use dp.mode local with robust rules", ErrInvalid, s.ID, s.Rule.Name)
+		}
+	}
 	return nil
+}
+
+// jobSampleRate is q, the chance that a node's data takes part in a round.
+// MFN announces every round to every node (no node sampling yet), so
+// q = 1; with q = 1 the accountant is the plain Gaussian mechanism's.
+const jobSampleRate = 1.0
+
+// dpSecretLen is the length of a central DP job's noise secret.
+const dpSecretLen = 32
+
+// resolveDP returns the noise multiplier of a DP job (0 without DP):
+// dp.noise_multiplier, or z solved from dp.target_epsilon over the job's
+// rounds at q = jobSampleRate; and for central mode a fresh random secret
+// from which every round's noise seed is derived (privacy.DeriveSeed).
+// The leader calls it once, at creation, and both travel in the
+// create-job entry; errors are ErrInvalid naming the field.
+func resolveDP(s JobSpec) (z float64, secret []byte, err error) {
+	if s.DP == nil {
+		return 0, nil, nil
+	}
+	z, err = s.DP.Resolve(jobSampleRate, s.Rounds)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
+	}
+	if s.DP.Mode == privacy.ModeCentral {
+		secret = make([]byte, dpSecretLen)
+		if _, err := rand.Read(secret); err != nil {
+			return 0, nil, fmt.Errorf("coordinator: job %s: dp secret: %w", s.ID, err)
+		}
+	}
+	return z, secret, nil
+}
+
+// newJobPrivacy returns the privacy state of a new DP job (nil without DP).
+func newJobPrivacy(s JobSpec, z float64) (*JobPrivacy, error) {
+	if s.DP == nil {
+		return nil, nil
+	}
+	if z == 0 {
+		z = s.DP.NoiseMultiplier
+	}
+	if !(z > 0) || math.IsInf(z, 1) {
+		return nil, fmt.Errorf("%w: job %s: dp.noise_multiplier %v must be finite and > 0", ErrInvalid, s.ID, z)
+	}
+	limit := s.DP.Limit()
+	if math.IsInf(limit, 1) {
+		limit = 0
+	}
+	return &JobPrivacy{Mode: s.DP.Mode, NoiseMultiplier: z, Clip: s.DP.Clip, SampleRate: jobSampleRate,
+		Delta: s.DP.Delta, MaxEpsilon: limit, Accountant: new(privacy.Accountant)}, nil
 }
 
 // hardDeadline returns the effective hard deadline duration.
@@ -104,6 +171,10 @@ type jobState struct {
 	Job    Job            `json:"job"`
 	Rounds []*Round       `json:"rounds"`
 	Models []modelVersion `json:"models"`
+	// DPSecret is a central DP job's noise secret (see resolveDP): in the
+	// replicated state so every member can re-derive each round's noise;
+	// shown with the job only once it has ended (JobPrivacy.Secret).
+	DPSecret []byte `json:"dp_secret,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -330,10 +401,22 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 		model = make(Params, spec.Dim)
 	}
 	spec.InitialModel = nil // version 0 lives in Models
+	priv, err := newJobPrivacy(spec, c.NoiseMultiplier)
+	if err != nil {
+		return err
+	}
+	var secret []byte
+	if priv != nil && priv.Mode == privacy.ModeCentral {
+		if len(c.DPSecret) != dpSecretLen {
+			return fmt.Errorf("%w: job %s: central DP needs a %d-byte noise secret, the entry has %d", ErrInvalid, spec.ID, dpSecretLen, len(c.DPSecret))
+		}
+		secret = slices.Clone(c.DPSecret)
+	}
 	h := ModelHash(model)
 	f.jobs[spec.ID] = &jobState{
-		Job:    Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h},
-		Models: []modelVersion{{Version: 0, Hash: h, Params: slices.Clone(model)}},
+		Job:      Job{Spec: spec, State: JobRunning, CreatedAt: c.At, ModelHash: h, Privacy: priv},
+		Models:   []modelVersion{{Version: 0, Hash: h, Params: slices.Clone(model)}},
+		DPSecret: secret,
 	}
 	ev(Event{Kind: EventJobCreated, Job: spec.ID, At: c.At})
 	return nil
@@ -357,6 +440,9 @@ func (f *fsm) stopJob(c *stopJobCmd, ev func(Event)) error {
 		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
 	}
 	j.Job.State, j.Job.Reason = JobStopped, c.Reason
+	if c.Fail {
+		j.Job.State = JobFailed
+	}
 	j.pruneModels(1)
 	ev(Event{Kind: EventJobStopped, Job: c.ID, Detail: c.Reason, At: c.At})
 	return nil
@@ -534,6 +620,13 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 	case c.Result.ModelHash != ModelHash(c.Model):
 		return fmt.Errorf("%w: job %s round %d: model hash does not match its parameters", ErrInvalid, c.Job, c.Round)
 	}
+	if p := j.Job.Privacy; p != nil {
+		// The round's step is composed with its result, in the same entry
+		// (on error nothing has changed).
+		if err := p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1); err != nil {
+			return fmt.Errorf("%w: job %s round %d: privacy accountant: %v", ErrInvalid, c.Job, c.Round, err)
+		}
+	}
 	for i := range r.Updates {
 		o := c.Outcomes[i]
 		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
@@ -588,6 +681,13 @@ func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, e
 // endRound moves r to a final state and drops the sealed bodies; the audit
 // leaves stay.
 func (f *fsm) endRound(j *jobState, r *Round, state RoundState, reason string, at time.Time) {
+	if p := j.Job.Privacy; p != nil && state == RoundFailed && p.Mode == privacy.ModeLocal && len(r.Updates) > 0 {
+		// In local mode every update sent is a release (to the
+		// coordinators), whether or not its round closes; a closed round
+		// composes in closeRound. The error (MaxSteps, MaxEvents) cannot
+		// happen with at most 10⁶ rounds and one (q, z) pair.
+		_ = p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1)
+	}
 	r.State, r.EndedAt, r.FailReason = state, at, reason
 	for i := range r.Updates {
 		r.Updates[i].Sealed = nil
@@ -699,11 +799,50 @@ func (f *fsm) job(id string) (Job, bool) {
 	if !ok {
 		return Job{}, false
 	}
-	return copyJob(j.Job), true
+	return j.public(), true
+}
+
+// public returns a copy of the job for readers: a central DP job's noise
+// secret is included once the job has ended, for auditors.
+func (j *jobState) public() Job {
+	out := copyJob(j.Job)
+	if out.Privacy != nil && j.DPSecret != nil && out.State != JobRunning {
+		out.Privacy.Secret = slices.Clone(j.DPSecret)
+	}
+	return out
+}
+
+// dpSecret returns a job's central DP noise secret (nil if none).
+func (f *fsm) dpSecret(job string) []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if j, ok := f.jobs[job]; ok {
+		return slices.Clone(j.DPSecret)
+	}
+	return nil
 }
 
 func copyJob(j Job) Job {
 	j.Spec.Shape = slices.Clone(j.Spec.Shape)
+	if j.Spec.DP != nil {
+		dp := *j.Spec.DP
+		if dp.AdaptiveClip != nil {
+			ac := *dp.AdaptiveClip
+			dp.AdaptiveClip = &ac
+		}
+		j.Spec.DP = &dp
+	}
+	if j.Privacy != nil {
+		p := *j.Privacy
+		p.Accountant = p.Accountant.Clone()
+		if p.Accountant == nil {
+			p.Accountant = new(privacy.Accountant)
+		}
+		if eps, _, err := p.Accountant.Epsilon(p.Delta); err == nil {
+			p.EpsilonSpent = eps
+		}
+		j.Privacy = &p
+	}
 	return j
 }
 
@@ -712,7 +851,7 @@ func (f *fsm) jobList() []Job {
 	defer f.mu.RUnlock()
 	out := make([]Job, 0, len(f.jobs))
 	for _, j := range f.jobs {
-		out = append(out, copyJob(j.Job))
+		out = append(out, j.public())
 	}
 	slices.SortFunc(out, func(a, b Job) int { return strings.Compare(a.Spec.ID, b.Spec.ID) })
 	return out
@@ -1142,6 +1281,9 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 			if r == nil {
 				return nil, fmt.Errorf("coordinator: restore: job %s: null round", j.Job.Spec.ID)
 			}
+		}
+		if p := j.Job.Privacy; p != nil && p.Accountant == nil {
+			return nil, fmt.Errorf("coordinator: restore: job %s: privacy state without an accountant", j.Job.Spec.ID)
 		}
 	}
 	return &body, nil

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/mfn/mfn/crypto"
@@ -57,7 +60,9 @@ func (c *Coordinator) submit(ctx context.Context, peerKey ed25519.PublicKey, sea
 	if c.cfg.Opener == nil {
 		return Ack{}, fmt.Errorf("%w: no opener configured", ErrBadUpdate)
 	}
+	span := startIngestSpan(ctx, "ingest.open")
 	env, err := c.cfg.Opener.Open(sealed, c.fsm.nodeKey)
+	span.end(err)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrRevoked):
@@ -67,49 +72,68 @@ func (c *Coordinator) submit(ctx context.Context, peerKey ed25519.PublicKey, sea
 		}
 		return Ack{}, fmt.Errorf("%w: %w", ErrBadUpdate, err)
 	}
-	if peerKey == nil {
-		if err := c.allow("node:" + env.Node); err != nil {
-			return Ack{}, err
-		}
-	} else {
-		key, err := c.fsm.nodeKey(env.Node)
-		if err != nil {
-			return Ack{}, err
-		}
-		if !bytes.Equal(key, peerKey) {
-			return Ack{}, fmt.Errorf("%w: statement names node %s, the connection is another node's key", ErrBadUpdate, env.Node)
-		}
-	}
-	if env.Origin != c.cfg.Origin {
-		return Ack{}, fmt.Errorf("%w: statement origin %q, cluster is %q", ErrBadUpdate, env.Origin, c.cfg.Origin)
-	}
-	j, ok := c.fsm.job(env.Job)
-	if !ok {
-		return Ack{}, fmt.Errorf("%w: job %s", ErrNotFound, env.Job)
-	}
-	if err := c.fsm.precheck(env.Job, env.Round, env.Node, env.BaseHash); err != nil {
+	noteIngest(ctx, env.Job, env.Round, env.Node)
+	span = startIngestSpan(ctx, "ingest.checks")
+	j, err := c.checkUpdate(peerKey, env)
+	span.end(err)
+	if err != nil {
 		return c.resolveDuplicate(err, env.UpdateHash)
 	}
-	if len(env.Update) != j.Spec.Dim {
-		return Ack{}, fmt.Errorf("%w: update has %d values, job %s has dim %d", ErrBadUpdate, len(env.Update), j.Spec.ID, j.Spec.Dim)
-	}
-	for i, v := range env.Update {
-		if !finite(v) {
-			return Ack{}, fmt.Errorf("%w: value %d is %v", ErrBadUpdate, i, v)
-		}
-	}
 	c.cache.put(env.Job, env.Round, env.Node, env.UpdateHash, env.Update)
+	span = startIngestSpan(ctx, "ingest.raft_apply")
 	res, err := c.propose(ctx, cmdAddUpdate, &addUpdateCmd{
 		Job: env.Job, Round: env.Round, Node: env.Node, BaseHash: env.BaseHash, UpdateHash: env.UpdateHash,
 		Samples: env.Samples, Statement: env.Statement, Signature: env.Signature, Sealed: sealed, AcceptedAt: c.now(),
 	})
+	span.end(err)
 	if err != nil {
 		return c.resolveDuplicate(err, env.UpdateHash)
 	}
+	span = startIngestSpan(ctx, "ingest.ack")
 	if n, ok := c.fsm.roundSummary(env.Job, env.Round); ok && n.Updates >= j.Spec.MaxUpdates {
 		c.poke()
 	}
+	span.ack(res.ack)
 	return res.ack, nil
+}
+
+// checkUpdate runs the checks between opening an envelope and proposing
+// it: connection identity, origin, job and round, base model, shape and
+// finite values, and returns the update's job. Its errors are the ones
+// Submit documents; a *DuplicateError goes through resolveDuplicate.
+func (c *Coordinator) checkUpdate(peerKey ed25519.PublicKey, env *Envelope) (Job, error) {
+	if peerKey == nil {
+		if err := c.allow("node:" + env.Node); err != nil {
+			return Job{}, err
+		}
+	} else {
+		key, err := c.fsm.nodeKey(env.Node)
+		if err != nil {
+			return Job{}, err
+		}
+		if !bytes.Equal(key, peerKey) {
+			return Job{}, fmt.Errorf("%w: statement names node %s, the connection is another node's key", ErrBadUpdate, env.Node)
+		}
+	}
+	if env.Origin != c.cfg.Origin {
+		return Job{}, fmt.Errorf("%w: statement origin %q, cluster is %q", ErrBadUpdate, env.Origin, c.cfg.Origin)
+	}
+	j, ok := c.fsm.job(env.Job)
+	if !ok {
+		return Job{}, fmt.Errorf("%w: job %s", ErrNotFound, env.Job)
+	}
+	if err := c.fsm.precheck(env.Job, env.Round, env.Node, env.BaseHash); err != nil {
+		return Job{}, err
+	}
+	if len(env.Update) != j.Spec.Dim {
+		return Job{}, fmt.Errorf("%w: update has %d values, job %s has dim %d", ErrBadUpdate, len(env.Update), j.Spec.ID, j.Spec.Dim)
+	}
+	for i, v := range env.Update {
+		if !finite(v) {
+			return Job{}, fmt.Errorf("%w: value %d is %v", ErrBadUpdate, i, v)
+		}
+	}
+	return j, nil
 }
 
 // awaitLeading returns nil once this member leads with its state caught up
@@ -175,4 +199,75 @@ func rejectReason(err error) string {
 		}
 	}
 	return "internal"
+}
+
+// ---- ingest spans ----
+
+// ingestSpan is a child span of the ingest span in a Submit context, or
+// nothing (a nil span) when that context carries no recording span: with
+// tracing off, Submit pays one context lookup per phase.
+type ingestSpan struct{ s trace.Span }
+
+// startIngestSpan starts phase name under ctx's recording span, if any.
+func startIngestSpan(ctx context.Context, name string) ingestSpan {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return ingestSpan{}
+	}
+	_, s := parent.TracerProvider().Tracer(tracerName).Start(ctx, name)
+	return ingestSpan{s}
+}
+
+// end records err (if any) and ends the phase.
+func (sp ingestSpan) end(err error) {
+	if sp.s == nil {
+		return
+	}
+	if err != nil {
+		sp.s.RecordError(err)
+		sp.s.SetStatus(codes.Error, rejectReason(err))
+	}
+	sp.s.End()
+}
+
+// ack ends the ack phase with the acknowledgement's indexes.
+func (sp ingestSpan) ack(a Ack) {
+	if sp.s == nil {
+		return
+	}
+	sp.s.SetAttributes(attribute.Int64("mfn.log_index", int64(a.LogIndex)), attribute.Int64("mfn.leaf_index", int64(a.LeafIndex)))
+	sp.s.End()
+}
+
+// tracerName is the instrumentation scope of the coordinator's spans
+// (telemetry.TracerCoordinator).
+const tracerName = "github.com/mfn/mfn/coordinator"
+
+// ingestNote is filled by Submit with the update's identity once its
+// envelope is open, for the caller that started the ingest span (the
+// QUIC handler links it to the round span and names it in attributes).
+type ingestNote struct {
+	job, node string
+	round     uint64
+	ok        bool
+}
+
+type ingestNoteKey struct{}
+
+// withIngestNote returns ctx carrying n for noteIngest to fill.
+func withIngestNote(ctx context.Context, n *ingestNote) context.Context {
+	return context.WithValue(ctx, ingestNoteKey{}, n)
+}
+
+// noteIngest records the update's identity in ctx's ingestNote, and on its
+// recording span, if any.
+func noteIngest(ctx context.Context, job string, round uint64, node string) {
+	n, _ := ctx.Value(ingestNoteKey{}).(*ingestNote)
+	if n == nil {
+		return
+	}
+	n.job, n.round, n.node, n.ok = job, round, node, true
+	if s := trace.SpanFromContext(ctx); s.IsRecording() {
+		s.SetAttributes(attribute.String("mfn.job", job), attribute.Int64("mfn.round", int64(round)), attribute.String("mfn.node", node))
+	}
 }

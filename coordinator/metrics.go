@@ -65,6 +65,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 			func() float64 { return float64(c.voterCount()) }),
 		gauge("mfn_coordinator_audit_leaves", "Leaves in the audit log.",
 			func() float64 { return float64(c.fsm.treeSize()) }),
+		privacyCollector{c},
 	}
 	for _, col := range cs {
 		if err := reg.Register(col); err != nil {
@@ -72,6 +73,25 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// privacyDesc describes mfn_job_privacy_epsilon_spent.
+var privacyDesc = prometheus.NewDesc("mfn_job_privacy_epsilon_spent",
+	"Privacy budget ε spent by a DP job (at its δ), from the replicated accountant; one series per job with a dp block.",
+	[]string{"job"}, nil)
+
+// privacyCollector exports each DP job's ε spent at scrape time (every
+// member can: the accountant is in the replicated state).
+type privacyCollector struct{ c *Coordinator }
+
+func (p privacyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- privacyDesc }
+
+func (p privacyCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, j := range p.c.fsm.jobList() {
+		if j.Privacy != nil {
+			ch <- prometheus.MustNewConstMetric(privacyDesc, prometheus.GaugeValue, j.Privacy.EpsilonSpent, j.Spec.ID)
+		}
+	}
 }
 
 func (c *Coordinator) voterCount() int {

@@ -10,7 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -21,6 +26,8 @@ import (
 type QUICHandler struct {
 	c       *Coordinator
 	metrics *quicMetrics
+	tracer  trace.Tracer          // nil: tracing off
+	rounds  *telemetry.RoundSpans // nil: tracing off
 
 	mu    sync.Mutex
 	model map[string]encodedModel // latest encoded model per job
@@ -139,13 +146,85 @@ func (h *QUICHandler) encoded(job string, version uint64) (encodedModel, error) 
 }
 
 // Submit accepts a sealed update (Coordinator.Submit with the connection's
-// key) and acknowledges it once committed.
+// key) and acknowledges it once committed. With tracing on (see
+// SetTracerProvider) it records the span "coordinator.ingest", continuing
+// the node's trace when the update came with a valid traceparent (a
+// malformed one starts a new trace), with children ingest.open,
+// ingest.checks, ingest.raft_apply and ingest.ack.
 func (h *QUICHandler) Submit(ctx context.Context, peer protocol.Peer, sealed []byte) (*protocol.Ack, error) {
+	if h.tracer == nil {
+		return h.submit(ctx, peer, sealed)
+	}
+	ctx = telemetry.Extract(ctx, protocol.TraceParentFrom(ctx))
+	ctx, span := h.tracer.Start(ctx, "coordinator.ingest", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.Int("mfn.sealed_bytes", len(sealed))))
+	if peer.Addr != nil {
+		span.SetAttributes(attribute.String("mfn.peer_addr", peer.Addr.String()))
+	}
+	defer span.End()
+	var note ingestNote
+	ack, err := h.c.Submit(withIngestNote(ctx, &note), peer.Key, sealed)
+	if err != nil {
+		reason := rejectReason(err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, reason)
+		span.SetAttributes(attribute.String("mfn.result", "rejected"), attribute.String("mfn.reason", reason))
+		return nil, ProtocolError(err)
+	}
+	span.SetAttributes(attribute.String("mfn.result", "accepted"))
+	if note.ok {
+		h.rounds.Update(note.job, note.round, note.node, span.SpanContext())
+	}
+	return &protocol.Ack{LogIndex: ack.LogIndex, LeafIndex: ack.LeafIndex}, nil
+}
+
+func (h *QUICHandler) submit(ctx context.Context, peer protocol.Peer, sealed []byte) (*protocol.Ack, error) {
 	ack, err := h.c.Submit(ctx, peer.Key, sealed)
 	if err != nil {
 		return nil, ProtocolError(err)
 	}
 	return &protocol.Ack{LogIndex: ack.LogIndex, LeafIndex: ack.LeafIndex}, nil
+}
+
+// SetTracerProvider turns tracing on for updates arriving through h
+// (spans described at Submit) and records round spans (see
+// telemetry.RoundSpans) from the coordinator's events while this member
+// leads, linking the ingest spans of the updates accepted here. Call it
+// before serving; stop ends the event follower (it also ends when the
+// coordinator closes). A nil tp leaves tracing off and returns a no-op.
+func (h *QUICHandler) SetTracerProvider(tp trace.TracerProvider) (stop func()) {
+	if tp == nil {
+		return func() {}
+	}
+	h.tracer = tp.Tracer(telemetry.TracerCoordinator)
+	h.rounds = telemetry.NewRoundSpans(tp)
+	events, cancel := h.c.Subscribe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range events {
+			traceRoundEvent(h.rounds, ev, h.c.IsLeader)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// traceRoundEvent feeds one coordinator event to rs. Rounds are followed
+// from their opening on the member that leads then; the others' events
+// for that round are ignored by rs.
+func traceRoundEvent(rs *telemetry.RoundSpans, ev Event, leading func() bool) {
+	switch ev.Kind {
+	case EventRoundOpened:
+		if leading() {
+			rs.Opened(ev.Job, ev.Round, ev.At)
+		}
+	case EventRoundSealed:
+		rs.Sealed(ev.Job, ev.Round, ev.At)
+	case EventRoundClosed:
+		rs.Closed(ev.Job, ev.Round, ev.At, telemetry.OutcomeClosed, ev.Detail)
+	case EventRoundFailed:
+		rs.Closed(ev.Job, ev.Round, ev.At, telemetry.OutcomeFailed, ev.Detail)
+	}
 }
 
 // ProtocolError maps a coordinator error to the protocol error a node
@@ -230,6 +309,9 @@ func AnnouncementMetadata(an Announcement) map[string]string {
 		if s := strings.Join(parts, ","); len(s) <= protocol.MaxMetaValLen {
 			md["shape"] = s
 		}
+	}
+	if an.DP != "" {
+		md["dp"] = an.DP // privacy.Announced: "local;clip=C;z=Z"
 	}
 	return md
 }

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/privacy"
 )
 
 // The round engine runs on the leader only. Every Tick (or when poked by
@@ -117,6 +119,9 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 		if j.Completed >= uint64(j.Spec.Rounds) {
 			return false, nil
 		}
+		if err := c.checkBudget(ctx, j, now); err != nil {
+			return false, err
+		}
 		return false, c.openRound(ctx, j, now)
 	case r.State == RoundOpen:
 		spec := j.Spec
@@ -140,6 +145,30 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 	return false, nil
 }
 
+// errBudgetStop is checkBudget's answer once it has ended the job.
+var errBudgetStop = fmt.Errorf("%w: privacy budget exhausted, job ended", ErrStale)
+
+// checkBudget refuses to open a DP job's next round when one more step
+// of the accountant would take ε past the job's limit: the job ends as
+// failed with the accountant's figures as its reason, so it stops before
+// it overspends rather than after.
+func (c *Coordinator) checkBudget(ctx context.Context, j Job, now time.Time) error {
+	p := j.Privacy
+	if p == nil || p.MaxEpsilon == 0 || p.Accountant == nil {
+		return nil
+	}
+	_, err := p.Accountant.CheckNext(p.SampleRate, p.NoiseMultiplier, p.Delta, p.MaxEpsilon)
+	if err == nil {
+		return nil
+	}
+	reason := fmt.Sprintf("privacy budget: round %d not opened: %v", j.Rounds+1, err)
+	if _, perr := c.propose(ctx, cmdStopJob, &stopJobCmd{ID: j.Spec.ID, Reason: reason, At: now, Fail: true}); perr != nil {
+		return perr
+	}
+	c.logger.Warn("job ended by its privacy budget", slog.String("job", j.Spec.ID), slog.String("reason", reason))
+	return errBudgetStop
+}
+
 func (c *Coordinator) openRound(ctx context.Context, j Job, now time.Time) error {
 	cmd := &openRoundCmd{
 		Job: j.Spec.ID, Round: j.Rounds + 1, BaseVersion: j.ModelVersion, BaseHash: j.ModelHash,
@@ -161,8 +190,18 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
-		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
 	})
+}
+
+// announcedDP is the "dp" metadata of a DP job's announcements: the mode,
+// clip and resolved noise multiplier (privacy.Announced); "" without DP.
+func announcedDP(j Job) string {
+	p := j.Privacy
+	if p == nil {
+		return ""
+	}
+	return privacy.Announced{Mode: p.Mode, Clip: p.Clip, NoiseMultiplier: p.NoiseMultiplier}.Encode()
 }
 
 // announceOpen re-announces every open round (a new leader's nodes have
@@ -199,7 +238,7 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
-			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates,
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
 		})
 	}
 	return out
@@ -243,22 +282,34 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 		allWeighted = allWeighted && u.Samples > 0
 		pos = append(pos, i)
 	}
-	if !allWeighted {
-		weights = nil
+	if !allWeighted || j.Privacy != nil {
+		weights = nil // DP: every update weighs the same (see JobSpec.DP)
 	}
 	if len(vecs) == 0 {
 		return c.failRound(ctx, j, round, "no update could be opened")
 	}
-	if c.cfg.Rules == nil {
-		return c.failRound(ctx, j, round, "no aggregation rules configured")
-	}
-	rule, err := c.cfg.Rules(j.Spec.Rule)
-	if err != nil {
-		return c.failRound(ctx, j, round, fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err))
-	}
-	agg, rep, err := rule.Aggregate(vecs, weights)
-	if err != nil {
-		return c.failRound(ctx, j, round, fmt.Sprintf("aggregation: %v", err))
+	var agg []float64
+	var rep aggregate.Report
+	var ruleName string
+	if p := j.Privacy; p != nil && p.Mode == privacy.ModeCentral {
+		agg, rep, err = centralMean(p, c.fsm.dpSecret(j.Spec.ID), j.Spec.ID, round, vecs)
+		if err != nil {
+			return c.failRound(ctx, j, round, fmt.Sprintf("central DP: %v", err))
+		}
+		ruleName = rep.Rule
+	} else {
+		if c.cfg.Rules == nil {
+			return c.failRound(ctx, j, round, "no aggregation rules configured")
+		}
+		rule, err := c.cfg.Rules(j.Spec.Rule)
+		if err != nil {
+			return c.failRound(ctx, j, round, fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err))
+		}
+		agg, rep, err = rule.Aggregate(vecs, weights)
+		if err != nil {
+			return c.failRound(ctx, j, round, fmt.Sprintf("aggregation: %v", err))
+		}
+		ruleName = rule.Name()
 	}
 	if len(agg) != j.Spec.Dim {
 		return c.failRound(ctx, j, round, fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim))
@@ -300,7 +351,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	}
 	result := RoundResult{ModelVersion: j.ModelVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if result.Rule == "" {
-		result.Rule = rule.Name()
+		result.Rule = ruleName
 	}
 	if c.cfg.Evaluator != nil {
 		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
@@ -324,6 +375,38 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	c.logger.Info("round closed", slog.String("job", j.Spec.ID), slog.Uint64("round", round),
 		slog.Uint64("model_version", result.ModelVersion), slog.Int("used", used), slog.Int("rejected", rejected))
 	return nil
+}
+
+// centralRule names the aggregate of a central DP round.
+const centralRule = "fedavg+central-dp"
+
+// centralMean is the aggregate of a central DP job's round: DP-FedAvg's
+// mean of the n updates, each clipped to C, with discrete Gaussian noise
+// of standard deviation z·C on the sum (so z·C/n on the mean), drawn from
+// ChaCha8 seeded by privacy.DeriveSeed(secret, job, round). It is a pure
+// function of the updates and the job's secret: any member, or an auditor
+// once the secret is revealed, recomputes the same bits. The count n is
+// the number of updates the round holds, which the replicated state shows
+// anyway; the noise protects the sum (sensitivity C under adding or
+// removing one node), and dividing by n is post-processing of the sum and
+// the count.
+func centralMean(p *JobPrivacy, secret []byte, job string, round uint64, vecs [][]float64) ([]float64, aggregate.Report, error) {
+	if len(secret) != dpSecretLen {
+		return nil, aggregate.Report{}, fmt.Errorf("job %s has no noise secret", job)
+	}
+	mech, err := privacy.NewCentral(p.Clip, p.NoiseMultiplier, float64(len(vecs)))
+	if err != nil {
+		return nil, aggregate.Report{}, err
+	}
+	mean, _, err := mech.Mean(vecs, privacy.NewSeededSource(privacy.DeriveSeed(secret, job, round)))
+	if err != nil {
+		return nil, aggregate.Report{}, err
+	}
+	rep := aggregate.Report{Rule: centralRule, Used: make([]int, len(vecs))}
+	for i := range rep.Used {
+		rep.Used[i] = i
+	}
+	return mean, rep, nil
 }
 
 // updateVector returns the decoded update of an accepted update: from the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/privacy"
 )
 
 // Hash is a SHA-256 digest. It encodes as lowercase hex in JSON.
@@ -210,6 +211,47 @@ type JobSpec struct {
 	MaxFailedRounds int `json:"max_failed_rounds,omitempty"`
 	// InitialModel is model version 0; nil means Dim zeros.
 	InitialModel Params `json:"initial_model,omitempty"`
+	// DP, if set, makes the job differentially private at the client
+	// level (DP-FedAvg): see privacy.Config and docs/PRIVACY.md. With DP
+	// every update weighs the same (sample counts are ignored: a weight
+	// per node would raise one node's sensitivity above the clip).
+	DP *privacy.Config `json:"dp,omitempty"`
+}
+
+// JobPrivacy is a DP job's privacy state, part of the replicated state:
+// the parameters fixed at creation and the accountant, which composes one
+// step (q, z) per closed round, and in local mode also per failed round
+// that received updates (each update sent is a release to the
+// coordinators). It is composed in Apply, so every replica holds the same
+// events.
+type JobPrivacy struct {
+	Mode privacy.Mode `json:"mode"`
+	// NoiseMultiplier is z for every round (dp.noise_multiplier, or the z
+	// the leader solved from dp.target_epsilon over the job's rounds when
+	// it created the job).
+	NoiseMultiplier float64 `json:"noise_multiplier"`
+	// Clip is the L2 clipping norm C.
+	Clip float64 `json:"clip"`
+	// SampleRate is q per round. MFN has no node sampling yet, so every
+	// enrolled node is asked each round: q = 1.
+	SampleRate float64 `json:"sample_rate"`
+	Delta      float64 `json:"delta"`
+	// MaxEpsilon is the limit no round may take ε above (dp.max_epsilon,
+	// else dp.target_epsilon); 0 means no limit.
+	MaxEpsilon float64 `json:"max_epsilon,omitempty"`
+	// Accountant holds the composed steps.
+	Accountant *privacy.Accountant `json:"accountant"`
+	// EpsilonSpent is ε after the composed steps at Delta. It is computed
+	// when the job is read, from the accountant, and is not part of the
+	// replicated state (ε is a float function of the events; only the
+	// events are replicated).
+	EpsilonSpent float64 `json:"epsilon_spent,omitempty"`
+	// Secret is a central DP job's noise secret, shown once the job has
+	// ended so that an auditor can re-derive every round's noise
+	// (privacy.DeriveSeed(secret, job, round)) and check each result; nil
+	// while the job runs. Like EpsilonSpent it is filled in when the job is
+	// read.
+	Secret []byte `json:"secret,omitempty"`
 }
 
 // JobState is the lifecycle state of a job.
@@ -242,6 +284,8 @@ type Job struct {
 	// ModelHash its hash.
 	ModelVersion uint64 `json:"model_version"`
 	ModelHash    Hash   `json:"model_hash"`
+	// Privacy is the privacy state of a job with a dp block, nil otherwise.
+	Privacy *JobPrivacy `json:"privacy,omitempty"`
 }
 
 // RoundState is the lifecycle state of a round.

@@ -15,10 +15,14 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/privacy"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -79,6 +83,7 @@ type Agent struct {
 	metrics *metrics
 	log     *slog.Logger
 	attack  aggregate.Rule // the rule adaptive attacks aim at
+	tracer  trace.Tracer   // nil: tracing off
 
 	mu      sync.Mutex
 	learner *Learner
@@ -114,6 +119,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if a.metrics, err = newMetrics(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("node: metrics: %w", err)
+	}
+	if cfg.TracerProvider != nil {
+		a.tracer = cfg.TracerProvider.Tracer(telemetry.TracerNode)
 	}
 	a.dialer = cfg.Dialer
 	if a.dialer == nil {
@@ -651,6 +659,8 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 		}
 		p = nil
 	}
+	ctx, span := a.startSpan(ctx, "node.round", attribute.String("mfn.job", job), attribute.Int64("mfn.round", int64(round)))
+	defer span.End()
 	accuracy := -1.0
 	if p == nil {
 		p, accuracy, err = a.build(ctx, c, origin, ann, log)
@@ -663,8 +673,11 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 		}
 	} else {
 		log.Info("resubmitting the pending update of an earlier run")
+		span.AddEvent("resubmitting the pending update of an earlier run")
 	}
-	return a.submit(ctx, c, addr, p, accuracy, log)
+	err = a.submit(ctx, c, addr, p, accuracy, log)
+	endSpan(span, err)
+	return err
 }
 
 // reconcile settles the pending updates of job's rounds before round: an
@@ -723,6 +736,37 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 			dim = v
 		}
 	}
+	tctx, train := a.startSpan(ctx, "node.train")
+	t, accuracy, err := a.train(tctx, c, dim, ann, log)
+	endSpan(train, err)
+	if err != nil {
+		return nil, -1, err
+	}
+	_, seal := a.startSpan(ctx, "node.seal")
+	p, err := a.seal(t, origin, ann)
+	if err == nil {
+		seal.SetAttributes(attribute.String("mfn.update_hash", p.pending.UpdateHash), attribute.Int("mfn.sealed_bytes", len(p.pending.Sealed)))
+	}
+	endSpan(seal, err)
+	if err != nil {
+		return nil, -1, err
+	}
+	log.Info("update ready", "arch", p.arch.Kind, "params", len(p.delta), "byzantine", a.cfg.Byzantine,
+		"local_accuracy", accuracy, "train_seconds", p.trainTime.Seconds())
+	return p.pending, accuracy, nil
+}
+
+// trained is an update between training and sealing.
+type trained struct {
+	arch      learn.Arch
+	delta     []float64
+	learner   *Learner
+	trainTime time.Duration
+	pending   *pending // set by seal
+}
+
+// train fetches the base model and trains (or crafts) the update.
+func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *protocol.RoundAnnouncement, log *slog.Logger) (*trained, float64, error) {
 	raw, err := c.FetchModel(ctx, ann.JobID, ann.BaseVersion, ann.BaseHash)
 	if err != nil {
 		return nil, -1, fmt.Errorf("fetch model %s v%d: %w", ann.JobID, ann.BaseVersion, err)
@@ -765,36 +809,45 @@ func (a *Agent) build(ctx context.Context, c *protocol.Client, origin string, an
 		}
 	}
 	a.metrics.trainSecs.Observe(time.Since(start).Seconds())
+	if err == nil {
+		err = privatize(ann.Metadata, delta, privacy.NewCryptoSource()) // local DP (train.go)
+	}
 	if err != nil {
 		return nil, -1, err
 	}
-	upd := crypto.EncodeUpdate(delta, crypto.Float32)
+	return &trained{arch: arch, delta: delta, learner: l, trainTime: time.Since(start)}, accuracy, nil
+}
+
+// seal signs and encrypts a trained update and stores it as pending (then
+// the momentum buffer, in that order).
+func (a *Agent) seal(t *trained, origin string, ann *protocol.RoundAnnouncement) (*trained, error) {
+	l := t.learner
+	upd := crypto.EncodeUpdate(t.delta, crypto.Float32)
 	stmt := &crypto.Statement{
 		Origin: origin, JobID: ann.JobID, Round: ann.Round, NodeID: a.nodeID,
 		BaseModelHash: ann.BaseHash, SampleCount: uint64(l.Samples()), Time: a.cfg.Clock().UTC(),
 	}
 	sealed, err := crypto.Seal(stmt, upd, a.id.SigningKey, a.cfg.Cluster.Recipients())
 	if err != nil {
-		return nil, -1, &fatalError{fmt.Errorf("node: seal: %w", err)}
+		return nil, &fatalError{fmt.Errorf("node: seal: %w", err)}
 	}
 	p := &pending{
 		Job: ann.JobID, Round: ann.Round, BaseHash: hex.EncodeToString(ann.BaseHash[:]),
 		UpdateHash: hex.EncodeToString(stmt.UpdateHash[:]), Samples: stmt.SampleCount, Sealed: sealed,
 	}
 	if err := a.state.savePending(p); err != nil {
-		return nil, -1, &fatalError{err}
+		return nil, &fatalError{err}
 	}
 	if v := l.Velocity(ann.JobID); v != nil {
 		// After the pending update: a node killed in between resubmits
 		// that update and trains its next round from the momentum of the
 		// round before, never from a velocity applied twice.
 		if err := a.state.SaveMomentum(ann.JobID, ann.Round, v); err != nil {
-			return nil, -1, &fatalError{err}
+			return nil, &fatalError{err}
 		}
 	}
-	log.Info("update ready", "arch", arch.Kind, "params", len(delta), "byzantine", a.cfg.Byzantine,
-		"local_accuracy", accuracy, "train_seconds", time.Since(start).Seconds())
-	return p, accuracy, nil
+	t.pending = p
+	return t, nil
 }
 
 // restoreMomentum loads job's recorded momentum buffer into l once per
@@ -832,8 +885,22 @@ const maxRetries = 8
 // submit sends a pending update until it is answered for good, and
 // records an acknowledgement before returning.
 func (a *Agent) submit(ctx context.Context, c *protocol.Client, addr string, p *pending, accuracy float64, log *slog.Logger) error {
+	ctx, span := a.startSpan(ctx, spanSubmit, attribute.String("mfn.job", p.Job), attribute.Int64("mfn.round", int64(p.Round)),
+		attribute.String("mfn.update_hash", p.UpdateHash), attribute.String("mfn.coordinator", addr))
+	err := a.submitLoop(ctx, c, addr, p, accuracy, log, span)
+	endSpan(span, err)
+	return err
+}
+
+func (a *Agent) submitLoop(ctx context.Context, c *protocol.Client, addr string, p *pending, accuracy float64, log *slog.Logger, span trace.Span) error {
 	ev := Event{Kind: EventSubmitted, Job: p.Job, Round: p.Round, Addr: addr, LocalAccuracy: accuracy}
-	count := func(result string) { a.metrics.submissions.WithLabelValues(result).Inc() }
+	count := func(result string) {
+		a.metrics.submissions.WithLabelValues(result).Inc()
+		span.AddEvent("answer", trace.WithAttributes(attribute.String("mfn.result", result)))
+	}
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		ctx = protocol.WithTraceParent(ctx, tp)
+	}
 	for try := 0; ; try++ {
 		ack, err := c.Submit(ctx, p.Sealed)
 		var pe *protocol.ProtocolError

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
@@ -95,6 +96,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the node's Prometheus metrics; nil means none.
 	Registry prometheus.Registerer
+	// TracerProvider receives the node's spans (node.round, node.train,
+	// node.seal, node.submit; see docs/TRACING.md); nil means no tracing,
+	// at no cost.
+	TracerProvider trace.TracerProvider
 	// Progress, when set, is called while the local dataset is simulated
 	// (done of total simulations).
 	Progress func(done, total int)

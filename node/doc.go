@@ -101,6 +101,12 @@
 // leads again, so the node's own connection reaches a process that is
 // gone; either way the node redials at once.
 //
+// With Config.TracerProvider set, each round is a trace: node.round with
+// node.train, node.seal and node.submit under it; the submit span's W3C
+// traceparent travels with the update (protocol.WithTraceParent, outside
+// the sealed envelope) so the coordinator's ingest spans join the same
+// trace. See docs/TRACING.md.
+//
 // A coordinator that has just restarted and not caught up with the
 // cluster answers "not ready" (protocol.CodeNotReady) for keys it does not
 // know yet, instead of refusing them: the node retries within LeaderWait,

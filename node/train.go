@@ -11,6 +11,7 @@ import (
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/privacy"
 	"github.com/mfn/mfn/sim"
 )
 
@@ -111,6 +112,38 @@ func archOf(task string, md map[string]string, dim int) (learn.Arch, error) {
 		return ArchForShape(task, shape, dim)
 	}
 	return ArchFor(task, dim)
+}
+
+// privatize applies a job's local differential privacy to an update, in
+// place, before the node seals it: when the announcement's "dp" metadata
+// (privacy.Announced) says mode local, the update is clipped to L2 norm
+// clip and discrete Gaussian noise of standard deviation z·clip is added
+// (privacy.Local) with randomness from src (a privacy.CryptoSource in the
+// agent; seeded in tests). Without "dp", or in central mode (the leader
+// clips and noises), the update is left as it is. A "dp" value the node
+// cannot parse, or an update the mechanism refuses, is an error wrapping
+// ErrTask: the node then sends nothing rather than an update without the
+// privacy the job promises.
+func privatize(md map[string]string, update []float64, src privacy.Source) error {
+	s, ok := md["dp"]
+	if !ok {
+		return nil
+	}
+	a, err := privacy.ParseAnnounced(s)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTask, err)
+	}
+	if a.Mode != privacy.ModeLocal {
+		return nil
+	}
+	l, err := privacy.NewLocal(a.Clip, a.NoiseMultiplier)
+	if err != nil {
+		return fmt.Errorf("%w: local DP: %v", ErrTask, err)
+	}
+	if _, _, err := l.Privatize(update, src); err != nil {
+		return fmt.Errorf("%w: local DP: %v", ErrTask, err)
+	}
+	return nil
 }
 
 // Learner computes one node's updates. It holds the node's training split

@@ -75,6 +75,14 @@ func (a *Accountant) Compose(q, z float64, steps int) error {
 // Steps returns the total number of steps composed.
 func (a *Accountant) Steps() int64 { return a.total }
 
+// Clone returns an independent copy of the accountant (nil for nil).
+func (a *Accountant) Clone() *Accountant {
+	if a == nil {
+		return nil
+	}
+	return &Accountant{events: append([]Event(nil), a.events...), total: a.total}
+}
+
 // Events returns a copy of the recorded events, in order of first use.
 func (a *Accountant) Events() []Event { return append([]Event(nil), a.events...) }
 

@@ -186,3 +186,20 @@ func FuzzAccountantJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestAccountantClone(t *testing.T) {
+	var a Accountant
+	if err := a.Compose(0.5, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	c := a.Clone()
+	if err := c.Compose(0.5, 2, 4); err != nil {
+		t.Fatal(err)
+	}
+	if a.Steps() != 3 || c.Steps() != 7 {
+		t.Fatalf("steps: original %d (want 3), clone %d (want 7)", a.Steps(), c.Steps())
+	}
+	if (*Accountant)(nil).Clone() != nil {
+		t.Fatal("nil clone not nil")
+	}
+}

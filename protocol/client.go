@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrBadChunk: the server answered a ModelFetch with a chunk that does not
@@ -81,14 +82,22 @@ func (c *Client) Hello(ctx context.Context, h *Hello) (*HelloAck, error) {
 }
 
 // Submit sends a sealed envelope and returns the server's acknowledgement:
-// the update is then durable. Rejections come back as *ProtocolError
+// the update is then durable. A traceparent stored in ctx by
+// WithTraceParent goes with it when the session speaks Version3. Rejections come back as *ProtocolError
 // (errors.Is against CodeNotLeader, CodeRoundClosed, CodeDuplicate, ...).
 func (c *Client) Submit(ctx context.Context, sealed []byte) (*Ack, error) {
 	v, err := c.negotiated()
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.roundTrip(ctx, v, &SubmitUpdate{Sealed: sealed})
+	req := &SubmitUpdate{Sealed: sealed}
+	if v >= Version3 {
+		// A value the encoder would refuse is dropped, never a failed Submit.
+		if tp := TraceParentFrom(ctx); len(tp) <= MaxTraceParentLen && utf8.ValidString(tp) {
+			req.TraceParent = tp
+		}
+	}
+	m, err := c.roundTrip(ctx, v, req)
 	if err != nil {
 		return nil, err
 	}

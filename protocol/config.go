@@ -9,16 +9,18 @@ import (
 	"time"
 )
 
-// Protocol versions. They differ only in HelloAck, which Version2 extends
-// with the answering server's Instance and the leader's Term.
+// Protocol versions. Version2 extends HelloAck with the answering
+// server's Instance and the leader's Term; Version3 lets SubmitUpdate carry
+// a TraceParent.
 const (
 	Version1 uint8 = 1
 	Version2 uint8 = 2
+	Version3 uint8 = 3
 )
 
 // SupportedVersions lists the protocol versions this package speaks,
 // strictly increasing.
-func SupportedVersions() []uint8 { return []uint8{Version1, Version2} }
+func SupportedVersions() []uint8 { return []uint8{Version1, Version2, Version3} }
 
 // Defaults used for zero Config fields.
 const (

@@ -95,5 +95,11 @@
 // process under the same leadership; an address alone cannot tell a
 // member from its restarted self.
 //
+// Version3 differs from Version2 only in SubmitUpdate, which may then
+// carry a TraceParent beside the sealed envelope (see WithTraceParent), so
+// that the coordinator's spans for an update continue the node's trace.
+// The field is outside the signed statement and optional: a Version3
+// client talking to a Version2 server leaves it out.
+//
 // See DESIGN.md for the picture.
 package protocol

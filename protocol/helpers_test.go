@@ -115,6 +115,7 @@ type testHandler struct {
 
 	mu        sync.Mutex
 	submitted [][]byte
+	traces    []string // TraceParentFrom of each Submit's ctx
 	peers     []Peer
 	hellos    int
 	submitErr error
@@ -180,6 +181,7 @@ func (h *testHandler) Submit(ctx context.Context, p Peer, sealed []byte) (*Ack, 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.submitted = append(h.submitted, append([]byte(nil), sealed...))
+	h.traces = append(h.traces, TraceParentFrom(ctx))
 	h.peers = append(h.peers, p)
 	n64 := uint64(len(h.submitted))
 	return &Ack{LogIndex: 100 + n64, LeafIndex: n64 - 1}, nil

@@ -65,7 +65,7 @@ func TestConnectionCaps(t *testing.T) {
 	}
 }
 
-// TestHelloAckVersions: a Version2 answer carries the server's instance
+// TestHelloAckVersions: a Version2 (or later) answer carries the server's instance
 // and the leader's term; a client offering only Version1 gets neither, and
 // a Version1 answer cannot carry them.
 func TestHelloAckVersions(t *testing.T) {
@@ -74,7 +74,7 @@ func TestHelloAckVersions(t *testing.T) {
 		cfg.Instance = "instance-a"
 		fx := newFixture(t, tr, newTestHandler(nil), cfg)
 		ack := fx.hello(t, fx.dial(t))
-		if ack.Version != Version2 || ack.Instance != "instance-a" || ack.Term != 7 {
+		if ack.Version != Version3 || ack.Instance != "instance-a" || ack.Term != 7 {
 			t.Fatalf("v2 HelloAck %+v, want instance-a and term 7", ack)
 		}
 		old, err := fx.dial(t).Hello(ctxT(t), &Hello{Versions: []uint8{Version1}, NodeID: "node-2"})

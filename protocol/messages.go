@@ -20,6 +20,9 @@ const (
 	MaxMetaKeyLen  = 64   // bytes per metadata key
 	MaxMetaValLen  = 1024 // bytes per metadata value
 	MaxInstanceLen = 64   // HelloAck.Instance
+	// MaxTraceParentLen bounds SubmitUpdate.TraceParent: a W3C version 00
+	// traceparent is 55 bytes; the rest leaves room for later versions.
+	MaxTraceParentLen = 128
 )
 
 // maxBlob is the field limit for bulk bytes; the frame size limit is what
@@ -118,6 +121,14 @@ type ModelChunk struct {
 // SubmitUpdate carries one sealed envelope (see package crypto).
 type SubmitUpdate struct {
 	Sealed []byte
+	// TraceParent is an optional W3C traceparent naming the sender's span,
+	// so the server's spans for this update join the sender's trace. It
+	// travels beside the sealed envelope, never inside it: it is not
+	// signed, changes nothing the server stores, and a server ignores a
+	// value it cannot parse. At most MaxTraceParentLen bytes; encoded as an
+	// optional trailing field only when non-empty, and sent by Client only
+	// when the session speaks Version3 (older servers reject the field).
+	TraceParent string
 }
 
 // Ack acknowledges a committed update: it is in the replicated log and the
@@ -468,6 +479,12 @@ func (s *SubmitUpdate) AppendBinary(b []byte) ([]byte, error) {
 	if b, err = wire.AppendBytes(b, "sealed", s.Sealed, maxBlob); err != nil {
 		return b, encodeError(s, err)
 	}
+	if s.TraceParent == "" {
+		return b, nil
+	}
+	if b, err = wire.AppendString(b, "trace_parent", s.TraceParent, MaxTraceParentLen); err != nil {
+		return b, encodeError(s, err)
+	}
 	return b, nil
 }
 
@@ -475,9 +492,17 @@ func (s *SubmitUpdate) AppendBinary(b []byte) ([]byte, error) {
 func (s *SubmitUpdate) MarshalBinary() ([]byte, error) { return marshal(s) }
 
 // UnmarshalBinary decodes a canonical SubmitUpdate. Sealed aliases data.
+// A present but empty TraceParent is not canonical (an empty one is
+// encoded by leaving the field out).
 func (s *SubmitUpdate) UnmarshalBinary(data []byte) error {
 	d := wire.NewDecoder(data)
 	*s = SubmitUpdate{Sealed: d.Bytes("sealed", maxBlob)}
+	if d.More() {
+		s.TraceParent = d.String("trace_parent", MaxTraceParentLen)
+		if d.Err() == nil && s.TraceParent == "" {
+			d.Invalid("trace_parent", fmt.Errorf("%w: empty trace_parent must be omitted", ErrNonCanonical))
+		}
+	}
 	return decodeError(s, d.Finish())
 }
 

@@ -45,6 +45,8 @@ func sampleMessages() []struct {
 		{"ModelFetch", &ModelFetch{JobID: "job-1", Version: 3, Offset: 1 << 20, Length: 1 << 20}},
 		{"ModelChunk", &ModelChunk{Offset: 4, Total: 10, Hash: h, Data: []byte{1, 2, 3}}},
 		{"SubmitUpdate", &SubmitUpdate{Sealed: []byte("age-encryption.org/v1\n")}},
+		{"SubmitUpdateTraced", &SubmitUpdate{Sealed: []byte("age-encryption.org/v1\n"),
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
 		{"Ack", &Ack{LogIndex: 42, LeafIndex: 7}},
 		{"ErrorNotLeader", &ProtocolError{Code: CodeNotLeader, Message: "follower", LeaderAddr: "10.0.0.2:7443"}},
 		{"ErrorRateLimited", &ProtocolError{Code: CodeRateLimited, RetryAfter: 1500 * time.Millisecond}},
@@ -107,7 +109,10 @@ func TestDecodeRejectsEveryPrefix(t *testing.T) {
 	for _, s := range sampleMessages() {
 		b, _ := s.m.MarshalBinary()
 		for i := range len(b) {
-			_, err := decodeMessage(s.m.wireType(), b[:i])
+			m, err := decodeMessage(s.m.wireType(), b[:i])
+			if su, ok := m.(*SubmitUpdate); ok && err == nil && su.TraceParent == "" && s.name == "SubmitUpdateTraced" {
+				continue // the prefix without the optional field is a plain SubmitUpdate
+			}
 			if !errors.Is(err, ErrTruncated) {
 				t.Fatalf("%s: prefix %d/%d: %v, want ErrTruncated", s.name, i, len(b), err)
 			}
@@ -117,6 +122,13 @@ func TestDecodeRejectsEveryPrefix(t *testing.T) {
 			}
 		}
 		_, err := decodeMessage(s.m.wireType(), append(bytes.Clone(b), 0))
+		if s.name == "SubmitUpdate" {
+			// An extra byte starts the optional trace_parent field.
+			if !errors.Is(err, ErrTruncated) {
+				t.Fatalf("%s: extra byte: %v, want ErrTruncated", s.name, err)
+			}
+			continue
+		}
 		if !errors.Is(err, ErrTrailingBytes) {
 			t.Fatalf("%s: trailing byte: %v", s.name, err)
 		}
@@ -237,7 +249,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{ChunkSize: DefaultMaxFrameSize}, "ChunkSize"},
 		{Config{MaxFrameSize: 4096, ChunkSize: 4096 - chunkOverhead + 1}, "ChunkSize"},
 		{Config{Versions: []uint8{1, 1}}, "Versions"},
-		{Config{Versions: []uint8{3}}, "Versions"},
+		{Config{Versions: []uint8{4}}, "Versions"},
 		{Config{MaxConns: -1}, "MaxConns"},
 		{Config{MaxConnsPerKey: -1}, "MaxConnsPerKey"},
 		{Config{Instance: strings.Repeat("x", MaxInstanceLen+1)}, "Instance"},

@@ -27,7 +27,8 @@ type Handler interface {
 	// capped to what fits a frame. ModelChunkOf does the slicing.
 	FetchModel(ctx context.Context, peer Peer, req *ModelFetch) (*ModelChunk, error)
 	// Submit stores a sealed update and acknowledges it only once it is
-	// durable. sealed is owned by the callee.
+	// durable. sealed is owned by the callee. TraceParentFrom(ctx) is the
+	// peer's traceparent, unchecked ("" when none).
 	Submit(ctx context.Context, peer Peer, sealed []byte) (*Ack, error)
 }
 
@@ -425,6 +426,9 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 		})
 	case *SubmitUpdate:
 		sc.call(ctx, f, negotiated, func(ctx context.Context) (Message, error) {
+			if m.TraceParent != "" && negotiated >= Version3 {
+				ctx = WithTraceParent(ctx, m.TraceParent)
+			}
 			a, err := s.h.Submit(ctx, sc.peer(), m.Sealed)
 			if err == nil && a == nil {
 				err = errors.New("nil Ack")

@@ -186,6 +186,7 @@ type coordinatorFlags struct {
 	corsOrigins                 []string
 	apiKeysFile                 string
 	joinAPIKeyFile              string
+	trace                       traceFlags
 }
 
 func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
@@ -242,6 +243,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
 	fl.IntVar(&f.httpMaxConnsPerClient, "http-max-conns-per-client", 256, "open HTTP connections from one client IP address; more are closed at once (1 to 1000000; clients behind one proxy share it)")
 	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with API keys to admin keys only, without them to loopback clients only")
+	f.trace.register(fl)
 	return c
 }
 
@@ -379,6 +381,9 @@ func readKeyFile(path string) (string, error) {
 
 func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 	var lvl slog.Level
+	if err := f.trace.validate(); err != nil {
+		return nil, lvl, err
+	}
 	switch {
 	case f.id == "":
 		return nil, lvl, usagef("--id is required: this member's id")
@@ -733,6 +738,11 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 
 	// QUIC server for nodes.
 	qh := coordinator.NewQUICHandler(coord)
+	stopTracing, err := f.trace.attachCoordinator(qh, f.id, logger)
+	if err != nil {
+		return fail(err)
+	}
+	defer stopTracing()
 	handlerRef.Store(qh)
 	pcfg.OnRefuse = qh.Refused
 	qsrv, err := protocol.NewServer(pcfg, qh)

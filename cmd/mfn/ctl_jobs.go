@@ -227,6 +227,21 @@ func printJob(env *cmdEnv, j coordinator.Job) {
 	}
 	fmt.Fprintf(env.stdout, ", on failure %s\n", onf)
 	fmt.Fprintf(env.stdout, "  model version %d, hash %s\n  created %s\n", j.ModelVersion, j.ModelHash, fmtTime(j.CreatedAt))
+	fmt.Fprint(env.stdout, privacyLine(j))
+}
+
+// privacyLine is a DP job's budget line of "jobs get" ("" without DP).
+func privacyLine(j coordinator.Job) string {
+	p := j.Privacy
+	if p == nil {
+		return ""
+	}
+	limit := "no max_epsilon"
+	if p.MaxEpsilon > 0 {
+		limit = fmt.Sprintf("max_epsilon %.4g", p.MaxEpsilon)
+	}
+	return fmt.Sprintf("  privacy (%s DP): ε spent %.4g of %s, δ %g (z %.4g, clip %g, q %g, %d rounds composed)\n",
+		p.Mode, p.EpsilonSpent, limit, p.Delta, p.NoiseMultiplier, p.Clip, p.SampleRate, p.Accountant.Steps())
 }
 
 func newCtlJobsCmd(env *cmdEnv, o *ctlOpts) *cobra.Command {
@@ -327,8 +342,9 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	}
 	get := &cobra.Command{
 		Use:     "get JOB",
+		Aliases: []string{"show"},
 		Short:   "Show one job",
-		Long:    "get prints a job's spec and progress.",
+		Long:    "get (or show) prints a job's spec and progress, and a DP job's privacy budget.",
 		Example: "  mfn ctl jobs get j1 --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {

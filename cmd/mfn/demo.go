@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"slices"
@@ -55,7 +56,9 @@ const demoExample = `  mfn demo
   mfn demo --no-chaos --rounds 10
   mfn demo --attack gaussian --rule fedavg         # watch a non-robust rule suffer
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
-  mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey`
+  mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
+  mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
+  mfn demo --otlp-endpoint http://127.0.0.1:4318   # send the spans to Jaeger or any OTLP/HTTP collector`
 
 type demoFlags struct {
 	nodes, byzantine, rounds int
@@ -65,6 +68,7 @@ type demoFlags struct {
 	seed                     uint64
 	samples, hidden          int
 	deadline, timeout        time.Duration
+	trace                    traceFlags
 }
 
 func newDemoCmd(env *cmdEnv) *cobra.Command {
@@ -79,6 +83,7 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	}
 	d := e2e.DefaultOptions()
 	fl := c.Flags()
+	f.trace.register(fl)
 	fl.IntVar(&f.nodes, "nodes", d.Nodes, "number of edge nodes (1-100)")
 	fl.IntVar(&f.byzantine, "byzantine", d.Byzantine, "how many of the nodes are Byzantine (0 to nodes-1)")
 	fl.StringVar(&f.attack, "attack", d.Attack, "the Byzantine nodes' attack: "+strings.Join(aggregate.AttackNames, ", "))
@@ -113,6 +118,9 @@ func (f *demoFlags) options() (e2e.Options, error) {
 		return o, usagef("--round-deadline %v must be in [100ms, 1h]", f.deadline)
 	case f.timeout <= 0:
 		return o, usagef("--timeout %v must be > 0", f.timeout)
+	}
+	if err := f.trace.validate(); err != nil {
+		return o, err
 	}
 	if f.byzantine > 0 && !slices.Contains(aggregate.AttackNames, f.attack) {
 		return o, usagef("--attack %q: must be one of %s", f.attack, strings.Join(aggregate.AttackNames, ", "))
@@ -153,6 +161,16 @@ func runDemo(env *cmdEnv, f *demoFlags) error {
 		}
 		defer lf.Close()
 		o.Log = lf
+	}
+	// Every component gets its own tracer provider (service name and id
+	// in its resource), all exporting to the same destinations.
+	tp, stopTracing, err := f.trace.start("mfn-demo", "demo", slog.New(slog.NewTextHandler(env.stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	if tp.TracerProvider() != nil {
+		o.Tracing = tp.For
 	}
 	out := env.stdout
 	var mu sync.Mutex

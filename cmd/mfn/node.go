@@ -23,6 +23,7 @@ import (
 
 	"github.com/mfn/mfn/aggregate"
 	mfncrypto "github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/node"
 )
 
@@ -68,6 +69,9 @@ Logs are JSON on stderr; --http-addr serves /metrics (Prometheus) and
 const nodeExample = `  mfn keygen --role node --out keys/site-07
   mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
     --state-dir state/site-07 --samples 200 --regime-mix 4,1,1,1 --http-addr 127.0.0.1:9107
+  # the same, tracing every round to an OTLP/HTTP collector (Jaeger, ...)
+  mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
+    --state-dir state/site-07 --otlp-endpoint http://127.0.0.1:4318
 
   # cluster.txt
   origin mfn.example/cluster-1
@@ -90,6 +94,7 @@ type nodeFlags struct {
 	backoffMin, backoffMax          time.Duration
 	dialTimeout                     time.Duration
 	httpAddr, logLevel              string
+	trace                           traceFlags
 }
 
 func newNodeCmd(env *cmdEnv) *cobra.Command {
@@ -104,6 +109,7 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	}
 	d := node.DefaultConfig()
 	fl := c.Flags()
+	f.trace.register(fl)
 	fl.StringVar(&f.id, "id", "", "node id the cluster enrolled this key under (empty: derived from the public key)")
 	fl.StringVar(&f.identity, "identity", "", "directory of the node's keys (mfn keygen --role node)")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster file listing the coordinators' QUIC addresses, Ed25519 keys and age recipients")
@@ -222,6 +228,9 @@ func parseMix(s string) ([]float64, error) {
 func (f *nodeFlags) config() (node.Config, slog.Level, error) {
 	var lvl slog.Level
 	cfg := node.DefaultConfig()
+	if err := f.trace.validate(); err != nil {
+		return cfg, lvl, err
+	}
 	switch {
 	case f.identity == "":
 		return cfg, lvl, usagef("--identity is required: the directory of this node's keys (create it with mfn keygen --role node --out DIR)")
@@ -324,6 +333,16 @@ func runNode(env *cmdEnv, f *nodeFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Logger, cfg.Registry = logger, reg
+	instance := cfg.NodeID
+	if instance == "" {
+		instance = cfg.Identity.NodeID()
+	}
+	tp, stopTracing, err := f.trace.start(telemetry.ServiceNode, instance, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	cfg.TracerProvider = tp.TracerProvider()
 	lastTenth := -1
 	cfg.Progress = func(done, total int) {
 		if tenth := 10 * done / max(total, 1); tenth != lastTenth {

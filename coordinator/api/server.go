@@ -235,8 +235,11 @@ func (l *connLimiter) admit(lc *limitedConn) (victim *limitedConn, ok bool) {
 		}
 		// Removed from idle now so that it is evicted once; its Close
 		// releases its counts.
+		// Its counts are released here, under the lock, so that the
+		// total never exceeds the cap between this admission and the
+		// victim's Close (which then releases nothing twice).
 		victim = front.Value.(*limitedConn)
-		l.setBusyLocked(victim)
+		l.releaseLocked(victim)
 		l.refused.WithLabelValues(evictedIdle).Inc()
 	}
 	l.total++
@@ -249,6 +252,15 @@ func (l *connLimiter) admit(lc *limitedConn) (victim *limitedConn, ok bool) {
 func (l *connLimiter) release(lc *limitedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.releaseLocked(lc)
+}
+
+// releaseLocked gives back lc's place in the counts, once.
+func (l *connLimiter) releaseLocked(lc *limitedConn) {
+	if lc.released {
+		return
+	}
+	lc.released = true
 	l.total--
 	if n := l.byClient[lc.client] - 1; n > 0 {
 		l.byClient[lc.client] = n
@@ -339,11 +351,12 @@ func clientAddr(a net.Addr) netip.Addr {
 // limitedConn releases its place in the limiter when closed.
 type limitedConn struct {
 	net.Conn
-	l      *connLimiter
-	client netip.Addr
-	once   sync.Once
-	closed bool          // guarded by l.mu
-	elem   *list.Element // in l.idle while no request is in progress; guarded by l.mu
+	l        *connLimiter
+	client   netip.Addr
+	once     sync.Once
+	closed   bool          // guarded by l.mu
+	released bool          // its counts are given back; guarded by l.mu
+	elem     *list.Element // in l.idle while no request is in progress; guarded by l.mu
 }
 
 func (c *limitedConn) Close() error {

@@ -14,10 +14,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -51,6 +53,7 @@ type clusterConfig struct {
 	verifier  note.Verifier
 	evaluator coordinator.Evaluator
 	logger    *slog.Logger
+	tracing   func(service, id string) trace.TracerProvider // nil: none
 }
 
 func raftConfig() *raft.Config {
@@ -154,7 +157,11 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 	coordRef.Lock()
 	coordRef.c = c
 	coordRef.Unlock()
-	srv, err := protocol.NewServer(pcfg, coordinator.NewQUICHandler(c))
+	qh := coordinator.NewQUICHandler(c)
+	if cc.tracing != nil {
+		qh.SetTracerProvider(cc.tracing(telemetry.ServiceCoordinator, id)) // its follower ends when c closes
+	}
+	srv, err := protocol.NewServer(pcfg, qh)
 	if err != nil {
 		ln.Close()
 		c.Close(ctx)

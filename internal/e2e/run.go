@@ -14,10 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/node"
 )
@@ -74,6 +77,10 @@ type Options struct {
 	OnProgress func(done, total int)
 	// OnLeaderKilled is called when the chaos kill happens.
 	OnLeaderKilled func(id string)
+	// Tracing, when set, gives each component its tracer provider
+	// (service telemetry.ServiceCoordinator or ServiceNode, and its id);
+	// nil means no tracing.
+	Tracing func(service, id string) trace.TracerProvider
 }
 
 // DefaultOptions is the demo: 3 coordinators, 10 nodes of which 2 run
@@ -275,7 +282,7 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	// The cluster.
 	stage("cluster")
 	cl, err := startCluster(ctx, clusterConfig{n: o.Members, dir: dir, origin: Origin, keys: coordKeys,
-		signer: signer, verifier: verifier, evaluator: eval, logger: logger})
+		signer: signer, verifier: verifier, evaluator: eval, logger: logger, tracing: o.Tracing})
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +325,9 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		cfg.Data, cfg.Train, cfg.Seed = nodeData[i], o.Train, nodeSeed(o, i)
 		cfg.BackoffMin, cfg.BackoffMax, cfg.LeaderCheck, cfg.DialTimeout = 100*time.Millisecond, 2*time.Second, 3*time.Second, 2*time.Second
 		cfg.Logger = logger.With("component", "node")
+		if o.Tracing != nil {
+			cfg.TracerProvider = o.Tracing(telemetry.ServiceNode, names[i])
+		}
 		if i >= o.Nodes-o.Byzantine {
 			cfg.Byzantine, cfg.AttackF, cfg.AttackRule = o.Attack, o.Byzantine, ruleForAttack(o.Rule)
 			byzantine[names[i]] = true

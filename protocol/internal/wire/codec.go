@@ -237,6 +237,10 @@ func (d *Decoder) Map(field string, lim MapLimits) map[string]string {
 // Invalid records a semantic error found by the caller for field.
 func (d *Decoder) Invalid(field string, err error) { d.fail(field, err) }
 
+// More reports whether input remains and no error occurred: a decoder of
+// a message with optional trailing fields reads them only then.
+func (d *Decoder) More() bool { return d.err == nil && len(d.b) > 0 }
+
 // Err returns the first error so far.
 func (d *Decoder) Err() error { return d.err }
 
