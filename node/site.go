@@ -152,6 +152,10 @@ func (a *Agent) jobArch(md map[string]string, dim int) (learn.Arch, error) {
 	return fileArch(a.cfg.Data.File, l.data.Dim, l.data.Classes, md, dim)
 }
 
+// maxHiddenWidth bounds an announced hidden layer, as learn.ParseArch
+// bounds a spec's.
+const maxHiddenWidth = 100000
+
 // fileArch is jobArch for a file of in features and classes classes.
 func fileArch(f FileData, in, classes int, md map[string]string, dim int) (learn.Arch, error) {
 	var shape []int
@@ -170,6 +174,13 @@ func fileArch(f FileData, in, classes int, md map[string]string, dim int) (learn
 		if len(shape) > 2 {
 			arch.Kind, arch.Hidden = "mlp", shape[1]
 			copy(arch.Deeper[:], shape[2:len(shape)-1])
+		}
+		// Hidden widths come from the network: bounded as model specs
+		// are, so that the parameter count cannot overflow.
+		for _, h := range shape[1 : len(shape)-1] {
+			if h > maxHiddenWidth {
+				return learn.Arch{}, fmt.Errorf("%w: shape %v: hidden width %d above %d", ErrTask, shape, h, maxHiddenWidth)
+			}
 		}
 		if n := arch.NumParams(); n != dim {
 			return learn.Arch{}, fmt.Errorf("%w: shape %v has %d parameters, the model %d", ErrTask, shape, n, dim)

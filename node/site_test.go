@@ -266,3 +266,18 @@ func TestFileArch(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFileArch: announcement metadata comes from the network; fileArch
+// never panics on it, and what it accepts has the announced parameter count.
+func FuzzFileArch(f *testing.F) {
+	for _, s := range []string{"4,3", "4,8,6,3", "4,x,3", "", "4,99999999999,3", "4," + strings.Repeat("100000,", 9) + "3", "0,3"} {
+		f.Add(s, 15)
+	}
+	f.Fuzz(func(t *testing.T, shape string, dim int) {
+		md := map[string]string{"shape": shape}
+		arch, err := fileArch(FileData{Path: "s.csv"}, 4, 3, md, dim)
+		if err == nil && (arch.NumParams() != dim || arch.Dim != 4 || arch.Classes != 3) {
+			t.Fatalf("shape %q dim %d: accepted %+v with %d parameters", shape, dim, arch, arch.NumParams())
+		}
+	})
+}
