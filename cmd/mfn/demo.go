@@ -231,6 +231,10 @@ func runDemo(env *cmdEnv, f *demoFlags) error {
 		"audit":    "exporting and verifying the audit log",
 		"training": "training",
 	}
+	if o.Data != "" {
+		stages["data"] = fmt.Sprintf("dealing %s to %d nodes (partition %s; %.0f%% of the rows kept as the test part)", o.Data, o.Nodes, o.Partition, 100*o.TestFraction)
+		stages["centralized"] = "training the centralized reference (the nodes' pooled training rows, same model and budget)"
+	}
 	o.OnStage = func(s string) {
 		if msg, ok := stages[s]; ok {
 			printf("%s\n", msg)
