@@ -305,6 +305,14 @@ func decodeCache(b []byte, key [32]byte) (*learn.Dataset, error) {
 // stateDir when it was written for this configuration, otherwise
 // simulated (or loaded) and then cached. fromCache reports which.
 func loadData(ctx context.Context, d DataConfig, stateDir string, progress func(done, total int)) (data *learn.Dataset, fromCache bool, err error) {
+	if d.File.Path != "" {
+		// A site's own file is read where it is, never copied.
+		l, err := LoadFile(ctx, d)
+		if err != nil {
+			return nil, false, err
+		}
+		return l.Data, false, nil
+	}
 	key := cacheKey(d)
 	path := filepath.Join(stateDir, cacheFile)
 	if fi, err := os.Stat(path); err == nil && fi.Size() <= maxCacheBytes {
