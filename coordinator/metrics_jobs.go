@@ -14,9 +14,12 @@ import (
 // time by jobCollector, so every member exports the same values for a job
 // (the state machine is the same on every replica; a follower lags by the
 // entries it has not applied yet). Dashboards aggregate them with
-// max by (job) — summing over members would count each job once per
+// max by (job_id) — summing over members would count each job once per
 // member. A job's series disappear when it is archived or deleted, and
 // nothing is kept for a job the state no longer holds.
+//
+// The job's id is the label job_id, not job: Prometheus sets job to the
+// scrape job's name and would rename a scraped job label to exported_job.
 //
 // Cardinality: one set of series per job that is not archived, at most
 // maxJobSeries jobs (the most recently created; the rest are counted in
@@ -71,17 +74,17 @@ func rejectReasonOf(reason string) string {
 
 var (
 	jobRoundDesc = prometheus.NewDesc("mfn_job_round",
-		"Number of the job's latest round (the open one while the job runs).", []string{"job"}, nil)
+		"Number of the job's latest round (the open one while the job runs).", []string{"job_id"}, nil)
 	jobRoundsDesc = prometheus.NewDesc("mfn_job_rounds_total",
-		"Rounds of the job that ended, by outcome (closed, failed).", []string{"job", "outcome"}, nil)
+		"Rounds of the job that ended, by outcome (closed, failed).", []string{"job_id", "outcome"}, nil)
 	jobRunningDesc = prometheus.NewDesc("mfn_job_running",
-		"1 while the job runs, 0 once it has completed, stopped or failed.", []string{"job"}, nil)
+		"1 while the job runs, 0 once it has completed, stopped or failed.", []string{"job_id"}, nil)
 	jobAccuracyDesc = prometheus.NewDesc("mfn_job_accuracy",
-		"Held-out accuracy of the model of the job's latest closed round that was evaluated (absent without an evaluator for the job's task).", []string{"job"}, nil)
+		"Held-out accuracy of the model of the job's latest closed round that was evaluated (absent without an evaluator for the job's task).", []string{"job_id"}, nil)
 	jobUpdatesDesc = prometheus.NewDesc("mfn_job_round_updates_total",
-		"Updates of the job's ended rounds, by outcome (used, rejected) and, for rejected ones, reason.", []string{"job", "outcome", "reason"}, nil)
+		"Updates of the job's ended rounds, by outcome (used, rejected) and, for rejected ones, reason.", []string{"job_id", "outcome", "reason"}, nil)
 	jobCloseDesc = prometheus.NewDesc("mfn_job_round_close_seconds",
-		"Time from a round's opening (from=open) or its last accepted update (from=last_update) to its close, closed rounds only, from the leader's clock in the entries.", []string{"job", "from"}, nil)
+		"Time from a round's opening (from=open) or its last accepted update (from=last_update) to its close, closed rounds only, from the leader's clock in the entries.", []string{"job_id", "from"}, nil)
 	jobOmittedDesc = prometheus.NewDesc("mfn_job_metrics_omitted_jobs",
 		"Jobs not exported as mfn_job_* series because more than the limit are held (archive ended jobs to drop theirs).", nil, nil)
 )

@@ -108,15 +108,15 @@ func TestJobCollector(t *testing.T) {
 	reg.MustRegister(newJobCollector(f))
 
 	for scrape := range 2 { // a second scrape must not count the ended rounds again
-		gamma := map[string]string{"job": "gamma"}
+		gamma := map[string]string{"job_id": "gamma"}
 		j, _ := f.job("gamma")
 		if got := one(t, reg, "mfn_job_round", gamma); got != 3 || uint64(got) != j.Rounds {
 			t.Fatalf("scrape %d: mfn_job_round %v, want 3 (job says %d)", scrape, got, j.Rounds)
 		}
-		if got := one(t, reg, "mfn_job_rounds_total", map[string]string{"job": "gamma", "outcome": "closed"}); got != 1 || uint64(got) != j.Completed {
+		if got := one(t, reg, "mfn_job_rounds_total", map[string]string{"job_id": "gamma", "outcome": "closed"}); got != 1 || uint64(got) != j.Completed {
 			t.Fatalf("scrape %d: closed rounds %v, want 1 (job says %d)", scrape, got, j.Completed)
 		}
-		if got := one(t, reg, "mfn_job_rounds_total", map[string]string{"job": "gamma", "outcome": "failed"}); got != 1 || uint64(got) != j.Failed {
+		if got := one(t, reg, "mfn_job_rounds_total", map[string]string{"job_id": "gamma", "outcome": "failed"}); got != 1 || uint64(got) != j.Failed {
 			t.Fatalf("scrape %d: failed rounds %v, want 1 (job says %d)", scrape, got, j.Failed)
 		}
 		if got := one(t, reg, "mfn_job_accuracy", gamma); got != acc {
@@ -130,7 +130,7 @@ func TestJobCollector(t *testing.T) {
 			if reason == "" {
 				outcome = "used"
 			}
-			if got := one(t, reg, "mfn_job_round_updates_total", map[string]string{"job": "gamma", "outcome": outcome, "reason": reason}); got != want {
+			if got := one(t, reg, "mfn_job_round_updates_total", map[string]string{"job_id": "gamma", "outcome": outcome, "reason": reason}); got != want {
 				t.Fatalf("scrape %d: updates %s/%s %v, want %v", scrape, outcome, reason, got, want)
 			}
 		}
@@ -142,14 +142,14 @@ func TestJobCollector(t *testing.T) {
 		rej := 0.0
 		for _, r := range rejectReasons {
 			if r != reasonRoundFailed {
-				rej += one(t, reg, "mfn_job_round_updates_total", map[string]string{"job": "gamma", "outcome": "rejected", "reason": r})
+				rej += one(t, reg, "mfn_job_round_updates_total", map[string]string{"job_id": "gamma", "outcome": "rejected", "reason": r})
 			}
 		}
 		if int(rej) != r1.Result.Rejected {
 			t.Fatalf("scrape %d: rejected over closed rounds %v, round report says %d", scrape, rej, r1.Result.Rejected)
 		}
 		for from, want := range map[string]float64{"open": closed.Sub(opened).Seconds(), "last_update": closed.Sub(lastUpdate).Seconds()} {
-			h := series(t, reg, "mfn_job_round_close_seconds", map[string]string{"job": "gamma", "from": from})
+			h := series(t, reg, "mfn_job_round_close_seconds", map[string]string{"job_id": "gamma", "from": from})
 			if len(h) != 1 || h[0].count != 1 || h[0].sum != want {
 				t.Fatalf("scrape %d: close latency from %s: %v, want one sample of %v s", scrape, from, h, want)
 			}
@@ -160,13 +160,13 @@ func TestJobCollector(t *testing.T) {
 			}
 		}
 		// alpha's round 1: 2 used, 1 rejected with a reason no rule writes.
-		if got := one(t, reg, "mfn_job_round_updates_total", map[string]string{"job": "alpha", "outcome": "rejected", "reason": reasonOther}); got != 1 {
+		if got := one(t, reg, "mfn_job_round_updates_total", map[string]string{"job_id": "alpha", "outcome": "rejected", "reason": reasonOther}); got != 1 {
 			t.Fatalf("scrape %d: alpha other %v, want 1", scrape, got)
 		}
-		if got := one(t, reg, "mfn_job_running", map[string]string{"job": "beta"}); got != 0 {
+		if got := one(t, reg, "mfn_job_running", map[string]string{"job_id": "beta"}); got != 0 {
 			t.Fatalf("scrape %d: stopped beta running %v", scrape, got)
 		}
-		if len(series(t, reg, "mfn_job_accuracy", map[string]string{"job": "alpha"})) != 0 {
+		if len(series(t, reg, "mfn_job_accuracy", map[string]string{"job_id": "alpha"})) != 0 {
 			t.Fatal("alpha was not evaluated but exports an accuracy")
 		}
 	}
@@ -184,11 +184,11 @@ func TestJobCollector(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"alpha", "beta"} {
-		if n := len(series(t, reg, "mfn_job_round", map[string]string{"job": id})); n != 0 {
+		if n := len(series(t, reg, "mfn_job_round", map[string]string{"job_id": id})); n != 0 {
 			t.Fatalf("job %s ended: %d mfn_job_round series left", id, n)
 		}
 	}
-	if got := one(t, reg, "mfn_job_round", map[string]string{"job": "gamma"}); got != 3 {
+	if got := one(t, reg, "mfn_job_round", map[string]string{"job_id": "gamma"}); got != 3 {
 		t.Fatalf("gamma round %v after the deletions", got)
 	}
 }
@@ -212,7 +212,7 @@ func TestJobCollectorBoundsJobs(t *testing.T) {
 	}
 	// The oldest three are the ones left out.
 	for i := range 3 {
-		if len(series(t, reg, "mfn_job_round", map[string]string{"job": "j" + time.Duration(i).String()})) != 0 {
+		if len(series(t, reg, "mfn_job_round", map[string]string{"job_id": "j" + time.Duration(i).String()})) != 0 {
 			t.Fatalf("oldest job %d exported", i)
 		}
 	}
