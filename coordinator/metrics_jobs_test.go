@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
@@ -246,6 +247,85 @@ func TestRejectReasonOf(t *testing.T) {
 	} {
 		if got := rejectReasonOf(reason); got != want {
 			t.Errorf("%q → %s, want %s", reason, got, want)
+		}
+	}
+}
+
+// evalFirst scores a model by its first parameter, so every round's
+// accuracy differs.
+type evalFirst struct{}
+
+func (evalFirst) Evaluate(_ string, model []float64) (float64, bool, error) {
+	return 1 / (1 + math.Abs(model[0])), true, nil
+}
+
+// TestJobMetricsCluster drives a 3-member cluster through two krum rounds
+// with a Byzantine node and checks every member's mfn_job_* series
+// against the rounds' reports.
+func TestJobMetricsCluster(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{evaluator: evalFirst{}})
+	nodes := newTestNodes(t, 5, 3)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	const dim = 4
+	spec := testSpec("krumjob", dim, 5, 5)
+	spec.Rule, spec.Rounds = RuleSpec{Name: "krum", F: 1}, 2
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	var rounds []Round
+	for n := uint64(1); n <= 2; n++ {
+		r := tc.waitRound(li, "krumjob", n, RoundOpen)
+		for i, nd := range nodes {
+			u := testUpdate(0, dim)
+			u[0] += float64(i) * 0.01
+			if i == 4 {
+				u[0] = 1e6 // Byzantine: far from the others, krum leaves it out
+			}
+			if _, err := l.Submit(ctx, nd.pub(), nd.seal(t, tc.keys, "krumjob", n, r.BaseHash, u, 1)); err != nil {
+				t.Fatalf("round %d node %s: %v", n, nd.id, err)
+			}
+		}
+		r = tc.waitRound(li, "krumjob", n, RoundClosed, RoundFailed)
+		if r.State != RoundClosed || r.Result.Accuracy == nil {
+			t.Fatalf("round %d %s (%s), result %+v", n, r.State, r.FailReason, r.Result)
+		}
+		rounds = append(rounds, r)
+	}
+	tc.waitApplied()
+	var used, rejected int
+	var open float64
+	for _, r := range rounds {
+		used, rejected = used+r.Result.Used, rejected+r.Result.Rejected
+		open += r.EndedAt.Sub(r.OpenedAt).Seconds()
+	}
+	if rejected != 8 || used != 2 {
+		t.Fatalf("krum used %d rejected %d over two rounds of 5, want 2 and 8", used, rejected)
+	}
+	for i, c := range tc.members {
+		reg := c.cfg.Registry.(*prometheus.Registry)
+		job := map[string]string{"job_id": "krumjob"}
+		if got := one(t, reg, "mfn_job_rounds_total", map[string]string{"job_id": "krumjob", "outcome": "closed"}); got != float64(len(rounds)) {
+			t.Errorf("member %d: closed rounds %v, want %d", i, got, len(rounds))
+		}
+		if got := one(t, reg, "mfn_job_round_updates_total", map[string]string{"job_id": "krumjob", "outcome": "used"}); got != float64(used) {
+			t.Errorf("member %d: used %v, want %d", i, got, used)
+		}
+		if got := one(t, reg, "mfn_job_round_updates_total", map[string]string{"job_id": "krumjob", "outcome": "rejected", "reason": reasonNotSelected}); got != float64(rejected) {
+			t.Errorf("member %d: rejected (not selected) %v, want the reports' %d", i, got, rejected)
+		}
+		if got, want := one(t, reg, "mfn_job_accuracy", job), *rounds[1].Result.Accuracy; got != want {
+			t.Errorf("member %d: accuracy %v, want round 2's %v", i, got, want)
+		}
+		if got := one(t, reg, "mfn_job_running", job); got != 0 {
+			t.Errorf("member %d: completed job running %v", i, got)
+		}
+		h := series(t, reg, "mfn_job_round_close_seconds", map[string]string{"job_id": "krumjob", "from": "open"})
+		if len(h) != 1 || h[0].count != 2 || math.Abs(h[0].sum-open) > 1e-9 {
+			t.Errorf("member %d: close latency from open %+v, want 2 rounds summing to %v s", i, h, open)
 		}
 	}
 }
