@@ -3,12 +3,9 @@
 #
 #   deploy/check.sh            # from the repository root or from deploy/
 #   MFN=/path/to/mfn deploy/check.sh   # use an existing binary
-#   deploy/check.sh --live     # also start the Kubernetes ConfigMap settings
-#                              # as a 3-member cluster on 127.0.0.1, enrol two
-#                              # nodes with compose/enroll.sh and wait for a round
 #
 # Checks: every flag used in compose.yaml, kubernetes/*.yaml (args, ConfigMap
-# TOML keys, MFN_* environment variables) and compose/*.sh is listed by
+# TOML keys, MFN_* environment variables) is listed by
 # "mfn <command> --help"; every PromQL expression in
 # grafana/mfn-coordinator.json names registered metrics and declared labels
 # only; JSON and YAML files parse; shell scripts
@@ -44,9 +41,10 @@ check() { # check "sub command" source flag...
 }
 n=0
 
-# compose.yaml: "- --flag" lines, by service (c* coordinators, n* nodes).
+# compose.yaml: the flags of each service's "command: [...]" (c* coordinators,
+# n* nodes); the kits' config files are checked by the provision tests.
 awk '/^  [a-z0-9-]+:$/ { svc = $1; sub(":", "", svc) }
-     /^ +- --[a-z]/ { f = $2; sub("^--", "", f); sub("=.*", "", f); print svc, f }' \
+     /^ +command: \[/ { n = split($0, w, /[][, ]+/); for (i = 1; i <= n; i++) if (w[i] ~ /^--[a-z]/) { f = w[i]; sub("^--", "", f); print svc, f } }' \
 	"$DEPLOY/compose.yaml" > "$TMP/compose.flags"
 check coordinator compose.yaml $(awk '$1 ~ /^c[0-9]/ { print $2 }' "$TMP/compose.flags")
 check node compose.yaml $(awk '$1 ~ /^n[0-9]/ { print $2 }' "$TMP/compose.flags")
@@ -61,24 +59,6 @@ check coordinator "coordinator-statefulset.yaml (env)" \
 	$(sed -n 's/^ *- name: MFN_\([A-Z0-9_]*\)$/\1/p' "$K/coordinator-statefulset.yaml" | tr 'A-Z_' 'a-z-')
 check node node-deployment.yaml $(flags_in "$K/node-deployment.yaml")
 
-# Shell scripts: each "/mfn <words> --flags" command (continuation lines joined).
-for s in "$DEPLOY"/compose/*.sh; do
-	awk '{ if (sub(/\\$/, "")) { buf = buf $0; next } print buf $0; buf = "" }' "$s" |
-		grep -E '/mfn [a-z]' | sed 's/.*\/mfn //; s/ *|| .*//; s/ *>.*//' > "$TMP/cmds"
-	while IFS= read -r line; do
-		words= flags=
-		for w in $line; do
-			case $w in
-			--*) flags="$flags ${w#--}" ;;
-			\"*|\$*) ;;
-			*) [ -z "$flags" ] && words="$words $w" ;;
-			esac
-		done
-		flags=$(echo "$flags" | tr ' ' '\n' | sed 's/=.*//' | grep . || true)
-		# shellcheck disable=SC2086
-		check "${words# }" "compose/$(basename "$s")" $flags
-	done < "$TMP/cmds"
-done
 [ "$fail" = 0 ] && ok "$n flag uses match 'mfn <command> --help'"
 
 # Every PromQL expression of the dashboard (panel targets, template
@@ -176,7 +156,8 @@ PY
 else
 	echo "skip: PyYAML not installed, YAML not parsed"
 fi
-for s in "$DEPLOY"/compose/*.sh "$DEPLOY"/check.sh; do sh -n "$s" || bad "shell syntax: $s"; done
+sh -n "$DEPLOY/check.sh" || bad "shell syntax: check.sh"
+for s in "$ROOT"/scripts/*.sh; do bash -n "$s" || bad "shell syntax: $s"; done
 ok "shell scripts parse"
 if command -v kubectl > /dev/null; then
 	if kubectl kustomize "$K" > "$TMP/k8s.yaml"; then
@@ -186,10 +167,6 @@ if command -v kubectl > /dev/null; then
 	fi
 else
 	echo "skip: kubectl not installed"
-fi
-
-if [ "${1:-}" = "--live" ]; then
-	"$DEPLOY/live-check.sh" "$MFN" || bad "live check"
 fi
 
 if [ "$fail" != 0 ]; then
