@@ -329,3 +329,40 @@ func TestJobMetricsCluster(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJobCollectorScrape measures one scrape of the per-job metrics
+// with 100 running jobs of 100 ended rounds of 10 updates each, after the
+// first scrape has tallied the ended rounds (the steady state).
+func BenchmarkJobCollectorScrape(b *testing.B) {
+	k := newTestKeys(b, 1, 7)
+	f, err := newFSM(k.origin, k.verifier, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	acc := 0.5
+	for j := range 100 {
+		id := "job" + time.Duration(j).String()
+		js := &jobState{Job: Job{Spec: testSpec(id, 4, 1, 10), State: JobRunning, CreatedAt: t0.Add(time.Duration(j)), Rounds: 100, Completed: 100}}
+		for n := range 100 {
+			r := &Round{Job: id, Number: uint64(n + 1), State: RoundClosed, OpenedAt: t0, EndedAt: t0.Add(time.Duration(n+1) * time.Second),
+				Result: &RoundResult{Accuracy: &acc}}
+			for u := range 10 {
+				r.Updates = append(r.Updates, Update{Node: "n", Used: u%3 == 0, Reason: "not selected by krum", AcceptedAt: t0})
+			}
+			js.Rounds = append(js.Rounds, r)
+		}
+		f.jobs[id] = js
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newJobCollector(f))
+	if _, err := reg.Gather(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
