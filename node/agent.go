@@ -162,7 +162,7 @@ func (a *Agent) PrepareData(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	data, cached, err := loadData(ctx, a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
+	data, cached, err := loadData(WithSimObserver(ctx, a.metrics.sim.observe), a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
 	if err != nil {
 		return fmt.Errorf("node: local data: %w", err)
 	}

@@ -99,7 +99,7 @@ func SimulateSite(ctx context.Context, d DataConfig, progress func(done, total i
 	}
 	report(0)
 	g, s := d.grid()
-	tcfg := learn.RegimeTaskConfig{GridSize: g, Steps: s, Workers: d.Workers}
+	tcfg := learn.RegimeTaskConfig{GridSize: g, Steps: s, Workers: d.Workers, Observe: simObserver(ctx)}
 	out := &learn.Dataset{Dim: sim.NumFeatures, Classes: NumRegimes}
 	for lo := 0; lo < len(labels); lo += simChunk {
 		hi := min(lo+simChunk, len(labels))

@@ -254,6 +254,7 @@ type server struct {
 	sims    *simSlots
 	// simulate runs one simulation (sim.SimulateContext; tests replace it).
 	simulate func(ctx context.Context, cfg sim.Config) (*sim.Result, error)
+	simStats *simStats // statistics of the runs /v1/simulate computed
 	sampler  *logSampler
 	subs     *subscriberSlots
 	openapi  []byte // the OpenAPI document (openapi.go)
@@ -282,6 +283,9 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	var err error
 	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {
+		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if s.simStats, err = newSimStats(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)
 	}
 	if s.openapi, err = buildOpenAPI(s.routes(nil), rateClass); err != nil {
