@@ -159,6 +159,9 @@ func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string)
 			fed.FlipLabel = func(y int) int { return aggregate.FlipLabel(y, classes) }
 		}
 	}
+	if cell.DP != "" {
+		return runDPCell(ctx, c, fed, cell, rec, start, fail)
+	}
 	res, err := learn.RunFederation(ctx, fed)
 	if err != nil {
 		if ctx.Err() != nil {
