@@ -517,12 +517,13 @@ func writeDPSummary(w io.Writer, recs []Record) error {
 	for _, spec := range order {
 		s := by[spec]
 		d := s.first
-		eps, eps1 := "-", "-"
+		eps, eps1, clipped := "-", "-", "-"
 		if d.NoiseMultiplier > 0 {
 			eps, eps1 = fmt.Sprintf("%.3f", d.Epsilon), fmt.Sprintf("%.3f", d.EpsilonQ1)
+			clipped = fmt.Sprintf("%.1f%%", 100*s.clip/s.cells)
 		}
-		fmt.Fprintf(tw, "%s\t%g\t%g\t%g\t%.4f\t%s\t%s\t%.1f\t%.1f%%\t\n", spec, d.SampleRate, d.Clip, d.Delta, d.NoiseMultiplier,
-			eps, eps1, s.parts/s.cells, 100*s.clip/s.cells)
+		fmt.Fprintf(tw, "%s\t%g\t%g\t%g\t%.4f\t%s\t%s\t%.1f\t%s\t\n", spec, d.SampleRate, d.Clip, d.Delta, d.NoiseMultiplier,
+			eps, eps1, s.parts/s.cells, clipped)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
