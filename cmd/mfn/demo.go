@@ -16,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/internal/e2e"
+	"github.com/mfn/mfn/privacy"
 )
 
 func init() { registerCommand(newDemoCmd) }
@@ -56,6 +58,7 @@ const demoExample = `  mfn demo
   mfn demo --no-chaos --rounds 10
   mfn demo --attack gaussian --rule fedavg         # watch a non-robust rule suffer
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
+  mfn demo --dp-epsilon 8                          # local DP at every node; prints the ε spent
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
   mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
   mfn demo --otlp-endpoint http://127.0.0.1:4318   # send the spans to Jaeger or any OTLP/HTTP collector`
@@ -69,6 +72,7 @@ type demoFlags struct {
 	samples, hidden          int
 	deadline, timeout        time.Duration
 	trace                    traceFlags
+	dpEpsilon                float64
 }
 
 func newDemoCmd(env *cmdEnv) *cobra.Command {
@@ -98,6 +102,7 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.hidden, "hidden", d.Hidden, "hidden units of the MLP (0: softmax regression)")
 	fl.DurationVar(&f.deadline, "round-deadline", 10*time.Second, "soft deadline of each round (rounds close early once every node submitted)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up if the job has not finished after this long")
+	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with local differential privacy: target ε over --rounds (clip 0.5, δ 1e-5; 0: no DP)")
 	return c
 }
 
@@ -132,6 +137,16 @@ func (f *demoFlags) options() (e2e.Options, error) {
 	probe.Nodes, probe.Byzantine, probe.Rule, probe.Attack = f.nodes, f.byzantine, f.rule, f.attack
 	if err := probe.Validate(); err != nil {
 		return o, usagef("--rule %q with --nodes %d and --byzantine %d: %v", f.rule, f.nodes, f.byzantine, err)
+	}
+	if f.dpEpsilon != 0 {
+		dp := &privacy.Config{Mode: privacy.ModeLocal, Clip: 0.5, TargetEpsilon: f.dpEpsilon, Delta: 1e-5}
+		if err := dp.Validate(); err != nil {
+			return o, usagef("--dp-epsilon %v: %v", f.dpEpsilon, err)
+		}
+		if _, err := privacy.NoiseMultiplier(f.dpEpsilon, 1, f.rounds, dp.Delta); err != nil {
+			return o, usagef("--dp-epsilon %v over --rounds %d: %v", f.dpEpsilon, f.rounds, err)
+		}
+		o.DP = dp
 	}
 	if f.keep != "" {
 		entries, err := os.ReadDir(f.keep)
@@ -265,6 +280,9 @@ func printDemoSummary(w io.Writer, s *e2e.Summary) {
 		fmt.Fprintf(w, "  leader changes          %d      (killed %s; new leader after %.1fs)\n", s.LeaderChanges, s.KilledLeader, s.FailoverSecs)
 	} else {
 		fmt.Fprintf(w, "  leader changes          %d\n", s.LeaderChanges)
+	}
+	if s.Privacy != nil {
+		fmt.Fprint(w, privacyLine(coordinator.Job{Privacy: s.Privacy}))
 	}
 	fmt.Fprintf(w, "  acknowledged updates    %d\n", s.AcknowledgedUpdates)
 	fmt.Fprintf(w, "  updates in audit log    %d      (lost %d, duplicated %d)\n", s.UpdatesInLog, s.LostUpdates, s.DuplicateUpdates)

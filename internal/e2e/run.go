@@ -23,6 +23,7 @@ import (
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/node"
+	"github.com/mfn/mfn/privacy"
 )
 
 // JobID is the id of the federation's training job.
@@ -81,6 +82,9 @@ type Options struct {
 	// (service telemetry.ServiceCoordinator or ServiceNode, and its id);
 	// nil means no tracing.
 	Tracing func(service, id string) trace.TracerProvider
+	// DP, when set, is the job's dp block (docs/PRIVACY.md); the summary
+	// then reports the job's privacy with the ε spent.
+	DP *privacy.Config
 }
 
 // DefaultOptions is the demo: 3 coordinators, 10 nodes of which 2 run
@@ -177,6 +181,8 @@ type Summary struct {
 	AuditDir       string  `json:"audit_dir,omitempty"`
 	LogVerifierKey string  `json:"log_verifier_key,omitempty"`
 	ChanceAccuracy float64 `json:"chance_accuracy"`
+	// Privacy is the DP job's privacy (ε spent) when Options.DP is set.
+	Privacy *coordinator.JobPrivacy `json:"privacy,omitempty"`
 }
 
 // Run starts the coordinator cluster and the nodes, runs the job to its
@@ -357,7 +363,7 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		Rule:   coordinator.RuleSpec{Name: o.Rule, F: o.Byzantine, Seed: o.Seed},
 		Rounds: o.Rounds, MinUpdates: max(1, o.Nodes-o.Nodes/3), MaxUpdates: o.Nodes,
 		RoundDeadline: coordinator.Duration(o.RoundDeadline), HardDeadline: coordinator.Duration(6 * o.RoundDeadline),
-		OnFailure: coordinator.OnFailureContinue, InitialModel: initial,
+		OnFailure: coordinator.OnFailureContinue, InitialModel: initial, DP: o.DP,
 	}
 	if spec.MinUpdates <= 2*o.Byzantine {
 		spec.MinUpdates = min(o.Nodes, 2*o.Byzantine+1)
@@ -417,6 +423,9 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		if acc, ok, err := eval.Evaluate(node.TaskMFNRegime, m.Params); err == nil && ok {
 			sum.FinalAccuracy = acc
 		}
+	}
+	if j, err := reader.coord.GetJob(JobID); err == nil {
+		sum.Privacy = j.Privacy
 	}
 	sum.FedAvgReferenceAccuracy = math.NaN()
 	if o.Reference {
