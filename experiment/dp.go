@@ -535,3 +535,17 @@ func writeDPSummary(w io.Writer, recs []Record) error {
 	}
 	return nil
 }
+
+// ruleF is the Byzantine count the cell's rule is built for. With
+// sampling (a DP cell at q < 1) a round holds Binomial(f, q) Byzantine
+// nodes, which the server cannot tell apart: the rule is built for the
+// upper bound ⌈q·f + 2·√(q·(1−q)·f)⌉ (about the 97.7th percentile), at most
+// f. Otherwise it is f.
+func (c Config) ruleF(cell Cell) int {
+	q := c.sampleRate()
+	if cell.DP == "" || q >= 1 || cell.F == 0 {
+		return cell.F
+	}
+	f := float64(cell.F)
+	return min(cell.F, int(math.Ceil(q*f+2*math.Sqrt(q*(1-q)*f))))
+}

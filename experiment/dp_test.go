@@ -299,3 +299,42 @@ func TestDPValidate(t *testing.T) {
 		t.Errorf("valid DP config: %v", err)
 	}
 }
+
+// TestRuleFUnderSampling: with sampling the rule is built for a high
+// quantile of the sampled Byzantine count, never more than f and never
+// below its mean; without DP or at q = 1 it is f.
+func TestRuleFUnderSampling(t *testing.T) {
+	c := dpConfig()
+	if got := c.ruleF(Cell{F: 166}); got != 166 {
+		t.Errorf("no DP: %d, want 166", got)
+	}
+	c.SampleRate = 1
+	if got := c.ruleF(Cell{F: 5, DP: "central:8"}); got != 5 {
+		t.Errorf("q=1: %d, want 5", got)
+	}
+	c.SampleRate = 0.05
+	got := c.ruleF(Cell{F: 166, DP: "central:8"})
+	if got < 9 || got > 20 {
+		t.Errorf("q=0.05, f=166: %d, want a bound a little above the mean 8.3", got)
+	}
+	// Simulated: the bound covers the sampled count in most rounds.
+	r := rand.New(rand.NewPCG(5, 5))
+	over := 0
+	for k := 0; k < 2000; k++ {
+		n := 0
+		for i := 0; i < 166; i++ {
+			if r.Float64() < 0.05 {
+				n++
+			}
+		}
+		if n > got {
+			over++
+		}
+	}
+	if over > 100 {
+		t.Errorf("bound %d exceeded in %d of 2000 rounds", got, over)
+	}
+	if got := c.ruleF(Cell{F: 2, DP: "local:8"}); got < 1 || got > 2 {
+		t.Errorf("q=0.05, f=2: %d, want 1 or 2", got)
+	}
+}
