@@ -16,8 +16,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/internal/e2e"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/privacy"
 )
 
 func init() { registerCommand(newDemoCmd) }
@@ -69,6 +71,7 @@ const demoExample = `  mfn demo
   mfn demo --no-chaos --rounds 10
   mfn demo --attack gaussian --rule fedavg         # watch a non-robust rule suffer
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
+  mfn demo --dp-epsilon 8                          # local DP at every node; prints the ε spent
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
   mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
   mfn demo --otlp-endpoint http://127.0.0.1:4318   # send the spans to Jaeger or any OTLP/HTTP collector
@@ -89,6 +92,7 @@ type demoFlags struct {
 	featureColumns, classes                       []string
 	dropInvalid                                   bool
 	testFraction                                  float64
+	dpEpsilon                                     float64
 }
 
 func newDemoCmd(env *cmdEnv) *cobra.Command {
@@ -127,6 +131,7 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.model, "model", "", "model for --data: softmax, mlp:H1,H2,... or cnn:mnist (default: mlp:--hidden, softmax if 0)")
 	fl.Float64Var(&f.testFraction, "test-fraction", 0.2, "fraction of --data kept by the cluster as the test part (0 to 1, exclusive)")
 	fl.StringVar(&f.modelOut, "model-out", "", "with --data: write the final global model to this file (mfn-model/1, for mfn predict)")
+	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with local differential privacy: target ε over --rounds (clip 0.5, δ 1e-5; 0: no DP)")
 	return c
 }
 
@@ -181,6 +186,16 @@ func (f *demoFlags) options() (e2e.Options, error) {
 		o.Partition, o.Model, o.TestFraction, o.ModelOut = f.partition, f.model, f.testFraction, f.modelOut
 	} else if f.model != "" || f.modelOut != "" {
 		return o, usagef("--model and --model-out need --data (the simulated task's model is set by --hidden)")
+	}
+	if f.dpEpsilon != 0 {
+		dp := &privacy.Config{Mode: privacy.ModeLocal, Clip: 0.5, TargetEpsilon: f.dpEpsilon, Delta: 1e-5}
+		if err := dp.Validate(); err != nil {
+			return o, usagef("--dp-epsilon %v: %v", f.dpEpsilon, err)
+		}
+		if _, err := privacy.NoiseMultiplier(f.dpEpsilon, 1, f.rounds, dp.Delta); err != nil {
+			return o, usagef("--dp-epsilon %v over --rounds %d: %v", f.dpEpsilon, f.rounds, err)
+		}
+		o.DP = dp
 	}
 	if f.keep != "" {
 		entries, err := os.ReadDir(f.keep)
@@ -325,6 +340,9 @@ func printDemoSummary(w io.Writer, s *e2e.Summary) {
 		fmt.Fprintf(w, "  leader changes          %d      (killed %s; new leader after %.1fs)\n", s.LeaderChanges, s.KilledLeader, s.FailoverSecs)
 	} else {
 		fmt.Fprintf(w, "  leader changes          %d\n", s.LeaderChanges)
+	}
+	if s.Privacy != nil {
+		fmt.Fprint(w, privacyLine(coordinator.Job{Privacy: s.Privacy}))
 	}
 	fmt.Fprintf(w, "  acknowledged updates    %d\n", s.AcknowledgedUpdates)
 	fmt.Fprintf(w, "  updates in audit log    %d      (lost %d, duplicated %d)\n", s.UpdatesInLog, s.LostUpdates, s.DuplicateUpdates)

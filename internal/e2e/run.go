@@ -23,6 +23,7 @@ import (
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/node"
+	"github.com/mfn/mfn/privacy"
 )
 
 // JobID is the id of the federation's training job.
@@ -104,6 +105,9 @@ type Options struct {
 	// ModelOut, when set with Data, receives the final global model as an
 	// mfn-model/1 file (usable with mfn predict).
 	ModelOut string
+	// DP, when set, is the job's dp block (docs/PRIVACY.md); the summary
+	// then reports the job's privacy with the ε spent.
+	DP *privacy.Config
 }
 
 // DefaultOptions is the demo: 3 coordinators, 10 nodes of which 2 run
@@ -221,6 +225,8 @@ type Summary struct {
 	TestSamples                  int      `json:"test_samples,omitempty"`
 	CentralizedReferenceAccuracy *float64 `json:"centralized_reference_accuracy,omitempty"`
 	ModelFile                    string   `json:"model_file,omitempty"`
+	// Privacy is the DP job's privacy (ε spent) when Options.DP is set.
+	Privacy *coordinator.JobPrivacy `json:"privacy,omitempty"`
 }
 
 // Run starts the coordinator cluster and the nodes, runs the job to its
@@ -414,7 +420,7 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		Rule:   coordinator.RuleSpec{Name: o.Rule, F: o.Byzantine, Seed: o.Seed},
 		Rounds: o.Rounds, MinUpdates: max(1, o.Nodes-o.Nodes/3), MaxUpdates: o.Nodes,
 		RoundDeadline: coordinator.Duration(o.RoundDeadline), HardDeadline: coordinator.Duration(6 * o.RoundDeadline),
-		OnFailure: coordinator.OnFailureContinue, InitialModel: initial,
+		OnFailure: coordinator.OnFailureContinue, InitialModel: initial, DP: o.DP,
 	}
 	if spec.MinUpdates <= 2*o.Byzantine {
 		spec.MinUpdates = min(o.Nodes, 2*o.Byzantine+1)
@@ -480,6 +486,9 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 			}
 			sum.ModelFile = o.ModelOut
 		}
+	}
+	if j, err := reader.coord.GetJob(JobID); err == nil {
+		sum.Privacy = j.Privacy
 	}
 	sum.FedAvgReferenceAccuracy = math.NaN()
 	if o.Reference {
