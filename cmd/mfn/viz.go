@@ -31,7 +31,7 @@ with the 18 features (and, for a simulation, its configuration, metrics and
 Lyapunov estimate).
 
 --mode animation writes an animated GIF with one frame per step (or every
-k-th step with --every), the field drawn with one palette and one value
+k-th step with --every, always ending on the final step), the field drawn with one palette and one value
 range for the whole run and a colour bar labelled in mV.
 
 The output is written to a temporary file and renamed into place, so an

@@ -8,6 +8,7 @@ import (
 	"image/gif"
 	"image/png"
 	"math"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/plot/vg"
@@ -230,7 +231,7 @@ func TestAnimation(t *testing.T) {
 	h := blobHistory(10, 16)
 	for _, c := range []struct {
 		every, frames int
-	}{{0, 10}, {1, 10}, {3, 4}, {10, 1}, {50, 1}} {
+	}{{0, 10}, {1, 10}, {3, 4}, {4, 4}, {10, 2}, {50, 2}} {
 		var buf bytes.Buffer
 		o := AnimationOptions{Every: c.every}
 		if err := Animation(&buf, h, o); err != nil {
@@ -310,5 +311,47 @@ func TestAnimationTooLarge(t *testing.T) {
 	err := Animation(&bytes.Buffer{}, h, AnimationOptions{Scale: 400})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("err %v, want ErrTooLarge", err)
+	}
+}
+
+// TestAnimationEndsOnFinalStep: whatever Every, the last frame is the final
+// step's render, pixel for pixel the last frame of the full animation.
+func TestAnimationEndsOnFinalStep(t *testing.T) {
+	t.Parallel()
+	h := blobHistory(10, 16)
+	decode := func(every int) *gif.GIF {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := Animation(&buf, h, AnimationOptions{Every: every}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := gif.DecodeAll(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	full := decode(1)
+	final := full.Image[len(full.Image)-1]
+	if bytes.Equal(final.Pix, full.Image[len(full.Image)-2].Pix) {
+		t.Fatal("the blob history's last two steps render alike; the test cannot tell them apart")
+	}
+	for _, every := range []int{2, 4, 6, 9, 10, 50} {
+		g := decode(every)
+		last := g.Image[len(g.Image)-1]
+		if !bytes.Equal(last.Pix, final.Pix) {
+			t.Errorf("every %d: the last frame is not the final step", every)
+		}
+		if !bytes.Equal(g.Image[0].Pix, full.Image[0].Pix) {
+			t.Errorf("every %d: the first frame is not the first step", every)
+		}
+	}
+	for _, c := range []struct {
+		t, every int
+		want     []int
+	}{{10, 1, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, {10, 3, []int{0, 3, 6, 9}}, {10, 4, []int{0, 4, 8, 9}}, {1, 5, []int{0}}, {10, 20, []int{0, 9}}} {
+		if got := animationSteps(c.t, c.every); !slices.Equal(got, c.want) {
+			t.Errorf("animationSteps(%d, %d) = %v, want %v", c.t, c.every, got, c.want)
+		}
 	}
 }
