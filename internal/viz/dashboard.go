@@ -99,7 +99,7 @@ func renderDashboard(h History, s Summary, o DashboardOptions) (*vgimg.Canvas, [
 	glo, ghi := widen(0, gmax)
 	gradMap.SetMin(glo)
 	gradMap.SetMax(ghi)
-	p[1][0] = heatPlot(fmt.Sprintf("|∇V| at step %d (max %.3g mV/cell)", last+1, gmax), grad, h.N, gradMap.Palette(255), glo, ghi)
+	p[1][0] = heatPlot(gradientTitle(last+1, gmax), grad, h.N, gradMap.Palette(255), glo, ghi)
 
 	final := h.Frame(last)
 	pattern := make([]float64, len(final))
@@ -147,6 +147,12 @@ func renderDashboard(h History, s Summary, o DashboardOptions) (*vgimg.Canvas, [
 	barArea := draw.Crop(dc, width-colorBarWidth, -vg.Millimeter*2, height*2/3+vg.Millimeter*8, -vg.Millimeter*6)
 	bar.Draw(barArea)
 	return img, data, nil
+}
+
+// gradientTitle is the gradient panel's title. It is written in words: the
+// plot font (Liberation Sans) has no ∇, which would be drawn as a box.
+func gradientTitle(step int, maxMVPerCell float64) string {
+	return fmt.Sprintf("Gradient magnitude of V at step %d (max %.3g mV/cell)", step, maxMVPerCell)
 }
 
 // scaled returns v multiplied by k in a new slice.

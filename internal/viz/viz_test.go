@@ -11,6 +11,9 @@ import (
 	"slices"
 	"testing"
 
+	"golang.org/x/image/font/sfnt"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
@@ -353,5 +356,49 @@ func TestAnimationEndsOnFinalStep(t *testing.T) {
 		if got := animationSteps(c.t, c.every); !slices.Equal(got, c.want) {
 			t.Errorf("animationSteps(%d, %d) = %v, want %v", c.t, c.every, got, c.want)
 		}
+	}
+}
+
+// missingGlyphs returns the runes of s that fnt cannot draw (glyph index
+// 0, the "missing glyph" box).
+func missingGlyphs(t *testing.T, fnt font.Font, s string) []rune {
+	t.Helper()
+	face := font.DefaultCache.Lookup(fnt, fnt.Size)
+	if face.Face == nil {
+		t.Fatalf("no face for the font %v", fnt)
+	}
+	var buf sfnt.Buffer
+	var missing []rune
+	for _, r := range s {
+		if r == ' ' {
+			continue
+		}
+		i, err := face.Face.GlyphIndex(&buf, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+func TestDashboardTitlesHaveGlyphs(t *testing.T) {
+	t.Parallel()
+	titleFont := plot.New().Title.TextStyle.Font
+	// The check can fail: the font has no ∇ (the old title was "|∇V| …").
+	if m := missingGlyphs(t, titleFont, "|∇V|"); !slices.Equal(m, []rune{'∇'}) {
+		t.Fatalf("missing glyphs of |∇V| = %q, want [∇]", m)
+	}
+	for _, title := range []string{gradientTitle(200, 1.25e-3), gradientTitle(1, 0), "± std"} {
+		if m := missingGlyphs(t, titleFont, title); len(m) > 0 {
+			t.Errorf("%q has runes the font cannot draw: %q", title, m)
+		}
+	}
+	// The statistics panel's monospaced lines.
+	mono := font.Font{Typeface: "Liberation", Variant: "Mono", Size: 11}
+	if m := missingGlyphs(t, mono, "θ=0.75 σ²=0.001"); len(m) > 0 {
+		t.Errorf("the statistics font cannot draw %q", m)
 	}
 }
