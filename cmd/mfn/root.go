@@ -13,6 +13,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/mfn/mfn/learn"
 )
 
 // Exit codes shared by every command.
@@ -23,7 +25,9 @@ const (
 )
 
 // usageError marks an error caused by the user's input (a flag out of range,
-// a malformed argument). run maps it to exit code 2.
+// a malformed argument). run maps it to exit code 2, as it does a missing
+// data set (learn.ErrNotInstalled: the user has to provide it, e.g. with
+// --data-dir).
 type usageError struct{ err error }
 
 func (e *usageError) Error() string { return e.err.Error() }
@@ -115,7 +119,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	var ue *usageError
-	usage := errors.As(err, &ue) || isCobraUsageError(err)
+	usage := errors.As(err, &ue) || isCobraUsageError(err) || errors.Is(err, learn.ErrNotInstalled)
 	msg := err.Error()
 	if usage && cmd != nil {
 		msg = nameValueSources(cmd.Flags(), msg)
