@@ -223,8 +223,8 @@ func nameValueSources(fs *pflag.FlagSet, msg string) string {
 		}
 		name, where, raw := "--"+f.Name, src[1], src[2]
 		replaced := false
-		for _, v := range []string{f.Value.String(), raw} {
-			for _, sep := range []string{" ", "="} {
+		for _, v := range []string{f.Value.String(), raw, strconv.Quote(raw)} {
+			for _, sep := range []string{" ", "=", ": "} {
 				var ok bool
 				msg, ok = replaceToken(msg, name+sep+v, where+" ("+name+")")
 				replaced = replaced || ok

@@ -31,6 +31,8 @@ func TestNameValueSources(t *testing.T) {
 		// The value as the flag prints it (0.3) and as it was written (0.30).
 		{"--alpha 0.3 out of range", "alpha = 0.3 in c.toml (--alpha) out of range"},
 		{"--alpha 0.30 out of range", "alpha = 0.3 in c.toml (--alpha) out of range"},
+		{`--alpha "0.30" is odd`, "alpha = 0.3 in c.toml (--alpha) is odd"},
+		{`--alpha: "0.30": not a number`, "alpha = 0.3 in c.toml (--alpha): not a number"},
 		// Typed flags are left alone.
 		{"--seed 5 is odd", "--seed 5 is odd"},
 	} {
