@@ -1,6 +1,7 @@
 package viz
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -53,10 +54,25 @@ func (o DashboardOptions) withDefaults() DashboardOptions {
 	return o
 }
 
+// MinDashboardPx is the smallest width and height Dashboard draws at the
+// default 96 DPI (at other DPIs the same size in inches). Below about 260
+// pixels of height the panels get a negative size and the rasteriser never
+// finishes, so smaller sizes are refused with ErrTooSmall.
+const MinDashboardPx = 300
+
+// ErrTooSmall is returned by Dashboard for a size below MinDashboardPx.
+var ErrTooSmall = errors.New("viz: dashboard too small")
+
 // Dashboard renders h and s as one PNG image (see the package
 // documentation for the layout) and writes it to w. It returns an error if
-// a panel cannot be built or w fails.
+// the size is below MinDashboardPx (wrapping ErrTooSmall), a panel cannot be
+// built or w fails.
 func Dashboard(w io.Writer, h History, s Summary, o DashboardOptions) error {
+	d := o.withDefaults()
+	if d.WidthPx*96 < MinDashboardPx*d.DPI || d.HeightPx*96 < MinDashboardPx*d.DPI {
+		return fmt.Errorf("%w: %d×%d pixels at %d DPI, want at least %d×%d at 96 DPI",
+			ErrTooSmall, d.WidthPx, d.HeightPx, d.DPI, MinDashboardPx, MinDashboardPx)
+	}
 	c, _, err := renderDashboard(h, s, o)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"image/gif"
 	"image/png"
+	"io"
 	"math"
 	"slices"
 	"testing"
@@ -400,5 +401,28 @@ func TestDashboardTitlesHaveGlyphs(t *testing.T) {
 	mono := font.Font{Typeface: "Liberation", Variant: "Mono", Size: 11}
 	if m := missingGlyphs(t, mono, "θ=0.75 σ²=0.001"); len(m) > 0 {
 		t.Errorf("the statistics font cannot draw %q", m)
+	}
+}
+
+// TestDashboardSmallest: the smallest allowed size renders (it used to hang
+// in the rasteriser at 300×250), and a smaller one is refused at once.
+func TestDashboardSmallest(t *testing.T) {
+	t.Parallel()
+	h := blobHistory(3, 8)
+	var buf bytes.Buffer
+	if err := Dashboard(&buf, h, Summary{}, DashboardOptions{WidthPx: MinDashboardPx, HeightPx: MinDashboardPx}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != MinDashboardPx || b.Dy() != MinDashboardPx {
+		t.Fatalf("image is %v", b)
+	}
+	for _, o := range []DashboardOptions{{WidthPx: 300, HeightPx: 250}, {WidthPx: 250, HeightPx: 300}, {WidthPx: 300, HeightPx: 300, DPI: 200}} {
+		if err := Dashboard(io.Discard, h, Summary{}, o); !errors.Is(err, ErrTooSmall) {
+			t.Errorf("%+v: err = %v, want ErrTooSmall", o, err)
+		}
 	}
 }
