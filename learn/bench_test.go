@@ -31,7 +31,7 @@ func BenchmarkTrainLocal(b *testing.B) {
 // mnist10k loads the first 10,000 MNIST training images, standardised, or
 // skips b when the GoMNIST module is not in the module cache.
 func mnist10k(b *testing.B) *Dataset {
-	dir, err := MNISTDir(context.Background())
+	dir, err := LocateMNIST(context.Background(), MNISTOptions{NoFetch: true})
 	if err != nil {
 		b.Skip(err)
 	}

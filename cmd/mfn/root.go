@@ -7,11 +7,14 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/mfn/mfn/learn"
 )
 
 // Exit codes shared by every command.
@@ -22,7 +25,9 @@ const (
 )
 
 // usageError marks an error caused by the user's input (a flag out of range,
-// a malformed argument). run maps it to exit code 2.
+// a malformed argument). run maps it to exit code 2, as it does a missing
+// data set (learn.ErrNotInstalled: the user has to provide it, e.g. with
+// --data-dir).
 type usageError struct{ err error }
 
 func (e *usageError) Error() string { return e.err.Error() }
@@ -72,7 +77,8 @@ accepted update in a tamper-evident audit log ("mfn audit verify").
 Every flag can also be set through the environment as MFN_<FLAG> (dashes
 become underscores, e.g. MFN_GRID_SIZE=128) or in a TOML file given with
 --config (keys are flag names, e.g. grid-size = 128). Explicit flags win over
-the environment, which wins over the config file.`
+the environment, which wins over the config file. An error about a value
+names where it came from (MFN_GRID_SIZE=3, or grid-size = 3 in mfn.toml).`
 
 // newRootCmd builds the command tree.
 func newRootCmd(env *cmdEnv) *cobra.Command {
@@ -108,13 +114,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	env := &cmdEnv{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(env)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mfn: %v\n", err)
 	var ue *usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	usage := errors.As(err, &ue) || isCobraUsageError(err) || errors.Is(err, learn.ErrNotInstalled)
+	msg := err.Error()
+	if usage && cmd != nil {
+		msg = nameValueSources(cmd.Flags(), msg)
+	}
+	fmt.Fprintf(stderr, "mfn: %s\n", msg)
+	if usage {
 		return exitUsage
 	}
 	return exitFailure
@@ -160,15 +171,17 @@ func applyEnvAndConfig(cmd *cobra.Command) error {
 				firstErr = usagef("environment %s=%q: %v", envName, v, err)
 				return
 			}
-			_ = cmd.Flags().SetAnnotation(f.Name, flagSourceAnnotation, []string{"environment"})
+			_ = cmd.Flags().SetAnnotation(f.Name, flagSourceAnnotation, []string{"environment", envName + "=" + v, v})
 			return
 		}
 		if v, ok := file[f.Name]; ok {
-			if err := cmd.Flags().Set(f.Name, configValue(v)); err != nil {
+			raw := configValue(v)
+			if err := cmd.Flags().Set(f.Name, raw); err != nil {
 				firstErr = usagef("--config %s: key %q: %v", path, f.Name, err)
 				return
 			}
-			_ = cmd.Flags().SetAnnotation(f.Name, flagSourceAnnotation, []string{"config"})
+			where := fmt.Sprintf("%s = %s in %s", f.Name, tomlValue(v), path)
+			_ = cmd.Flags().SetAnnotation(f.Name, flagSourceAnnotation, []string{"config", where, raw})
 		}
 	})
 	if firstErr != nil {
@@ -188,8 +201,88 @@ func applyEnvAndConfig(cmd *cobra.Command) error {
 }
 
 // flagSourceAnnotation marks a flag whose value came from the environment
-// or the config file rather than the command line.
+// or the config file rather than the command line. Its value is
+// [kind, where, raw]: kind is "environment" or "config", where says where
+// the value was found as a person would write it there
+// (`MFN_GRID_SIZE=3`, `grid-size = 3 in mfn.toml`), raw is the string the
+// flag was set to.
 const flagSourceAnnotation = "mfn_value_source"
+
+// nameValueSources rewrites a usage error message so that every flag whose
+// value came from the environment or the config file is named by where the
+// value was found: "--grid-size 3 out of range" becomes
+// "MFN_GRID_SIZE=3 (--grid-size) out of range", and a flag mentioned
+// without its value, "--steps: ...", becomes "--steps (from MFN_STEPS=9): ...".
+// Flags typed on the command line are left as they are. It works on the
+// message alone, so every command's errors get it without doing anything.
+func nameValueSources(fs *pflag.FlagSet, msg string) string {
+	fs.VisitAll(func(f *pflag.Flag) {
+		src := f.Annotations[flagSourceAnnotation]
+		if len(src) < 3 || !f.Changed {
+			return
+		}
+		name, where, raw := "--"+f.Name, src[1], src[2]
+		replaced := false
+		for _, v := range []string{f.Value.String(), raw, strconv.Quote(raw)} {
+			for _, sep := range []string{" ", "=", ": "} {
+				var ok bool
+				msg, ok = replaceToken(msg, name+sep+v, where+" ("+name+")")
+				replaced = replaced || ok
+			}
+		}
+		if !replaced {
+			msg, _ = replaceToken(msg, name, name+" (from "+where+")")
+		}
+	})
+	return msg
+}
+
+// replaceToken replaces every occurrence of tok in s that is not part of a
+// longer word (the next byte is not a letter, digit, '-', '_' or '.'), so
+// "--steps 1" does not match inside "--steps 10" nor "--seed" inside
+// "--seed-file". It reports whether it replaced anything.
+func replaceToken(s, tok, with string) (string, bool) {
+	var b strings.Builder
+	found := false
+	for {
+		i := strings.Index(s, tok)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), found
+		}
+		end := i + len(tok)
+		if end < len(s) && isWordByte(s[end]) {
+			b.WriteString(s[:end])
+			s = s[end:]
+			continue
+		}
+		b.WriteString(s[:i])
+		b.WriteString(with)
+		s = s[end:]
+		found = true
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// tomlValue renders a decoded TOML value as it would be written in the
+// file: strings quoted, arrays in brackets.
+func tomlValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = tomlValue(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	default:
+		return fmt.Sprint(x)
+	}
+}
 
 // onCommandLine reports whether the user typed flag name on the command
 // line (a value from MFN_<FLAG> or --config does not count). Commands use it

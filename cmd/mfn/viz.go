@@ -31,7 +31,7 @@ with the 18 features (and, for a simulation, its configuration, metrics and
 Lyapunov estimate).
 
 --mode animation writes an animated GIF with one frame per step (or every
-k-th step with --every), the field drawn with one palette and one value
+k-th step with --every, always ending on the final step), the field drawn with one palette and one value
 range for the whole run and a colour bar labelled in mV.
 
 The output is written to a temporary file and renamed into place, so an
@@ -63,7 +63,7 @@ func newVizCmd(env *cmdEnv) *cobra.Command {
 	fs.StringVar(&in, "in", "", "read the history from this .npy file instead of simulating")
 	fs.IntVar(&every, "every", 1, "animation: keep every k-th step, ≥ 1")
 	fs.IntVar(&width, "width", 1800, "dashboard width in pixels, in [300, 8000]")
-	fs.IntVar(&height, "height", 1500, "dashboard height in pixels, in [250, 8000]")
+	fs.IntVar(&height, "height", 1500, "dashboard height in pixels, in [300, 8000]")
 	sf := addSimFlags(fs)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		wantExt := map[string]string{"dashboard": ".png", "animation": ".gif"}[mode]
@@ -76,10 +76,10 @@ func newVizCmd(env *cmdEnv) *cobra.Command {
 			return usagef("--out %s: --mode %s writes a %s file", out, mode, wantExt)
 		case every < 1:
 			return usagef("--every %d: must be ≥ 1", every)
-		case width < 300 || width > 8000:
-			return usagef("--width %d: must be in [300, 8000]", width)
-		case height < 250 || height > 8000:
-			return usagef("--height %d: must be in [250, 8000]", height)
+		case width < viz.MinDashboardPx || width > 8000:
+			return usagef("--width %d: must be in [%d, 8000]", width, viz.MinDashboardPx)
+		case height < viz.MinDashboardPx || height > 8000:
+			return usagef("--height %d: must be in [%d, 8000]", height, viz.MinDashboardPx)
 		}
 		h, summary, err := vizInput(env.ctx, cmd.Flags(), sf, in)
 		if err != nil {

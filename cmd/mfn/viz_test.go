@@ -48,7 +48,7 @@ func TestVizAnimationFrames(t *testing.T) {
 	for _, c := range []struct {
 		every, frames string
 		want          int
-	}{{"1", "10", 10}, {"3", "10", 4}, {"20", "10", 1}} {
+	}{{"1", "10", 10}, {"3", "10", 4}, {"4", "10", 4}, {"20", "10", 2}} {
 		out := filepath.Join(dir, "evolution.gif")
 		code, _, stderr := runDatasetCLI(t, context.Background(), "viz", "--mode", "animation", "--grid-size", "16",
 			"--steps", c.frames, "--every", c.every, "--jitter", "--out", out)

@@ -26,7 +26,7 @@ const maxAnimationPixels = 512 << 20
 
 // AnimationOptions controls Animation. Zero values select the defaults.
 type AnimationOptions struct {
-	Every   int // keep every k-th step (1, the default, keeps all)
+	Every   int // keep every k-th step (1, the default, keeps all) and the final step
 	DelayCS int // delay between frames in 1/100 s; default 8
 	Scale   int // pixels per cell; default max(1, 256/N)
 }
@@ -44,10 +44,24 @@ const (
 )
 
 // AnimationFrames returns the number of frames Animation writes for h:
-// steps 1, 1+k, 1+2k, … up to T, that is ⌈T/k⌉.
+// steps 1, 1+k, 1+2k, … up to T, and the final step T when it is not one of
+// them, so the animation always ends on the final field.
 func AnimationFrames(h History, o AnimationOptions) int {
-	k := max(o.Every, 1)
-	return (h.T + k - 1) / k
+	return len(animationSteps(h.T, o.Every))
+}
+
+// animationSteps returns the 0-based steps Animation draws: 0, k, 2k, …
+// below t, then t−1 if it is not already the last of them.
+func animationSteps(t, every int) []int {
+	k := max(every, 1)
+	steps := make([]int, 0, (t+k-1)/k+1)
+	for s := 0; s < t; s += k {
+		steps = append(steps, s)
+	}
+	if t > 0 && steps[len(steps)-1] != t-1 {
+		steps = append(steps, t-1)
+	}
+	return steps
 }
 
 // animPalette is the fixed palette of every frame: white, black, then
@@ -74,7 +88,6 @@ func animPalette() color.Palette {
 // in every frame. It returns an error wrapping ErrTooLarge if the frames
 // would exceed the memory budget, or the writer's error.
 func Animation(w io.Writer, h History, o AnimationOptions) error {
-	k := max(o.Every, 1)
 	delay := o.DelayCS
 	if delay <= 0 {
 		delay = 8
@@ -115,7 +128,7 @@ func Animation(w io.Writer, h History, o AnimationOptions) error {
 	anim := &gif.GIF{
 		Config: image.Config{ColorModel: pal, Width: width, Height: height},
 	}
-	for t := 0; t < h.T; t += k {
+	for _, t := range animationSteps(h.T, o.Every) {
 		img := image.NewPaletted(tmpl.Rect, pal)
 		copy(img.Pix, tmpl.Pix)
 		frame := h.Frame(t)

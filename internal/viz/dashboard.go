@@ -1,6 +1,7 @@
 package viz
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -53,10 +54,25 @@ func (o DashboardOptions) withDefaults() DashboardOptions {
 	return o
 }
 
+// MinDashboardPx is the smallest width and height Dashboard draws at the
+// default 96 DPI (at other DPIs the same size in inches). Below about 260
+// pixels of height the panels get a negative size and the rasteriser never
+// finishes, so smaller sizes are refused with ErrTooSmall.
+const MinDashboardPx = 300
+
+// ErrTooSmall is returned by Dashboard for a size below MinDashboardPx.
+var ErrTooSmall = errors.New("viz: dashboard too small")
+
 // Dashboard renders h and s as one PNG image (see the package
 // documentation for the layout) and writes it to w. It returns an error if
-// a panel cannot be built or w fails.
+// the size is below MinDashboardPx (wrapping ErrTooSmall), a panel cannot be
+// built or w fails.
 func Dashboard(w io.Writer, h History, s Summary, o DashboardOptions) error {
+	d := o.withDefaults()
+	if d.WidthPx*96 < MinDashboardPx*d.DPI || d.HeightPx*96 < MinDashboardPx*d.DPI {
+		return fmt.Errorf("%w: %d×%d pixels at %d DPI, want at least %d×%d at 96 DPI",
+			ErrTooSmall, d.WidthPx, d.HeightPx, d.DPI, MinDashboardPx, MinDashboardPx)
+	}
 	c, _, err := renderDashboard(h, s, o)
 	if err != nil {
 		return err
@@ -99,7 +115,7 @@ func renderDashboard(h History, s Summary, o DashboardOptions) (*vgimg.Canvas, [
 	glo, ghi := widen(0, gmax)
 	gradMap.SetMin(glo)
 	gradMap.SetMax(ghi)
-	p[1][0] = heatPlot(fmt.Sprintf("|∇V| at step %d (max %.3g mV/cell)", last+1, gmax), grad, h.N, gradMap.Palette(255), glo, ghi)
+	p[1][0] = heatPlot(gradientTitle(last+1, gmax), grad, h.N, gradMap.Palette(255), glo, ghi)
 
 	final := h.Frame(last)
 	pattern := make([]float64, len(final))
@@ -147,6 +163,12 @@ func renderDashboard(h History, s Summary, o DashboardOptions) (*vgimg.Canvas, [
 	barArea := draw.Crop(dc, width-colorBarWidth, -vg.Millimeter*2, height*2/3+vg.Millimeter*8, -vg.Millimeter*6)
 	bar.Draw(barArea)
 	return img, data, nil
+}
+
+// gradientTitle is the gradient panel's title. It is written in words: the
+// plot font (Liberation Sans) has no ∇, which would be drawn as a box.
+func gradientTitle(step int, maxMVPerCell float64) string {
+	return fmt.Sprintf("Gradient magnitude of V at step %d (max %.3g mV/cell)", step, maxMVPerCell)
 }
 
 // scaled returns v multiplied by k in a new slice.

@@ -22,8 +22,9 @@
 //
 // # Animation
 //
-// Animation writes one GIF frame per step (or per k-th step). Every frame
-// uses the same 256-colour palette and the same value range, the range of
-// the whole history, so a colour means the same potential in every frame;
-// a colour bar with its limits in mV sits beside the field.
+// Animation writes one GIF frame per step (or per k-th step, always ending
+// on the final step). Every frame uses the same 256-colour palette and the
+// same value range, the range of the whole history, so a colour means the
+// same potential in every frame; a colour bar with its limits in mV sits
+// beside the field.
 package viz

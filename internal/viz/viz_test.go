@@ -7,9 +7,14 @@ import (
 	"image/color"
 	"image/gif"
 	"image/png"
+	"io"
 	"math"
+	"slices"
 	"testing"
 
+	"golang.org/x/image/font/sfnt"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
@@ -230,7 +235,7 @@ func TestAnimation(t *testing.T) {
 	h := blobHistory(10, 16)
 	for _, c := range []struct {
 		every, frames int
-	}{{0, 10}, {1, 10}, {3, 4}, {10, 1}, {50, 1}} {
+	}{{0, 10}, {1, 10}, {3, 4}, {4, 4}, {10, 2}, {50, 2}} {
 		var buf bytes.Buffer
 		o := AnimationOptions{Every: c.every}
 		if err := Animation(&buf, h, o); err != nil {
@@ -310,5 +315,114 @@ func TestAnimationTooLarge(t *testing.T) {
 	err := Animation(&bytes.Buffer{}, h, AnimationOptions{Scale: 400})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("err %v, want ErrTooLarge", err)
+	}
+}
+
+// TestAnimationEndsOnFinalStep: whatever Every, the last frame is the final
+// step's render, pixel for pixel the last frame of the full animation.
+func TestAnimationEndsOnFinalStep(t *testing.T) {
+	t.Parallel()
+	h := blobHistory(10, 16)
+	decode := func(every int) *gif.GIF {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := Animation(&buf, h, AnimationOptions{Every: every}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := gif.DecodeAll(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	full := decode(1)
+	final := full.Image[len(full.Image)-1]
+	if bytes.Equal(final.Pix, full.Image[len(full.Image)-2].Pix) {
+		t.Fatal("the blob history's last two steps render alike; the test cannot tell them apart")
+	}
+	for _, every := range []int{2, 4, 6, 9, 10, 50} {
+		g := decode(every)
+		last := g.Image[len(g.Image)-1]
+		if !bytes.Equal(last.Pix, final.Pix) {
+			t.Errorf("every %d: the last frame is not the final step", every)
+		}
+		if !bytes.Equal(g.Image[0].Pix, full.Image[0].Pix) {
+			t.Errorf("every %d: the first frame is not the first step", every)
+		}
+	}
+	for _, c := range []struct {
+		t, every int
+		want     []int
+	}{{10, 1, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, {10, 3, []int{0, 3, 6, 9}}, {10, 4, []int{0, 4, 8, 9}}, {1, 5, []int{0}}, {10, 20, []int{0, 9}}} {
+		if got := animationSteps(c.t, c.every); !slices.Equal(got, c.want) {
+			t.Errorf("animationSteps(%d, %d) = %v, want %v", c.t, c.every, got, c.want)
+		}
+	}
+}
+
+// missingGlyphs returns the runes of s that fnt cannot draw (glyph index
+// 0, the "missing glyph" box).
+func missingGlyphs(t *testing.T, fnt font.Font, s string) []rune {
+	t.Helper()
+	face := font.DefaultCache.Lookup(fnt, fnt.Size)
+	if face.Face == nil {
+		t.Fatalf("no face for the font %v", fnt)
+	}
+	var buf sfnt.Buffer
+	var missing []rune
+	for _, r := range s {
+		if r == ' ' {
+			continue
+		}
+		i, err := face.Face.GlyphIndex(&buf, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+func TestDashboardTitlesHaveGlyphs(t *testing.T) {
+	t.Parallel()
+	titleFont := plot.New().Title.TextStyle.Font
+	// The check can fail: the font has no ∇ (the old title was "|∇V| …").
+	if m := missingGlyphs(t, titleFont, "|∇V|"); !slices.Equal(m, []rune{'∇'}) {
+		t.Fatalf("missing glyphs of |∇V| = %q, want [∇]", m)
+	}
+	for _, title := range []string{gradientTitle(200, 1.25e-3), gradientTitle(1, 0), "± std"} {
+		if m := missingGlyphs(t, titleFont, title); len(m) > 0 {
+			t.Errorf("%q has runes the font cannot draw: %q", title, m)
+		}
+	}
+	// The statistics panel's monospaced lines.
+	mono := font.Font{Typeface: "Liberation", Variant: "Mono", Size: 11}
+	if m := missingGlyphs(t, mono, "θ=0.75 σ²=0.001"); len(m) > 0 {
+		t.Errorf("the statistics font cannot draw %q", m)
+	}
+}
+
+// TestDashboardSmallest: the smallest allowed size renders (it used to hang
+// in the rasteriser at 300×250), and a smaller one is refused at once.
+func TestDashboardSmallest(t *testing.T) {
+	t.Parallel()
+	h := blobHistory(3, 8)
+	var buf bytes.Buffer
+	if err := Dashboard(&buf, h, Summary{}, DashboardOptions{WidthPx: MinDashboardPx, HeightPx: MinDashboardPx}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != MinDashboardPx || b.Dy() != MinDashboardPx {
+		t.Fatalf("image is %v", b)
+	}
+	for _, o := range []DashboardOptions{{WidthPx: 300, HeightPx: 250}, {WidthPx: 250, HeightPx: 300}, {WidthPx: 300, HeightPx: 300, DPI: 200}} {
+		if err := Dashboard(io.Discard, h, Summary{}, o); !errors.Is(err, ErrTooSmall) {
+			t.Errorf("%+v: err = %v, want ErrTooSmall", o, err)
+		}
 	}
 }
