@@ -1,0 +1,355 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mfn/mfn/audit"
+)
+
+// Round attestation (issue 15), the weak form: the leader closes a round
+// as before and records its result leaf (audit.ResultLeaf) in the same
+// close-round entry; afterwards every member with a MemberKey re-derives
+// the round from the sealed updates it held (handed over by Apply before
+// they are dropped) off the apply path, and
+//
+//   - if its result leaf is byte-identical to the recorded one, cosigns
+//     (audit.CosignCheckpoint) the newest checkpoint covering the leaf and
+//     commits the line through Raft (cmdAttest); every replica adds it to
+//     that checkpoint's note, so exports carry it for verify-log;
+//   - otherwise records a signed dissent through Raft, logs an ERROR and
+//     counts mfn_round_attestation_mismatch_total.
+//
+// The model is committed before the attestations: a dissent is an alarm
+// and a record, it does not undo the round. Closing only with a quorum of
+// matching attestations (the strong form) is not built.
+
+// attestQueue bounds the closed rounds waiting for this member's
+// re-derivation; beyond it a round is left unattested (logged).
+const attestQueue = 64
+
+// attestCheckpointWait bounds how long a member waits for a checkpoint
+// covering a result leaf before giving up on cosigning it.
+const attestCheckpointWait = 2 * time.Minute
+
+// maxDissentReason bounds a dissent's reason text (bytes).
+const maxDissentReason = 256
+
+// attestSends bounds the attempts to deliver one attestation.
+const attestSends = 6
+
+// Attestation is a member's verdict on a closed round: a cosignature line
+// on the checkpoint of size Checkpoint, or a signed Dissent. It is both
+// the cmdAttest body and what a follower sends to the leader.
+type Attestation struct {
+	Job    string `json:"job"`
+	Round  uint64 `json:"round"`
+	Member string `json:"member"`
+	// Checkpoint is the size of the cosigned checkpoint (cosignatures only).
+	Checkpoint uint64 `json:"checkpoint,omitempty"`
+	// Cosignature is one note signature line (audit.CosignCheckpoint).
+	Cosignature []byte   `json:"cosignature,omitempty"`
+	Dissent     *Dissent `json:"dissent,omitempty"`
+}
+
+// Dissent records that a member re-derived a round and did not get the
+// recorded result leaf. Signature is the member's Ed25519 signature over
+// DissentMessage.
+type Dissent struct {
+	Member string `json:"member"`
+	// ResultLeaf is the index of the disputed result leaf.
+	ResultLeaf uint64 `json:"result_leaf"`
+	// Recorded is the model hash the leaf records; Derived the member's
+	// (zero when its pipeline failed).
+	Recorded  Hash   `json:"recorded_model_hash"`
+	Derived   Hash   `json:"derived_model_hash"`
+	Reason    string `json:"reason"`
+	Signature []byte `json:"signature"`
+}
+
+// DissentMessage is the text a member signs for a dissent:
+//
+//	mfn-dissent/v1
+//	<origin>
+//	<job>
+//	<round>
+//	<result leaf index>
+//	<recorded model hash, hex>
+//	<derived model hash, hex>
+//	<reason>
+func DissentMessage(origin, job string, round uint64, d *Dissent) []byte {
+	var b bytes.Buffer
+	b.WriteString("mfn-dissent/v1\n")
+	for _, s := range []string{origin, job, strconv.FormatUint(round, 10), strconv.FormatUint(d.ResultLeaf, 10),
+		hex.EncodeToString(d.Recorded[:]), hex.EncodeToString(d.Derived[:]), d.Reason} {
+		b.WriteString(s)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// attestTask is a closed round as a member needs it to re-derive it.
+type attestTask struct {
+	job       Job
+	round     Round // with the sealed bodies
+	base      Params
+	dpSecret  []byte
+	leafIndex uint64
+	leaf      []byte
+}
+
+// newAttestTask captures, inside closeRound's apply and before endRound
+// drops them, what re-deriving r needs (the slices are shared, never
+// written again); nil when the base model is gone.
+func (f *fsm) newAttestTask(j *jobState, r *Round, idx uint64, leaf []byte) *attestTask {
+	if f.attest == nil || r.BaseVersion >= uint64(len(j.Models)) || j.Models[r.BaseVersion].Params == nil {
+		return nil
+	}
+	rc := *r
+	rc.Updates = slices.Clone(r.Updates)
+	return &attestTask{job: copyJob(j.Job), round: rc, base: j.Models[r.BaseVersion].Params,
+		dpSecret: slices.Clone(j.DPSecret), leafIndex: idx, leaf: bytes.Clone(leaf)}
+}
+
+// checkResultLeaf decodes a close-round's result leaf and checks it
+// records this round as the command does: origin, job, round, base and
+// new model hashes, and one entry per update in the round's order whose
+// used flag matches the outcome.
+func (f *fsm) checkResultLeaf(j *jobState, r *Round, c *closeRoundCmd) (*audit.ResultLeaf, error) {
+	bad := func(why string, a ...any) error {
+		return fmt.Errorf("%w: job %s round %d: result leaf: %s", ErrInvalid, c.Job, c.Round, fmt.Sprintf(why, a...))
+	}
+	res, err := audit.ParseResultLeaf(c.ResultLeaf)
+	switch {
+	case err != nil:
+		return nil, bad("%v", err)
+	case res.Origin != f.origin || res.JobID != c.Job || res.Round != c.Round:
+		return nil, bad("names %s job %s round %d", res.Origin, res.JobID, res.Round)
+	case Hash(res.BaseHash) != r.BaseHash || Hash(res.NewHash) != c.Result.ModelHash:
+		return nil, bad("model hashes differ from the round's")
+	case len(res.Entries) != len(r.Updates):
+		return nil, bad("%d entries, round has %d updates", len(res.Entries), len(r.Updates))
+	}
+	for i, e := range res.Entries {
+		if e.LeafIndex != r.Updates[i].LeafIndex || e.Used != c.Outcomes[i].Used {
+			return nil, bad("entry %d does not match update %d", i, i)
+		}
+	}
+	return res, nil
+}
+
+// applyAttestation records a member's cosignature or dissent on a closed
+// round with a result leaf; one per member and round.
+func (f *fsm) applyAttestation(a *Attestation, ev func(Event)) error {
+	j, ok := f.jobs[a.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, a.Job)
+	}
+	r := j.round(a.Round)
+	if r == nil || r.State != RoundClosed || r.Result == nil || r.Result.ResultLeaf == nil {
+		return fmt.Errorf("%w: job %s round %d has no result leaf to attest", ErrStale, a.Job, a.Round)
+	}
+	m, ok := f.members[a.Member]
+	if !ok || len(m.PublicKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: attestation by %s, not a member with a key", ErrInvalid, a.Member)
+	}
+	if slices.Contains(r.Attested, a.Member) || slices.ContainsFunc(r.Dissents, func(d Dissent) bool { return d.Member == a.Member }) {
+		return fmt.Errorf("%w: member %s already attested job %s round %d", ErrStale, a.Member, a.Job, a.Round)
+	}
+	leaf := *r.Result.ResultLeaf
+	switch {
+	case a.Dissent != nil && len(a.Cosignature) == 0:
+		d := *a.Dissent
+		if d.Member != a.Member || d.ResultLeaf != leaf || len(d.Reason) > maxDissentReason ||
+			!ed25519.Verify(m.PublicKey, DissentMessage(f.origin, a.Job, a.Round, &d), d.Signature) {
+			return fmt.Errorf("%w: dissent by %s on job %s round %d does not verify", ErrInvalid, a.Member, a.Job, a.Round)
+		}
+		d.Signature = bytes.Clone(d.Signature)
+		r.Dissents = append(r.Dissents, d)
+		ev(Event{Kind: EventRoundDisputed, Job: a.Job, Round: a.Round, Member: a.Member, Detail: d.Reason})
+		return nil
+	case a.Dissent == nil && len(a.Cosignature) > 0:
+		if a.Checkpoint <= leaf {
+			return fmt.Errorf("%w: checkpoint size %d does not cover result leaf %d", ErrInvalid, a.Checkpoint, leaf)
+		}
+		i := f.log.Checkpoints() - 1
+		for ; i >= 0; i-- {
+			_, cp, err := f.log.Checkpoint(i)
+			if err != nil || cp.Size < a.Checkpoint {
+				i = -1
+				break
+			}
+			if cp.Size == a.Checkpoint {
+				break
+			}
+		}
+		if i < 0 {
+			return fmt.Errorf("%w: no checkpoint of size %d", ErrInvalid, a.Checkpoint)
+		}
+		if err := f.log.Cosign(i, audit.MemberKeys{a.Member: ed25519.PublicKey(m.PublicKey)}, a.Cosignature); err != nil {
+			return fmt.Errorf("%w: cosignature by %s on job %s round %d: %v", ErrInvalid, a.Member, a.Job, a.Round, err)
+		}
+		r.Attested = append(r.Attested, a.Member)
+		ev(Event{Kind: EventRoundAttested, Job: a.Job, Round: a.Round, Member: a.Member, Detail: fmt.Sprintf("checkpoint size %d", a.Checkpoint)})
+		return nil
+	}
+	return fmt.Errorf("%w: an attestation carries either a cosignature or a dissent", ErrInvalid)
+}
+
+// SubmitAttestation commits a member's attestation (the leader only; a
+// *NotLeaderError otherwise). Errors wrap ErrStale for a round the member
+// already attested and ErrInvalid for one that does not verify.
+func (c *Coordinator) SubmitAttestation(ctx context.Context, a *Attestation) error {
+	res, err := c.propose(ctx, cmdAttest, a)
+	if err != nil {
+		return err
+	}
+	return res.err
+}
+
+// enqueueAttest is the FSM's attest hook; it never blocks Apply.
+func (c *Coordinator) enqueueAttest(t *attestTask) {
+	select {
+	case c.attestQ <- t:
+	default:
+		c.logger.Warn("attestation queue full, round left unattested",
+			slog.String("job", t.job.Spec.ID), slog.Uint64("round", t.round.Number))
+	}
+}
+
+// attester re-derives the closed rounds handed over by Apply, one at a
+// time, until the member closes.
+func (c *Coordinator) attester() {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case t := <-c.attestQ:
+			c.attest(ctx, t)
+		}
+	}
+}
+
+// attested reports whether member has attested a round already (a
+// restarted member replays closes it attested before).
+func (c *Coordinator) attested(job string, round uint64) bool {
+	r, err := c.fsm.round(job, round, false)
+	return err == nil && (slices.Contains(r.Attested, c.cfg.ID) ||
+		slices.ContainsFunc(r.Dissents, func(d Dissent) bool { return d.Member == c.cfg.ID }))
+}
+
+func (c *Coordinator) attest(ctx context.Context, t *attestTask) {
+	job, round := t.job.Spec.ID, t.round.Number
+	if c.attested(job, round) {
+		return
+	}
+	start := time.Now()
+	d := deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
+		func(u Update) ([]float64, error) { return c.updateVector(t.job, round, u) })
+	c.attestMetrics().seconds.Observe(time.Since(start).Seconds())
+	a := &Attestation{Job: job, Round: round, Member: c.cfg.ID}
+	if d.fail == "" && bytes.Equal(d.leaf, t.leaf) {
+		cp, err := c.waitCheckpoint(ctx, t.leafIndex)
+		if err != nil {
+			c.logger.Warn("round not attested", slog.String("job", job), slog.Uint64("round", round), errAttr(err))
+			return
+		}
+		line, err := audit.CosignCheckpoint(cp.Note, c.cfg.LogVerifier, c.cfg.ID, c.cfg.MemberKey, c.cfg.Clock())
+		if err != nil {
+			c.logger.Warn("round not attested", slog.String("job", job), slog.Uint64("round", round), errAttr(err))
+			return
+		}
+		a.Checkpoint, a.Cosignature = cp.Size, line
+	} else {
+		rec, _ := audit.ParseResultLeaf(t.leaf) // checked by Apply
+		ds := &Dissent{Member: c.cfg.ID, ResultLeaf: t.leafIndex, Derived: d.result.ModelHash, Reason: d.fail}
+		if rec != nil {
+			ds.Recorded = Hash(rec.NewHash)
+		}
+		if ds.Reason == "" {
+			ds.Reason = "re-derived result leaf differs from the recorded one"
+			if ds.Derived != ds.Recorded {
+				ds.Reason = "re-derived model hash differs from the recorded one"
+			}
+		}
+		if len(ds.Reason) > maxDissentReason {
+			ds.Reason = ds.Reason[:maxDissentReason]
+		}
+		ds.Signature = ed25519.Sign(c.cfg.MemberKey, DissentMessage(c.cfg.Origin, job, round, ds))
+		a.Dissent = ds
+		c.attestMetrics().mismatch.Inc()
+		c.logger.Error("round attestation mismatch", slog.String("job", job), slog.Uint64("round", round),
+			slog.Uint64("result_leaf", t.leafIndex), slog.String("recorded_model_hash", ds.Recorded.String()),
+			slog.String("derived_model_hash", ds.Derived.String()), slog.String("reason", ds.Reason))
+	}
+	c.sendAttestation(ctx, a)
+}
+
+// waitCheckpoint returns the newest checkpoint once one covers leaf
+// index idx, polling every Tick for at most attestCheckpointWait.
+func (c *Coordinator) waitCheckpoint(ctx context.Context, idx uint64) (Checkpoint, error) {
+	deadline := time.Now().Add(attestCheckpointWait)
+	for {
+		if cp, err := c.fsm.latestCheckpoint(); err == nil && cp.Size > idx {
+			return cp, nil
+		}
+		if time.Now().After(deadline) {
+			return Checkpoint{}, fmt.Errorf("no checkpoint covered result leaf %d within %v", idx, attestCheckpointWait)
+		}
+		select {
+		case <-ctx.Done():
+			return Checkpoint{}, ctx.Err()
+		case <-time.After(c.cfg.Tick):
+		}
+	}
+}
+
+// sendAttestation commits a (as leader) or hands it to SendAttestation,
+// retrying a bounded number of times while no leader takes it.
+func (c *Coordinator) sendAttestation(ctx context.Context, a *Attestation) {
+	wait := c.cfg.Tick
+	for try := 0; try < attestSends; try++ {
+		var err error
+		switch {
+		case c.IsLeader():
+			err = c.SubmitAttestation(ctx, a)
+		case c.cfg.SendAttestation != nil:
+			err = c.cfg.SendAttestation(ctx, a)
+		default:
+			c.logger.Info("attestation not sent: no way to reach the leader", slog.String("job", a.Job), slog.Uint64("round", a.Round))
+			return
+		}
+		if err == nil || errors.Is(err, ErrStale) {
+			return
+		}
+		if errors.Is(err, ErrInvalid) || errors.Is(err, ErrClosed) {
+			c.logger.Warn("attestation refused", slog.String("job", a.Job), slog.Uint64("round", a.Round), errAttr(err))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+	c.logger.Warn("attestation not delivered", slog.String("job", a.Job), slog.Uint64("round", a.Round))
+}
