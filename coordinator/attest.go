@@ -353,3 +353,38 @@ func (c *Coordinator) sendAttestation(ctx context.Context, a *Attestation) {
 	}
 	c.logger.Warn("attestation not delivered", slog.String("job", a.Job), slog.Uint64("round", a.Round))
 }
+
+// MemberKeys returns the cosigning keys of the registered members (the
+// members.keys of an export), by member id.
+func (c *Coordinator) MemberKeys() audit.MemberKeys {
+	out := audit.MemberKeys{}
+	for _, m := range c.fsm.memberList() {
+		if len(m.PublicKey) == ed25519.PublicKeySize {
+			out[m.ID] = ed25519.PublicKey(m.PublicKey)
+		}
+	}
+	return out
+}
+
+// ExportAudit writes this member's copy of the audit log to dir in
+// export format 2 (audit.ExportDirWith): every leaf, every checkpoint
+// with the members' cosignature lines, and members.keys from the
+// registered members, for "mfn audit verify-log DIR".
+func (c *Coordinator) ExportAudit(dir string) error {
+	members := c.MemberKeys()
+	// A copy, so that writing the files does not hold up Apply.
+	c.fsm.mu.RLock()
+	snap, err := c.fsm.log.Snapshot()
+	c.fsm.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("coordinator: export audit log: %w", err)
+	}
+	l, err := audit.NewLog(c.cfg.Origin, c.cfg.LogVerifier)
+	if err == nil {
+		err = l.Restore(snap)
+	}
+	if err != nil {
+		return fmt.Errorf("coordinator: export audit log: %w", err)
+	}
+	return audit.ExportDirWith(dir, l, audit.ExportOptions{Members: members})
+}
