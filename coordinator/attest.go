@@ -43,8 +43,9 @@ const attestCheckpointWait = 2 * time.Minute
 // maxDissentReason bounds a dissent's reason text (bytes).
 const maxDissentReason = 256
 
-// attestSends bounds the attempts to deliver one attestation.
-const attestSends = 6
+// attestSendWait bounds how long a member keeps trying to deliver one
+// attestation (a leader change in between is retried).
+const attestSendWait = time.Minute
 
 // Attestation is a member's verdict on a closed round: a cosignature line
 // on the checkpoint of size Checkpoint, or a signed Dissent. It is both
@@ -159,7 +160,7 @@ func (f *fsm) applyAttestation(a *Attestation, ev func(Event)) error {
 	}
 	m, ok := f.members[a.Member]
 	if !ok || len(m.PublicKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: attestation by %s, not a member with a key", ErrInvalid, a.Member)
+		return fmt.Errorf("%w: attestation by %s, not a registered member with a key", ErrNotFound, a.Member)
 	}
 	if slices.Contains(r.Attested, a.Member) || slices.ContainsFunc(r.Dissents, func(d Dissent) bool { return d.Member == a.Member }) {
 		return fmt.Errorf("%w: member %s already attested job %s round %d", ErrStale, a.Member, a.Job, a.Round)
@@ -323,10 +324,11 @@ func (c *Coordinator) waitCheckpoint(ctx context.Context, idx uint64) (Checkpoin
 }
 
 // sendAttestation commits a (as leader) or hands it to SendAttestation,
-// retrying a bounded number of times while no leader takes it.
+// retrying with backoff for at most attestSendWait while no leader takes
+// it.
 func (c *Coordinator) sendAttestation(ctx context.Context, a *Attestation) {
 	wait := c.cfg.Tick
-	for try := 0; try < attestSends; try++ {
+	for deadline := time.Now().Add(attestSendWait); time.Now().Before(deadline); {
 		var err error
 		switch {
 		case c.IsLeader():
@@ -340,6 +342,8 @@ func (c *Coordinator) sendAttestation(ctx context.Context, a *Attestation) {
 		if err == nil || errors.Is(err, ErrStale) {
 			return
 		}
+		// ErrNotFound (this member not registered yet) is retried: the
+		// leader registers members it learns in the background.
 		if errors.Is(err, ErrInvalid) || errors.Is(err, ErrClosed) {
 			c.logger.Warn("attestation refused", slog.String("job", a.Job), slog.Uint64("round", a.Round), errAttr(err))
 			return
@@ -349,7 +353,7 @@ func (c *Coordinator) sendAttestation(ctx context.Context, a *Attestation) {
 			return
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, 2*time.Second)
 	}
 	c.logger.Warn("attestation not delivered", slog.String("job", a.Job), slog.Uint64("round", a.Round))
 }

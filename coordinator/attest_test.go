@@ -218,7 +218,7 @@ func TestAttestationRejected(t *testing.T) {
 		want error
 	}{
 		"twice":          {Attestation{Job: "job1", Round: 1, Member: "c0", Checkpoint: cp.Size, Cosignature: line}, ErrStale},
-		"unknown member": {Attestation{Job: "job1", Round: 1, Member: "c9", Checkpoint: cp.Size, Cosignature: line}, ErrInvalid},
+		"unknown member": {Attestation{Job: "job1", Round: 1, Member: "c9", Checkpoint: cp.Size, Cosignature: line}, ErrNotFound},
 		"open round":     {Attestation{Job: "job1", Round: 2, Member: "c0", Checkpoint: cp.Size, Cosignature: line}, ErrStale},
 	} {
 		err := l.SubmitAttestation(ctx, &tt.a)
