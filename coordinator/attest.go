@@ -40,8 +40,12 @@ const attestQueue = 64
 // covering a result leaf before giving up on cosigning it.
 const attestCheckpointWait = 2 * time.Minute
 
-// maxDissentReason bounds a dissent's reason text (bytes).
-const maxDissentReason = 256
+// maxDissentReason bounds a dissent's reason text (bytes), and
+// maxCosignatureLine an attestation's cosignature line.
+const (
+	maxDissentReason   = 256
+	maxCosignatureLine = 1024
+)
 
 // attestSendWait bounds how long a member keeps trying to deliver one
 // attestation (a leader change in between is retried).
@@ -161,6 +165,9 @@ func (f *fsm) applyAttestation(a *Attestation, ev func(Event)) error {
 	m, ok := f.members[a.Member]
 	if !ok || len(m.PublicKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: attestation by %s, not a registered member with a key", ErrNotFound, a.Member)
+	}
+	if len(a.Cosignature) > maxCosignatureLine || (a.Dissent != nil && (len(a.Dissent.Reason) > maxDissentReason || len(a.Dissent.Signature) != ed25519.SignatureSize)) {
+		return fmt.Errorf("%w: attestation by %s on job %s round %d exceeds its limits", ErrInvalid, a.Member, a.Job, a.Round)
 	}
 	if slices.Contains(r.Attested, a.Member) || slices.ContainsFunc(r.Dissents, func(d Dissent) bool { return d.Member == a.Member }) {
 		return fmt.Errorf("%w: member %s already attested job %s round %d", ErrStale, a.Member, a.Job, a.Round)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,6 +221,9 @@ func TestAttestationRejected(t *testing.T) {
 		"twice":          {Attestation{Job: "job1", Round: 1, Member: "c0", Checkpoint: cp.Size, Cosignature: line}, ErrStale},
 		"unknown member": {Attestation{Job: "job1", Round: 1, Member: "c9", Checkpoint: cp.Size, Cosignature: line}, ErrNotFound},
 		"open round":     {Attestation{Job: "job1", Round: 2, Member: "c0", Checkpoint: cp.Size, Cosignature: line}, ErrStale},
+		"long line":      {Attestation{Job: "job1", Round: 1, Member: "c0", Checkpoint: cp.Size, Cosignature: make([]byte, maxCosignatureLine+1)}, ErrInvalid},
+		"long reason": {Attestation{Job: "job1", Round: 1, Member: "c0", Dissent: &Dissent{Member: "c0", Reason: strings.Repeat("x", maxDissentReason+1),
+			Signature: make([]byte, ed25519.SignatureSize)}}, ErrInvalid},
 	} {
 		err := l.SubmitAttestation(ctx, &tt.a)
 		if !errors.Is(err, tt.want) {
