@@ -266,6 +266,15 @@ func (c *Coordinator) attested(job string, round uint64) bool {
 
 func (c *Coordinator) attest(ctx context.Context, t *attestTask) {
 	job, round := t.job.Spec.ID, t.round.Number
+	// A restarted member replays closes it attested before: wait (bounded)
+	// until its state is current, so their attestations are applied.
+	for wait := time.Now().Add(attestCheckpointWait); !c.CaughtUp() && time.Now().Before(wait); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.cfg.Tick):
+		}
+	}
 	if c.attested(job, round) {
 		return
 	}
