@@ -33,8 +33,10 @@ import (
 // matching attestations (the strong form) is not built.
 
 // attestQueue bounds the closed rounds waiting for this member's
-// re-derivation; beyond it a round is left unattested (logged).
-const attestQueue = 64
+// re-derivation; beyond it a round is left unattested (logged). Each
+// queued round keeps its sealed updates in memory after its close, so
+// the bound is small.
+const attestQueue = 8
 
 // attestCheckpointWait bounds how long a member waits for a checkpoint
 // covering a result leaf before giving up on cosigning it.

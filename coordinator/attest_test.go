@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -229,5 +230,29 @@ func TestAttestationRejected(t *testing.T) {
 		if !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", name, err, tt.want)
 		}
+	}
+}
+
+// TestAttestQueueBound: the queue of rounds to re-derive never holds
+// more than attestQueue; one more is dropped, not blocking Apply.
+func TestAttestQueueBound(t *testing.T) {
+	c := &Coordinator{attestQ: make(chan *attestTask, attestQueue), logger: newTestLogger(t, slog.LevelError)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range attestQueue + 1 {
+			c.enqueueAttest(&attestTask{job: Job{Spec: JobSpec{ID: "j"}}, round: Round{Number: uint64(i + 1)}})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("enqueueAttest blocked on a full queue")
+	}
+	if n := len(c.attestQ); n != attestQueue {
+		t.Fatalf("queue holds %d, want %d", n, attestQueue)
+	}
+	if first := <-c.attestQ; first.round.Number != 1 {
+		t.Fatalf("first queued round %d, want 1 (the overflow is the one dropped)", first.round.Number)
 	}
 }
