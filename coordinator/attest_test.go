@@ -183,6 +183,29 @@ func TestRoundAttestation(t *testing.T) {
 	if rep.Results != 2 {
 		t.Fatalf("verify-log checked %d results, want 2", rep.Results)
 	}
+
+	// Round 3: the leader's own rule is skewed (a faulty or compromised
+	// leader). The model is committed (weak form), but both followers
+	// dissent, so the result lacks a quorum and verify-log names it.
+	skewed.Store(l.cfg.ID)
+	r3 := runRound(3)
+	eventually(t, 20*time.Second, "round 3: 1 attestation and 2 dissents", func() bool {
+		got, err = l.GetRound("job1", 3)
+		return err == nil && len(got.Attested) == 1 && len(got.Dissents) == 2
+	})
+	if got.Attested[0] != l.cfg.ID || r3.Result.ResultLeaf == nil {
+		t.Fatalf("round 3 attested by %v, want only the leader %s", got.Attested, l.cfg.ID)
+	}
+	tc.waitApplied()
+	dir3 := t.TempDir()
+	if err := l.ExportAudit(dir3); err != nil {
+		t.Fatal(err)
+	}
+	_, err = audit.VerifyLogDir(dir3, tc.keys.verifier, nil)
+	var re *audit.RoundError
+	if !errors.Is(err, audit.ErrQuorum) || !errors.As(err, &re) || re.Round != 3 || re.Index != *r3.Result.ResultLeaf {
+		t.Fatalf("verify-log with a disputed round 3: %v, want ErrQuorum naming round 3", err)
+	}
 }
 
 func TestAttestationRejected(t *testing.T) {
