@@ -410,3 +410,49 @@ func (c *Coordinator) ExportAudit(dir string) error {
 	}
 	return audit.ExportDirWith(dir, l, audit.ExportOptions{Members: members})
 }
+
+// disputedRound returns the newest of a job's last two rounds that a
+// majority of the registered members dissented on (0 if none) and their
+// ids.
+func (f *fsm) disputedRound(job string) (uint64, []string) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.jobs[job]
+	if !ok {
+		return 0, nil
+	}
+	members := 0
+	for _, m := range f.members {
+		if len(m.PublicKey) == ed25519.PublicKeySize {
+			members++
+		}
+	}
+	for n := j.Job.Rounds; n > 0 && n+2 > j.Job.Rounds; n-- {
+		r := j.round(n)
+		if r == nil || len(r.Dissents) == 0 || len(r.Dissents) < audit.Quorum(members) {
+			continue
+		}
+		ids := make([]string, len(r.Dissents))
+		for i, d := range r.Dissents {
+			ids[i] = d.Member
+		}
+		return n, ids
+	}
+	return 0, nil
+}
+
+// stopDisputed ends a running job whose recent round a majority of the
+// members disputed: its model is not trained on further. The job fails
+// with the round and the dissenting members as its reason.
+func (c *Coordinator) stopDisputed(ctx context.Context, j Job) (bool, error) {
+	n, ids := c.fsm.disputedRound(j.Spec.ID)
+	if n == 0 {
+		return false, nil
+	}
+	reason := fmt.Sprintf("round %d disputed: members %v re-derived a different result", n, ids)
+	if _, err := c.propose(ctx, cmdStopJob, &stopJobCmd{ID: j.Spec.ID, Reason: reason, At: c.now(), Fail: true}); err != nil {
+		return true, err
+	}
+	c.logger.Error("job stopped: a majority of members disputed a round", slog.String("job", j.Spec.ID), slog.Uint64("round", n), slog.Any("members", ids))
+	return true, nil
+}

@@ -65,6 +65,7 @@ func TestRoundAttestation(t *testing.T) {
 	const dim = 5
 	spec := testSpec("job1", dim, 4, 4)
 	spec.Rule = RuleSpec{Name: "trimmed-mean", F: 1}
+	spec.Rounds = 4
 	if _, err := l.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,8 @@ func TestRoundAttestation(t *testing.T) {
 
 	// Round 3: the leader's own rule is skewed (a faulty or compromised
 	// leader). The model is committed (weak form), but both followers
-	// dissent, so the result lacks a quorum and verify-log names it.
+	// dissent: the job fails naming the round instead of training on,
+	// and the result lacks a quorum, so verify-log names it.
 	skewed.Store(l.cfg.ID)
 	r3 := runRound(3)
 	eventually(t, 20*time.Second, "round 3: 1 attestation and 2 dissents", func() bool {
@@ -195,6 +197,17 @@ func TestRoundAttestation(t *testing.T) {
 	})
 	if got.Attested[0] != l.cfg.ID || r3.Result.ResultLeaf == nil {
 		t.Fatalf("round 3 attested by %v, want only the leader %s", got.Attested, l.cfg.ID)
+	}
+	var job Job
+	eventually(t, 20*time.Second, "the job fails after the disputed round", func() bool {
+		job, err = l.GetJob("job1")
+		return err == nil && job.State == JobFailed
+	})
+	if job.Completed != 3 || !strings.Contains(job.Reason, "round 3 disputed") {
+		t.Fatalf("job %s after %d rounds: %q", job.State, job.Completed, job.Reason)
+	}
+	if r4, err := l.GetRound("job1", 4); err == nil && r4.State == RoundClosed {
+		t.Fatal("round 4 closed on a disputed model")
 	}
 	tc.waitApplied()
 	dir3 := t.TempDir()

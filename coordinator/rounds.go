@@ -112,6 +112,9 @@ func (c *Coordinator) step(ctx context.Context) (ended bool) {
 }
 
 func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error) {
+	if stopped, err := c.stopDisputed(ctx, j); stopped {
+		return true, err
+	}
 	r, ok := c.fsm.roundSummary(j.Spec.ID, j.Rounds)
 	now := c.now()
 	switch {
