@@ -250,6 +250,10 @@ type ingestNote struct {
 	job, node string
 	round     uint64
 	ok        bool
+	// link, when set, is called as soon as the update's round is known,
+	// while that round is still open (a round can close before Submit
+	// returns, so linking afterwards could miss it).
+	link func(job string, round uint64, node string)
 }
 
 type ingestNoteKey struct{}
@@ -267,6 +271,9 @@ func noteIngest(ctx context.Context, job string, round uint64, node string) {
 		return
 	}
 	n.job, n.round, n.node, n.ok = job, round, node, true
+	if n.link != nil {
+		n.link(job, round, node)
+	}
 	if s := trace.SpanFromContext(ctx); s.IsRecording() {
 		s.SetAttributes(attribute.String("mfn.job", job), attribute.Int64("mfn.round", int64(round)), attribute.String("mfn.node", node))
 	}

@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 			func() float64 { return float64(c.voterCount()) }),
 		gauge("mfn_coordinator_audit_leaves", "Leaves in the audit log.",
 			func() float64 { return float64(c.fsm.treeSize()) }),
-		privacyCollector{c},
+		privacyCollector{c}, newJobCollector(c.fsm),
 	}
 	for _, col := range cs {
 		if err := reg.Register(col); err != nil {

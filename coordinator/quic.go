@@ -162,7 +162,9 @@ func (h *QUICHandler) Submit(ctx context.Context, peer protocol.Peer, sealed []b
 		span.SetAttributes(attribute.String("mfn.peer_addr", peer.Addr.String()))
 	}
 	defer span.End()
-	var note ingestNote
+	note := ingestNote{link: func(job string, round uint64, node string) {
+		h.rounds.Update(job, round, node, span.SpanContext())
+	}}
 	ack, err := h.c.Submit(withIngestNote(ctx, &note), peer.Key, sealed)
 	if err != nil {
 		reason := rejectReason(err)
@@ -172,9 +174,6 @@ func (h *QUICHandler) Submit(ctx context.Context, peer protocol.Peer, sealed []b
 		return nil, ProtocolError(err)
 	}
 	span.SetAttributes(attribute.String("mfn.result", "accepted"))
-	if note.ok {
-		h.rounds.Update(note.job, note.round, note.node, span.SpanContext())
-	}
 	return &protocol.Ack{LogIndex: ack.LogIndex, LeafIndex: ack.LeafIndex}, nil
 }
 

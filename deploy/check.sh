@@ -3,14 +3,12 @@
 #
 #   deploy/check.sh            # from the repository root or from deploy/
 #   MFN=/path/to/mfn deploy/check.sh   # use an existing binary
-#   deploy/check.sh --live     # also start the Kubernetes ConfigMap settings
-#                              # as a 3-member cluster on 127.0.0.1, enrol two
-#                              # nodes with compose/enroll.sh and wait for a round
 #
 # Checks: every flag used in compose.yaml, kubernetes/*.yaml (args, ConfigMap
-# TOML keys, MFN_* environment variables) and compose/*.sh is listed by
-# "mfn <command> --help"; every metric in grafana/mfn-coordinator.json is
-# registered in the Go sources; JSON and YAML files parse; shell scripts
+# TOML keys, MFN_* environment variables) is listed by
+# "mfn <command> --help"; every PromQL expression in
+# grafana/mfn-coordinator.json names registered metrics and declared labels
+# only; JSON and YAML files parse; shell scripts
 # parse; kubectl kustomize renders kubernetes/ (when kubectl exists).
 set -eu
 DEPLOY=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +16,8 @@ ROOT=$(cd "$DEPLOY/.." && pwd)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
+# DASHBOARD overrides the dashboard checked (to test the check itself).
+DASHBOARD=${DASHBOARD:-$DEPLOY/grafana/mfn-coordinator.json}
 bad() { echo "FAIL: $*"; fail=1; }
 ok() { echo "ok:   $*"; }
 
@@ -41,9 +41,10 @@ check() { # check "sub command" source flag...
 }
 n=0
 
-# compose.yaml: "- --flag" lines, by service (c* coordinators, n* nodes).
+# compose.yaml: the flags of each service's "command: [...]" (c* coordinators,
+# n* nodes); the kits' config files are checked by the provision tests.
 awk '/^  [a-z0-9-]+:$/ { svc = $1; sub(":", "", svc) }
-     /^ +- --[a-z]/ { f = $2; sub("^--", "", f); sub("=.*", "", f); print svc, f }' \
+     /^ +command: \[/ { n = split($0, w, /[][, ]+/); for (i = 1; i <= n; i++) if (w[i] ~ /^--[a-z]/) { f = w[i]; sub("^--", "", f); print svc, f } }' \
 	"$DEPLOY/compose.yaml" > "$TMP/compose.flags"
 check coordinator compose.yaml $(awk '$1 ~ /^c[0-9]/ { print $2 }' "$TMP/compose.flags")
 check node compose.yaml $(awk '$1 ~ /^n[0-9]/ { print $2 }' "$TMP/compose.flags")
@@ -58,43 +59,88 @@ check coordinator "coordinator-statefulset.yaml (env)" \
 	$(sed -n 's/^ *- name: MFN_\([A-Z0-9_]*\)$/\1/p' "$K/coordinator-statefulset.yaml" | tr 'A-Z_' 'a-z-')
 check node node-deployment.yaml $(flags_in "$K/node-deployment.yaml")
 
-# Shell scripts: each "/mfn <words> --flags" command (continuation lines joined).
-for s in "$DEPLOY"/compose/*.sh; do
-	awk '{ if (sub(/\\$/, "")) { buf = buf $0; next } print buf $0; buf = "" }' "$s" |
-		grep -E '/mfn [a-z]' | sed 's/.*\/mfn //; s/ *|| .*//; s/ *>.*//' > "$TMP/cmds"
-	while IFS= read -r line; do
-		words= flags=
-		for w in $line; do
-			case $w in
-			--*) flags="$flags ${w#--}" ;;
-			\"*|\$*) ;;
-			*) [ -z "$flags" ] && words="$words $w" ;;
-			esac
-		done
-		flags=$(echo "$flags" | tr ' ' '\n' | sed 's/=.*//' | grep . || true)
-		# shellcheck disable=SC2086
-		check "${words# }" "compose/$(basename "$s")" $flags
-	done < "$TMP/cmds"
-done
 [ "$fail" = 0 ] && ok "$n flag uses match 'mfn <command> --help'"
 
-# Metrics in the dashboard are registered in the Go sources.
-m=0
-for metric in $(grep -Eo 'mfn_[a-z0-9_]+' "$DEPLOY/grafana/mfn-coordinator.json" | sed -E 's/_(bucket|sum|count)$//' | sort -u); do
-	if grep -rqs --include='*.go' --exclude='*_test.go' "\"$metric\"" "$ROOT/coordinator" "$ROOT/node"; then
-		m=$((m + 1))
-	else
-		bad "dashboard metric $metric is not registered in coordinator/ or node/"
+# Every PromQL expression of the dashboard (panel targets, template
+# queries) is tied to a real metric: it names at least one mfn_ metric,
+# every mfn_ name in it is registered in the Go sources (coordinator/,
+# node/; a histogram's _bucket/_sum/_count series count as its name), and
+# every label it selects, groups by or shows in a legend is declared by
+# some metric's label list in those sources or set by Prometheus (job,
+# instance, le, exported_job).
+dash_check() { # dash_check DASHBOARD.json: prints FAIL lines, exits 1 on any
+python3 - "$1" "$ROOT" <<'PY'
+import json, os, re, sys
+dash, root = sys.argv[1], sys.argv[2]
+names, labels = set(), {"job", "instance", "le", "exported_job", "__name__"}
+for top in ("coordinator", "node"):
+    for d, _, files in os.walk(os.path.join(root, top)):
+        for f in files:
+            if f.endswith(".go") and not f.endswith("_test.go"):
+                src = open(os.path.join(d, f), encoding="utf-8").read()
+                names |= set(re.findall(r'"(mfn_[a-z0-9_]+)"', src))
+                for lst in re.findall(r'\[\]string\{([^}]*)\}', src):
+                    labels |= set(re.findall(r'"([a-zA-Z_][a-zA-Z0-9_]*)"', lst))
+d = json.load(open(dash))
+exprs = []  # (where, expr, legend)
+def walk(panels):
+    for p in panels:
+        for t in p.get("targets", []):
+            exprs.append((p.get("title", "?"), t.get("expr", ""), t.get("legendFormat", "")))
+        walk(p.get("panels", []))
+walk(d.get("panels", []))
+for v in d.get("templating", {}).get("list", []):
+    if v.get("type") == "query":
+        exprs.append(("variable " + v["name"], v.get("definition", ""), ""))
+fail, used = 0, set()
+def bad(where, msg):
+    global fail
+    fail += 1
+    print(f"FAIL: dashboard {where!r}: {msg}")
+for where, e, legend in exprs:
+    ms = re.findall(r'mfn_[a-z0-9_]+', e)
+    if not ms:
+        bad(where, f"expression names no mfn_ metric: {e}")
+    for m in ms:
+        base = re.sub(r'_(bucket|sum|count)$', '', m)
+        if m in names:
+            used.add(m)
+        elif base in names:
+            used.add(base)
+        else:
+            bad(where, f"{m} is not registered in coordinator/ or node/")
+    ls = set()
+    for sel in re.findall(r'\{([^{}]*)\}', re.sub(r'\{\{[^}]*\}\}', '', e)):
+        ls |= set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)', sel))
+    for grp in re.findall(r'\b(?:by|without)\s*\(([^)]*)\)', e):
+        ls |= {x.strip() for x in grp.split(",") if x.strip()}
+    ls |= set(re.findall(r'label_values\([^,]*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)', e))
+    ls |= set(re.findall(r'\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}', legend))
+    for l in sorted(ls - labels):
+        bad(where, f"label {l} is declared by no metric")
+print(f"{len(exprs)} expressions use {len(used)} registered metrics")
+for m in sorted(names - used):
+    print(f"note: {m} has no dashboard panel")
+sys.exit(1 if fail else 0)
+PY
+}
+dash_check "$DASHBOARD" > "$TMP/dash.out" || bad "dashboard expressions: $(grep -c '^FAIL' "$TMP/dash.out") problems"
+grep -v '^FAIL' "$TMP/dash.out" | grep -v '^[0-9]' || true
+grep '^FAIL' "$TMP/dash.out" || ok "dashboard: $(grep '^[0-9]' "$TMP/dash.out")"
+# The check itself must fail on a dashboard that references a metric that
+# does not exist, a label no metric declares, or no metric at all.
+for mut in 's/mfn_job_accuracy{/mfn_job_accuracy_typo{/' 's/max by (job_id) (mfn_job_round{/max by (job_idx) (mfn_job_round{/' \
+	's/"expr": "sum(mfn_node_connected{job=~\\"$node_job\\"})"/"expr": "vector(1)"/'; do
+	sed "$mut" "$DASHBOARD" > "$TMP/mut.json"
+	if cmp -s "$DASHBOARD" "$TMP/mut.json"; then
+		bad "dashboard self-test: '$mut' changed nothing"
+	elif dash_check "$TMP/mut.json" > /dev/null; then
+		bad "dashboard self-test: the check passed a dashboard edited with '$mut'"
 	fi
-done
-ok "$m dashboard metrics are registered in the Go sources"
-# and the other way round: registered metrics missing from the dashboard
-for metric in $(grep -rhoE --include='*.go' --exclude='*_test.go' '"mfn_[a-z0-9_]+"' "$ROOT/coordinator" "$ROOT/node" | tr -d '"' | sort -u); do
-	grep -q "$metric" "$DEPLOY/grafana/mfn-coordinator.json" || echo "note: $metric has no dashboard panel"
 done
 
 # Syntax.
-if python3 -m json.tool "$DEPLOY/grafana/mfn-coordinator.json" > /dev/null; then ok "dashboard JSON parses"; else bad "dashboard JSON"; fi
+if python3 -m json.tool "$DASHBOARD" > /dev/null; then ok "dashboard JSON parses"; else bad "dashboard JSON"; fi
 if python3 -c 'import yaml' 2> /dev/null; then
 	for y in "$DEPLOY/compose.yaml" "$DEPLOY/prometheus.yml" "$K"/*.yaml; do
 		python3 -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$y" || bad "YAML: $y"
@@ -110,7 +156,8 @@ PY
 else
 	echo "skip: PyYAML not installed, YAML not parsed"
 fi
-for s in "$DEPLOY"/compose/*.sh "$DEPLOY"/check.sh; do sh -n "$s" || bad "shell syntax: $s"; done
+sh -n "$DEPLOY/check.sh" || bad "shell syntax: check.sh"
+for s in "$ROOT"/scripts/*.sh; do bash -n "$s" || bad "shell syntax: $s"; done
 ok "shell scripts parse"
 if command -v kubectl > /dev/null; then
 	if kubectl kustomize "$K" > "$TMP/k8s.yaml"; then
@@ -120,10 +167,6 @@ if command -v kubectl > /dev/null; then
 	fi
 else
 	echo "skip: kubectl not installed"
-fi
-
-if [ "${1:-}" = "--live" ]; then
-	"$DEPLOY/live-check.sh" "$MFN" || bad "live check"
 fi
 
 if [ "$fail" != 0 ]; then

@@ -81,6 +81,14 @@ type Config struct {
 	CCIters    int     // centered-clipping's iterations L
 	GMIters    int     // geometric-median's Weiszfeld iterations
 	BucketSize int     // bucketing's bucket size s
+	// DP lists the privacy settings ("none", "central:EPS", "local:EPS",
+	// see ParseDP); each is one more axis value of the grid. Empty means
+	// no DP axis: every node takes part in every round, as before.
+	DP []string
+	// SampleRate is the per-round Poisson sampling rate q of the DP cells
+	// (zero means 1); DPClip the clipping norm C; DPDelta the δ (zero
+	// means 1e-5).
+	SampleRate, DPClip, DPDelta float64
 }
 
 // DefaultConfig returns the full protocol: every rule and attack, three
@@ -114,6 +122,7 @@ func DefaultConfig() Config {
 		CCIters:      1,
 		GMIters:      8,
 		BucketSize:   2,
+		DPClip:       1,
 	}
 }
 
@@ -193,6 +202,9 @@ func (c Config) Validate() error {
 		return bad("rules", "needs at least one value")
 	case len(c.Heterogeneity) == 0:
 		return bad("heterogeneity", "needs at least one value")
+	}
+	if err := c.validateDP(); err != nil {
+		return err
 	}
 	for _, h := range c.Heterogeneity {
 		if h != "iid" && h != "dirichlet" && h != "extreme" {
@@ -284,6 +296,9 @@ func (c Config) Setup() string {
 	if c.Dataset == "mfn" {
 		s += fmt.Sprintf(" per-regime=%d", c.MFNPerRegime)
 	}
+	if len(c.DP) > 0 {
+		s += c.dpSetup()
+	}
 	if c.Dataset == "file" {
 		s += fmt.Sprintf(" label=%q classes=%q test-fraction=%g", c.LabelColumn, strings.Join(c.Classes, ","), c.testFraction())
 	}
@@ -317,9 +332,12 @@ type Cell struct {
 	Rule          string // full pipeline spec
 	Attack        string
 	Seed          uint64
+	// DP is the cell's DPSpec in canonical form; empty without a DP axis.
+	DP string
 }
 
-// Cells lists every run in a stable order: setting, f, rule, attack, seed.
+// Cells lists every run in a stable order: setting, f, rule, DP setting,
+// attack, seed.
 // With f = 0 only the attack "none" runs.
 func (c Config) Cells() []Cell {
 	type setting struct {
@@ -336,6 +354,15 @@ func (c Config) Cells() []Cell {
 		}
 		settings = append(settings, setting{h, 0})
 	}
+	dps := []string{""}
+	if len(c.DP) > 0 {
+		dps = dps[:0]
+		for _, d := range c.DP {
+			if spec, err := ParseDP(d); err == nil {
+				dps = append(dps, spec.String())
+			}
+		}
+	}
 	var out []Cell
 	for _, s := range settings {
 		for _, f := range c.Fs {
@@ -344,9 +371,11 @@ func (c Config) Cells() []Cell {
 				attacks = RealAttacks(c.Attacks)
 			}
 			for _, r := range c.Rules {
-				for _, a := range attacks {
-					for k := 0; k < c.Seeds; k++ {
-						out = append(out, Cell{s.h, s.a, f, r, a, c.Seed + uint64(k)})
+				for _, dp := range dps {
+					for _, a := range attacks {
+						for k := 0; k < c.Seeds; k++ {
+							out = append(out, Cell{s.h, s.a, f, r, a, c.Seed + uint64(k), dp})
+						}
 					}
 				}
 			}
@@ -358,8 +387,12 @@ func (c Config) Cells() []Cell {
 // Key identifies cell under setup (Config.Setup); it equals RecordKey of
 // the cell's Record.
 func (c Config) Key(cell Cell, setup string) string {
-	return fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", c.DatasetName(), c.Model, cell.Heterogeneity, cell.Alpha, c.Honest,
+	k := fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", c.DatasetName(), c.Model, cell.Heterogeneity, cell.Alpha, c.Honest,
 		cell.F, cell.Rule, cell.Attack, cell.Seed, c.CellSetup(setup, cell.Rule))
+	if cell.DP != "" {
+		k += "|dp=" + cell.DP
+	}
+	return k
 }
 
 // RecordKey is the Key of the cell r records.
@@ -368,7 +401,11 @@ func RecordKey(r Record) string {
 	if r.Pre != "" {
 		rule = r.Pre + "+" + r.Rule
 	}
-	return fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, rule, r.Attack, r.Seed, r.Setup)
+	k := fmt.Sprintf("%s|%s|%s|%g|%d|%d|%s|%s|%d|%s", r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, rule, r.Attack, r.Seed, r.Setup)
+	if r.DP != nil {
+		k += "|dp=" + r.DP.Spec
+	}
+	return k
 }
 
 // SplitPipeline returns the pre-steps ("nnm+clipping") and the final rule.

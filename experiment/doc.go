@@ -41,6 +41,29 @@
 // worst case over attacks. A failed cell (a rule's requirement such as
 // Krum's n > 2f+2 not met) is kept with a NaN accuracy and shown as n/a.
 //
+// # Differential privacy
+//
+// Config.DP adds a privacy axis: each value ("none", "central:EPS",
+// "local:EPS"; ParseDP) is one more cell per combination, run by an
+// in-package loop that mirrors learn.RunFederation (at "none" and q = 1 it
+// gives the same model bit for bit) with three additions: Poisson sampling
+// of every node, honest or Byzantine, at Config.SampleRate q per round
+// (a seeded draw); clipping to Config.DPClip C; and discrete Gaussian noise
+// from package privacy — local: z·C on each honest update at the node
+// (privacy.Local), central: the server clips every received update and
+// fedavg becomes the DP-FedAvg mean (sum + z·C noise, ÷ q·n,
+// privacy.Central); other rules aggregate the clipped updates and get
+// z·C/(q·n) noise on their output, which is reported but is not a proven
+// guarantee (RecordDP.Covered false). z is privacy.NoiseMultiplier for the
+// target ε over Config.Rounds at q and Config.DPDelta; each Record carries
+// RecordDP with z, the ε spent at q and at q = 1 (how MFN's coordinators
+// account today), the mean nodes per round and the share of clipped
+// updates, and WriteTable ends with one summary line per DP setting. With
+// q < 1 the rule is built for a high quantile of the sampled Byzantine
+// count (ruleF). Noise comes from ChaCha8 streams seeded by (seed, round,
+// node), so DP cells are deterministic for any Workers too. Without
+// Config.DP nothing changes: same cells, keys, tables and files.
+//
 // # Errors
 //
 // Config.Validate returns a *ConfigError naming the offending field by its

@@ -83,10 +83,10 @@ func TestCellsOrderAndCount(t *testing.T) {
 	if len(cells) != 3*(4+8) {
 		t.Fatalf("%d cells", len(cells))
 	}
-	if cells[0] != (Cell{"iid", 0, 0, "fedavg", "none", 7}) || cells[1].Seed != 8 {
+	if cells[0] != (Cell{"iid", 0, 0, "fedavg", "none", 7, ""}) || cells[1].Seed != 8 {
 		t.Errorf("first cells %+v %+v", cells[0], cells[1])
 	}
-	if last := cells[len(cells)-1]; last != (Cell{"dirichlet", 0.1, 2, "krum", "sign-flip", 8}) {
+	if last := cells[len(cells)-1]; last != (Cell{"dirichlet", 0.1, 2, "krum", "sign-flip", 8, ""}) {
 		t.Errorf("last cell %+v", last)
 	}
 	seen := map[string]bool{}

@@ -40,21 +40,51 @@ type Record struct {
 	ByzantineUsed float64 `json:"byzantine_used"`
 	Seconds       float64 `json:"seconds"`
 	Error         string  `json:"error,omitempty"`
+	// DP is set for the cells of a DP axis (Config.DP).
+	DP *RecordDP `json:"dp,omitempty"`
+}
+
+// RecordDP is the privacy of one DP cell: its setting, the noise it ran
+// with and the budget it spent.
+type RecordDP struct {
+	// Spec is the canonical DPSpec ("none", "central:8", "local:3").
+	Spec string `json:"spec"`
+	// SampleRate q, Clip C, Delta δ; NoiseMultiplier z solved for the
+	// target ε over the run's rounds at q (0 for none).
+	SampleRate      float64 `json:"sample_rate"`
+	Clip            float64 `json:"clip"`
+	Delta           float64 `json:"delta"`
+	NoiseMultiplier float64 `json:"noise_multiplier"`
+	// Epsilon is privacy.Epsilon(q, z, rounds, δ); EpsilonQ1 the same z
+	// accounted at q = 1 (the coordinators' accounting today). Both 0
+	// for none.
+	Epsilon   float64 `json:"epsilon"`
+	EpsilonQ1 float64 `json:"epsilon_q1"`
+	// Covered is false when the ε is not a proven guarantee for the
+	// cell's pipeline: central mode with a rule other than fedavg.
+	Covered bool `json:"covered"`
+	// MeanParticipants is the mean number of nodes sampled per round;
+	// ClippedFraction the share of honest updates longer than C;
+	// SkippedRounds the rounds that left the model unchanged.
+	MeanParticipants float64 `json:"mean_participants"`
+	ClippedFraction  float64 `json:"clipped_fraction"`
+	SkippedRounds    int     `json:"skipped_rounds"`
 }
 
 // jsonCell is one element of WriteJSON's array.
 type jsonCell struct {
-	Dataset       string  `json:"dataset"`
-	Model         string  `json:"model"`
-	Heterogeneity string  `json:"heterogeneity"`
-	Alpha         float64 `json:"alpha"`
-	Honest        int     `json:"honest"`
-	F             int     `json:"f"`
-	Rule          string  `json:"rule"`
-	Pre           string  `json:"pre"`
-	Attack        string  `json:"attack"`
-	Seed          uint64  `json:"seed"`
-	Accuracy      float64 `json:"accuracy"`
+	Dataset       string    `json:"dataset"`
+	Model         string    `json:"model"`
+	Heterogeneity string    `json:"heterogeneity"`
+	Alpha         float64   `json:"alpha"`
+	Honest        int       `json:"honest"`
+	F             int       `json:"f"`
+	Rule          string    `json:"rule"`
+	Pre           string    `json:"pre"`
+	Attack        string    `json:"attack"`
+	Seed          uint64    `json:"seed"`
+	Accuracy      float64   `json:"accuracy"`
+	DP            *RecordDP `json:"dp,omitempty"`
 }
 
 // MarshalJSON writes a failed cell's accuracy as null (JSON has no NaN).
@@ -98,7 +128,7 @@ func WriteJSON(w io.Writer, recs []Record) error {
 		if r.Error != "" {
 			continue
 		}
-		out = append(out, jsonCell{r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, r.Rule, r.Pre, r.Attack, r.Seed, r.Accuracy})
+		out = append(out, jsonCell{r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, r.Rule, r.Pre, r.Attack, r.Seed, r.Accuracy, r.DP})
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
@@ -136,6 +166,9 @@ func groupRecords(recs []Record) []*group {
 		rule := r.Rule
 		if r.Pre != "" {
 			rule = r.Pre + "+" + r.Rule
+		}
+		if r.DP != nil {
+			rule += " @" + r.DP.Spec
 		}
 		if !slices.Contains(g.fs, r.F) {
 			g.fs = append(g.fs, r.F)
@@ -234,7 +267,7 @@ func WriteTable(w io.Writer, c Config, recs []Record) error {
 			return err
 		}
 	}
-	return nil
+	return writeDPSummary(w, recs)
 }
 
 // heatGrid adapts one group's worst-case matrix to plotter.GridXYZ:

@@ -129,7 +129,7 @@ func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string)
 	for i, p := range parts {
 		clients[i] = data.Train.Subset(p)
 	}
-	rule, err := c.NewRule(cell.Rule, cell.F, cell.Seed)
+	rule, err := c.NewRule(cell.Rule, c.ruleF(cell), cell.Seed)
 	if err != nil {
 		return fail(err)
 	}
@@ -158,6 +158,9 @@ func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string)
 			classes := data.Train.Classes
 			fed.FlipLabel = func(y int) int { return aggregate.FlipLabel(y, classes) }
 		}
+	}
+	if cell.DP != "" {
+		return runDPCell(ctx, c, fed, cell, rec, start, fail)
 	}
 	res, err := learn.RunFederation(ctx, fed)
 	if err != nil {

@@ -64,6 +64,10 @@ type RegimeTaskConfig struct {
 	// Workers bounds concurrent simulations; zero means GOMAXPROCS. The
 	// result does not depend on it.
 	Workers int
+	// Observe, if set, is called with each run's result by
+	// SimulateRegimes (from its worker goroutines, so it must be safe for
+	// concurrent use), e.g. to export the simulations' statistics.
+	Observe func(res *sim.Result)
 }
 
 func (c RegimeTaskConfig) withDefaults() RegimeTaskConfig {
@@ -181,6 +185,9 @@ func SimulateRegimes(ctx context.Context, cfg RegimeTaskConfig, labels []int, rn
 		if err != nil {
 			errs[k] = fmt.Errorf("learn: regime %s run %d: %w", MFNRegimes[labels[k]].Name, k, err)
 			return
+		}
+		if cfg.Observe != nil {
+			cfg.Observe(res)
 		}
 		row := d.X[k*sim.NumFeatures : (k+1)*sim.NumFeatures]
 		for j, v := range res.Features {

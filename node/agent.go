@@ -162,7 +162,7 @@ func (a *Agent) PrepareData(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	data, cached, err := loadData(ctx, a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
+	data, cached, err := loadData(WithSimObserver(ctx, a.metrics.sim.observe), a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
 	if err != nil {
 		return fmt.Errorf("node: local data: %w", err)
 	}
@@ -645,8 +645,8 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 	if _, ok := a.state.Acked(job, round); ok {
 		return skip("already submitted", nil)
 	}
-	if task := ann.Metadata["task"]; task != "" && task != a.cfg.Data.Task {
-		return skip("task mismatch", fmt.Errorf("%w: job task %q, node data %q", ErrTask, task, a.cfg.Data.Task))
+	if err := a.cfg.Data.acceptsTask(ann.Metadata["task"]); err != nil {
+		return skip("task mismatch", err)
 	}
 	baseHex := hex.EncodeToString(ann.BaseHash[:])
 	p, err := a.state.loadPending(job, round)
@@ -775,7 +775,7 @@ func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *pro
 	if err != nil {
 		return nil, -1, fmt.Errorf("decode model %s v%d: %w", ann.JobID, ann.BaseVersion, err)
 	}
-	arch, err := archOf(a.cfg.Data.Task, ann.Metadata, len(base))
+	arch, err := a.jobArch(ann.Metadata, len(base))
 	if err != nil {
 		return nil, -1, err
 	}

@@ -135,6 +135,10 @@ type DataConfig struct {
 	// Partition and Partitions select part Partition (0-based) of an IID
 	// split of MNIST's training set into Partitions parts.
 	Partition, Partitions int
+	// File, when its Path is set, is the site's own data file, used
+	// instead of the Task's built-in data (see FileData); Task then names
+	// the jobs the node joins, empty meaning any whose model fits the file.
+	File FileData
 }
 
 // TrainConfig is the local training of one round.
@@ -202,8 +206,12 @@ func (c *Config) Validate() error {
 
 // Validate names the first bad field of d.
 func (d DataConfig) Validate() error {
-	switch d.Task {
-	case TaskMFNRegime:
+	switch {
+	case d.File.Path != "":
+		if err := d.File.validate(); err != nil {
+			return err
+		}
+	case d.Task == TaskMFNRegime:
 		if d.Samples < 2 {
 			return fmt.Errorf("node: Config.Data.Samples %d must be ≥ 2 for %s", d.Samples, d.Task)
 		}
@@ -225,7 +233,7 @@ func (d DataConfig) Validate() error {
 		if d.GridSize < 0 || d.GridSize == 1 || d.GridSize > 1024 || d.Steps < 0 || d.Steps > 100000 {
 			return fmt.Errorf("node: Config.Data.GridSize %d (2..1024) or Steps %d (1..100000) out of range", d.GridSize, d.Steps)
 		}
-	case TaskMNIST:
+	case d.Task == TaskMNIST:
 		if d.Samples < 0 {
 			return fmt.Errorf("node: Config.Data.Samples %d must be ≥ 0 for %s", d.Samples, d.Task)
 		}

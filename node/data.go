@@ -99,7 +99,7 @@ func SimulateSite(ctx context.Context, d DataConfig, progress func(done, total i
 	}
 	report(0)
 	g, s := d.grid()
-	tcfg := learn.RegimeTaskConfig{GridSize: g, Steps: s, Workers: d.Workers}
+	tcfg := learn.RegimeTaskConfig{GridSize: g, Steps: s, Workers: d.Workers, Observe: simObserver(ctx)}
 	out := &learn.Dataset{Dim: sim.NumFeatures, Classes: NumRegimes}
 	for lo := 0; lo < len(labels); lo += simChunk {
 		hi := min(lo+simChunk, len(labels))
@@ -305,6 +305,14 @@ func decodeCache(b []byte, key [32]byte) (*learn.Dataset, error) {
 // stateDir when it was written for this configuration, otherwise
 // simulated (or loaded) and then cached. fromCache reports which.
 func loadData(ctx context.Context, d DataConfig, stateDir string, progress func(done, total int)) (data *learn.Dataset, fromCache bool, err error) {
+	if d.File.Path != "" {
+		// A site's own file is read where it is, never copied.
+		l, err := LoadFile(ctx, d)
+		if err != nil {
+			return nil, false, err
+		}
+		return l.Data, false, nil
+	}
 	key := cacheKey(d)
 	path := filepath.Join(stateDir, cacheFile)
 	if fi, err := os.Stat(path); err == nil && fi.Size() <= maxCacheBytes {

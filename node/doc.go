@@ -44,6 +44,18 @@
 // restart. A fraction (HoldOut) is kept out of training to report local
 // accuracy.
 //
+// A site with its own data sets DataConfig.File (site.go): the node reads
+// the file where it is through package sitedata (CSV, Parquet, .npy/.npz,
+// IDX pairs, a folder of recorded MFN fields), standardises it with its
+// own statistics (or the job's), never caches or copies it, and splits off
+// the held-out part with DataConfig.Seed. A bad row stops the node naming
+// the row and column (or is dropped and counted with DropInvalid). Every
+// announced job is checked against the file (jobArch): the model's input
+// size must be the file's feature count and its output size the class
+// count, or the round is skipped with an error wrapping ErrTask and a
+// *sitedata.SchemaError naming the file, the column and the sizes — the
+// node submits nothing for a job its data does not fit.
+//
 // # Rounds, acknowledgements and restarts
 //
 // For each announced round the node checks its State: a round with an

@@ -23,6 +23,7 @@ type metrics struct {
 	accuracy    *prometheus.GaugeVec
 	connected   prometheus.Gauge
 	reconnects  prometheus.Counter
+	sim         *simStats // statistics of the runs simulated for the local data
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,11 +53,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mfn_node_reconnects_total",
 			Help: "Connection attempts after the first.",
 		}),
+		sim: newSimStats(),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rounds, m.submissions, m.trainSecs, m.accuracy, m.connected, m.reconnects} {
+	for _, c := range append([]prometheus.Collector{m.rounds, m.submissions, m.trainSecs, m.accuracy, m.connected, m.reconnects}, m.sim.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

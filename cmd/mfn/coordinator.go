@@ -126,6 +126,10 @@ HTTP limits (see docs/SECURITY.md, "Limits"): --http-rate and --http-burst
 set the operator API's token bucket per key and route (20 per second,
 burst 40 by default; 0 turns it off); each member counts on its own, so a
 client spreading requests over N members gets N times the rate.
+--http-rates overrides them per route class (reads, writes, compute =
+/v1/simulate and /v1/nernst, events = /v1/events), e.g.
+--http-rates writes=2:5,compute=1:2. --cors-origin (repeatable, off by
+default) lets pages of the listed origins call the API from a browser.
 --http-max-conns and --http-max-conns-per-client cap open connections
 (4,096 in total, 256 per client IP address). Timeouts are fixed: 10 s for
 a request header, 30 s for a body, 60 s for a response (model downloads
@@ -177,6 +181,9 @@ type coordinatorFlags struct {
 	httpMaxConnsPerClient       int
 	httpRate                    float64
 	httpBurst                   int
+	httpRates                   string
+	httpRateClasses             map[string]api.ClassRate
+	corsOrigins                 []string
 	apiKeysFile                 string
 	joinAPIKeyFile              string
 	trace                       traceFlags
@@ -221,6 +228,8 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.joinAPIKeyFile, "join-api-key-file", "", "file holding the API key sent with the join request (mode 600); exclusive with --join-api-key")
 	fl.Float64Var(&f.httpRate, "http-rate", 20, "operator API requests per second per key and route on this member, sustained (token bucket; 0 turns the limit off; at most 1e6); each member counts on its own")
 	fl.IntVar(&f.httpBurst, "http-burst", 40, "operator API requests a key may send at once on a route before --http-rate applies (1 to 1e6)")
+	fl.StringVar(&f.httpRates, "http-rates", "", `per route class rate and burst overriding --http-rate/--http-burst: "class=rate:burst,..." with classes reads, writes, compute, events (e.g. "writes=2:5,compute=1:2"; rate 0: no limit)`)
+	fl.StringSliceVar(&f.corsOrigins, "cors-origin", nil, "browser origin (scheme://host[:port]) whose pages may call the operator API cross-origin (repeatable; no wildcard; off by default)")
 	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
 	fl.Uint64Var(&f.evalSeed, "eval-seed", 0x6d666e2d6576616c, "seed of the held-out test set on which mfn-regime models are scored (the same on every member)")
 	fl.IntVar(&f.evalPerRegime, "eval-per-regime", 50, "held-out simulations per regime for scoring mfn-regime models (0 turns evaluation off, at most 10000)")
@@ -420,6 +429,15 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--join-api-key and --join-api-key-file are exclusive: give the key once")
 	case f.pprof && f.httpAddr == "":
 		return nil, lvl, usagef("--pprof needs --http-addr: profiles are served on the HTTP listener")
+	}
+	var err error
+	if f.httpRateClasses, err = api.ParseRateClasses(f.httpRates); err != nil {
+		return nil, lvl, usagef("--http-rates %q: %v", f.httpRates, err)
+	}
+	for _, o := range f.corsOrigins {
+		if _, err := api.ParseOrigin(o); err != nil {
+			return nil, lvl, usagef("--cors-origin: %v", err)
+		}
 	}
 	for _, a := range []struct{ flag, v string }{{"--raft-addr", f.raftAddr}, {"--quic-addr", f.quicAddr}, {"--http-addr", f.httpAddr}} {
 		if a.v == "" {
@@ -746,11 +764,12 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	if hln != nil {
 		var h http.Handler
 		if apiKeys != nil {
-			rl := api.RateLimit{Rate: f.httpRate, Burst: f.httpBurst}
+			rl := api.RateLimit{Rate: f.httpRate, Burst: f.httpBurst, Classes: f.httpRateClasses}
 			if f.httpRate == 0 {
 				rl.Rate = -1 // api: a negative rate turns the limit off
 			}
 			acfg := api.Config{Coordinator: coord, Keys: apiKeys, Registry: reg, Logger: logger, RateLimit: rl,
+				CORSOrigins: f.corsOrigins,
 				ForwardClient: &http.Client{Transport: memberTransport, Timeout: 30 * time.Second,
 					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 			if httpTLS != nil {

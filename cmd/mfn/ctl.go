@@ -259,7 +259,8 @@ func newCtlCmd(env *cmdEnv) *cobra.Command {
 	pf.StringSliceVar(&o.pins, "pin", nil, "trust an HTTPS server whose certificate carries one of these coordinator keys (mfn-ed25519:<base64>, repeatable; for --http-tls-self-signed members)")
 	pf.BoolVar(&o.insecure, "insecure-skip-verify", false, "accept any HTTPS certificate (testing only: the API key is exposed to whoever answers)")
 	c.AddCommand(newCtlClusterCmd(env, o), newCtlNodesCmd(env, o), newCtlJobsCmd(env, o), newCtlRoundsCmd(env, o),
-		newCtlModelsCmd(env, o), newCtlAuditCmd(env, o), newCtlEventsCmd(env, o), newCtlConsoleCmd(env, o))
+		newCtlModelsCmd(env, o), newCtlAuditCmd(env, o), newCtlEventsCmd(env, o), newCtlConsoleCmd(env, o),
+		newCtlOpenAPICmd(env, o))
 	return c
 }
 

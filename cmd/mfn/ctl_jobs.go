@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/crypto"
+	"github.com/mfn/mfn/provision"
 )
 
 // ---- nodes ----
@@ -30,7 +32,7 @@ updates stay; operator), list shows them all (reader).`,
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	var id, pubText, identity string
+	var id, pubText, identity, kit string
 	enroll := &cobra.Command{
 		Use:   "enroll",
 		Short: "Enroll a node by its public key (operator)",
@@ -42,6 +44,15 @@ only signing.pub is read). --id defaults to the id derived from the key.`,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			var key api.PublicKey
 			switch {
+			case kit != "" && (pubText != "" || identity != ""):
+				return usagef("--kit gives the key: not with --public-key or --identity")
+			case kit != "":
+				kitID, kitKey, err := provision.ReadSiteKit(kit)
+				if err != nil {
+					return usagef("--kit %s: %v", kit, err)
+				}
+				pub, _ := crypto.ParsePublicKey(kitKey)
+				key, id = api.PublicKey(pub), cmp.Or(id, kitID)
 			case pubText != "" && identity != "":
 				return usagef("give --public-key or --identity, not both")
 			case pubText != "":
@@ -81,6 +92,7 @@ only signing.pub is read). --id defaults to the id derived from the key.`,
 	enroll.Flags().StringVar(&id, "id", "", "node id, 1-64 characters of [A-Za-z0-9._-] (default: derived from the key)")
 	enroll.Flags().StringVar(&pubText, "public-key", "", `the node's public key "mfn-ed25519:<base64>"`)
 	enroll.Flags().StringVar(&identity, "identity", "", "the node's identity directory (reads signing.pub)")
+	enroll.Flags().StringVar(&kit, "kit", "", "a site kit from mfn provision (reads its id and public key, checked against its manifest)")
 
 	revoke := &cobra.Command{
 		Use:     "revoke ID",

@@ -59,6 +59,20 @@ neumann-spiking); --task mnist uses part --partition of an IID split of
 MNIST into --partitions parts. --holdout of the data is kept out of training
 to report local accuracy.
 
+Your own data: --data FILE trains on the site's file instead (CSV or
+Parquet with a --label-column and feature columns, .npy/.npz, MNIST-style
+IDX pairs, or a folder of recorded MFN fields with labels.csv). Labels are
+mapped by --classes (index = class id), not by order of appearance.
+Features are standardised with this site's statistics (--standardize).
+The file is checked when the node starts: a NaN, Inf, empty or ragged row
+stops it naming the row and column (--drop-invalid drops and counts such
+rows). Each announced job is checked against the file: a model whose input
+size is not the file's feature count, or whose output size is not its
+class count, is refused with an error naming the file, the column and the
+sizes, and nothing is submitted. With --data the node joins the jobs of
+--task when the flag is given, otherwise every job whose model fits. The
+rows never leave the node; only updates do.
+
 --byzantine ATTACK makes this node send crafted updates (for experiments):
 label-flip trains on flipped labels; the other attacks are fed honest
 updates the node simulates from its own data (bootstrap resamples).
@@ -72,6 +86,10 @@ const nodeExample = `  mfn keygen --role node --out keys/site-07
   # the same, tracing every round to an OTLP/HTTP collector (Jaeger, ...)
   mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
     --state-dir state/site-07 --otlp-endpoint http://127.0.0.1:4318
+
+  # a site with its own table (30 features, labels benign/malignant)
+  mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
+    --state-dir state/site-07 --data site.csv --label-column diagnosis --classes benign,malignant
 
   # cluster.txt
   origin mfn.example/cluster-1
@@ -95,6 +113,10 @@ type nodeFlags struct {
 	dialTimeout                     time.Duration
 	httpAddr, logLevel              string
 	trace                           traceFlags
+	// The site's own data file (--data and its options).
+	data, labelColumn, standardize string
+	featureColumns, classes        []string
+	dropInvalid, taskSet           bool
 }
 
 func newNodeCmd(env *cmdEnv) *cobra.Command {
@@ -105,7 +127,10 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 		Long:    nodeLong,
 		Example: nodeExample,
 		Args:    cobra.NoArgs,
-		RunE:    func(*cobra.Command, []string) error { return runNode(env, &f) },
+		RunE: func(c *cobra.Command, _ []string) error {
+			f.taskSet = c.Flags().Changed("task")
+			return runNode(env, &f)
+		},
 	}
 	d := node.DefaultConfig()
 	fl := c.Flags()
@@ -140,6 +165,12 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.dialTimeout, "dial-timeout", node.DefaultDialTimeout, "bound on one connection attempt (QUIC handshake and hello)")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "host:port serving /metrics and /healthz (empty: none)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.data, "data", "", "the site's own data: .csv, .parquet, .npy, .npz, IDX images or a folder of MFN fields (instead of --task's built-in data)")
+	fl.StringVar(&f.labelColumn, "label-column", "label", "label column of a --data table")
+	fl.StringSliceVar(&f.featureColumns, "feature-columns", nil, "feature columns of a --data table, in order (default: every column but the label)")
+	fl.StringSliceVar(&f.classes, "classes", nil, "class list of --data, index = class id (default: integer labels 0..K-1)")
+	fl.BoolVar(&f.dropInvalid, "drop-invalid", false, "drop --data rows with NaN, Inf, empty or unparsable values and report the count (default: refuse the file)")
+	fl.StringVar(&f.standardize, "standardize", node.StandardizeSite, "scaling of --data features: site (this site's mean and std) or none")
 	c.AddCommand(newNodeAcksCmd(env))
 	return c
 }
@@ -238,7 +269,9 @@ func (f *nodeFlags) config() (node.Config, slog.Level, error) {
 		return cfg, lvl, usagef("--cluster is required: the file listing the coordinators (see mfn node --help)")
 	case f.stateDir == "":
 		return cfg, lvl, usagef("--state-dir is required: where the node keeps its data cache and acknowledgements")
-	case f.task != node.TaskMFNRegime && f.task != node.TaskMNIST:
+	case f.data != "" && f.standardize != node.StandardizeSite && f.standardize != node.StandardizeNone:
+		return cfg, lvl, usagef("--standardize %q must be site or none", f.standardize)
+	case f.data == "" && f.task != node.TaskMFNRegime && f.task != node.TaskMNIST:
 		return cfg, lvl, usagef("--task %q must be %s or %s", f.task, node.TaskMFNRegime, node.TaskMNIST)
 	case f.holdout < 0 || f.holdout >= 0.9:
 		return cfg, lvl, usagef("--holdout %v must be in [0, 0.9)", f.holdout)
@@ -307,6 +340,20 @@ func (f *nodeFlags) config() (node.Config, slog.Level, error) {
 		Task: f.task, Samples: f.samples, Proportions: mix, GridSize: f.gridSize, Steps: f.steps, Seed: f.dataSeed,
 		HoldOut: f.holdout, Workers: f.workers, MNISTDir: f.mnistDir, Partition: f.partition, Partitions: f.partitions,
 	}
+	if f.data != "" {
+		if _, err := os.Stat(f.data); err != nil {
+			return cfg, lvl, usagef("--data %s: %v", f.data, err)
+		}
+		// With its own file the node joins jobs of --task when given,
+		// otherwise any job whose model fits the file.
+		cfg.Data = node.DataConfig{Seed: f.dataSeed, HoldOut: f.holdout, Workers: f.workers, File: node.FileData{
+			Path: f.data, LabelColumn: f.labelColumn, FeatureColumns: f.featureColumns, Classes: f.classes,
+			DropInvalid: f.dropInvalid, Standardize: f.standardize,
+		}}
+		if f.taskSet {
+			cfg.Data.Task = f.task
+		}
+	}
 	if f.holdout == 0 {
 		cfg.Data.HoldOut = -1
 	}
@@ -349,6 +396,16 @@ func runNode(env *cmdEnv, f *nodeFlags) error {
 			lastTenth = tenth
 			logger.Info("simulating local data", "done", done, "total", total)
 		}
+	}
+	if cfg.Data.File.Path != "" {
+		// Check the site's file before anything else: a file the node
+		// cannot use stops it here, naming the row or column.
+		l, err := node.LoadFile(env.ctx, cfg.Data)
+		if err != nil {
+			return fmt.Errorf("--data: %w", err)
+		}
+		logger.Info("site data", "file", cfg.Data.File.Path, "rows", l.Data.Len(), "features", l.Data.Dim,
+			"classes", l.Data.Classes, "label_counts", fmt.Sprint(l.Data.LabelCounts()), "dropped_invalid_rows", l.Dropped)
 	}
 	a, err := node.New(cfg)
 	if err != nil {

@@ -137,6 +137,10 @@ type Config struct {
 	// EventWriteTimeout bounds one event write and the wait for a pong; a
 	// client slower than this is disconnected. Zero means 10 s.
 	EventWriteTimeout time.Duration
+	// CORSOrigins are the browser origins ("https://app.example.org")
+	// whose pages may call the API cross-origin (cors.go); empty means
+	// none: no CORS header is sent. No wildcard.
+	CORSOrigins []string
 	// Clock returns the current time (rate limits); nil means time.Now.
 	Clock func() time.Time
 	// NewRequestID makes an id for a request without a usable
@@ -159,8 +163,10 @@ func (c *Config) Validate() error {
 		return errors.New("api: Config.MaxSubscribers and MaxSubscribersPerKey must be ≥ 0")
 	case c.LogSampling.Window < 0 || c.LogSampling.MaxClients < 0:
 		return errors.New("api: Config.LogSampling.Window and MaxClients must be ≥ 0")
-	case c.RateLimit.Burst < 0 || c.RateLimit.MaxBuckets < 0:
-		return errors.New("api: Config.RateLimit.Burst and MaxBuckets must be ≥ 0")
+	case validateOrigins(c.CORSOrigins) != nil:
+		return validateOrigins(c.CORSOrigins)
+	case c.RateLimit.validate() != nil:
+		return c.RateLimit.validate()
 	case c.Compute.MaxCellSteps < 0 || c.Compute.Concurrency < 0 || c.Compute.PerKey < 0:
 		return errors.New("api: Config.Compute.MaxCellSteps, Concurrency and PerKey must be ≥ 0")
 	case c.RequestTimeout < 0 || c.EventPing < 0 || c.EventWriteTimeout < 0 || c.BodyTimeout < 0:
@@ -179,6 +185,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.RateLimit = c.RateLimit.withDefaults()
+	c.CORSOrigins = normalizeOrigins(c.CORSOrigins)
 	c.LogSampling = c.LogSampling.withDefaults()
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 8 << 20
@@ -247,8 +254,10 @@ type server struct {
 	sims    *simSlots
 	// simulate runs one simulation (sim.SimulateContext; tests replace it).
 	simulate func(ctx context.Context, cfg sim.Config) (*sim.Result, error)
+	simStats *simStats // statistics of the runs /v1/simulate computed
 	sampler  *logSampler
 	subs     *subscriberSlots
+	openapi  []byte // the OpenAPI document (openapi.go)
 }
 
 // New builds the HTTP API handler of one member (see the package
@@ -275,6 +284,12 @@ func New(cfg Config) (http.Handler, error) {
 	var err error
 	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if s.simStats, err = newSimStats(cfg.Registry); err != nil {
+		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if s.openapi, err = buildOpenAPI(s.routes(nil), rateClass); err != nil {
+		return nil, err
 	}
 	promh := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{ErrorLog: nil})
 	for _, rt := range s.routes(promh) {
@@ -318,6 +333,7 @@ func (s *server) routes(metrics http.Handler) []route {
 			metrics.ServeHTTP(w, r)
 			return nil
 		}},
+		{"GET /openapi.json", 0, local, s.openapiDoc}, // openapi.go
 
 		{"GET /v1/cluster", RoleReader, local, s.clusterStatus},
 		{"POST /v1/cluster/join", RoleAdmin, write, s.clusterJoin},
@@ -362,6 +378,8 @@ func (s *server) routes(metrics http.Handler) []route {
 // recovers panics, and records the access log line and the metrics.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
 	id := r.Header.Get(HeaderRequestID)
 	if !validRequestID(id) {
 		id = s.cfg.NewRequestID()
@@ -384,6 +402,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.finish(rec, r, info, start)
 	}()
+	if s.cors(rec, r) { // cors.go: CORS headers, preflights answered
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		s.unmatched(rec, r)
 		return

@@ -227,7 +227,7 @@ func TestLimiterBounded(t *testing.T) {
 	now := time.Unix(0, 0)
 	l := newLimiter(RateLimit{Rate: 1, Burst: 1, MaxBuckets: 3}, func() time.Time { return now })
 	for i := range 10 {
-		l.take(fmt.Sprint("k", i), "r")
+		l.take(fmt.Sprint("k", i), "r", ClassRate{Rate: 1, Burst: 1})
 		if n := l.size(); n > 3 {
 			t.Fatalf("after %d keys: %d buckets, want ≤ 3", i+1, n)
 		}
@@ -235,12 +235,12 @@ func TestLimiterBounded(t *testing.T) {
 	// A refilled (idle) bucket is evicted before a busy one: k9 is the
 	// newest; after 1 s every bucket is full and evictable.
 	now = now.Add(time.Second)
-	l.take("fresh", "r")
+	l.take("fresh", "r", ClassRate{Rate: 1, Burst: 1})
 	if n := l.size(); n != 1 {
 		t.Errorf("idle buckets not evicted: %d buckets, want 1", n)
 	}
 	// The most recent bucket survives eviction by LRU and still limits.
-	if d := l.take("fresh", "r"); d.ok {
+	if d := l.take("fresh", "r", ClassRate{Rate: 1, Burst: 1}); d.ok {
 		t.Error("fresh key's second request in the same instant was allowed with burst 1")
 	}
 }

@@ -576,3 +576,22 @@ func (c *Client) ExportLog(ctx context.Context, dir string) (ExportReport, error
 	rep.Leaves = size
 	return rep, nil
 }
+
+// MaxOpenAPIBytes bounds the OpenAPI document Client.OpenAPI accepts.
+const MaxOpenAPIBytes = 4 << 20
+
+// OpenAPI returns the member's OpenAPI document (GET /openapi.json),
+// checked to be a JSON object with an "openapi" version field.
+func (c *Client) OpenAPI(ctx context.Context) ([]byte, error) {
+	b, _, err := c.getBytes(ctx, "/openapi.json", nil, MaxOpenAPIBytes)
+	if err != nil {
+		return nil, err
+	}
+	var head struct {
+		OpenAPI string `json:"openapi"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil || head.OpenAPI == "" {
+		return nil, fmt.Errorf("api: %s/openapi.json is not an OpenAPI document", c.Server())
+	}
+	return b, nil
+}

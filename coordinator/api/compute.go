@@ -84,6 +84,7 @@ func (s *server) simulateRoute(w http.ResponseWriter, r *http.Request, body []by
 		}
 		return err
 	}
+	s.simStats.observe(res)
 	out := SimulateResponse{
 		GridSize: res.N, Steps: res.Steps,
 		Features:      make(map[string]float64, sim.NumFeatures),

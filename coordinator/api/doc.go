@@ -46,6 +46,7 @@
 //	GET    /healthz                                public    local   process is up
 //	GET    /readyz                                 public    local   member of a cluster with a leader (503 otherwise)
 //	GET    /metrics                                public    local   Prometheus text format
+//	GET    /openapi.json                           public    local   OpenAPI 3.1 document of these routes
 //	GET    /v1/cluster                             reader    local   coordinator.Status: members, leader, raft state
 //	POST   /v1/cluster/join                        admin     leader  JoinRequest → Status ("mfn coordinator --join")
 //	DELETE /v1/cluster/members/{id}                admin     leader  204; 404 for an id not in the cluster
@@ -75,9 +76,23 @@
 //	POST   /v1/nernst                              reader    local   NernstRequest → NernstResponse
 //
 // The public routes need no key and are not rate limited: they are for
-// load balancers, orchestrators and Prometheus, and reveal nothing but
-// liveness, readiness and metrics. Bind the port to a trusted network if
+// load balancers, orchestrators, Prometheus and API tooling, and reveal
+// nothing but liveness, readiness, metrics and the API's published
+// description. Bind the port to a trusted network if
 // the metrics are sensitive.
+//
+// # OpenAPI
+//
+// GET /openapi.json serves an OpenAPI 3.1 document of the routes above,
+// built by New from the same route table the router is built from
+// (openapi.go): each operation has its role (x-mfn-role, "public" for
+// the routes without a key), mode (x-mfn-mode), rate limit class
+// (x-mfn-rate-class), parameters, request and response bodies (JSON
+// Schemas derived from the Go types by reflection, the way encoding/json
+// encodes them) and its error statuses, all in the ErrorBody shape. It is
+// public: it says nothing the source does not, and tooling fetches it
+// before it has a key. Tests walk the router and the document against
+// each other and check every documented role is the enforced one.
 //
 // # Authentication
 //
@@ -104,6 +119,34 @@
 // so unknown clients cannot drain a key's budget. Buckets are kept by each
 // member: a client spreading its requests over N members gets N times the
 // rate ("mfn coordinator --http-rate/--http-burst").
+//
+// RateLimit.Classes sets another rate and burst per route class: reads
+// (GETs), writes (the routes served by the leader), compute (/v1/simulate,
+// /v1/nernst) and events (/v1/events); rateClass says which route is in
+// which, and the document at /openapi.json names each route's class
+// (x-mfn-rate-class). Buckets stay per (key, route): a class chooses their
+// rate and capacity ("mfn coordinator --http-rates writes=2:5,compute=1:2").
+//
+// # CORS
+//
+// Off unless Config.CORSOrigins lists origins ("mfn coordinator
+// --cors-origin", cors.go). For a listed origin the answer carries
+// Access-Control-Allow-Origin (the origin, never "*") and the exposed
+// headers (request id, rate limit, model hash); a preflight (OPTIONS with
+// Access-Control-Request-Method) is answered 204 with the path's methods
+// and the allowed request headers (Content-Type, X-API-Key, X-Request-ID)
+// when origin, path, method and headers all pass, and 403 otherwise.
+// Credentials are never allowed, so browsers send no cookies cross-origin;
+// listed origins may open /v1/events.
+//
+// # Metrics
+//
+// Besides the coordinator's, the API exports mfn_http_requests_total and
+// mfn_http_request_duration_seconds (by route and code),
+// mfn_http_in_flight_requests (requests being served, open event streams
+// included), mfn_http_forwarded_total, mfn_http_rate_limited_total and
+// mfn_http_access_log_suppressed_total; NewServer adds the connection
+// metrics.
 //
 // # Errors
 //

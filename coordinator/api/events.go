@@ -41,7 +41,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 	// stream is served to its own origin only), or a malformed handshake.
 	if origin := r.Header.Get("Origin"); origin != "" {
 		u, err := url.Parse(origin)
-		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+		if err != nil || (!strings.EqualFold(u.Host, r.Host) && !s.corsAllowed(origin)) {
 			return errorf(http.StatusForbidden, CodeForbidden, "WebSocket from origin %q refused: only %q may open the stream",
 				clip(origin), clip(r.Host))
 		}
@@ -63,7 +63,13 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ []byte) error 
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
-	conn, err := websocket.Accept(w, r, nil)
+	var opts *websocket.AcceptOptions
+	if origin := r.Header.Get("Origin"); s.corsAllowed(origin) {
+		// A page of a --cors-origin origin, checked in full above.
+		u, _ := url.Parse(origin)
+		opts = &websocket.AcceptOptions{OriginPatterns: []string{u.Host}}
+	}
+	conn, err := websocket.Accept(w, r, opts)
 	if err != nil {
 		// Accept has written the HTTP error already.
 		infoFrom(r.Context()).log.Debug("websocket accept", "error", err.Error())

@@ -128,6 +128,9 @@ type httpMetrics struct {
 	requests  *prometheus.CounterVec
 	forwarded *prometheus.CounterVec
 	limited   *prometheus.CounterVec
+	// inFlight is the number of requests being served (a /v1/events
+	// stream counts for as long as it is open).
+	inFlight prometheus.Gauge
 	// suppressed counts access log lines of client errors left out by
 	// the sampling (LogSampling).
 	suppressed prometheus.Counter
@@ -152,12 +155,16 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Name: "mfn_http_rate_limited_total",
 			Help: "Requests refused with 429 by the per key and route rate limit, by route pattern.",
 		}, []string{"route"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mfn_http_in_flight_requests",
+			Help: "HTTP API requests being served now, open /v1/events streams included.",
+		}),
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mfn_http_access_log_suppressed_total",
 			Help: "Access log lines of client errors (4xx) left out by the per-client sampling.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.requests, m.forwarded, m.limited, m.suppressed} {
+	for _, c := range []prometheus.Collector{m.duration, m.requests, m.forwarded, m.limited, m.inFlight, m.suppressed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -249,14 +256,15 @@ func (s *server) serveRoute(w http.ResponseWriter, r *http.Request, rt route, in
 			return errorf(http.StatusForbidden, CodeForbidden, "key %q has role %s; %s needs %s or above",
 				ident.Name, ident.Role, rt.pattern, rt.role)
 		}
-		if s.cfg.RateLimit.Rate > 0 {
-			d := s.limiter.take(ident.Name, rt.pattern)
+		class := rateClass(rt)
+		if cr, limited := s.cfg.RateLimit.class(class); limited {
+			d := s.limiter.take(ident.Name, rt.pattern, cr)
 			d.setHeaders(w.Header())
 			if !d.ok {
 				s.metrics.limited.WithLabelValues(rt.pattern).Inc()
 				return &httpError{status: http.StatusTooManyRequests, code: CodeRateLimited,
-					msg: fmt.Sprintf("rate limit of %g requests/s (burst %d) on %s exceeded for key %q",
-						s.cfg.RateLimit.Rate, s.cfg.RateLimit.Burst, rt.pattern, ident.Name)}
+					msg: fmt.Sprintf("rate limit of %g requests/s (burst %d, class %s) on %s exceeded for key %q",
+						cr.Rate, cr.Burst, class, rt.pattern, ident.Name)}
 			}
 		}
 	}

@@ -16,4 +16,13 @@
 // the final accuracy next to an in-process FedAvg reference on the same
 // data and seeds without Byzantine nodes, leader changes, and whether every
 // acknowledged update is in the audit log exactly once.
+//
+// With Options.Data the federation runs on a user's file instead
+// (data.go): a seeded test part stays with the cluster, the training part
+// is dealt to the nodes (IID or Dirichlet), each node's share is written
+// into its state directory and loaded by its agent as a site loads its own
+// file (node.FileData, scaled with the job's reference statistics fitted
+// on the training part), and the summary adds the centralized reference
+// (learn.CentralizedReference on the pooled training rows, same model and
+// budget). The final model can be written as an mfn-model/1 file.
 package e2e

@@ -23,6 +23,7 @@ import (
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/node"
+	"github.com/mfn/mfn/privacy"
 )
 
 // JobID is the id of the federation's training job.
@@ -81,6 +82,32 @@ type Options struct {
 	// (service telemetry.ServiceCoordinator or ServiceNode, and its id);
 	// nil means no tracing.
 	Tracing func(service, id string) trace.TracerProvider
+
+	// Data, when set, federates this file (any format package sitedata
+	// reads) instead of the simulated regime task: a TestFraction part
+	// (zero means 0.2, split with Seed) is kept by the cluster to measure
+	// the global model and never given to a node; the rest is dealt to
+	// the nodes by Partition ("iid", the default, or "dirichlet:ALPHA"),
+	// each node loading its share from a file in its own state directory.
+	// LabelColumn, FeatureColumns, Classes and DropInvalid say how to read
+	// the file (see sitedata.Options). Samples and TestPerRegime are then
+	// unused.
+	Data           string
+	LabelColumn    string
+	FeatureColumns []string
+	Classes        []string
+	DropInvalid    bool
+	Partition      string
+	TestFraction   float64
+	// Model is the job's model spec (learn.ParseArch) for Data; empty
+	// means softmax, or mlp:Hidden when Hidden > 0.
+	Model string
+	// ModelOut, when set with Data, receives the final global model as an
+	// mfn-model/1 file (usable with mfn predict).
+	ModelOut string
+	// DP, when set, is the job's dp block (docs/PRIVACY.md); the summary
+	// then reports the job's privacy with the ε spent.
+	DP *privacy.Config
 }
 
 // DefaultOptions is the demo: 3 coordinators, 10 nodes of which 2 run
@@ -106,14 +133,23 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("e2e: Byzantine %d must be in [0, Nodes=%d)", o.Byzantine, o.Nodes)
 	case o.Rounds < 1 || o.Rounds > 10000:
 		return fmt.Errorf("e2e: Rounds %d must be in [1, 10000]", o.Rounds)
-	case o.Samples < 2 || o.TestPerRegime < 1:
+	case o.Data == "" && (o.Samples < 2 || o.TestPerRegime < 1):
 		return fmt.Errorf("e2e: Samples %d must be ≥ 2 and TestPerRegime %d ≥ 1", o.Samples, o.TestPerRegime)
 	case o.Hidden < 0:
 		return fmt.Errorf("e2e: Hidden %d must be ≥ 0", o.Hidden)
 	case o.ChaosAfter < 0 || o.ChaosAfter >= o.Rounds && o.Chaos && o.ChaosAfter != 0:
 		return fmt.Errorf("e2e: ChaosAfter %d must be in [0, Rounds=%d)", o.ChaosAfter, o.Rounds)
+	case o.Data != "" && (o.TestFraction < 0 || o.TestFraction >= 1):
+		return fmt.Errorf("e2e: TestFraction %v must be in [0, 1)", o.TestFraction)
+	case o.Data == "" && (o.Model != "" || o.ModelOut != ""):
+		return fmt.Errorf("e2e: Model and ModelOut need Data (the regime task's model is set by Hidden)")
 	case o.Chaos && o.Members < 3:
 		return fmt.Errorf("e2e: Chaos needs at least 3 members (a quorum must survive), have %d", o.Members)
+	}
+	if o.Data != "" {
+		if _, err := learn.ParsePartition(o.partition()); err != nil {
+			return fmt.Errorf("e2e: Partition: %w", err)
+		}
 	}
 	if o.Byzantine > 0 && !slices.Contains(aggregate.AttackNames, o.Attack) {
 		return fmt.Errorf("e2e: Attack %q is not one of %v", o.Attack, aggregate.AttackNames)
@@ -180,6 +216,20 @@ type Summary struct {
 	// RoundsAttested counts the rounds whose result leaf every member
 	// re-derived and cosigned.
 	RoundsAttested int `json:"rounds_attested"`
+
+	// With Options.Data: the file, the partition, the model spec, the
+	// rows of the held-out test part (where FinalAccuracy is measured) and
+	// the centralized reference (learn.CentralizedReference: the same
+	// model trained on the nodes' pooled training rows with the same
+	// budget), and the model file written (Options.ModelOut).
+	DataFile                     string   `json:"data_file,omitempty"`
+	Partition                    string   `json:"partition,omitempty"`
+	Model                        string   `json:"model,omitempty"`
+	TestSamples                  int      `json:"test_samples,omitempty"`
+	CentralizedReferenceAccuracy *float64 `json:"centralized_reference_accuracy,omitempty"`
+	ModelFile                    string   `json:"model_file,omitempty"`
+	// Privacy is the DP job's privacy (ε spent) when Options.DP is set.
+	Privacy *coordinator.JobPrivacy `json:"privacy,omitempty"`
 }
 
 // Run starts the coordinator cluster and the nodes, runs the job to its
@@ -260,11 +310,22 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	if o.Hidden > 0 {
 		arch = learn.Arch{Kind: "mlp", Dim: 18, Hidden: o.Hidden, Classes: node.NumRegimes}
 	}
+	task := node.TaskMFNRegime
+	var file *fileSetup
+	if o.Data != "" {
+		if file, err = setupFile(o, dir); err != nil {
+			return nil, err
+		}
+		arch, task = file.arch, DataTask
+	}
 	nodeData := make([]node.DataConfig, o.Nodes)
 	trains := make([]*learn.Dataset, o.Nodes)
 	total := o.Nodes * o.Samples
 	for i := range o.Nodes {
 		nodeData[i] = siteData(o, i)
+		if file != nil {
+			nodeData[i] = file.nodeData[i]
+		}
 		base := i * o.Samples
 		progress := func(done, tot int) {
 			if o.OnProgress != nil {
@@ -276,11 +337,13 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 			return nil, fmt.Errorf("e2e: node %d data: %w", i+1, err)
 		}
 	}
-	test, err := node.RegimeTestSet(ctx, 0, 0, o.TestPerRegime, o.Seed^0x7e57, 0)
-	if err != nil {
+	var test *learn.Dataset
+	if file != nil {
+		test = file.test
+	} else if test, err = node.RegimeTestSet(ctx, 0, 0, o.TestPerRegime, o.Seed^0x7e57, 0); err != nil {
 		return nil, err
 	}
-	eval := &evaluator{test: test}
+	eval := &evaluator{task: task, arch: arch, test: test}
 
 	// The cluster.
 	stage("cluster")
@@ -348,7 +411,7 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	// The job.
 	stage("job")
 	initial := make([]float64, arch.NumParams())
-	if arch.Kind == "mlp" {
+	if arch.Kind != "softmax" {
 		m, err := learn.NewModel(arch, newRand(o.Seed, 0x1417))
 		if err != nil {
 			return nil, err
@@ -356,11 +419,11 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		copy(initial, m.Params())
 	}
 	spec := coordinator.JobSpec{
-		ID: JobID, Task: node.TaskMFNRegime, Dim: arch.NumParams(), Shape: []int{arch.Dim, arch.Hidden, arch.Classes},
+		ID: JobID, Task: task, Dim: arch.NumParams(), Shape: shapeOf(arch),
 		Rule:   coordinator.RuleSpec{Name: o.Rule, F: o.Byzantine, Seed: o.Seed},
 		Rounds: o.Rounds, MinUpdates: max(1, o.Nodes-o.Nodes/3), MaxUpdates: o.Nodes,
 		RoundDeadline: coordinator.Duration(o.RoundDeadline), HardDeadline: coordinator.Duration(6 * o.RoundDeadline),
-		OnFailure: coordinator.OnFailureContinue, InitialModel: initial,
+		OnFailure: coordinator.OnFailureContinue, InitialModel: initial, DP: o.DP,
 	}
 	if spec.MinUpdates <= 2*o.Byzantine {
 		spec.MinUpdates = min(o.Nodes, 2*o.Byzantine+1)
@@ -419,9 +482,18 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		sum.AuditDir, sum.LogVerifierKey = auditDir, filepath.Join(dir, "log.vkey")
 	}
 	if m, err := reader.coord.LatestModel(JobID); err == nil {
-		if acc, ok, err := eval.Evaluate(node.TaskMFNRegime, m.Params); err == nil && ok {
+		if acc, ok, err := eval.Evaluate(task, m.Params); err == nil && ok {
 			sum.FinalAccuracy = acc
 		}
+		if file != nil && o.ModelOut != "" {
+			if err := writeModel(o.ModelOut, file, m.Params); err != nil {
+				return nil, err
+			}
+			sum.ModelFile = o.ModelOut
+		}
+	}
+	if j, err := reader.coord.GetJob(JobID); err == nil {
+		sum.Privacy = j.Privacy
 	}
 	sum.FedAvgReferenceAccuracy = math.NaN()
 	if o.Reference {
@@ -434,7 +506,16 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	if o.Byzantine == 0 {
 		sum.Attack = "none"
 	}
-	sum.ChanceAccuracy = 1 / float64(node.NumRegimes)
+	sum.ChanceAccuracy = 1 / float64(arch.Classes)
+	if file != nil {
+		stage("centralized")
+		acc, err := centralized(ctx, o, arch, trains, test)
+		if err != nil {
+			return nil, fmt.Errorf("e2e: centralized reference: %w", err)
+		}
+		sum.CentralizedReferenceAccuracy = &acc
+		sum.DataFile, sum.Partition, sum.Model, sum.TestSamples = o.Data, o.partition(), arch.Spec(), test.Len()
+	}
 	sum.TotalSecs = time.Since(start).Seconds()
 	return sum, nil
 }
@@ -489,21 +570,22 @@ func createJob(ctx context.Context, cl *cluster, spec coordinator.JobSpec) error
 	}
 }
 
-// evaluator scores models of the regime task on the held-out test set.
+// evaluator scores models of the job's task on the held-out test set.
 type evaluator struct {
+	task string
+	arch learn.Arch
 	test *learn.Dataset
 	mu   sync.Mutex
 }
 
 func (e *evaluator) Evaluate(task string, params []float64) (float64, bool, error) {
-	if task != node.TaskMFNRegime {
+	if task != e.task {
 		return 0, false, nil
 	}
-	arch, err := node.ArchFor(task, len(params))
-	if err != nil {
-		return 0, false, err
+	if len(params) != e.arch.NumParams() {
+		return 0, false, fmt.Errorf("e2e: model of %d parameters, the job's %s has %d", len(params), e.arch.Spec(), e.arch.NumParams())
 	}
-	m, err := learn.NewModel(arch, newRand(0, 0))
+	m, err := learn.NewModel(e.arch, newRand(0, 0))
 	if err != nil {
 		return 0, false, err
 	}
@@ -546,7 +628,7 @@ func reference(o Options, arch learn.Arch, initial []float64, trains []*learn.Da
 			global[j] += agg[j]
 		}
 	}
-	acc, _, err := eval.Evaluate(node.TaskMFNRegime, global)
+	acc, _, err := eval.Evaluate(eval.task, global)
 	return acc, err
 }
 
@@ -661,4 +743,12 @@ func waitAttested(ctx context.Context, c *coordinator.Coordinator, live []*membe
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// partition is o.Partition, "iid" when empty.
+func (o *Options) partition() string {
+	if o.Partition == "" {
+		return "iid"
+	}
+	return o.Partition
 }

@@ -86,7 +86,9 @@ func (r *RoundSpans) Opened(job string, round uint64, at time.Time) {
 	r.open[k] = &roundState{ctx: ctx, span: span, phase: phase}
 }
 
-// Update links the ingest span sc of an update accepted into round.
+// Update links the ingest span sc of an update submitted to round (it is
+// called once the update is opened and its round known; the ingest span
+// itself says whether it was accepted).
 // Nothing happens when the round is not followed or sc is invalid.
 func (r *RoundSpans) Update(job string, round uint64, node string, sc trace.SpanContext) {
 	if r == nil || !sc.IsValid() {
