@@ -1,8 +1,10 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/privacy"
 )
 
 // skewedRule is the test hook in a member's rule registry: it runs the
@@ -290,5 +293,52 @@ func TestAttestQueueBound(t *testing.T) {
 	}
 	if first := <-c.attestQ; first.round.Number != 1 {
 		t.Fatalf("first queued round %d, want 1 (the overflow is the one dropped)", first.round.Number)
+	}
+}
+
+// TestAttestationCentralDP: members re-derive a central DP round's noise
+// from the job's secret and cosign it; the leaf commits to the seed.
+func TestAttestationCentralDP(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{attest: true})
+	tc.registerAll()
+	nodes := newTestNodes(t, 3, 9)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	spec := dpSpec("central", 4, 0.5, 0)
+	spec.DP.Mode = privacy.ModeCentral
+	spec.Rounds, spec.MinUpdates, spec.MaxUpdates = 1, 3, 3
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	open := tc.waitRound(li, "central", 1, RoundOpen)
+	ups := [][]float64{{3, 4, 0, 0}, {0.25, 0, 0.5, 0}, {-0.5, 0.5, 0, 0.25}}
+	for i, n := range nodes {
+		if _, err := l.Submit(ctx, n.pub(), n.seal(t, tc.keys, "central", 1, open.BaseHash, ups[i], uint64(10*(i+1)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := tc.waitRound(li, "central", 1, RoundClosed, RoundFailed)
+	if r.State != RoundClosed || r.Result.ResultLeaf == nil {
+		t.Fatalf("round %s %q: %+v", r.State, r.FailReason, r.Result)
+	}
+	eventually(t, 20*time.Second, "3 attestations of the central DP round", func() bool {
+		got, err := l.GetRound("central", 1)
+		return err == nil && len(got.Attested) == 3 && len(got.Dissents) == 0
+	})
+	b, err := l.Leaf(*r.Result.ResultLeaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := audit.ParseResultLeaf(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := mustJob(t, l, "central") // ended: the secret is shown
+	seed := privacy.DeriveSeed(j.Privacy.Secret, "central", 1)
+	if want := sha256.Sum256(seed[:]); !bytes.Equal(res.NoiseCommitment, want[:]) || res.Rule != centralRule || res.Weighting != audit.WeightEqual {
+		t.Fatalf("leaf rule %q weighting %d noise %x, want %s, equal, %x", res.Rule, res.Weighting, res.NoiseCommitment, centralRule, want)
 	}
 }
