@@ -73,6 +73,14 @@ func inmemBenchCluster(b *testing.B) *benchCluster {
 	return &benchCluster{keys: tc.keys, members: tc.members}
 }
 
+// inmemAttestingBenchCluster is inmemBenchCluster with round attestation
+// on (MemberKey, every member registered).
+func inmemAttestingBenchCluster(b *testing.B) *benchCluster {
+	tc := newTestCluster(b, 3, clusterOpts{attest: true})
+	tc.registerAll()
+	return &benchCluster{keys: tc.keys, members: tc.members}
+}
+
 // loopbackBenchCluster is 3 members on 127.0.0.1 with the production
 // stack: mutual-TLS TCP transport and bbolt storage (fsync on) in temp dirs.
 func loopbackBenchCluster(b *testing.B) *benchCluster {
@@ -240,9 +248,16 @@ func processCPU() time.Duration {
 // 100-update round (d = 10,000 float32) to its committed result: seal of
 // the round, decoding from the leader's cache, FedAvg, and the CloseRound
 // entry applied on the leader.
-func BenchmarkRoundClose(b *testing.B) {
+func BenchmarkRoundClose(b *testing.B) { benchRoundClose(b, inmemBenchCluster(b)) }
+
+// BenchmarkRoundCloseAttested is BenchmarkRoundClose with attestation on:
+// the close-round entry carries the result leaf, and the three members
+// re-derive each round in the background (their CPU competes with the
+// next iteration's close on a small machine).
+func BenchmarkRoundCloseAttested(b *testing.B) { benchRoundClose(b, inmemAttestingBenchCluster(b)) }
+
+func benchRoundClose(b *testing.B, bc *benchCluster) {
 	const n = 100
-	bc := inmemBenchCluster(b)
 	ctx := context.Background()
 	l := bc.leader(b)
 	nodes := newTestNodes(b, n, 34)

@@ -182,6 +182,11 @@ type clusterOpts struct {
 	// peerKeys gives every member a PeerKeys holding every member's key
 	// (the static --peer-keys list).
 	peerKeys bool
+	// attest gives every member its MemberKey and a SendAttestation that
+	// hands a follower's attestation to the current leader in process.
+	attest bool
+	// rules, if set, gives member i its rule factory.
+	rules func(i int) RuleFactory
 }
 
 func fastRaftConfig() *raft.Config {
@@ -260,6 +265,20 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.prober != nil {
 			cfg.Prober = o.prober(i)
+		}
+		if o.attest {
+			cfg.MemberKey = tc.keys.coords[i].SigningKey
+			cfg.SendAttestation = func(ctx context.Context, a *Attestation) error {
+				for j, m := range tc.members {
+					if !tc.down[j] && m.IsLeader() {
+						return m.SubmitAttestation(ctx, a)
+					}
+				}
+				return ErrNotLeader
+			}
+		}
+		if o.rules != nil {
+			cfg.Rules = o.rules(i)
 		}
 		if o.peerKeys {
 			cfg.PeerKeys = NewPeerKeys()

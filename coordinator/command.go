@@ -43,6 +43,7 @@ const (
 	cmdFailRound
 	cmdCheckpoint
 	cmdDeleteJob
+	cmdAttest
 )
 
 func (t commandType) String() string {
@@ -73,6 +74,8 @@ func (t commandType) String() string {
 		return "checkpoint"
 	case cmdDeleteJob:
 		return "delete-job"
+	case cmdAttest:
+		return "attest"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -152,6 +155,11 @@ type (
 		Model    Params          `json:"model"`
 		Result   RoundResult     `json:"result"`
 		At       time.Time       `json:"at"`
+		// ResultLeaf is the encoded audit result leaf (audit.ResultLeaf)
+		// appended to the log with the result; empty when the leader does
+		// not attest rounds (Config.MemberKey nil) and in entries written
+		// before result leaves existed.
+		ResultLeaf []byte `json:"result_leaf,omitempty"`
 	}
 	failRoundCmd struct {
 		Job    string    `json:"job"`
@@ -341,6 +349,8 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(checkpointCmd)
 	case cmdDeleteJob:
 		body = new(deleteJobCmd)
+	case cmdAttest:
+		body = new(Attestation)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
 	}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -108,6 +109,20 @@ type Config struct {
 	// rounds (floats); beyond it updates are re-opened at close. Zero
 	// means 2^26 (512 MiB).
 	CacheFloats int
+
+	// MemberKey is the member's Ed25519 private key (its public half must
+	// be PublicKey). With it the member attests rounds (attest.go): as
+	// leader it appends each closed round's result leaf to the audit log,
+	// and every member re-derives each closed round and cosigns the
+	// checkpoint covering its result leaf, or records a signed dissent.
+	// Nil means rounds close without result leaves and this member
+	// attests nothing.
+	MemberKey ed25519.PrivateKey
+	// SendAttestation delivers this member's attestation to the leader
+	// when it is a follower (in-process clusters call the leader's
+	// SubmitAttestation; mfn coordinator posts it to the leader's
+	// AttestPath). Nil means a follower's attestations are only logged.
+	SendAttestation func(ctx context.Context, a *Attestation) error
 }
 
 // Validate checks the configuration and names the first bad field.
@@ -125,6 +140,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.Transport is nil")
 	case c.RaftAddr == "":
 		return fmt.Errorf("coordinator: Config.RaftAddr must not be empty")
+	case c.MemberKey != nil && (len(c.MemberKey) != ed25519.PrivateKeySize || !bytes.Equal(c.MemberKey.Public().(ed25519.PublicKey), c.PublicKey)):
+		return fmt.Errorf("coordinator: Config.MemberKey is not the private key of Config.PublicKey")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
@@ -195,7 +212,12 @@ type Coordinator struct {
 	obsCh    chan raft.Observation
 	stop     chan struct{}
 	wg       sync.WaitGroup
-	closed   atomic.Bool
+	// attestQ holds the closed rounds this member has yet to attest
+	// (nil without Config.MemberKey).
+	attestQ    chan *attestTask
+	attestOnce sync.Once
+	attestM    *attestationMetrics
+	closed     atomic.Bool
 	// leading is set while this member leads and has applied every entry
 	// of earlier terms (the engine's barrier); Submit waits for it.
 	leading  atomic.Bool
@@ -237,6 +259,10 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.fsm.restored = c.syncTrust
+	if cfg.MemberKey != nil {
+		c.attestQ = make(chan *attestTask, attestQueue)
+		c.fsm.attest = c.enqueueAttest
+	}
 	if l, ok := cfg.Prober.(interface{ SetMemberInfo(Member) }); ok {
 		l.SetMemberInfo(Member{ID: cfg.ID, RaftAddr: cfg.RaftAddr, QUICAddr: cfg.QUICAddr, HTTPAddr: cfg.HTTPAddr})
 	}
@@ -272,6 +298,11 @@ func New(cfg Config) (*Coordinator, error) {
 	c.wg.Add(2)
 	go c.watchLeadership()
 	go c.watchObservations()
+	if c.attestQ != nil {
+		c.attestMetrics()
+		c.wg.Add(1)
+		go c.attester()
+	}
 	return c, nil
 }
 

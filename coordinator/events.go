@@ -28,6 +28,11 @@ const (
 	EventRoundFailed      EventKind = "round_failed"
 	EventCheckpoint       EventKind = "checkpoint"
 	EventLeaderChanged    EventKind = "leader_changed"
+	// EventRoundAttested: a member cosigned the checkpoint covering a
+	// round's result leaf (Member); EventRoundDisputed: a member's
+	// re-derivation differed and it recorded a signed dissent.
+	EventRoundAttested EventKind = "round_attested"
+	EventRoundDisputed EventKind = "round_disputed"
 )
 
 // Event is one round or cluster event.

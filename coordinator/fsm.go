@@ -218,6 +218,9 @@ type applyResult struct {
 	ack  Ack        // cmdAddUpdate
 	cp   Checkpoint // cmdCheckpoint
 	sent []Event    // events produced (for tests; also published)
+	// attest is the closed round to re-derive (cmdCloseRound with a
+	// result leaf), handed to the member's attester outside the lock.
+	attest *attestTask
 }
 
 // fsm is the coordinator's replicated state machine. Apply is called by
@@ -250,6 +253,9 @@ type fsm struct {
 	// restored, if set, runs after Restore replaced the state (no events
 	// are published for it).
 	restored func()
+	// attest, if set, receives every round closed with a result leaf,
+	// outside the lock (the member's attester; local, not replicated).
+	attest func(*attestTask)
 }
 
 // newFSM returns an empty state machine for the cluster origin; verifier
@@ -291,6 +297,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.mu.Unlock()
 	if f.publish != nil && len(res.sent) > 0 {
 		f.publish(res.sent)
+	}
+	if res.attest != nil && f.attest != nil {
+		f.attest(res.attest)
 	}
 	return res
 }
@@ -372,7 +381,9 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 	case *sealRoundCmd:
 		res.err = f.sealRound(c, ev)
 	case *closeRoundCmd:
-		res.err = f.closeRound(c, ev)
+		res.attest, res.err = f.closeRound(c, ev)
+	case *Attestation:
+		res.err = f.applyAttestation(c, ev)
 	case *failRoundCmd:
 		res.err = f.failRound(c.Job, c.Round, c.Reason, c.At, ev)
 	case *checkpointCmd:
@@ -602,29 +613,36 @@ func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) error {
 	return nil
 }
 
-func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
+func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) {
 	j, ok := f.jobs[c.Job]
 	if !ok {
-		return fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
 	switch {
 	case r == nil || r.State != RoundClosing:
-		return fmt.Errorf("%w: job %s round %d is not closing", ErrStale, c.Job, c.Round)
+		return nil, fmt.Errorf("%w: job %s round %d is not closing", ErrStale, c.Job, c.Round)
 	case c.Updates != len(r.Updates) || len(c.Outcomes) != len(r.Updates):
-		return fmt.Errorf("%w: job %s round %d: result over %d updates, round has %d", ErrStale, c.Job, c.Round, c.Updates, len(r.Updates))
+		return nil, fmt.Errorf("%w: job %s round %d: result over %d updates, round has %d", ErrStale, c.Job, c.Round, c.Updates, len(r.Updates))
 	case len(c.Model) != j.Job.Spec.Dim:
-		return fmt.Errorf("%w: job %s round %d: model has %d values, dim is %d", ErrInvalid, c.Job, c.Round, len(c.Model), j.Job.Spec.Dim)
+		return nil, fmt.Errorf("%w: job %s round %d: model has %d values, dim is %d", ErrInvalid, c.Job, c.Round, len(c.Model), j.Job.Spec.Dim)
 	case c.Result.ModelVersion != j.Job.ModelVersion+1:
-		return fmt.Errorf("%w: job %s round %d: model version %d, next is %d", ErrStale, c.Job, c.Round, c.Result.ModelVersion, j.Job.ModelVersion+1)
+		return nil, fmt.Errorf("%w: job %s round %d: model version %d, next is %d", ErrStale, c.Job, c.Round, c.Result.ModelVersion, j.Job.ModelVersion+1)
 	case c.Result.ModelHash != ModelHash(c.Model):
-		return fmt.Errorf("%w: job %s round %d: model hash does not match its parameters", ErrInvalid, c.Job, c.Round)
+		return nil, fmt.Errorf("%w: job %s round %d: model hash does not match its parameters", ErrInvalid, c.Job, c.Round)
+	}
+	var result *audit.ResultLeaf
+	if len(c.ResultLeaf) > 0 {
+		var err error
+		if result, err = f.checkResultLeaf(j, r, c); err != nil {
+			return nil, err
+		}
 	}
 	if p := j.Job.Privacy; p != nil {
 		// The round's step is composed with its result, in the same entry
 		// (on error nothing has changed).
 		if err := p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1); err != nil {
-			return fmt.Errorf("%w: job %s round %d: privacy accountant: %v", ErrInvalid, c.Job, c.Round, err)
+			return nil, fmt.Errorf("%w: job %s round %d: privacy accountant: %v", ErrInvalid, c.Job, c.Round, err)
 		}
 	}
 	for i := range r.Updates {
@@ -632,6 +650,15 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
 	}
 	res := c.Result
+	var task *attestTask
+	if result != nil {
+		idx, err := f.log.AppendResult(result)
+		if err != nil {
+			return nil, fmt.Errorf("%w: job %s round %d: result leaf: %v", ErrInvalid, c.Job, c.Round, err)
+		}
+		res.ResultLeaf = &idx
+		task = f.newAttestTask(j, r, idx, c.ResultLeaf)
+	}
 	r.Result = &res
 	f.endRound(j, r, RoundClosed, "", c.At)
 	j.Models = append(j.Models, modelVersion{Version: res.ModelVersion, Hash: res.ModelHash, Round: c.Round, Params: slices.Clone(c.Model)})
@@ -648,7 +675,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) error {
 		j.pruneModels(1)
 		ev(Event{Kind: EventJobCompleted, Job: c.Job, At: c.At})
 	}
-	return nil
+	return task, nil
 }
 
 func (f *fsm) failRound(job string, round uint64, reason string, at time.Time, ev func(Event)) error {
@@ -879,8 +906,14 @@ func copyRound(r *Round, withSealed bool) Round {
 			a := *res.Accuracy
 			res.Accuracy = &a
 		}
+		if res.ResultLeaf != nil {
+			x := *res.ResultLeaf
+			res.ResultLeaf = &x
+		}
 		c.Result = &res
 	}
+	c.Attested = slices.Clone(r.Attested)
+	c.Dissents = slices.Clone(r.Dissents)
 	return c
 }
 

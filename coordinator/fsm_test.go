@@ -436,6 +436,19 @@ func FuzzApply(f *testing.F) {
 		}
 		f.Add(e)
 	}
+	for _, a := range []*Attestation{
+		{Job: "alpha", Round: 1, Member: "c0", Checkpoint: 3, Cosignature: []byte("— c0 AAAA\n")},
+		{Job: "alpha", Round: 1, Member: "c0", Dissent: &Dissent{Member: "c0", Reason: "differs", Signature: make([]byte, 64)}},
+	} {
+		e, err := encodeCommand(cmdAttest, a)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(e)
+	}
+	if e, err := encodeCommand(cmdCloseRound, &closeRoundCmd{Job: "alpha", Round: 1, ResultLeaf: []byte{0, 1, 1, 0}}); err == nil {
+		f.Add(e)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := replay(t, b.keys, b.entries)
 		before := snapshotBytes(t, m)

@@ -112,6 +112,9 @@ func (c *Coordinator) step(ctx context.Context) (ended bool) {
 }
 
 func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error) {
+	if stopped, err := c.stopDisputed(ctx, j); stopped {
+		return true, err
+	}
 	r, ok := c.fsm.roundSummary(j.Spec.ID, j.Rounds)
 	now := c.now()
 	switch {
@@ -266,93 +269,14 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if err != nil {
 		return fmt.Errorf("coordinator: job %s round %d base model: %w", j.Spec.ID, round, err)
 	}
-	outcomes := make([]updateOutcome, len(r.Updates))
-	var vecs [][]float64
-	var weights []float64
-	var pos []int // position in r.Updates of each vec
-	allWeighted := true
-	for i, u := range r.Updates {
-		vec, err := c.updateVector(j, round, u)
-		if err != nil {
-			outcomes[i].Reason = err.Error()
-			continue
-		}
-		vecs = append(vecs, vec)
-		weights = append(weights, float64(u.Samples))
-		allWeighted = allWeighted && u.Samples > 0
-		pos = append(pos, i)
+	vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
+	d := deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	if d.fail != "" {
+		return c.failRound(ctx, j, round, d.fail)
 	}
-	if !allWeighted || j.Privacy != nil {
-		weights = nil // DP: every update weighs the same (see JobSpec.DP)
-	}
-	if len(vecs) == 0 {
-		return c.failRound(ctx, j, round, "no update could be opened")
-	}
-	var agg []float64
-	var rep aggregate.Report
-	var ruleName string
-	if p := j.Privacy; p != nil && p.Mode == privacy.ModeCentral {
-		agg, rep, err = centralMean(p, c.fsm.dpSecret(j.Spec.ID), j.Spec.ID, round, vecs)
-		if err != nil {
-			return c.failRound(ctx, j, round, fmt.Sprintf("central DP: %v", err))
-		}
-		ruleName = rep.Rule
-	} else {
-		if c.cfg.Rules == nil {
-			return c.failRound(ctx, j, round, "no aggregation rules configured")
-		}
-		rule, err := c.cfg.Rules(j.Spec.Rule)
-		if err != nil {
-			return c.failRound(ctx, j, round, fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err))
-		}
-		agg, rep, err = rule.Aggregate(vecs, weights)
-		if err != nil {
-			return c.failRound(ctx, j, round, fmt.Sprintf("aggregation: %v", err))
-		}
-		ruleName = rule.Name()
-	}
-	if len(agg) != j.Spec.Dim {
-		return c.failRound(ctx, j, round, fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim))
-	}
-	model := make(Params, j.Spec.Dim)
-	for i := range model {
-		model[i] = base.Params[i] + agg[i]
-		if !finite(model[i]) {
-			return c.failRound(ctx, j, round, fmt.Sprintf("new model parameter %d is not finite", i))
-		}
-	}
-	used, rejected := 0, 0
-	for _, k := range rep.Used {
-		if k >= 0 && k < len(pos) {
-			outcomes[pos[k]].Used = true
-		}
-	}
-	for _, rj := range rep.Rejected {
-		if rj.Index >= 0 && rj.Index < len(pos) {
-			outcomes[pos[rj.Index]].Reason = rj.Reason
-		}
-	}
-	for k, s := range rep.Scores {
-		if k < len(pos) && finite(s) {
-			v := s
-			outcomes[pos[k]].Score = &v
-		}
-	}
-	for i := range outcomes {
-		if outcomes[i].Used {
-			outcomes[i].Reason = ""
-			used++
-			continue
-		}
-		if outcomes[i].Reason == "" {
-			outcomes[i].Reason = "not selected by " + rep.Rule
-		}
-		rejected++
-	}
-	result := RoundResult{ModelVersion: j.ModelVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
-	if result.Rule == "" {
-		result.Rule = ruleName
-	}
+	model, outcomes, result := d.model, d.outcomes, d.result
+	result.ModelVersion = j.ModelVersion + 1
+	used, rejected := result.Used, result.Rejected
 	if c.cfg.Evaluator != nil {
 		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
 		switch {
@@ -366,6 +290,9 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	result.AggregationSeconds = aggSeconds
 	now := c.now()
 	cmd := &closeRoundCmd{Job: j.Spec.ID, Round: round, Updates: len(r.Updates), Outcomes: outcomes, Model: model, Result: result, At: now}
+	if c.cfg.MemberKey != nil {
+		cmd.ResultLeaf = d.leaf
+	}
 	if _, err := c.propose(ctx, cmdCloseRound, cmd); err != nil {
 		return err
 	}

@@ -337,6 +337,11 @@ type Round struct {
 	// Result is set for a closed round, FailReason for a failed one.
 	Result     *RoundResult `json:"result,omitempty"`
 	FailReason string       `json:"fail_reason,omitempty"`
+	// Attested lists, in commit order, the members that re-derived the
+	// round's result leaf and cosigned a checkpoint covering it;
+	// Dissents the members whose re-derivation differed (see attest.go).
+	Attested []string  `json:"attested,omitempty"`
+	Dissents []Dissent `json:"dissents,omitempty"`
 }
 
 // RoundResult is what a closed round produced.
@@ -351,6 +356,9 @@ type RoundResult struct {
 	Accuracy *float64 `json:"accuracy,omitempty"`
 	// AggregationSeconds is how long the leader spent aggregating.
 	AggregationSeconds float64 `json:"aggregation_seconds"`
+	// ResultLeaf is the index of the round's result leaf in the audit
+	// log (audit.ResultLeaf), nil when the round was closed without one.
+	ResultLeaf *uint64 `json:"result_leaf,omitempty"`
 }
 
 // Ack acknowledges an accepted update: the Raft index of the entry that

@@ -351,6 +351,7 @@ func printDemoSummary(w io.Writer, s *e2e.Summary) {
 		verified = "NO: " + s.AuditError
 	}
 	fmt.Fprintf(w, "  audit log verified      %s   (%d checkpoints)\n", verified, s.Checkpoints)
+	fmt.Fprintf(w, "  rounds attested         %d of %d (result re-derived and cosigned by every member)\n", s.RoundsAttested, s.RoundsCompleted)
 	if s.AuditDir != "" {
 		fmt.Fprintf(w, "  audit export            %s  (verify: mfn audit verify-log %s --log-key @%s)\n", s.AuditDir, s.AuditDir, s.LogVerifierKey)
 	}

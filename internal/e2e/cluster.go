@@ -54,6 +54,8 @@ type clusterConfig struct {
 	evaluator coordinator.Evaluator
 	logger    *slog.Logger
 	tracing   func(service, id string) trace.TracerProvider // nil: none
+	// attest delivers a follower's round attestation to the leader.
+	attest func(context.Context, *coordinator.Attestation) error
 }
 
 func raftConfig() *raft.Config {
@@ -74,6 +76,7 @@ func startCluster(ctx context.Context, cc clusterConfig) (*cluster, error) {
 	for _, k := range cc.keys {
 		peers.Add(k.PublicKey())
 	}
+	cc.attest = cl.attest
 	var servers []raft.Server
 	for i := range cc.n {
 		m, err := startMember(ctx, cc, i, peers)
@@ -140,13 +143,14 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 	})
 	c, err := coordinator.New(coordinator.Config{
 		ID: id, Origin: cc.origin, RaftAddr: tl.Addr().String(), QUICAddr: ln.Addr().String(),
-		PublicKey: key.PublicKey(), PeerKeys: peers,
+		PublicKey: key.PublicKey(), PeerKeys: peers, Prober: tl, // the leader registers the members it identifies
 		Storage: storage, Transport: trans, Raft: raftConfig(),
 		Opener:    &coordinator.CryptoOpener{Identities: []age.Identity{key.Age}},
 		Evaluator: cc.evaluator, LogVerifier: cc.verifier, LogSigner: cc.signer,
 		Logger: logger, Registry: prometheus.NewRegistry(),
 		Tick: 50 * time.Millisecond, CheckpointInterval: 500 * time.Millisecond,
 		NodeRate: 50, NodeBurst: 50, MinRoundDeadline: 100 * time.Millisecond, // mfn demo --round-deadline allows 100 ms
+		MemberKey: key.SigningKey, SendAttestation: cc.attest, // members attest every round
 	})
 	if err != nil {
 		ln.Close()
@@ -216,6 +220,16 @@ func (cl *cluster) waitLeader(ctx context.Context, d time.Duration) (*member, er
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// attest hands a member's round attestation to the live leader.
+func (cl *cluster) attest(ctx context.Context, a *coordinator.Attestation) error {
+	for _, m := range cl.live() {
+		if m.coord.IsLeader() {
+			return m.coord.SubmitAttestation(ctx, a)
+		}
+	}
+	return coordinator.ErrNotLeader
 }
 
 // any returns a live member (for reads).

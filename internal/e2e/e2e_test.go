@@ -86,6 +86,16 @@ func TestFederation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every round's result leaf is in the export and verified with the
+	// members' cosignatures; rounds before the kill have all of them.
+	if rep, err := audit.VerifyLogDir(filepath.Join(o.Dir, "audit"), verifier, nil); err != nil {
+		t.Fatal(err)
+	} else if rep.Results != o.Rounds {
+		t.Fatalf("export: %d round results verified, want %d", rep.Results, o.Rounds)
+	}
+	if sum.RoundsAttested < 1 || sum.RoundsAttested > sum.RoundsCompleted {
+		t.Errorf("%d rounds attested by every member, want 1..%d", sum.RoundsAttested, sum.RoundsCompleted)
+	}
 	leaf := filepath.Join(o.Dir, "audit", filepath.FromSlash(audit.LeafFile(uint64(sum.UpdatesInLog/2))))
 	b, err := os.ReadFile(leaf)
 	if err != nil {

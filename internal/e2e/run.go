@@ -213,6 +213,9 @@ type Summary struct {
 	AuditDir       string  `json:"audit_dir,omitempty"`
 	LogVerifierKey string  `json:"log_verifier_key,omitempty"`
 	ChanceAccuracy float64 `json:"chance_accuracy"`
+	// RoundsAttested counts the rounds whose result leaf every member
+	// re-derived and cosigned.
+	RoundsAttested int `json:"rounds_attested"`
 
 	// With Options.Data: the file, the partition, the model spec, the
 	// rows of the held-out test part (where FinalAccuracy is measured) and
@@ -456,21 +459,23 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	if reader == nil {
 		return nil, errors.New("e2e: no live member left")
 	}
+	sum.RoundsAttested = waitAttested(ctx, reader.coord, cl.live(), 30*time.Second)
 	if err := countUpdates(sum, reader.coord, agents); err != nil {
 		return nil, err
 	}
 	auditDir := filepath.Join(dir, "audit")
-	cps := mon.checkpoints()
-	sum.Checkpoints = len(cps)
-	if err := exportAudit(auditDir, reader.coord, cps); err != nil {
+	sum.Checkpoints = len(mon.checkpoints())
+	// Export format 2 with the members' keys: verify-log checks every
+	// round's result leaf and its members' cosignatures too.
+	if err := reader.coord.ExportAudit(auditDir); err != nil {
 		return nil, err
 	}
 	if rep, err := audit.VerifyLogDir(auditDir, verifier, known); err != nil {
 		sum.AuditError = err.Error()
 	} else {
-		sum.AuditVerified = rep.Leaves == uint64(sum.UpdatesInLog)
+		sum.AuditVerified = rep.Leaves-uint64(rep.Results) == uint64(sum.UpdatesInLog)
 		if !sum.AuditVerified {
-			sum.AuditError = fmt.Sprintf("export verified %d leaves, the cluster holds %d", rep.Leaves, sum.UpdatesInLog)
+			sum.AuditError = fmt.Sprintf("export verified %d update leaves, the cluster holds %d", rep.Leaves-uint64(rep.Results), sum.UpdatesInLog)
 		}
 	}
 	if o.Keep || o.Dir != "" {
@@ -675,6 +680,9 @@ func countUpdates(sum *Summary, c *coordinator.Coordinator, agents []*node.Agent
 		if err != nil {
 			return err
 		}
+		if audit.IsResultLeaf(b) {
+			continue // a round's result, checked by verify-log
+		}
 		l, err := audit.ParseLeaf(b)
 		if err != nil {
 			return fmt.Errorf("e2e: audit leaf %d: %w", i, err)
@@ -704,33 +712,37 @@ func countUpdates(sum *Summary, c *coordinator.Coordinator, agents []*node.Agent
 	return nil
 }
 
-// exportAudit writes the log in audit.ExportDir's layout from a member's
-// leaves and the checkpoints collected during the run (oldest first).
-func exportAudit(dir string, c *coordinator.Coordinator, cps []coordinator.Checkpoint) error {
-	if len(cps) == 0 {
-		return errors.New("e2e: no audit checkpoint was committed")
-	}
-	for _, sub := range []string{"leaves", "checkpoints"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return err
+// waitAttested waits, at most d, until every live member has attested
+// (cosigned or dissented) each round recorded with a result leaf, and
+// returns the number of rounds every registered member cosigned.
+func waitAttested(ctx context.Context, c *coordinator.Coordinator, live []*member, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		rounds, err := c.ListRounds(JobID)
+		members := len(c.MemberKeys())
+		all, done := 0, err == nil
+		for _, r := range rounds {
+			if r.Result == nil || r.Result.ResultLeaf == nil {
+				continue
+			}
+			if len(r.Attested) == members {
+				all++
+			}
+			for _, m := range live {
+				if !slices.Contains(r.Attested, m.id) && !slices.ContainsFunc(r.Dissents, func(x coordinator.Dissent) bool { return x.Member == m.id }) {
+					done = false
+				}
+			}
+		}
+		if done || time.Now().After(deadline) {
+			return all
+		}
+		select {
+		case <-ctx.Done():
+			return all
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	last := cps[len(cps)-1]
-	for i := uint64(0); i < last.Size; i++ {
-		b, err := c.Leaf(i)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(audit.LeafFile(i))), b, 0o644); err != nil {
-			return err
-		}
-	}
-	for i, cp := range cps {
-		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(audit.CheckpointFile(i+1))), cp.Note, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // partition is o.Partition, "iid" when empty.

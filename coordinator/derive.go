@@ -1,0 +1,147 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/privacy"
+)
+
+// derivation is a sealed round's result computed from its updates: what
+// the leader proposes in close-round and what an attesting member
+// recomputes to cosign it. It is a pure function of the replicated state
+// (job, round, base model, the updates' contents, the job's DP secret)
+// and the rule factory, so every member derives the same bytes.
+type derivation struct {
+	model    Params
+	outcomes []updateOutcome
+	result   RoundResult // without Accuracy and AggregationSeconds
+	// leaf is the encoded audit result leaf (audit.ResultLeaf).
+	leaf []byte
+	// fail, when not empty, is why the round must fail instead.
+	fail string
+}
+
+// deriveRound runs a sealed round's pipeline: vector returns the decoded
+// update of r.Updates[i] (or why it cannot be given to the rule).
+func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, dpSecret []byte, vector func(Update) ([]float64, error)) derivation {
+	outcomes := make([]updateOutcome, len(r.Updates))
+	notInput := map[int]string{}
+	var vecs [][]float64
+	var weights []float64
+	var pos []int // position in r.Updates of each vec
+	allWeighted := true
+	for i, u := range r.Updates {
+		vec, err := vector(u)
+		if err != nil {
+			outcomes[i].Reason = err.Error()
+			notInput[i] = err.Error()
+			continue
+		}
+		vecs = append(vecs, vec)
+		weights = append(weights, float64(u.Samples))
+		allWeighted = allWeighted && u.Samples > 0
+		pos = append(pos, i)
+	}
+	if !allWeighted || j.Privacy != nil {
+		weights = nil // DP: every update weighs the same (see JobSpec.DP)
+	}
+	if len(vecs) == 0 {
+		return derivation{fail: "no update could be opened"}
+	}
+	var agg []float64
+	var rep aggregate.Report
+	var ruleName string
+	var noise []byte
+	if p := j.Privacy; p != nil && p.Mode == privacy.ModeCentral {
+		var err error
+		agg, rep, err = centralMean(p, dpSecret, j.Spec.ID, r.Number, vecs)
+		if err != nil {
+			return derivation{fail: fmt.Sprintf("central DP: %v", err)}
+		}
+		ruleName = rep.Rule
+		// The noise commitment is the hash of the round's noise seed: the
+		// seed itself is revealed with the job's secret once it ends.
+		seed := privacy.DeriveSeed(dpSecret, j.Spec.ID, r.Number)
+		h := sha256.Sum256(seed[:])
+		noise = h[:]
+	} else {
+		if rules == nil {
+			return derivation{fail: "no aggregation rules configured"}
+		}
+		rule, err := rules(j.Spec.Rule)
+		if err != nil {
+			return derivation{fail: fmt.Sprintf("rule %s: %v", j.Spec.Rule.Name, err)}
+		}
+		agg, rep, err = rule.Aggregate(vecs, weights)
+		if err != nil {
+			return derivation{fail: fmt.Sprintf("aggregation: %v", err)}
+		}
+		ruleName = rule.Name()
+	}
+	if len(agg) != j.Spec.Dim {
+		return derivation{fail: fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim)}
+	}
+	model := make(Params, j.Spec.Dim)
+	for i := range model {
+		model[i] = base[i] + agg[i]
+		if !finite(model[i]) {
+			return derivation{fail: fmt.Sprintf("new model parameter %d is not finite", i)}
+		}
+	}
+	used, rejected := 0, 0
+	for _, k := range rep.Used {
+		if k >= 0 && k < len(pos) {
+			outcomes[pos[k]].Used = true
+		}
+	}
+	for _, rj := range rep.Rejected {
+		if rj.Index >= 0 && rj.Index < len(pos) {
+			outcomes[pos[rj.Index]].Reason = rj.Reason
+		}
+	}
+	for k, s := range rep.Scores {
+		if k < len(pos) && finite(s) {
+			v := s
+			outcomes[pos[k]].Score = &v
+		}
+	}
+	for i := range outcomes {
+		if outcomes[i].Used {
+			outcomes[i].Reason = ""
+			used++
+			continue
+		}
+		if outcomes[i].Reason == "" {
+			outcomes[i].Reason = "not selected by " + rep.Rule
+		}
+		rejected++
+	}
+	d := derivation{model: model, outcomes: outcomes}
+	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
+	if d.result.Rule == "" {
+		d.result.Rule = ruleName
+	}
+	leafIdx := make([]uint64, len(r.Updates))
+	for i, u := range r.Updates {
+		leafIdx[i] = u.LeafIndex
+	}
+	res := audit.ResultLeaf{
+		Origin: origin, JobID: j.Spec.ID, Round: r.Number, Rule: d.result.Rule,
+		Params: audit.FormatRuleParams(j.Spec.Rule.Params()), Weighting: audit.WeightEqual,
+		BaseHash: r.BaseHash, NewHash: d.result.ModelHash,
+		Entries:         audit.EntriesFromReport(leafIdx, notInput, rep),
+		NoiseCommitment: noise,
+	}
+	if weights != nil {
+		res.Weighting = audit.WeightSamples
+	}
+	enc, err := res.MarshalBinary()
+	if err != nil {
+		return derivation{fail: fmt.Sprintf("result leaf: %v", err)}
+	}
+	d.leaf = enc
+	return d
+}
