@@ -2,14 +2,19 @@ package e2e
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/console"
+	"github.com/mfn/mfn/coordinator/api"
+	"github.com/mfn/mfn/crypto"
 )
 
 // TestHoldConsole runs a small federation with Hold: after the summary the
@@ -120,5 +125,83 @@ func TestHoldConsole(t *testing.T) {
 	}
 	if _, err := hc.Get(base + "/healthz"); err == nil {
 		t.Errorf("the console still answers after Run returned")
+	}
+}
+
+// TestKilledMemberStopsHTTP: every member serves the API with the demo's
+// key (and only that key), and a member killed as the chaos kills the
+// leader stops answering HTTP while the others keep serving.
+func TestKilledMemberStopsHTTP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	keys := make([]*crypto.Identity, 3)
+	for i := range keys {
+		var err error
+		if keys[i], err = crypto.GenerateIdentity(crypto.RoleCoordinator, crand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	skey, vkey, err := audit.GenerateLogKey(Origin, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := audit.NewLogSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := audit.NewLogVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := startCluster(ctx, clusterConfig{n: 3, dir: t.TempDir(), origin: Origin, keys: keys, signer: signer, verifier: verifier,
+		evaluator: &evaluator{task: "none"}, logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	leader, err := cl.waitLeader(ctx, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	status := func(m *member, key string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.httpAddr+"/v1/cluster", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != "" {
+			req.Header.Set(api.HeaderAPIKey, key)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	for _, m := range cl.members {
+		if code, err := status(m, cl.apiKey); err != nil || code != http.StatusOK {
+			t.Errorf("member %s with the demo key: %d, %v; want 200", m.id, code, err)
+		}
+		if code, err := status(m, cl.apiKey+"x"); err != nil || code != http.StatusUnauthorized {
+			t.Errorf("member %s with a wrong key: %d, %v; want 401", m.id, code, err)
+		}
+	}
+	cl.kill(leader)
+	if code, err := status(leader, cl.apiKey); err == nil {
+		t.Errorf("killed member %s still answers HTTP (%d)", leader.id, code)
+	}
+	for _, m := range cl.live() {
+		if code, err := status(m, cl.apiKey); err != nil || code != http.StatusOK {
+			t.Errorf("surviving member %s: %d, %v; want 200", m.id, code, err)
+		}
+	}
+	// A link is minted on the new leader once one is elected.
+	link, err := cl.loginLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(link, leader.httpAddr) {
+		t.Errorf("login link %s points at the killed member", link)
 	}
 }
