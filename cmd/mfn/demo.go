@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/console"
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/internal/e2e"
 	"github.com/mfn/mfn/learn"
@@ -64,6 +66,12 @@ training rows with the same budget, measured on the same test part.
 --model-out writes the final global model as an mfn-model/1 file for
 mfn predict.
 
+--hold keeps the cluster running after the summary until Ctrl-C: every
+coordinator serves its operator API and the web console on 127.0.0.1 (a
+port chosen free) with an operator API key made for this run, and the
+demo prints a one-time console login link (valid once, for minutes) to
+the leader; --json then adds it as console_url, written before the hold.
+
 The command fails (exit 1) if an acknowledged update is missing from the
 audit log, counted twice, or the audit log does not verify.`
 
@@ -71,6 +79,7 @@ const demoExample = `  mfn demo
   mfn demo --no-chaos --rounds 10
   mfn demo --attack gaussian --rule fedavg         # watch a non-robust rule suffer
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
+  mfn demo --rounds 5 --hold                       # then open the printed console link; Ctrl-C stops
   mfn demo --dp-epsilon 8                          # local DP at every node; prints the ε spent
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
   mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
@@ -81,7 +90,7 @@ const demoExample = `  mfn demo
 type demoFlags struct {
 	nodes, byzantine, rounds int
 	attack, rule             string
-	noChaos                  bool
+	noChaos, hold            bool
 	jsonPath, keep, logPath  string
 	seed                     uint64
 	samples, hidden          int
@@ -114,6 +123,7 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.rule, "rule", d.Rule, "aggregation rule or pipeline: "+strings.Join(aggregate.RuleNames, ", ")+" (pre-steps: nnm+, bucketing+, static-clipping+)")
 	fl.IntVar(&f.rounds, "rounds", d.Rounds, "training rounds (1-10000)")
 	fl.BoolVar(&f.noChaos, "no-chaos", false, "do not kill the leader mid-run")
+	fl.BoolVar(&f.hold, "hold", false, "keep the cluster running after the summary until Ctrl-C, and print a one-time web console login link")
 	fl.StringVar(&f.jsonPath, "json", "", "write the summary as JSON to this file")
 	fl.StringVar(&f.keep, "keep", "", "keep everything (keys, states, raft data, audit export) in this new or empty directory")
 	fl.StringVar(&f.logPath, "log", "", "write the components' JSON logs to this file")
@@ -210,6 +220,7 @@ func (f *demoFlags) options() (e2e.Options, error) {
 	o.Nodes, o.Byzantine, o.Attack, o.Rule, o.Rounds = f.nodes, f.byzantine, f.attack, f.rule, f.rounds
 	o.Chaos = !f.noChaos && o.Rounds >= 2
 	o.Seed, o.Samples, o.Hidden, o.RoundDeadline, o.Timeout = f.seed, f.samples, f.hidden, f.deadline, f.timeout
+	o.Hold = f.hold
 	return o, nil
 }
 
@@ -290,6 +301,27 @@ func runDemo(env *cmdEnv, f *demoFlags) error {
 	o.OnLeaderKilled = func(id string) {
 		printf("  *** killing the leader %s: Raft connections cut, QUIC server closed, no hand-over ***\n", id)
 	}
+	// The summary and its JSON file: at the end, or with --hold before
+	// the hold (with the console link).
+	var reported bool
+	var reportErr error
+	report := func(sum *e2e.Summary) {
+		reported = true
+		mu.Lock()
+		printDemoSummary(out, sum)
+		mu.Unlock()
+		if f.jsonPath != "" {
+			reportErr = writeDemoJSON(f.jsonPath, sum)
+		}
+	}
+	o.OnHold = func(sum *e2e.Summary) {
+		report(sum)
+		if reportErr != nil {
+			printf("\nwriting %s failed: %v\n", f.jsonPath, reportErr)
+		}
+		printf("\nthe cluster keeps running; web console (one-time login link, valid once for %v):\n  %s\npress Ctrl-C to stop\n",
+			console.DefaultTokenTTL, sum.ConsoleURL)
+	}
 	sum, err := e2e.Run(env.ctx, o)
 	if err != nil {
 		if env.ctx.Err() != nil {
@@ -297,15 +329,13 @@ func runDemo(env *cmdEnv, f *demoFlags) error {
 		}
 		return err
 	}
-	printDemoSummary(out, sum)
-	if f.jsonPath != "" {
-		b, err := json.MarshalIndent(sum, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(f.jsonPath, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
+	if !reported {
+		report(sum)
+	} else {
+		printf("stopped: every component was stopped\n")
+	}
+	if reportErr != nil {
+		return reportErr
 	}
 	var problems []string
 	if !sum.AuditVerified {
@@ -321,6 +351,18 @@ func runDemo(env *cmdEnv, f *demoFlags) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// writeDemoJSON writes the summary to path atomically.
+func writeDemoJSON(path string, sum *e2e.Summary) error {
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomically(context.Background(), path, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
 }
 
 func printDemoSummary(w io.Writer, s *e2e.Summary) {

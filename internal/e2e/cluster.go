@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/protocol"
@@ -33,6 +35,10 @@ type member struct {
 	quic  string
 	key   *crypto.Identity
 	down  bool
+	// http serves the member's operator API behind the web console at
+	// httpAddr (127.0.0.1, port chosen by the kernel).
+	http     *api.Server
+	httpAddr string
 }
 
 // cluster is the demo's coordinator cluster.
@@ -40,6 +46,7 @@ type cluster struct {
 	members  []*member
 	origin   string
 	verifier note.Verifier
+	apiKey   string // the demo's operator API key (every member has it)
 	mu       sync.Mutex
 	killing  sync.WaitGroup // members being shut down by kill
 }
@@ -58,6 +65,12 @@ type clusterConfig struct {
 	attest func(context.Context, *coordinator.Attestation) error
 }
 
+// memberConfig is what startMember needs beyond clusterConfig.
+type memberConfig struct {
+	peers   *coordinator.PeerKeys
+	apiKeys *api.KeyStore
+}
+
 func raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
 	// raft's default timeouts (1 s heartbeat and election, 500 ms lease):
@@ -71,7 +84,11 @@ func raftConfig() *raft.Config {
 // startCluster starts and bootstraps n members on 127.0.0.1 with ports
 // chosen by the kernel.
 func startCluster(ctx context.Context, cc clusterConfig) (*cluster, error) {
-	cl := &cluster{origin: cc.origin, verifier: cc.verifier}
+	secret, apiKeys, err := newDemoKey()
+	if err != nil {
+		return nil, err
+	}
+	cl := &cluster{origin: cc.origin, verifier: cc.verifier, apiKey: secret}
 	peers := coordinator.NewPeerKeys()
 	for _, k := range cc.keys {
 		peers.Add(k.PublicKey())
@@ -79,7 +96,7 @@ func startCluster(ctx context.Context, cc clusterConfig) (*cluster, error) {
 	cc.attest = cl.attest
 	var servers []raft.Server
 	for i := range cc.n {
-		m, err := startMember(ctx, cc, i, peers)
+		m, err := startMember(ctx, cc, i, memberConfig{peers: peers, apiKeys: apiKeys})
 		if err != nil {
 			cl.close()
 			return nil, err
@@ -96,7 +113,8 @@ func startCluster(ctx context.Context, cc clusterConfig) (*cluster, error) {
 	return cl, nil
 }
 
-func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinator.PeerKeys) (*member, error) {
+func startMember(ctx context.Context, cc clusterConfig, i int, mc memberConfig) (*member, error) {
+	peers := mc.peers
 	id := fmt.Sprintf("c%d", i+1)
 	key := cc.keys[i]
 	logger := cc.logger.With("member", id)
@@ -138,21 +156,30 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 		storage.Close()
 		return nil, err
 	}
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		tl.Close()
+		storage.Close()
+		return nil, err
+	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger(),
 	})
+	reg := prometheus.NewRegistry()
 	c, err := coordinator.New(coordinator.Config{
-		ID: id, Origin: cc.origin, RaftAddr: tl.Addr().String(), QUICAddr: ln.Addr().String(),
+		ID: id, Origin: cc.origin, RaftAddr: tl.Addr().String(), QUICAddr: ln.Addr().String(), HTTPAddr: hln.Addr().String(),
 		PublicKey: key.PublicKey(), PeerKeys: peers, Prober: tl, // the leader registers the members it identifies
 		Storage: storage, Transport: trans, Raft: raftConfig(),
 		Opener:    &coordinator.CryptoOpener{Identities: []age.Identity{key.Age}},
 		Evaluator: cc.evaluator, LogVerifier: cc.verifier, LogSigner: cc.signer,
-		Logger: logger, Registry: prometheus.NewRegistry(),
+		Logger: logger, Registry: reg,
 		Tick: 50 * time.Millisecond, CheckpointInterval: 500 * time.Millisecond,
 		NodeRate: 50, NodeBurst: 50, MinRoundDeadline: 100 * time.Millisecond, // mfn demo --round-deadline allows 100 ms
 		MemberKey: key.SigningKey, SendAttestation: cc.attest, // members attest every round
 	})
 	if err != nil {
+		hln.Close()
 		ln.Close()
 		trans.Close()
 		storage.Close()
@@ -167,6 +194,14 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 	}
 	srv, err := protocol.NewServer(pcfg, qh)
 	if err != nil {
+		hln.Close()
+		ln.Close()
+		c.Close(ctx)
+		return nil, err
+	}
+	hsrv, err := serveHTTP(c, hln, mc.apiKeys, reg, logger)
+	if err != nil {
+		hln.Close()
 		ln.Close()
 		c.Close(ctx)
 		return nil, err
@@ -175,7 +210,7 @@ func startMember(ctx context.Context, cc clusterConfig, i int, peers *coordinato
 	c.SetQUICConnections(srv.Subscribers)
 	c.SetDisconnect(srv.Disconnect)
 	go srv.Serve(context.WithoutCancel(ctx), ln)
-	return &member{id: id, coord: c, layer: layer, srv: srv, quic: ln.Addr().String(), key: key}, nil
+	return &member{id: id, coord: c, layer: layer, srv: srv, quic: ln.Addr().String(), key: key, http: hsrv, httpAddr: hln.Addr().String()}, nil
 }
 
 // live returns the members still running.
@@ -245,7 +280,8 @@ func (cl *cluster) any() *member {
 
 // kill stops m as abruptly as an in-process member can stop: its Raft
 // connections are cut first (so no leadership transfer can reach a peer),
-// its QUIC server closes every node connection, then the member shuts down.
+// its QUIC and HTTP servers close every connection, then the member shuts
+// down.
 // The shutdown itself runs in the background (a member cut off from its
 // peers may take seconds to stop its Raft goroutines); close waits for it.
 func (cl *cluster) kill(m *member) {
@@ -254,6 +290,7 @@ func (cl *cluster) kill(m *member) {
 	cl.mu.Unlock()
 	m.layer.crash()
 	m.srv.Close()
+	m.http.Close()
 	cl.killing.Add(1)
 	go func() {
 		defer cl.killing.Done()
@@ -271,6 +308,7 @@ func (cl *cluster) close() {
 		go func() {
 			defer wg.Done()
 			m.srv.Close()
+			m.http.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			m.coord.Close(ctx)

@@ -25,4 +25,14 @@
 // on the training part), and the summary adds the centralized reference
 // (learn.CentralizedReference on the pooled training rows, same model and
 // budget). The final model can be written as an mfn-model/1 file.
+//
+// Every member also serves the operator API behind the web console
+// (packages coordinator/api and console, as mfn coordinator does) on
+// 127.0.0.1 with a port chosen by the kernel, and registers that address
+// so followers forward writes to the leader. The one API key is an
+// operator key of 256 random bits made for the run and never printed
+// (console.go). A killed member's HTTP server closes with its QUIC server.
+// With Options.Hold, Run keeps the cluster up after the summary until ctx
+// is done, and the summary's ConsoleURL is a one-time login link to the
+// leader's console.
 package e2e

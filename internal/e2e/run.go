@@ -108,6 +108,13 @@ type Options struct {
 	// DP, when set, is the job's dp block (docs/PRIVACY.md); the summary
 	// then reports the job's privacy with the ε spent.
 	DP *privacy.Config
+
+	// Hold keeps the cluster running after the summary: Run mints a
+	// one-time console login link on the leader (Summary.ConsoleURL),
+	// calls OnHold with the summary, and returns it once ctx is done
+	// (with a nil error: cancelling ctx is how a hold ends).
+	Hold   bool
+	OnHold func(*Summary)
 }
 
 // DefaultOptions is the demo: 3 coordinators, 10 nodes of which 2 run
@@ -230,6 +237,9 @@ type Summary struct {
 	ModelFile                    string   `json:"model_file,omitempty"`
 	// Privacy is the DP job's privacy (ε spent) when Options.DP is set.
 	Privacy *coordinator.JobPrivacy `json:"privacy,omitempty"`
+	// ConsoleURL is, with Options.Hold, a one-time login link to the web
+	// console of the leader (valid once, for minutes).
+	ConsoleURL string `json:"console_url,omitempty"`
 }
 
 // Run starts the coordinator cluster and the nodes, runs the job to its
@@ -517,6 +527,11 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		sum.DataFile, sum.Partition, sum.Model, sum.TestSamples = o.Data, o.partition(), arch.Spec(), test.Len()
 	}
 	sum.TotalSecs = time.Since(start).Seconds()
+	if o.Hold {
+		if err := hold(ctx, cl, sum, o.OnHold); err != nil {
+			return nil, err
+		}
+	}
 	return sum, nil
 }
 
