@@ -183,8 +183,8 @@ backoff-max = "1s"
 		return run(ctx, append([]string{"ctl", "--config", filepath.Join(out, provision.OperatorsDir, "admin", "ctl.toml")}, args...)...)
 	}
 	// A leader whose QUIC and HTTP addresses are published (followers
-	// forward writes to the HTTP one).
-	leaderRow := regexp.MustCompile(`(?m)^c[0-9]+ +leader +Voter +\S+ +[^ -]\S* +[^ -]\S*$`)
+	// forward writes to the HTTP one); the KEY column may follow.
+	leaderRow := regexp.MustCompile(`(?m)^c[0-9]+ +leader +Voter +\S+ +[^ -]\S* +[^ -]\S*( +\S+)?$`)
 	if err := clustertest.Poll(ctx, "a leader with its addresses", func() (bool, error) {
 		s, err := ctl("cluster", "status")
 		return err == nil && leaderRow.MatchString(s), err

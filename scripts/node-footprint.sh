@@ -43,7 +43,7 @@ MFN="$MFN" "$work/kits/coordinators/c1/start.sh" >"$work/c1.log" 2>&1 &
 pids+=($!)
 ctl() { "$MFN" ctl --config "$work/kits/operators/admin/ctl.toml" "$@"; }
 for _ in $(seq 100); do
-	ctl cluster status 2>/dev/null | grep -Eq '^c1 +leader +Voter +[^ ]+ +[^ -][^ ]* +[^ -][^ ]*$' && break
+	ctl cluster status 2>/dev/null | grep -Eq '^c1 +leader +Voter +[^ ]+ +[^ -][^ ]* +[^ -][^ ]*( +[^ ]+)?$' && break
 	sleep 0.2
 done
 ctl nodes enroll --kit "$work/kits/sites/s1" >/dev/null
