@@ -152,8 +152,8 @@ type dpHooks struct {
 
 // streamRand mirrors learn's per-(seed, round, id) streams, so that a
 // non-private run at q = 1 trains exactly as learn.RunFederation does.
-func streamRand(seed uint64, round, id int) *rand.Rand {
-	z := uint64(round)<<32 ^ uint64(id) + 0x9e3779b97f4a7c15
+func streamRand(seed uint64, round int, id uint64) *rand.Rand {
+	z := uint64(round)<<32 ^ id + 0x9e3779b97f4a7c15
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	z ^= z >> 31
@@ -293,7 +293,7 @@ func runDPFederation(ctx context.Context, fed learn.Federation, d DPSpec, q, cli
 			if id >= honest {
 				data = flipped[id-honest]
 			}
-			updates[id], _ = learn.TrainLocal(m, data, cfg.Local, opts[id], streamRand(cfg.Seed, round, id+1))
+			updates[id], _ = learn.TrainLocal(m, data, cfg.Local, opts[id], streamRand(cfg.Seed, round, uint64(id)+1))
 			if local != nil && id < honest {
 				_, cl, err := local.Privatize(updates[id], noiseSource(cfg.Seed, round, id))
 				isClipped[id] = cl

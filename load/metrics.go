@@ -97,7 +97,7 @@ func selfSample() (ProcessSample, error) {
 		return s, err
 	}
 	s.CPUSecs = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	s.RSS = ru.Maxrss * 1024 // Linux reports KiB
+	s.RSS = int64(ru.Maxrss) * 1024 // Linux reports KiB (int32 on 32-bit platforms)
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
