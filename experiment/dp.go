@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -285,7 +284,7 @@ func runDPFederation(ctx context.Context, fed learn.Federation, d DPSpec, q, cli
 			}
 		}
 		participants += hs + byzSampled
-		if err := parallelJobs(ctx, workers, len(ids), func(w, k int) {
+		if err := learn.Parallel(ctx, workers, len(ids), func(w, k int) {
 			id := ids[k]
 			m := models[w]
 			copy(m.Params(), global.Params())
@@ -423,33 +422,6 @@ func runDPFederation(ctx context.Context, fed learn.Federation, d DPSpec, q, cli
 		res.clipped = float64(clippedCount) / float64(honestSent)
 	}
 	return res, nil
-}
-
-// parallelJobs runs fn(worker, k) for k in [0, jobs) on at most workers
-// goroutines; it returns ctx.Err() if ctx was cancelled before all jobs
-// started.
-func parallelJobs(ctx context.Context, workers, jobs int, fn func(worker, k int)) error {
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range next {
-				fn(w, k)
-			}
-		}()
-	}
-	var err error
-	for k := 0; k < jobs; k++ {
-		if err = ctx.Err(); err != nil {
-			break
-		}
-		next <- k
-	}
-	close(next)
-	wg.Wait()
-	return err
 }
 
 // runDPCell runs a cell of the DP axis with runDPFederation.

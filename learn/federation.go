@@ -211,7 +211,7 @@ func RunFederation(ctx context.Context, f Federation) (*FederationResult, error)
 		for j := range flipped {
 			jobs = append(jobs, job{flipped[j], byzOpt[j], honest + j})
 		}
-		if err := parallel(ctx, workers, len(jobs), func(w, k int) {
+		if err := Parallel(ctx, workers, len(jobs), func(w, k int) {
 			m := models[w]
 			copy(m.Params(), global.Params())
 			jb := jobs[k]
@@ -296,11 +296,11 @@ func (f *Federation) check() error {
 	return nil
 }
 
-// parallel runs fn(worker, k) for k in [0, jobs) on at most workers
+// Parallel runs fn(worker, k) for k in [0, jobs) on at most workers
 // goroutines; worker ∈ [0, workers) identifies the goroutine so that fn can
 // use per-worker scratch state. It returns ctx.Err() if ctx was cancelled
 // before all jobs started.
-func parallel(ctx context.Context, workers, jobs int, fn func(worker, k int)) error {
+func Parallel(ctx context.Context, workers, jobs int, fn func(worker, k int)) error {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {

@@ -180,7 +180,7 @@ func SimulateRegimes(ctx context.Context, cfg RegimeTaskConfig, labels []int, rn
 	d := &Dataset{X: make([]float64, len(labels)*sim.NumFeatures), Y: append([]int(nil), labels...),
 		Dim: sim.NumFeatures, Classes: len(MFNRegimes)}
 	errs := make([]error, len(labels))
-	perr := parallel(ctx, min(cfg.Workers, max(len(labels), 1)), len(labels), func(_, k int) {
+	perr := Parallel(ctx, min(cfg.Workers, max(len(labels), 1)), len(labels), func(_, k int) {
 		res, err := sim.SimulateContext(ctx, cfgs[k], false)
 		if err != nil {
 			errs[k] = fmt.Errorf("learn: regime %s run %d: %w", MFNRegimes[labels[k]].Name, k, err)
