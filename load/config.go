@@ -23,6 +23,7 @@ const (
 	MaxAPIReaders  = 1000
 	MaxSubscribers = 1000
 	MaxRamp        = time.Hour
+	MaxHold        = 24 * time.Hour
 	// MaxUpdates bounds Nodes × Rounds: the run keeps a record and a
 	// latency sample (≈ 60 bytes) per acknowledged update.
 	MaxUpdates = 10_000_000
@@ -54,6 +55,11 @@ type Config struct {
 	// Ramp spreads the nodes' connections evenly over this duration (zero
 	// connects them all at once).
 	Ramp time.Duration
+	// Hold keeps every node connected and subscribed, idle, for this long
+	// after the job's last round, while the members' resources are still
+	// sampled (Report.HoldSeconds, HeldConnections, HoldRSS): how much a
+	// cluster spends holding Nodes connections between rounds.
+	Hold time.Duration
 	// Concurrency bounds the updates being sealed or submitted at once.
 	Concurrency int
 	// APIReaders run concurrent REST reads (cluster status, jobs, the
@@ -105,6 +111,8 @@ func (c *Config) Validate() error {
 		return errors.New("load: Rule must not be empty")
 	case c.Ramp < 0 || c.Ramp > MaxRamp:
 		return fmt.Errorf("load: Ramp %v must be in [0, %v]", c.Ramp, MaxRamp)
+	case c.Hold < 0 || c.Hold > MaxHold:
+		return fmt.Errorf("load: Hold %v must be in [0, %v]", c.Hold, MaxHold)
 	case c.Concurrency < 1 || c.Concurrency > MaxConcurrency:
 		return fmt.Errorf("load: Concurrency %d must be in [1, %d]", c.Concurrency, MaxConcurrency)
 	case c.APIReaders < 0 || c.APIReaders > MaxAPIReaders:

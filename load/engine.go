@@ -195,6 +195,9 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 		}()
 	}
 	job := e.waitJob(runCtx)
+	if cfg.Hold > 0 && job.State != coordinator.JobRunning && job.State != "" {
+		e.hold(runCtx, mon, rep)
+	}
 	stopNodes()
 	nwg.Wait()
 	rep.Interrupted = job.State == coordinator.JobRunning || job.State == ""
@@ -213,6 +216,39 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 	rep.Errors = maps(e.errs)
 	e.mu.Unlock()
 	return rep, nil
+}
+
+// hold keeps the nodes connected and idle for cfg.Hold (or until ctx
+// ends), sampling how many stay subscribed once a second, and records
+// the members' RSS at its end. The CPU per acknowledgement stops counting
+// at its start.
+func (e *engine) hold(ctx context.Context, mon *monitor, rep *Report) {
+	mon.freezeCPU()
+	start := time.Now()
+	held := int(e.connected.Load())
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	end := time.NewTimer(e.cfg.Hold)
+	defer end.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-end.C:
+			break loop
+		case <-t.C:
+			held = min(held, int(e.connected.Load()))
+		}
+	}
+	held = min(held, int(e.connected.Load()))
+	mon.sample(context.WithoutCancel(ctx))
+	rep.HoldSeconds = time.Since(start).Seconds()
+	rep.HeldConnections = held
+	rep.HoldRSS = mon.rssNow()
+	for _, v := range rep.HoldRSS {
+		rep.HoldMaxRSS = max(rep.HoldMaxRSS, v)
+	}
 }
 
 func maps(m map[string]int) map[string]int {

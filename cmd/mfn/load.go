@@ -30,7 +30,10 @@ connection; for every round the job announces it builds an update of --dim
 float32 values (seeded random, ±0.01), signs and seals it to every
 coordinator as "mfn node" does, and submits it. --byzantine of them send
 attack updates instead (--attack sign-flip: negated ×10; large: ×10^4).
---ramp spreads the connections over a duration. --api-readers users read the
+--ramp spreads the connections over a duration; --hold keeps them all open,
+idle, for a while after the last round and reports what the members hold
+then (RSS), e.g. --nodes 10000 --dim 1000 --ramp 2m --hold 1m.
+--api-readers users read the
 cluster status, jobs, the job and its rounds in a loop, and
 --api-subscribers hold WebSocket event subscriptions, alongside.
 
@@ -57,6 +60,7 @@ duplicated.`
 
 const loadExample = `  mfn load --local 3 --nodes 100 --dim 10000 --rounds 3
   mfn load --local 3 --nodes 1000 --dim 100000 --rounds 3 --json load.json
+  mfn load --cluster cluster.txt --server $S --api-key $KEY --nodes 10000 --dim 1000 --rounds 2 --ramp 2m --hold 1m
   mfn load --local 3 --nodes 50 --byzantine 5 --attack large --rule trimmed-mean --api-readers 8 --api-subscribers 4
   mfn load --cluster cluster.txt --server http://10.0.0.1:8080,http://10.0.0.2:8080,http://10.0.0.3:8080 --api-key $KEY --nodes 500 --ramp 30s`
 
@@ -67,6 +71,7 @@ type loadFlags struct {
 	nodes, byzantine, dim, rounds  int
 	rule, attack                   string
 	ramp, deadline, timeout, every time.Duration
+	hold                           time.Duration
 	concurrency, readers, subs     int
 	seed                           uint64
 	jsonPath, logPath              string
@@ -96,6 +101,7 @@ func newLoadCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.rounds, "rounds", d.Rounds, fmt.Sprintf("rounds of the job (1-%d)", load.MaxRounds))
 	fl.StringVar(&f.rule, "rule", d.Rule, "aggregation rule or pipeline: "+strings.Join(aggregate.RuleNames, ", "))
 	fl.DurationVar(&f.ramp, "ramp", 0, "connect the nodes evenly over this duration (0 to 1h)")
+	fl.DurationVar(&f.hold, "hold", 0, "after the last round keep every node connected and idle this long, then report the members' RSS (0 to 24h)")
 	fl.IntVar(&f.concurrency, "concurrency", d.Concurrency, fmt.Sprintf("updates sealed or submitted at once (1-%d; lowered to keep them within %d MiB)", load.MaxConcurrency, load.MaxInflightBytes>>20))
 	fl.IntVar(&f.readers, "api-readers", 0, fmt.Sprintf("concurrent operator-API readers (0-%d)", load.MaxAPIReaders))
 	fl.IntVar(&f.subs, "api-subscribers", 0, fmt.Sprintf("concurrent WebSocket event subscribers (0-%d)", load.MaxSubscribers))
@@ -136,6 +142,8 @@ func (f *loadFlags) config() (load.Config, error) {
 		return c, usagef("--nodes %d × --rounds %d = %d must be at most %d", f.nodes, f.rounds, f.nodes*f.rounds, load.MaxUpdates)
 	case f.ramp < 0 || f.ramp > load.MaxRamp:
 		return c, usagef("--ramp %v must be in [0, %v]", f.ramp, load.MaxRamp)
+	case f.hold < 0 || f.hold > load.MaxHold:
+		return c, usagef("--hold %v must be in [0, %v]", f.hold, load.MaxHold)
 	case f.concurrency < 1 || f.concurrency > load.MaxConcurrency:
 		return c, usagef("--concurrency %d must be in [1, %d]", f.concurrency, load.MaxConcurrency)
 	case f.readers < 0 || f.readers > load.MaxAPIReaders:
@@ -160,6 +168,7 @@ func (f *loadFlags) config() (load.Config, error) {
 	}
 	c.JobID, c.Nodes, c.Byzantine, c.Attack, c.Dim, c.Rounds, c.Rule = job, f.nodes, f.byzantine, f.attack, f.dim, f.rounds, f.rule
 	c.Ramp, c.Concurrency, c.APIReaders, c.Subscribers = f.ramp, f.concurrency, f.readers, f.subs
+	c.Hold = f.hold
 	c.RoundDeadline, c.Timeout, c.Seed = f.deadline, f.timeout, f.seed
 	if err := c.Validate(); err != nil {
 		return c, usagef("--job %q: %v", job, strings.TrimPrefix(err.Error(), "load: "))
