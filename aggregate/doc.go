@@ -106,7 +106,8 @@
 // their squared norms are recomputed exactly, so every distance is within
 // ~10⁻³ relative. The median and the trimmed mean (and Bulyan, given the
 // same selection) give bit for bit what Aggregate gives on the widened
-// values. Other rules and pipelines get a
+// values. Hierarchical Krum is also a SourceRule: it widens each block
+// to float64 as it reads it and gives Aggregate's bits. Pipelines get a
 // float64 copy.
 //
 // # Big rounds
