@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 
 	spec := coordinator.JobSpec{ID: cfg.JobID, Task: "load", Dim: cfg.Dim,
 		Rule: coordinator.RuleSpec{Name: cfg.Rule, F: cfg.Byzantine}, Rounds: cfg.Rounds,
-		MinUpdates: 1, MaxUpdates: cfg.Nodes, RoundDeadline: coordinator.Duration(cfg.RoundDeadline)}
+		MinUpdates: 1, MaxUpdates: cfg.submitters(), RoundDeadline: coordinator.Duration(cfg.RoundDeadline)}
 	if _, err := ac.CreateJob(runCtx, spec); err != nil {
 		return nil, fmt.Errorf("load: create job %s: %w", cfg.JobID, err)
 	}
@@ -191,7 +191,7 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 			if cfg.Ramp > 0 && !sleepCtx(nodeCtx, time.Duration(int64(cfg.Ramp)*int64(i)/int64(cfg.Nodes))) {
 				return
 			}
-			(&vnode{e: e, idx: i, id: id, byz: i >= cfg.Nodes-cfg.Byzantine}).run(nodeCtx)
+			(&vnode{e: e, idx: i, id: id, byz: i < cfg.submitters() && i >= cfg.submitters()-cfg.Byzantine}).run(nodeCtx)
 		}()
 	}
 	job := e.waitJob(runCtx)

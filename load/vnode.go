@@ -122,7 +122,7 @@ func (v *vnode) serve(ctx context.Context, anns <-chan *protocol.RoundAnnounceme
 			if !ok {
 				return
 			}
-			if a.JobID != v.e.cfg.JobID || v.done[a.Round] {
+			if a.JobID != v.e.cfg.JobID || v.done[a.Round] || v.idx >= v.e.cfg.submitters() {
 				continue
 			}
 			if v.submit(ctx, a) {

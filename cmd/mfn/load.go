@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/load"
 	"github.com/mfn/mfn/node"
 )
@@ -69,6 +70,7 @@ type loadFlags struct {
 	clusterFile, apiKey, job       string
 	servers                        []string
 	nodes, byzantine, dim, rounds  int
+	submitters                     int
 	rule, attack                   string
 	ramp, deadline, timeout, every time.Duration
 	hold                           time.Duration
@@ -95,6 +97,7 @@ func newLoadCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.apiKey, "api-key", "", "operator API key for --cluster (enrols nodes, creates the job)")
 	fl.StringVar(&f.job, "job", "", "id of the job to create (default load-<seed>-<unix time>)")
 	fl.IntVar(&f.nodes, "nodes", d.Nodes, fmt.Sprintf("virtual nodes (1-%d)", load.MaxNodes))
+	fl.IntVar(&f.submitters, "submitters", 0, fmt.Sprintf("how many of the nodes submit updates (0 = all, at most %d: the updates one round's result can name); the others hold idle connections", audit.MaxResultEntries))
 	fl.IntVar(&f.byzantine, "byzantine", 0, "how many of the nodes send attack updates (0 to nodes-1)")
 	fl.StringVar(&f.attack, "attack", d.Attack, "the Byzantine nodes' updates: "+strings.Join(load.Attacks, ", "))
 	fl.IntVar(&f.dim, "dim", d.Dim, fmt.Sprintf("float32 parameters per update (1-%d)", load.MaxDim))
@@ -112,6 +115,15 @@ func newLoadCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to this file (atomically)")
 	fl.StringVar(&f.logPath, "log", "", "write the local cluster's JSON logs to this file")
 	return c
+}
+
+// submitting is the number of nodes that submit: --submitters, or every
+// node when it is 0.
+func (f *loadFlags) submitting() int {
+	if f.submitters == 0 {
+		return f.nodes
+	}
+	return f.submitters
 }
 
 // config checks the flags and builds the run's configuration.
@@ -132,14 +144,18 @@ func (f *loadFlags) config() (load.Config, error) {
 		return c, usagef("--server and --api-key are for --cluster; --local makes its own")
 	case f.nodes < 1 || f.nodes > load.MaxNodes:
 		return c, usagef("--nodes %d must be in [1, %d]", f.nodes, load.MaxNodes)
-	case f.byzantine < 0 || f.byzantine >= f.nodes:
-		return c, usagef("--byzantine %d must be in [0, --nodes-1=%d]", f.byzantine, f.nodes-1)
+	case f.submitters < 0 || f.submitters > f.nodes:
+		return c, usagef("--submitters %d must be in [0, --nodes=%d] (0 means all)", f.submitters, f.nodes)
 	case f.dim < 1 || f.dim > load.MaxDim:
 		return c, usagef("--dim %d must be in [1, %d]", f.dim, load.MaxDim)
 	case f.rounds < 1 || f.rounds > load.MaxRounds:
 		return c, usagef("--rounds %d must be in [1, %d]", f.rounds, load.MaxRounds)
 	case f.nodes*f.rounds > load.MaxUpdates:
 		return c, usagef("--nodes %d × --rounds %d = %d must be at most %d", f.nodes, f.rounds, f.nodes*f.rounds, load.MaxUpdates)
+	case f.submitting() > audit.MaxResultEntries:
+		return c, usagef("--nodes %d: at most %d nodes may submit in one round (the updates a round's result can name); add --submitters %d, the other nodes then hold idle connections", f.nodes, audit.MaxResultEntries, audit.MaxResultEntries)
+	case f.byzantine < 0 || f.byzantine >= f.submitting():
+		return c, usagef("--byzantine %d must be in [0, %d] (the submitting nodes less one)", f.byzantine, f.submitting()-1)
 	case f.ramp < 0 || f.ramp > load.MaxRamp:
 		return c, usagef("--ramp %v must be in [0, %v]", f.ramp, load.MaxRamp)
 	case f.hold < 0 || f.hold > load.MaxHold:
@@ -168,7 +184,7 @@ func (f *loadFlags) config() (load.Config, error) {
 	}
 	c.JobID, c.Nodes, c.Byzantine, c.Attack, c.Dim, c.Rounds, c.Rule = job, f.nodes, f.byzantine, f.attack, f.dim, f.rounds, f.rule
 	c.Ramp, c.Concurrency, c.APIReaders, c.Subscribers = f.ramp, f.concurrency, f.readers, f.subs
-	c.Hold = f.hold
+	c.Hold, c.Submitters = f.hold, f.submitters
 	c.RoundDeadline, c.Timeout, c.Seed = f.deadline, f.timeout, f.seed
 	if err := c.Validate(); err != nil {
 		return c, usagef("--job %q: %v", job, strings.TrimPrefix(err.Error(), "load: "))
@@ -228,7 +244,7 @@ func runLoad(env *cmdEnv, f *loadFlags) error {
 	}
 	cfg.Progress = func(p load.Progress) {
 		line := fmt.Sprintf("%6.1fs  connected %d/%d  round %d (%d closed)  acked %d/%d  %.1f MB  errors %d",
-			p.Elapsed.Seconds(), p.Connected, cfg.Nodes, p.Round, p.Closed, p.Acked, cfg.Nodes*cfg.Rounds, float64(p.Bytes)/1e6, p.Errors)
+			p.Elapsed.Seconds(), p.Connected, cfg.Nodes, p.Round, p.Closed, p.Acked, cfg.SubmittingNodes()*cfg.Rounds, float64(p.Bytes)/1e6, p.Errors)
 		mu.Lock()
 		defer mu.Unlock()
 		if tty {
