@@ -218,11 +218,26 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 	return rep, nil
 }
 
-// hold keeps the nodes connected and idle for cfg.Hold (or until ctx
-// ends), sampling how many stay subscribed once a second, and records
-// the members' RSS at its end. The CPU per acknowledgement stops counting
-// at its start.
+// holdSettle bounds the wait for every node to be connected before a
+// hold starts.
+const holdSettle = 30 * time.Second
+
+// hold waits for the ramp to have started every node (and up to
+// holdSettle for them to be connected), then keeps the
+// nodes connected and idle for cfg.Hold (or until ctx ends), sampling how
+// many stay subscribed once a second, and records the members' RSS at
+// its end. The CPU per acknowledgement stops counting at its start.
 func (e *engine) hold(ctx context.Context, mon *monitor, rep *Report) {
+	if rest := e.cfg.Ramp - time.Since(e.start); rest > 0 && !sleepCtx(ctx, rest) {
+		return
+	}
+	// The last nodes of the ramp may still be connecting: give them up
+	// to holdSettle.
+	for settle := time.Now(); int(e.connected.Load()) < e.cfg.Nodes && time.Since(settle) < holdSettle; {
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			return
+		}
+	}
 	mon.freezeCPU()
 	start := time.Now()
 	held := int(e.connected.Load())
