@@ -72,6 +72,8 @@ type engine struct {
 	// unconfirmed counts updates whose fate this process cannot know: a
 	// transport failure, then the round closed or the run ended.
 	unconfirmed atomic.Int64
+	// reconnects counts reconnections (it varies reconnectDelay's draws).
+	reconnects atomic.Int64
 
 	mu         sync.Mutex
 	errs       map[string]int
@@ -337,6 +339,28 @@ func (e *engine) enroll(ctx context.Context, ids []*crypto.Identity) error {
 }
 
 func (e *engine) setLeader(addr string) { e.leader.Store(&addr) }
+
+// reconnectRate is the pace, in connections per second, at which the
+// nodes of a run spread their reconnections after a subscription ends
+// (typically all at once, when the leader moves): a new leader then
+// faces at most about this many handshakes per second instead of every
+// node's at the same instant, which on a loaded machine timed out
+// handshakes and started a storm of retries.
+const reconnectRate = 200
+
+// reconnectDelay is node idx's wait before reconnecting: uniform in
+// [0, Nodes/reconnectRate s), drawn from PCG seeded by the run's seed,
+// the node and the run's count of reconnections so far (timing, like
+// every timing of a run, is not reproducible; the bytes are).
+func (e *engine) reconnectDelay(idx int) time.Duration {
+	spread := time.Duration(e.cfg.Nodes) * time.Second / reconnectRate
+	if spread <= 0 {
+		return 0
+	}
+	n := e.reconnects.Add(1)
+	r := rand.New(rand.NewPCG(e.cfg.Seed^0x7265636f6e6e, uint64(idx)<<32^uint64(n)))
+	return time.Duration(r.Int64N(int64(spread)))
+}
 
 // leaderAddr is the QUIC address nodes dial: the last known leader, else
 // the first member.

@@ -63,6 +63,9 @@ func (v *vnode) run(ctx context.Context) {
 		v.e.connected.Add(1)
 		v.serve(ctx, anns)
 		v.e.connected.Add(-1)
+		if !sleepCtx(ctx, v.e.reconnectDelay(v.idx)) {
+			return
+		}
 	}
 }
 
