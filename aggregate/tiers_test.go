@@ -263,7 +263,7 @@ func BenchmarkTwoTierVsFlat(b *testing.B) {
 		if m.name != "flat Krum (f = B)" && m.name != "tiers: trimmed mean → trimmed mean" && m.name != "flat trimmed mean (f = B)" {
 			continue
 		}
-		b.Run(strings.NewReplacer(" ", "_", "→", "to", "(", "", ")", "", "=", "").Replace(m.name), func(b *testing.B) {
+		b.Run(strings.NewReplacer(" ", "_", "→", "to", "(", "", ")", "", "=", "", ":", "").Replace(m.name), func(b *testing.B) {
 			start := cpuTime()
 			for b.Loop() {
 				if _, err := m.run(sc, rd); err != nil {
