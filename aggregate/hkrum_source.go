@@ -27,9 +27,13 @@ import (
 // Memory: O(parts · n · chunk) float64 of blocks plus the n×n matrices
 // and the d-long result, whatever d is.
 
-// vecItem is one vector of a vecSet: the mean of the valid inputs in of
-// (one input: that input itself).
-type vecItem struct{ of []int }
+// vecItem is one vector of a vecSet: Σ w[j]·(valid input of[j]), or,
+// with w nil, the mean of the inputs in of (one input: that input
+// itself). Pipelines build the weighted form (pipeline_source.go).
+type vecItem struct {
+	of []int
+	w  []float64
+}
 
 // vecSet gives blocks of float64 vectors defined over a reader's valid
 // inputs.
@@ -58,8 +62,9 @@ func (vs *vecSet) fill(a, lo, hi int, dst []float64, sc *setScratch) error {
 	if cap(sc.f32) < w {
 		sc.f32 = make([]float32, w)
 	}
-	of := vs.items[a].of
-	if len(of) == 1 {
+	it := vs.items[a]
+	of := it.of
+	if len(of) == 1 && it.w == nil {
 		r, err := vs.rd.row(of[0], lo, hi, sc.f32[:w])
 		if err != nil {
 			return err
@@ -84,18 +89,9 @@ func (vs *vecSet) fill(a, lo, hi int, dst []float64, sc *setScratch) error {
 			row[c] = float64(v)
 		}
 		sc.view = append(sc.view, row)
-		sc.coef = append(sc.coef, 1/float64(m))
+		sc.coef = append(sc.coef, it.coef(k))
 	}
-	d := vs.rd.d
-	parts := min(16, max(1, d/8192))
-	for p := 0; p < parts; p++ {
-		plo, phi := span(d, parts, p, 8)
-		s, e := max(lo, plo), min(hi, phi)
-		if s >= e {
-			continue
-		}
-		vec.Combine(dst[s-lo:e-lo], sc.view, sc.coef, s-lo)
-	}
+	combineSplit(dst, lo, hi, vs.rd.d, sc.view, sc.coef)
 	return nil
 }
 
