@@ -107,7 +107,10 @@
 // ~10⁻³ relative. The median and the trimmed mean (and Bulyan, given the
 // same selection) give bit for bit what Aggregate gives on the widened
 // values. Hierarchical Krum is also a SourceRule: it widens each block
-// to float64 as it reads it and gives Aggregate's bits. Pipelines get a
+// to float64 as it reads it and gives Aggregate's bits. So is a
+// Pipeline: with this package's pre-steps and FedAvg, Krum, Multi-Krum,
+// median or trimmed mean it runs block by block on recipes over the
+// inputs (see Pipeline.AggregateSource); with other parts it makes a
 // float64 copy.
 //
 // # Big rounds
