@@ -51,6 +51,84 @@ type setScratch struct {
 	// med and medViews hold the blocks medianSet gathers.
 	med      []float64
 	medViews [][]float64
+	// in, inViews and slot hold fillAll's widened inputs: slot[i] is
+	// input i's row in in, or −1.
+	in      []float64
+	inViews [][]float64
+	slot    []int
+}
+
+// fillAll writes coordinates [lo, hi) of item set[k] into views[k] for
+// every k, widening each input the items read once (a mean recipe reads
+// its inputs, which other recipes share). The values are fill's.
+func (vs *vecSet) fillAll(set []int, lo, hi int, views [][]float64, sc *setScratch) error {
+	singles := true
+	for _, a := range set {
+		if it := vs.items[a]; len(it.of) != 1 || it.w != nil {
+			singles = false
+			break
+		}
+	}
+	if singles { // nothing shared: widen straight into views
+		for k, a := range set {
+			if err := vs.fill(a, lo, hi, views[k], sc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := hi - lo
+	n := vs.rd.n()
+	if len(sc.slot) != n {
+		sc.slot = make([]int, n)
+	}
+	for i := range sc.slot {
+		sc.slot[i] = -1
+	}
+	used := 0
+	for _, a := range set {
+		for _, i := range vs.items[a].of {
+			if sc.slot[i] < 0 {
+				sc.slot[i] = used
+				used++
+			}
+		}
+	}
+	if cap(sc.in) < used*w {
+		sc.in = make([]float64, used*w)
+	}
+	if cap(sc.f32) < w {
+		sc.f32 = make([]float32, w)
+	}
+	for i, sl := range sc.slot {
+		if sl < 0 {
+			continue
+		}
+		r, err := vs.rd.row(i, lo, hi, sc.f32[:w])
+		if err != nil {
+			return err
+		}
+		row := sc.in[sl*w : (sl+1)*w]
+		for c, v := range r {
+			row[c] = float64(v)
+		}
+	}
+	for k, a := range set {
+		it := vs.items[a]
+		if len(it.of) == 1 && it.w == nil {
+			sl := sc.slot[it.of[0]]
+			copy(views[k], sc.in[sl*w:(sl+1)*w])
+			continue
+		}
+		sc.inViews, sc.coef = sc.inViews[:0], sc.coef[:0]
+		for j, i := range it.of {
+			sl := sc.slot[i]
+			sc.inViews = append(sc.inViews, sc.in[sl*w:(sl+1)*w:(sl+1)*w])
+			sc.coef = append(sc.coef, it.coef(j))
+		}
+		combineSplit(views[k], lo, hi, vs.rd.d, sc.inViews, sc.coef)
+	}
+	return nil
 }
 
 // fill writes coordinates [lo, hi) of item a into dst. A mean is formed
@@ -111,6 +189,7 @@ func gramSet(vs *vecSet) ([]float64, error) {
 	tlen := len(tiles) * 12
 	partial := make([]float64, parts*tlen)
 	e := make(errs, parts)
+	all := allIndices(n)
 	parallelFor(parts, int64(tlen)*int64(d), func(p int) {
 		acc := partial[p*tlen : (p+1)*tlen]
 		buf := make([]float64, n*chunk)
@@ -125,10 +204,10 @@ func gramSet(vs *vecSet) ([]float64, error) {
 			w := hi - lo
 			for i := range views {
 				views[i] = buf[i*w : (i+1)*w : (i+1)*w]
-				if err := vs.fill(i, lo, hi, views[i], &sc); err != nil {
-					e[p] = err
-					return
-				}
+			}
+			if err := vs.fillAll(all, lo, hi, views, &sc); err != nil {
+				e[p] = err
+				return
 			}
 			for t, tile := range tiles {
 				for r := range a {
@@ -354,9 +433,9 @@ func medianSet(vs *vecSet, out []float64, kb int) error {
 		views := sc.medViews[:0]
 		for a := 0; a < nr; a++ {
 			views = append(views, sc.med[a*w:(a+1)*w:(a+1)*w])
-			if err := vs.fill(a, lo, hi, views[a], sc); err != nil {
-				return err
-			}
+		}
+		if err := vs.fillAll(allIndices(nr), lo, hi, views, sc); err != nil {
+			return err
 		}
 		sc.medViews = views
 		coordwise(views, out[lo:hi], lowerMedianOp)

@@ -59,14 +59,13 @@ func reduceItems(vs *vecSet, set []int, out []float64, fn func(lo, hi int, views
 			sc.med = make([]float64, len(set)*w)
 		}
 		views := sc.medViews[:0]
-		for k, a := range set {
-			v := sc.med[k*w : (k+1)*w : (k+1)*w]
-			if err := vs.fill(a, lo, hi, v, sc); err != nil {
-				return err
-			}
-			views = append(views, v)
+		for k := range set {
+			views = append(views, sc.med[k*w:(k+1)*w:(k+1)*w])
 		}
 		sc.medViews = views
+		if err := vs.fillAll(set, lo, hi, views, sc); err != nil {
+			return err
+		}
 		fn(lo, hi, views, out[lo:hi])
 		return nil
 	})
