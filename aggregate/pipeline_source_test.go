@@ -53,14 +53,21 @@ func TestPipelineSourceMatchesFloat64(t *testing.T) {
 			copy(x[2], x[1])
 			x[n/2][d/2] = float32(math.NaN())
 			wide := widen(x)
-			for _, spec := range pipelineSpecs {
-				want, wrep, werr := newPipeline(t, spec, f).Aggregate(wide, nil)
+			ramp := make([]float64, n)
+			for i := range ramp {
+				ramp[i] = 1 + float64(i)
+			}
+			bad := slices.Clone(ramp)
+			bad[3] = -1
+			for wi, spec := range pipelineSpecs {
+				w := [][]float64{nil, ramp, bad}[wi%3]
+				want, wrep, werr := newPipeline(t, spec, f).Aggregate(wide, w)
 				sr := newPipeline(t, spec, f).(SourceRule)
 				runtime.GOMAXPROCS(max(2, procs))
-				got, grep, gerr := sr.AggregateSource(newStreamed(x), nil)
-				mem, mrep, merr := AggregateFloat32(newPipeline(t, spec, f), x, nil)
+				got, grep, gerr := sr.AggregateSource(newStreamed(x), w)
+				mem, mrep, merr := AggregateFloat32(newPipeline(t, spec, f), x, w)
 				runtime.GOMAXPROCS(1)
-				one, orep, oerr := newPipeline(t, spec, f).(SourceRule).AggregateSource(Float32Rows(x), nil)
+				one, orep, oerr := newPipeline(t, spec, f).(SourceRule).AggregateSource(Float32Rows(x), w)
 				g := result{got, grep, gerr}
 				if !sameResult(g, result{mem, mrep, merr}) || !sameResult(g, result{one, orep, oerr}) {
 					t.Fatalf("%s n=%d d=%d: streamed %v, in memory %v, one core %v", spec, n, d, g, result{mem, mrep, merr}, result{one, orep, oerr})
