@@ -150,6 +150,11 @@ func tierMethods() []tierMethod {
 		{"tiers: mean → trimmed mean", tiered(mean, tm)},
 		{"tiers: trimmed mean → trimmed mean", tiered(tm, tm)},
 		{"tiers: median → median", tiered(med, med)},
+		// Bucketing at the top: buckets of two regions, 30 % of the
+		// buckets trimmed.
+		{"tiers: trimmed mean → bucketing + trimmed mean", tiered(tm, func(n int) (Rule, error) {
+			return ParsePipeline("bucketing+trimmed-mean", Params{F: fracF((n+1)/2, 0.3), BucketSize: 2, Seed: 9})
+		})},
 	}
 }
 
@@ -240,6 +245,14 @@ func TestTwoTierSimulation(t *testing.T) {
 		// input each at the top.
 		if sc.packed && get("tiers: trimmed mean → trimmed mean", sc) > 0.5*get("flat trimmed mean (f = B)", sc) {
 			t.Errorf("%s: packed attackers: tiered trimmed mean %.3f, want ≤ half the flat one (%.3f)", sc, get("tiers: trimmed mean → trimmed mean", sc), get("flat trimmed mean (f = B)", sc))
+		}
+		// Bucketing regions at the top spreads a captured region over a
+		// bucket with an honest one: with 30 % packed it does worse than
+		// trimming the regions themselves.
+		if sc.packed && sc.byz*10 > sc.regions*sc.size {
+			if b, tt := get("tiers: trimmed mean → bucketing + trimmed mean", sc), get("tiers: trimmed mean → trimmed mean", sc); b < 1.5*tt {
+				t.Errorf("%s: bucketing at the top %.3f, want ≥ 1.5 × %.3f (it mixes captured regions into more buckets)", sc, b, tt)
+			}
 		}
 		// A plain mean in the regions under a robust top tier survives only
 		// packed attackers: spread, every region's mean is shifted.
