@@ -137,3 +137,52 @@ func TestPipelineSourceMemoryIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWidenedVsSource compares, for hierarchical Krum and two
+// pipelines on n = 50 float32 updates of d = 1e6, the path
+// AggregateFloat32 took before they were SourceRules (widen every update
+// to float64, then Aggregate: "widened") with the block-by-block one
+// ("source"). B/op includes the widened copy.
+func BenchmarkWidenedVsSource(b *testing.B) {
+	const n, d = 50, 1_000_000
+	x := bigInputs(n, d)
+	rules := map[string]func() Rule{
+		"hierarchical-krum":      func() Rule { return must(NewHierarchicalKrum(0, 0.2, nil)) },
+		"nnm+krum":               func() Rule { return must(ParsePipeline("nnm+krum", Params{F: 10})) },
+		"bucketing+trimmed-mean": func() Rule { return must(ParsePipeline("bucketing+trimmed-mean", Params{F: 5, Seed: 1})) },
+	}
+	for _, name := range []string{"hierarchical-krum", "nnm+krum", "bucketing+trimmed-mean"} {
+		for _, path := range []string{"widened", "source"} {
+			b.Run(name+"/"+path, func(b *testing.B) {
+				b.ReportAllocs()
+				start := cpuTime()
+				for b.Loop() {
+					rule := rules[name]()
+					var err error
+					if path == "widened" {
+						_, _, err = rule.Aggregate(widen32(x), nil)
+					} else {
+						_, _, err = rule.(SourceRule).AggregateSource(Float32Rows(x), nil)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCPU(b, start)
+			})
+		}
+	}
+}
+
+// widen32 is AggregateFloat32's former copy: every update widened to
+// float64, one allocation per update.
+func widen32(x [][]float32) [][]float64 {
+	out := make([][]float64, len(x))
+	for i, u := range x {
+		out[i] = make([]float64, len(u))
+		for k, v := range u {
+			out[i][k] = float64(v)
+		}
+	}
+	return out
+}
