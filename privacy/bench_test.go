@@ -78,3 +78,17 @@ func BenchmarkLocalPrivatize(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/d, "ns/coord")
 }
+
+// BenchmarkAccountantEpsilon: an accountant read at q = 0.05 (the RDP
+// vector comes from the cache after the first read).
+func BenchmarkAccountantEpsilon(b *testing.B) {
+	var a Accountant
+	if err := a.Compose(0.05, 1, 1000); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, _, err := a.Epsilon(1e-5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

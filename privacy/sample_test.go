@@ -252,3 +252,44 @@ func TestConfigSampleRate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The accountant's cached RDP vectors give exactly Epsilon's figures, on
+// first use and from the cache, also after the cache was emptied.
+func TestAccountantCacheExact(t *testing.T) {
+	for _, c := range []struct {
+		q, z  float64
+		steps int
+	}{{0.05, 1, 1000}, {0.01, 0.8, 37}, {1, 2, 5}, {0.5, 0.7, 3}} {
+		want, wantOrder, err := Epsilon(c.q, c.z, c.steps, 1e-5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			var a Accountant
+			if err := a.Compose(c.q, c.z, c.steps); err != nil {
+				t.Fatal(err)
+			}
+			got, order, err := a.Epsilon(1e-5)
+			if err != nil || got != want || order != wantOrder {
+				t.Fatalf("%+v: accountant ε %v (order %v), Epsilon %v (order %v), %v", c, got, order, want, wantOrder, err)
+			}
+		}
+	}
+	for i := range maxStepRDPCache + 1 { // fills the cache past its bound
+		if _, err := cachedRDPVector(1, 1+float64(i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stepRDPCache.Lock()
+	n := len(stepRDPCache.m)
+	stepRDPCache.Unlock()
+	if n > maxStepRDPCache {
+		t.Fatalf("cache holds %d pairs, bound %d", n, maxStepRDPCache)
+	}
+	var a Accountant
+	_ = a.Compose(0.05, 1, 1000)
+	want, _, _ := Epsilon(0.05, 1, 1000, 1e-5)
+	if got, _, _ := a.Epsilon(1e-5); got != want {
+		t.Fatalf("after eviction ε %v, want %v", got, want)
+	}
+}
