@@ -203,7 +203,7 @@ type privacyVerifySampleOutput struct {
 }
 
 func newPrivacyVerifySampleCmd(env *cmdEnv) *cobra.Command {
-	var job, secretHex string
+	var job, secretHex, jobJSON string
 	var q float64
 	var asJSON bool
 	c := &cobra.Command{
@@ -224,10 +224,16 @@ It prints how many updates and rounds it checked. An update from an
 unsampled node exits with status 1 and names its leaf, round and node
 (a leader that let it in, or the wrong secret or rate); bad flags exit 2.`,
 		Example: `  mfn privacy verify-sample export/ --job regime-dp --sample-rate 0.05 --secret 5f1c…
+  curl -s -H "X-API-Key: $KEY" https://10.0.0.1:8081/v1/jobs/regime-dp > job.json
+  mfn privacy verify-sample export/ --job-json job.json
   mfn privacy verify-sample export/ --job regime-dp --sample-rate 0.05 --secret 5f1c… --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlags(cmd, "job", "sample-rate", "secret"); err != nil {
+			if jobJSON != "" {
+				if err := loadSampleJob(cmd, jobJSON, &job, &q, &secretHex); err != nil {
+					return err
+				}
+			} else if err := requireFlags(cmd, "job", "sample-rate", "secret"); err != nil {
 				return err
 			}
 			if !(q > 0 && q <= 1) {
@@ -265,6 +271,53 @@ unsampled node exits with status 1 and names its leaf, round and node
 	c.Flags().StringVar(&job, "job", "", "the job id (required)")
 	c.Flags().Float64Var(&q, "sample-rate", 0, "the job's dp.sample_rate q, in (0, 1] (required)")
 	c.Flags().StringVar(&secretHex, "secret", "", "the job's secret: 64 hex digits or base64 (required)")
+	c.Flags().StringVar(&jobJSON, "job-json", "", "take --job, --sample-rate and --secret (unless given) from this job JSON (GET /v1/jobs/JOB, or mfn demo --json)")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"ok": …, "job": …, "leaves": …, "updates": …, "rounds": …, "error": …}`)
 	return c
+}
+
+// maxJobJSON bounds the job JSON verify-sample reads.
+const maxJobJSON = 64 << 20
+
+// loadSampleJob fills the job id, sample rate and secret that were not
+// given as flags from a job's JSON ({"spec": {"id": …}, "privacy":
+// {"sample_rate": …, "secret": …}}; a demo summary has "privacy" too).
+func loadSampleJob(cmd *cobra.Command, path string, job *string, q *float64, secret *string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return usagef("--job-json %s: %v", path, err)
+	}
+	defer f.Close()
+	var v struct {
+		Spec struct {
+			ID string `json:"id"`
+		} `json:"spec"`
+		Privacy *struct {
+			SampleRate float64 `json:"sample_rate"`
+			Secret     []byte  `json:"secret"`
+		} `json:"privacy"`
+	}
+	if err := json.NewDecoder(io.LimitReader(f, maxJobJSON)).Decode(&v); err != nil {
+		return usagef("--job-json %s: %v", path, err)
+	}
+	if v.Privacy == nil {
+		return usagef("--job-json %s: no privacy object (not a DP job)", path)
+	}
+	fl := cmd.Flags()
+	if !fl.Changed("job") {
+		*job = v.Spec.ID
+	}
+	if !fl.Changed("sample-rate") {
+		*q = v.Privacy.SampleRate
+	}
+	if !fl.Changed("secret") {
+		if len(v.Privacy.Secret) == 0 {
+			return usagef("--job-json %s: no privacy.secret (shown once the job has ended)", path)
+		}
+		*secret = hex.EncodeToString(v.Privacy.Secret)
+	}
+	if *job == "" {
+		return usagef("--job is required (the job JSON names none)")
+	}
+	return nil
 }
