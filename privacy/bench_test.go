@@ -92,3 +92,16 @@ func BenchmarkAccountantEpsilon(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSample: one round's sample of 1,000 enrolled nodes at
+// q = 0.05 (the leader and every member's Apply compute it once per
+// round).
+func BenchmarkSample(b *testing.B) {
+	ids := nodeIDs(1000)
+	seed := SampleSeed(seqSecret(), "job", 1, [32]byte{})
+	for b.Loop() {
+		if len(Sample(seed, ids, 0.05)) == 0 {
+			b.Fatal("empty sample")
+		}
+	}
+}
