@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
 	"github.com/mfn/mfn/protocol"
@@ -364,5 +366,111 @@ func TestAdaptiveClipJobConverges(t *testing.T) {
 	}
 	if clip < median/1.3 || clip > median*1.3 {
 		t.Fatalf("clip %v after 300 rounds, want near the median norm %v", clip, median)
+	}
+}
+
+// FuzzSampleApply: any entry applied to a state with a sampled local job
+// (round 1 open) and a sampled central job with adaptive clipping (round 1
+// sealed) either applies or leaves the state unchanged, and never panics.
+func FuzzSampleApply(f *testing.F) {
+	b, secret := sampledLog(f, 0.5)
+	base := ModelHash(Params{0, 0, 0})
+	cs := dpSpec("adaptive", 3, 1, 0)
+	cs.DP.Mode = privacy.ModeCentral
+	cs.DP.SampleRate = 0.5
+	cs.DP.AdaptiveClip = &privacy.AdaptiveClipConfig{TargetQuantile: 0.5, LearningRate: 0.2, CountNoise: 2}
+	b.add(cmdCreateJob, &createJobCmd{Spec: cs, At: b.at, DPSecret: secret})
+	f0 := replay(f, b.keys, b.entries)
+
+	for _, job := range []string{"sampled", "adaptive"} {
+		o := &openRoundCmd{Job: job, Round: 1, BaseHash: base, OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)}
+		f0.sampleFor(o)
+		b.add(cmdOpenRound, o)
+		for _, n := range b.nodes {
+			if slices.Contains(o.Sample, n.id) {
+
+				b.add(cmdAddUpdate, b.update(n, job, 1, base, []float64{0.5, 0, 0}))
+				break
+			}
+		}
+	}
+	b.add(cmdSealRound, &sealRoundCmd{Job: "adaptive", Round: 1, At: b.at})
+	seeds := [][]byte{}
+	enc := func(t commandType, body any) {
+		e, err := encodeCommand(t, body)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, e)
+	}
+	model := Params{0.25, 0, 0}
+	res := RoundResult{ModelVersion: 1, ModelHash: ModelHash(model), Rule: centralRule, Used: 1}
+	enc(cmdCloseRound, &closeRoundCmd{Job: "adaptive", Round: 1, Updates: 1, Outcomes: []updateOutcome{{Used: true}}, Model: model, Result: res, At: b.at,
+		ClipStep: &ClipStep{Fraction: 0.7, Next: 0.96}})
+	enc(cmdCloseRound, &closeRoundCmd{Job: "adaptive", Round: 1, Updates: 1, Outcomes: []updateOutcome{{Used: true}}, Model: model, Result: res, At: b.at})
+	enc(cmdCloseRound, &closeRoundCmd{Job: "adaptive", Round: 1, Updates: 1, Outcomes: []updateOutcome{{Used: true}}, Model: model, Result: res, At: b.at,
+		ClipStep: &ClipStep{Fraction: 0.7, Next: -1}})
+	h := Hash{1}
+	enc(cmdOpenRound, &openRoundCmd{Job: "sampled", Round: 2, BaseHash: base, SampleSeed: &h, Sample: []string{"n0"}, Population: 5})
+	for _, n := range b.nodes {
+		enc(cmdAddUpdate, b.update(n, "sampled", 1, base, []float64{0, 1, 0}))
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := replay(t, b.keys, b.entries)
+		before := snapshotBytes(t, m)
+		res := m.Apply(&raft.Log{Index: uint64(len(b.entries)), Type: raft.LogCommand, Data: data}).(*applyResult)
+		if res.err != nil && !bytes.Equal(before, snapshotBytes(t, m)) {
+			t.Fatalf("rejected entry (%v) changed the state", res.err)
+		}
+	})
+}
+
+// TestSampleApplyClipStep: a close-round of an adaptive job moves the clip
+// to the entry's step and the next round opens with it; without a step, or
+// with a bad one, the entry is refused and nothing changes.
+func TestSampleApplyClipStep(t *testing.T) {
+	b, secret := sampledLog(t, 1)
+	base := ModelHash(Params{0, 0, 0})
+	cs := dpSpec("adaptive", 3, 1, 0)
+	cs.DP.Mode = privacy.ModeCentral
+	cs.DP.AdaptiveClip = &privacy.AdaptiveClipConfig{TargetQuantile: 0.5, LearningRate: 0.2, CountNoise: 2}
+	b.add(cmdCreateJob, &createJobCmd{Spec: cs, At: b.at, DPSecret: secret})
+	b.add(cmdOpenRound, &openRoundCmd{Job: "adaptive", Round: 1, BaseHash: base, OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
+	b.add(cmdAddUpdate, b.update(b.nodes[0], "adaptive", 1, base, []float64{0.5, 0, 0}))
+	b.add(cmdSealRound, &sealRoundCmd{Job: "adaptive", Round: 1, At: b.at})
+	model := Params{0.25, 0, 0}
+	res := RoundResult{ModelVersion: 1, ModelHash: ModelHash(model), Rule: centralRule, Used: 1}
+	closeWith := func(step *ClipStep) *closeRoundCmd {
+		return &closeRoundCmd{Job: "adaptive", Round: 1, Updates: 1, Outcomes: []updateOutcome{{Used: true}}, Model: model, Result: res, At: b.at, ClipStep: step}
+	}
+	for _, bad := range []*ClipStep{nil, {Fraction: 0.5, Next: -1}, {Fraction: 0.5, Next: 0}} {
+		b.add(cmdCloseRound, closeWith(bad))
+		f := replay(t, b.keys, b.entries)
+		if r, _ := f.round("adaptive", 1, false); r.State != RoundClosing {
+			t.Fatalf("close with step %+v applied", bad)
+		}
+		b.entries = b.entries[:len(b.entries)-1]
+	}
+	b.add(cmdCloseRound, closeWith(&ClipStep{Fraction: 0.9, Next: 0.92}))
+	b.add(cmdOpenRound, &openRoundCmd{Job: "adaptive", Round: 2, BaseVersion: 1, BaseHash: ModelHash(model), OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
+	f := replay(t, b.keys, b.entries)
+	j := mustFSMJob(t, f, "adaptive")
+	r1, _ := f.round("adaptive", 1, false)
+	r2, _ := f.round("adaptive", 2, false)
+	if j.Privacy.Clip != 0.92 || r1.Clip != 1 || r1.ClipStep == nil || r1.ClipStep.Next != 0.92 || r2.Clip != 0.92 {
+		t.Fatalf("job clip %v, round 1 clip %v step %+v, round 2 clip %v", j.Privacy.Clip, r1.Clip, r1.ClipStep, r2.Clip)
+	}
+	// A job without adaptive clipping refuses a step.
+	b.add(cmdOpenRound, &openRoundCmd{Job: "sampled", Round: 1, BaseHash: base, OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
+	b.add(cmdAddUpdate, b.update(b.nodes[0], "sampled", 1, base, []float64{0.5, 0, 0}))
+	b.add(cmdSealRound, &sealRoundCmd{Job: "sampled", Round: 1, At: b.at})
+	c := closeWith(&ClipStep{Fraction: 0.5, Next: 1})
+	c.Job = "sampled"
+	b.add(cmdCloseRound, c)
+	if r, _ := replay(t, b.keys, b.entries).round("sampled", 1, false); r.State != RoundClosing {
+		t.Fatal("a job without adaptive clipping took a clip step")
 	}
 }

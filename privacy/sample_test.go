@@ -128,7 +128,7 @@ func TestSampleFraction(t *testing.T) {
 }
 
 // sampleLeafBytes returns an update leaf of node for job's round on base.
-func sampleLeafBytes(t *testing.T, job, node string, round uint64, base [32]byte, priv ed25519.PrivateKey) []byte {
+func sampleLeafBytes(t testing.TB, job, node string, round uint64, base [32]byte, priv ed25519.PrivateKey) []byte {
 	t.Helper()
 	at := time.Date(2026, 1, 1, 0, 0, int(round), 0, time.UTC)
 	st := crypto.Statement{Origin: "mfn.test/dp", JobID: job, Round: round, NodeID: node, BaseModelHash: base,
@@ -292,4 +292,19 @@ func TestAccountantCacheExact(t *testing.T) {
 	if got, _, _ := a.Epsilon(1e-5); got != want {
 		t.Fatalf("after eviction ε %v, want %v", got, want)
 	}
+}
+
+// FuzzVerifySample: any bytes as the leaves of an export give a report or
+// an error, never a panic, and an accepted update leaf names a sampled node.
+func FuzzVerifySample(f *testing.F) {
+	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
+	f.Add(sampleLeafBytes(f, "job", "node-01", 1, [32]byte{}, priv), []byte{0, 1, 1})
+	f.Add([]byte{1, 2, 3}, []byte{})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		fsys := fstest.MapFS{audit.LeafFile(0): {Data: a}, audit.LeafFile(1): {Data: b}}
+		rep, err := VerifySampleFS(fsys, "job", seqSecret(), 0.5)
+		if err == nil && rep.Leaves != 2 {
+			t.Fatalf("report %+v without error", rep)
+		}
+	})
 }
