@@ -655,7 +655,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 			return nil, err
 		}
 	}
-	if err := checkClipStep(j, c); err != nil {
+	if err := checkClipStep(j, c, result); err != nil {
 		return nil, err
 	}
 	if p := j.Job.Privacy; p != nil {

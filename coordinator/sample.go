@@ -2,10 +2,12 @@ package coordinator
 
 import (
 	"crypto/ed25519"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
 
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
 )
 
@@ -115,8 +117,18 @@ func (f *fsm) sampleKeys(job string, round uint64) []ed25519.PublicKey {
 }
 
 // checkClipStep checks a close-round entry's adaptive clipping step:
-// required exactly for jobs with adaptive clipping, finite, next clip > 0.
-func checkClipStep(j *jobState, c *closeRoundCmd) error {
+// required exactly for jobs with adaptive clipping, finite, next clip > 0,
+// and, when the entry has a result leaf (res), equal to the step the
+// leaf's noise commitment ends with — the leaf is what members re-derive
+// and cosign, so the clip Apply moves to is the attested one.
+func checkClipStep(j *jobState, c *closeRoundCmd, res *audit.ResultLeaf) error {
+	if j.adaptive() && c.ClipStep != nil && res != nil {
+		n := res.NoiseCommitment
+		if len(n) < 16 || binary.BigEndian.Uint64(n[len(n)-16:]) != math.Float64bits(c.ClipStep.Fraction) ||
+			binary.BigEndian.Uint64(n[len(n)-8:]) != math.Float64bits(c.ClipStep.Next) {
+			return fmt.Errorf("%w: job %s round %d: clip step %+v is not the one in the result leaf", ErrInvalid, c.Job, c.Round, *c.ClipStep)
+		}
+	}
 	switch {
 	case !j.adaptive() && c.ClipStep != nil:
 		return fmt.Errorf("%w: job %s round %d: a clip step for a job without adaptive clipping", ErrInvalid, c.Job, c.Round)

@@ -454,7 +454,32 @@ func TestSampleApplyClipStep(t *testing.T) {
 		}
 		b.entries = b.entries[:len(b.entries)-1]
 	}
-	b.add(cmdCloseRound, closeWith(&ClipStep{Fraction: 0.9, Next: 0.92}))
+	// With a result leaf, the step must be the one the leaf commits to
+	// (the leaf is what members re-derive and cosign).
+	leafWith := func(step ClipStep) []byte {
+		r, _ := replay(t, b.keys, b.entries).round("adaptive", 1, false)
+		commit := make([]byte, 32)
+		commit = binary.BigEndian.AppendUint64(commit, math.Float64bits(step.Fraction))
+		commit = binary.BigEndian.AppendUint64(commit, math.Float64bits(step.Next))
+		res := audit.ResultLeaf{Origin: b.keys.origin, JobID: "adaptive", Round: 1, Rule: centralRule,
+			BaseHash: base, NewHash: ModelHash(model), NoiseCommitment: commit,
+			Entries: []audit.ResultEntry{{LeafIndex: r.Updates[0].LeafIndex, Input: true, Used: true}}}
+		enc, err := res.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enc
+	}
+	lied := closeWith(&ClipStep{Fraction: 0.9, Next: 5})
+	lied.ResultLeaf = leafWith(ClipStep{Fraction: 0.9, Next: 0.92})
+	b.add(cmdCloseRound, lied)
+	if r, _ := replay(t, b.keys, b.entries).round("adaptive", 1, false); r.State != RoundClosing {
+		t.Fatal("a clip step other than the result leaf's applied")
+	}
+	b.entries = b.entries[:len(b.entries)-1]
+	honest := closeWith(&ClipStep{Fraction: 0.9, Next: 0.92})
+	honest.ResultLeaf = leafWith(ClipStep{Fraction: 0.9, Next: 0.92})
+	b.add(cmdCloseRound, honest)
 	b.add(cmdOpenRound, &openRoundCmd{Job: "adaptive", Round: 2, BaseVersion: 1, BaseHash: ModelHash(model), OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
 	f := replay(t, b.keys, b.entries)
 	j := mustFSMJob(t, f, "adaptive")
