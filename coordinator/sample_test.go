@@ -499,3 +499,34 @@ func TestSampleApplyClipStep(t *testing.T) {
 		t.Fatal("a job without adaptive clipping took a clip step")
 	}
 }
+
+// A target ε is solved at the job's sample rate, and a sampled job gets a
+// secret even in local mode.
+func TestResolveDPSampled(t *testing.T) {
+	s := dpSpec("j", 3, 0, 0)
+	s.DP.TargetEpsilon, s.DP.SampleRate, s.Rounds = 4, 0.05, 200
+	z, secret, err := resolveDP(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, _, err := privacy.Epsilon(0.05, z, s.Rounds, s.DP.Delta)
+	if err != nil || eps > 4 || eps < 3.9 {
+		t.Fatalf("z = %v spends ε = %v at q = 0.05 over %d rounds (%v), want just under 4", z, eps, s.Rounds, err)
+	}
+	if z1, _, _ := resolveDP(dpSpecQ(s, 1)); !(z1 > z) {
+		t.Fatalf("z at q = 1 (%v) not above z at q = 0.05 (%v)", z1, z)
+	}
+	if len(secret) != dpSecretLen {
+		t.Fatalf("sampled local job's secret %x", secret)
+	}
+	if _, secret, _ := resolveDP(dpSpecQ(s, 0)); secret != nil {
+		t.Fatal("an unsampled local job got a secret")
+	}
+}
+
+func dpSpecQ(s JobSpec, q float64) JobSpec {
+	dp := *s.DP
+	dp.SampleRate = q
+	s.DP = &dp
+	return s
+}
