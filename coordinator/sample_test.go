@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -190,10 +191,15 @@ func TestSampledCentralAdaptive(t *testing.T) {
 		if open.SampleSeed == nil || open.Population != nNodes {
 			t.Fatalf("round %d: sample %x of %d", r, open.SampleSeed, open.Population)
 		}
-		if r == 1 {
-			anns := l.OpenRounds()
-			if len(anns) == 1 && len(anns[0].Nodes) != len(open.Sample) {
-				t.Fatalf("announced to %d nodes, sample %d", len(anns[0].Nodes), len(open.Sample))
+		// The announcement names exactly the sampled nodes' keys.
+		anns := l.OpenRounds()
+		if len(anns) != 1 || len(anns[0].Nodes) != len(open.Sample) {
+			t.Fatalf("round %d: announcements %+v, sample %q", r, anns, open.Sample)
+		}
+		for _, n := range nodes {
+			told := slices.ContainsFunc(anns[0].Nodes, func(k ed25519.PublicKey) bool { return k.Equal(n.pub()) })
+			if told != slices.Contains(open.Sample, n.id) {
+				t.Fatalf("round %d: node %s told %v, sampled %v", r, n.id, told, !told)
 			}
 		}
 		for _, n := range nodes {
