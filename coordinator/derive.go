@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"crypto/sha256"
 	"fmt"
 
 	"github.com/mfn/mfn/aggregate"
@@ -22,6 +21,9 @@ type derivation struct {
 	leaf []byte
 	// fail, when not empty, is why the round must fail instead.
 	fail string
+	// clipStep is the adaptive clipping step of a job with
+	// dp.adaptive_clip (nil otherwise), recorded in close-round.
+	clipStep *ClipStep
 }
 
 // deriveRound runs a sealed round's pipeline: vector returns the decoded
@@ -55,18 +57,14 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 	var rep aggregate.Report
 	var ruleName string
 	var noise []byte
+	var step *ClipStep
 	if p := j.Privacy; p != nil && p.Mode == privacy.ModeCentral {
-		var err error
-		agg, rep, err = centralMean(p, dpSecret, j.Spec.ID, r.Number, vecs)
+		cr, err := centralRound(j, r, dpSecret, vecs)
 		if err != nil {
 			return derivation{fail: fmt.Sprintf("central DP: %v", err)}
 		}
+		agg, rep, noise, step = cr.mean, cr.report, cr.commitment, cr.step
 		ruleName = rep.Rule
-		// The noise commitment is the hash of the round's noise seed: the
-		// seed itself is revealed with the job's secret once it ends.
-		seed := privacy.DeriveSeed(dpSecret, j.Spec.ID, r.Number)
-		h := sha256.Sum256(seed[:])
-		noise = h[:]
 	} else {
 		if rules == nil {
 			return derivation{fail: "no aggregation rules configured"}
@@ -119,7 +117,7 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 		}
 		rejected++
 	}
-	d := derivation{model: model, outcomes: outcomes}
+	d := derivation{model: model, outcomes: outcomes, clipStep: step}
 	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if d.result.Rule == "" {
 		d.result.Rule = ruleName

@@ -58,7 +58,7 @@ smallest noise multiplier whose ε over --rounds rounds at sample rate
 --sample-rate q and --dp-delta δ is at most EPS (privacy.NoiseMultiplier).
 With --dp every node (honest or Byzantine) takes part in a round with
 probability q (a seeded draw); a summary after the tables gives z, the ε
-spent at q and at q = 1 (how MFN's coordinators account today), the nodes
+spent at q and at q = 1 (the figure against the coordinators), the nodes
 per round and the share of clipped updates. Central noise covers fedavg only;
 with a robust rule it is reported but not a proven guarantee.
 

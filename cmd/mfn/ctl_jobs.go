@@ -482,6 +482,7 @@ why not, and the rule's score.`,
 			}
 			fmt.Fprintf(env.stdout, "\n  base model v%d %s\n  opened %s, deadline %s, hard deadline %s, ended %s\n",
 				r.BaseVersion, r.BaseHash, fmtTime(r.OpenedAt), fmtTime(r.Deadline), fmtTime(r.HardDeadline), fmtTime(r.EndedAt))
+			fmt.Fprint(env.stdout, roundPrivacyLines(r))
 			if res := r.Result; res != nil {
 				fmt.Fprintf(env.stdout, "  result: model v%d %s, rule %s, %d used, %d rejected, aggregation %.3fs",
 					res.ModelVersion, res.ModelHash, res.Rule, res.Used, res.Rejected, res.AggregationSeconds)
@@ -511,6 +512,23 @@ why not, and the rule's score.`,
 	}
 	c.AddCommand(list, get)
 	return c
+}
+
+// roundPrivacyLines describes a DP round's node sample and adaptive clip
+// ("" for other rounds).
+func roundPrivacyLines(r coordinator.Round) string {
+	var b strings.Builder
+	if r.SampleSeed != nil {
+		fmt.Fprintf(&b, "  sample: %d of %d enrolled nodes (seed %s)\n", len(r.Sample), r.Population, *r.SampleSeed)
+	}
+	if r.Clip > 0 {
+		fmt.Fprintf(&b, "  clip %g", r.Clip)
+		if st := r.ClipStep; st != nil {
+			fmt.Fprintf(&b, ", noisy unclipped fraction %.4g, next clip %.6g", st.Fraction, st.Next)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // ---- models ----

@@ -81,6 +81,7 @@ const demoExample = `  mfn demo
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
   mfn demo --rounds 5 --hold                       # then open the printed console link; Ctrl-C stops
   mfn demo --dp-epsilon 8                          # local DP at every node; prints the ε spent
+  mfn demo --dp-epsilon 8 --dp-sample-rate 0.5 --nodes 20   # each round goes to a secret sample of about half the nodes
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
   mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
   mfn demo --otlp-endpoint http://127.0.0.1:4318   # send the spans to Jaeger or any OTLP/HTTP collector
@@ -102,6 +103,7 @@ type demoFlags struct {
 	dropInvalid                                   bool
 	testFraction                                  float64
 	dpEpsilon                                     float64
+	dpSampleRate                                  float64
 }
 
 func newDemoCmd(env *cmdEnv) *cobra.Command {
@@ -142,6 +144,7 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&f.testFraction, "test-fraction", 0.2, "fraction of --data kept by the cluster as the test part (0 to 1, exclusive)")
 	fl.StringVar(&f.modelOut, "model-out", "", "with --data: write the final global model to this file (mfn-model/1, for mfn predict)")
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with local differential privacy: target ε over --rounds (clip 0.5, δ 1e-5; 0: no DP)")
+	fl.Float64Var(&f.dpSampleRate, "dp-sample-rate", 1, "with --dp-epsilon: announce each round to a secret random sample of the nodes, each with this probability, in (0, 1]")
 	return c
 }
 
@@ -197,12 +200,21 @@ func (f *demoFlags) options() (e2e.Options, error) {
 	} else if f.model != "" || f.modelOut != "" {
 		return o, usagef("--model and --model-out need --data (the simulated task's model is set by --hidden)")
 	}
+	if !(f.dpSampleRate > 0 && f.dpSampleRate <= 1) {
+		return o, usagef("--dp-sample-rate %v: must be in (0, 1]", f.dpSampleRate)
+	}
+	if f.dpSampleRate != 1 && f.dpEpsilon == 0 {
+		return o, usagef("--dp-sample-rate needs --dp-epsilon")
+	}
 	if f.dpEpsilon != 0 {
 		dp := &privacy.Config{Mode: privacy.ModeLocal, Clip: 0.5, TargetEpsilon: f.dpEpsilon, Delta: 1e-5}
+		if f.dpSampleRate != 1 {
+			dp.SampleRate = f.dpSampleRate
+		}
 		if err := dp.Validate(); err != nil {
 			return o, usagef("--dp-epsilon %v: %v", f.dpEpsilon, err)
 		}
-		if _, err := privacy.NoiseMultiplier(f.dpEpsilon, 1, f.rounds, dp.Delta); err != nil {
+		if _, err := privacy.NoiseMultiplier(f.dpEpsilon, dp.Rate(), f.rounds, dp.Delta); err != nil {
 			return o, usagef("--dp-epsilon %v over --rounds %d: %v", f.dpEpsilon, f.rounds, err)
 		}
 		o.DP = dp

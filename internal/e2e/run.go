@@ -435,6 +435,12 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		RoundDeadline: coordinator.Duration(o.RoundDeadline), HardDeadline: coordinator.Duration(6 * o.RoundDeadline),
 		OnFailure: coordinator.OnFailureContinue, InitialModel: initial, DP: o.DP,
 	}
+	if o.DP != nil && o.DP.Rate() < 1 {
+		// Node sampling: about q·Nodes nodes per round; ask for 2 standard
+		// deviations fewer so that few rounds fail for a small sample.
+		m := o.DP.Rate() * float64(o.Nodes)
+		spec.MinUpdates = max(1, int(m-2*math.Sqrt(m*(1-o.DP.Rate()))))
+	}
 	if spec.MinUpdates <= 2*o.Byzantine {
 		spec.MinUpdates = min(o.Nodes, 2*o.Byzantine+1)
 	}
