@@ -42,6 +42,9 @@ type Record struct {
 	Error         string  `json:"error,omitempty"`
 	// DP is set for the cells of a DP axis (Config.DP).
 	DP *RecordDP `json:"dp,omitempty"`
+	// Optimizer is the resolved server optimizer (Config.Optimizer), empty
+	// without one.
+	Optimizer string `json:"optimizer,omitempty"`
 }
 
 // RecordDP is the privacy of one DP cell: its setting, the noise it ran

@@ -175,6 +175,7 @@ func newBenchRobustnessCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&o.DPClip, "dp-clip", 1, "with --dp: clipping norm C of every update (> 0)")
 	fl.Float64Var(&o.DPDelta, "dp-delta", 1e-5, "with --dp: the δ of (ε, δ)-DP, (0,1)")
 	fl.IntVar(&o.Workers, "workers", 0, "goroutines training clients (0 means GOMAXPROCS; results do not depend on it)")
+	fl.StringVar(&o.Optimizer, "optimizer", "", "server optimizer after the rule: fedavgm, fedadam, fedyogi or fedadagrad[:lr=..,beta1=..,beta2=..,tau=..,momentum=..] (default none: plain FedAvg step)")
 	return c
 }
 
