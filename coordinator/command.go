@@ -160,6 +160,10 @@ type (
 		// not attest rounds (Config.MemberKey nil) and in entries written
 		// before result leaves existed.
 		ResultLeaf []byte `json:"result_leaf,omitempty"`
+		// Aggregate is, for a job with a server optimizer, the round's
+		// aggregate, from which every replica computes the optimizer's
+		// step and the new model (Model is then empty); see optimizer.go.
+		Aggregate Params `json:"aggregate,omitempty"`
 	}
 	failRoundCmd struct {
 		Job    string    `json:"job"`

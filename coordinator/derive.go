@@ -7,6 +7,7 @@ import (
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // derivation is a sealed round's result computed from its updates: what
@@ -22,6 +23,11 @@ type derivation struct {
 	leaf []byte
 	// fail, when not empty, is why the round must fail instead.
 	fail string
+	// aggregate and optimizer are set for a job with a server optimizer:
+	// the rule's output (close-round carries it instead of the model) and
+	// the optimizer's next state.
+	aggregate []float64
+	optimizer *serveropt.State
 }
 
 // deriveRound runs a sealed round's pipeline: vector returns the decoded
@@ -84,12 +90,9 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 	if len(agg) != j.Spec.Dim {
 		return derivation{fail: fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim)}
 	}
-	model := make(Params, j.Spec.Dim)
-	for i := range model {
-		model[i] = base[i] + agg[i]
-		if !finite(model[i]) {
-			return derivation{fail: fmt.Sprintf("new model parameter %d is not finite", i)}
-		}
+	model, nextOpt, why := nextModel(j, base, agg)
+	if why != "" {
+		return derivation{fail: why}
 	}
 	used, rejected := 0, 0
 	for _, k := range rep.Used {
@@ -120,6 +123,9 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 		rejected++
 	}
 	d := derivation{model: model, outcomes: outcomes}
+	if nextOpt != nil {
+		d.aggregate, d.optimizer = agg, nextOpt
+	}
 	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if d.result.Rule == "" {
 		d.result.Rule = ruleName
