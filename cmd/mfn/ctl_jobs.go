@@ -17,6 +17,7 @@ import (
 	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/provision"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // ---- nodes ----
@@ -156,6 +157,7 @@ only signing.pub is read). --id defaults to the id derived from the key.`,
 // jobFlags are the flags of "jobs create": the fields of coordinator.JobSpec.
 type jobFlags struct {
 	id, task, rule, onFailure, initialModel string
+	optimizer                               string
 	dim, rounds, minUpdates, maxUpdates     int
 	shape                                   []int
 	roundDeadline, hardDeadline             time.Duration
@@ -198,6 +200,13 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 		RoundDeadline: coordinator.Duration(f.roundDeadline), HardDeadline: coordinator.Duration(f.hardDeadline),
 		OnFailure: coordinator.OnFailure(f.onFailure),
 	}
+	if f.optimizer != "" {
+		o, err := serveropt.Parse(f.optimizer)
+		if err != nil {
+			return spec, usagef("--optimizer %q: %v", f.optimizer, strings.TrimPrefix(err.Error(), "serveropt: invalid optimizer: "))
+		}
+		spec.Optimizer = &o
+	}
 	if f.initialModel != "" {
 		data, err := os.ReadFile(f.initialModel)
 		if err != nil {
@@ -228,6 +237,9 @@ func printJob(env *cmdEnv, j coordinator.Job) {
 		fmt.Fprintf(env.stdout, " (%s)", j.Reason)
 	}
 	fmt.Fprintf(env.stdout, "\n  task %s, dim %d, rule %s (f=%d)\n", s.Task, s.Dim, s.Rule.Name, s.Rule.F)
+	if s.Optimizer != nil {
+		fmt.Fprintf(env.stdout, "  server optimizer %s\n", s.Optimizer)
+	}
 	fmt.Fprintf(env.stdout, "  rounds: %d of %d done, %d failed, %d opened\n", j.Completed, s.Rounds, j.Failed, j.Rounds)
 	fmt.Fprintf(env.stdout, "  updates per round: %d..%d, deadline %v", s.MinUpdates, s.MaxUpdates, time.Duration(s.RoundDeadline))
 	if s.HardDeadline != 0 {
@@ -277,7 +289,11 @@ nnm+krum; its parameters are --f, --m, --tau, --iters, --nu, --tol,
 --bucket-size, --clip-norm, --clusters, --fraction and --rule-seed (zero
 means the rule's default). The spec is checked locally first, so mistakes
 exit 2 without contacting the server. --initial-model FILE gives model
-version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
+version 0 as 8 × dim bytes of little-endian float64 (default zeros).
+--optimizer applies a server optimizer after the rule (Reddi et al. 2021:
+fedavgm, fedadam, fedyogi, fedadagrad, with lr, beta1, beta2, tau or
+momentum, e.g. fedadam:lr=0.01): the model then moves by the optimizer's
+step on the aggregate; its state is replicated with the job.`,
 		Example: "  mfn ctl jobs create --id j1 --task mfn-regime --dim 76 --rule krum --f 1 --rounds 5 --min-updates 3 --max-updates 5 --round-deadline 30s",
 		Args:    cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
@@ -324,6 +340,7 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	fl.DurationVar(&jf.hardDeadline, "hard-deadline", 0, "a round below --min-updates fails after this; 0 means 3 × --round-deadline")
 	fl.StringVar(&jf.onFailure, "on-failure", "continue", "what a failed round does to the job: continue or stop")
 	fl.StringVar(&jf.initialModel, "initial-model", "", "file of model version 0: 8 × dim bytes of little-endian float64")
+	fl.StringVar(&jf.optimizer, "optimizer", "", "server optimizer after the rule: fedavgm, fedadam, fedyogi or fedadagrad[:lr=..,beta1=..,beta2=..,tau=..,momentum=..] (default none: the model moves by the aggregate)")
 
 	list := &cobra.Command{
 		Use:     "list",

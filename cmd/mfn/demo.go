@@ -22,6 +22,7 @@ import (
 	"github.com/mfn/mfn/internal/e2e"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 func init() { registerCommand(newDemoCmd) }
@@ -102,6 +103,7 @@ type demoFlags struct {
 	dropInvalid                                   bool
 	testFraction                                  float64
 	dpEpsilon                                     float64
+	optimizer                                     string
 }
 
 func newDemoCmd(env *cmdEnv) *cobra.Command {
@@ -142,6 +144,7 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&f.testFraction, "test-fraction", 0.2, "fraction of --data kept by the cluster as the test part (0 to 1, exclusive)")
 	fl.StringVar(&f.modelOut, "model-out", "", "with --data: write the final global model to this file (mfn-model/1, for mfn predict)")
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with local differential privacy: target ε over --rounds (clip 0.5, δ 1e-5; 0: no DP)")
+	fl.StringVar(&f.optimizer, "optimizer", "", "the job's server optimizer after the rule: NAME[:k=v,...], NAME fedavgm, fedadam, fedyogi or fedadagrad, keys lr, beta1, beta2, tau, momentum (default none)")
 	return c
 }
 
@@ -196,6 +199,13 @@ func (f *demoFlags) options() (e2e.Options, error) {
 		o.Partition, o.Model, o.TestFraction, o.ModelOut = f.partition, f.model, f.testFraction, f.modelOut
 	} else if f.model != "" || f.modelOut != "" {
 		return o, usagef("--model and --model-out need --data (the simulated task's model is set by --hidden)")
+	}
+	if f.optimizer != "" {
+		spec, err := serveropt.Parse(f.optimizer)
+		if err != nil {
+			return o, usagef("--optimizer %q: %v", f.optimizer, strings.TrimPrefix(err.Error(), "serveropt: invalid optimizer: "))
+		}
+		o.Optimizer = &spec
 	}
 	if f.dpEpsilon != 0 {
 		dp := &privacy.Config{Mode: privacy.ModeLocal, Clip: 0.5, TargetEpsilon: f.dpEpsilon, Delta: 1e-5}
@@ -378,6 +388,9 @@ func printDemoSummary(w io.Writer, s *e2e.Summary) {
 		fmt.Fprintf(w, "  model file              %s  (use: mfn predict --model %s --data new.csv)\n", s.ModelFile, s.ModelFile)
 	}
 	fmt.Fprintf(w, "  Byzantine updates used  %d      (%d Byzantine nodes, attack %s, rule %s)\n", s.ByzantineUsed, s.ByzantineNodes, s.Attack, s.Rule)
+	if s.Optimizer != "" {
+		fmt.Fprintf(w, "  server optimizer        %s   (after the rule; the FedAvg reference has none)\n", s.Optimizer)
+	}
 	if s.KilledLeader != "" {
 		fmt.Fprintf(w, "  leader changes          %d      (killed %s; new leader after %.1fs)\n", s.LeaderChanges, s.KilledLeader, s.FailoverSecs)
 	} else {
