@@ -540,27 +540,51 @@ func newCtlModelsCmd(env *cmdEnv, o *ctlOpts) *cobra.Command {
 or "latest"); with --out FILE it downloads the parameters and checks them
 against the model hash. --format float64 (default) writes 8 × dim bytes of
 little-endian float64; --format update writes crypto's update encoding
-(header, then the values), whose SHA-256 is the model hash.`,
+(header, then the values), whose SHA-256 is the model hash; --format model
+(the default when --out ends in .json) writes a model file ("mfn-model/1",
+learn.ModelFile) that "mfn predict --model FILE --data new.csv" reads.
+
+A model file also needs what the job does not hold: the class names
+(--classes, in class-id order; default 0..K-1) and the input scaling the
+nodes trained with. --data FILE names a site's training file (read as
+"mfn node --data" reads it, with --label-column and --feature-columns):
+its feature names go into the model file and, with --standardize site
+(the nodes' default), its mean and standard deviation, the statistics that
+site's node applied. The model is the one the job announces: its layer
+shape (softmax or an MLP), or for jobs without one inferred from the
+parameter count and --data's feature and class counts (cnn:mnist too).`,
 		Example: "  mfn ctl models get j1 latest\n  mfn ctl models get j1 5 --out model-v5.f64",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	var out, format string
+	var mf modelFileFlags
 	get := &cobra.Command{
 		Use:     "get JOB VERSION",
 		Short:   "Show a model version, or download it with --out",
 		Long:    "get prints a model version's metadata, or with --out FILE downloads its parameters (hash-checked).",
-		Example: "  mfn ctl models get j1 latest --out model.f64",
+		Example: "  mfn ctl models get j1 latest --out model.f64\n  mfn ctl models get j1 latest --out model.json --data site.csv --label-column diagnosis --classes benign,malignant",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("format") && strings.HasSuffix(strings.ToLower(out), ".json") {
+				format = formatModelFile
+			}
 			job, version := args[0], args[1]
 			if version != "latest" {
 				if _, err := parseUint(version, "VERSION"); err != nil {
 					return usagef("VERSION %q: want a non-negative integer or latest", version)
 				}
 			}
-			if format != api.FormatFloat64 && format != api.FormatUpdate {
-				return usagef("--format %q: must be float64 or update", format)
+			if format != api.FormatFloat64 && format != api.FormatUpdate && format != formatModelFile {
+				return usagef("--format %q: must be float64, update or model", format)
+			}
+			if format == formatModelFile {
+				if out == "" {
+					return usagef("--format model needs --out FILE")
+				}
+				if err := mf.check(); err != nil {
+					return err
+				}
 			}
 			cl, err := o.client()
 			if err != nil {
@@ -580,6 +604,9 @@ little-endian float64; --format update writes crypto's update encoding
 				}
 				fmt.Fprintln(env.stdout)
 				return nil
+			}
+			if format == formatModelFile {
+				return writeJobModelFile(env, cl, job, version, out, &mf)
 			}
 			var buf bytes.Buffer
 			hash, n, err := cl.ModelParams(env.ctx, job, version, format, &buf)
@@ -601,7 +628,8 @@ little-endian float64; --format update writes crypto's update encoding
 		},
 	}
 	get.Flags().StringVar(&out, "out", "", "download the parameters to FILE")
-	get.Flags().StringVar(&format, "format", api.FormatFloat64, "parameter format with --out: float64 or update")
+	get.Flags().StringVar(&format, "format", api.FormatFloat64, "format with --out: float64, update or model (mfn-model/1 JSON; the default for a .json --out)")
+	mf.register(get)
 	c.AddCommand(get)
 	return c
 }
@@ -615,12 +643,21 @@ func modelHashOf(data []byte, format string) (string, error) {
 		}
 		return coordinator.ModelHash(p).String(), nil
 	}
+	p, err := paramsOf(data)
+	if err != nil {
+		return "", err
+	}
+	return coordinator.ModelHash(p).String(), nil
+}
+
+// paramsOf decodes 8 × n bytes of little-endian float64.
+func paramsOf(data []byte) (coordinator.Params, error) {
 	if len(data)%8 != 0 {
-		return "", fmt.Errorf("%d bytes is not a whole number of float64", len(data))
+		return nil, fmt.Errorf("%d bytes is not a whole number of float64", len(data))
 	}
 	p := make(coordinator.Params, len(data)/8)
 	for i := range p {
 		p[i] = math.Float64frombits(binary.LittleEndian.Uint64(data[8*i:]))
 	}
-	return coordinator.ModelHash(p).String(), nil
+	return p, nil
 }
