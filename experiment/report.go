@@ -88,6 +88,7 @@ type jsonCell struct {
 	Seed          uint64    `json:"seed"`
 	Accuracy      float64   `json:"accuracy"`
 	DP            *RecordDP `json:"dp,omitempty"`
+	Optimizer     string    `json:"optimizer,omitempty"`
 }
 
 // MarshalJSON writes a failed cell's accuracy as null (JSON has no NaN).
@@ -131,7 +132,7 @@ func WriteJSON(w io.Writer, recs []Record) error {
 		if r.Error != "" {
 			continue
 		}
-		out = append(out, jsonCell{r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, r.Rule, r.Pre, r.Attack, r.Seed, r.Accuracy, r.DP})
+		out = append(out, jsonCell{r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, r.Rule, r.Pre, r.Attack, r.Seed, r.Accuracy, r.DP, r.Optimizer})
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
