@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -244,6 +245,24 @@ func TestOptimizerFSMSnapshot(t *testing.T) {
 	if j.opt == nil || j.opt.Steps != 1 {
 		t.Fatal("restored job does not link its optimizer state")
 	}
+	// A state that does not fit its job is refused, not installed.
+	for name, mangle := range map[string]func([]byte) []byte{
+		"no optimizer": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`,"optimizer":{"name":"fedavgm","lr":2,"momentum":0.5}`), nil, 1)
+		},
+		"another optimizer": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"optimizer":{"name":"fedavgm","lr":2,"momentum":0.5}`), []byte(`"optimizer":{"name":"fedadam","lr":2}`), 1)
+		},
+	} {
+		bad := mangle(bytes.Clone(snap))
+		if bytes.Equal(bad, snap) {
+			t.Fatalf("%s: the snapshot does not hold the spec as expected", name)
+		}
+		h, _ := newFSM(b.keys.origin, b.keys.verifier, nil)
+		if err := h.Restore(nopCloser(bad)); err == nil {
+			t.Errorf("%s: a snapshot whose optimizer state does not fit the job was restored", name)
+		}
+	}
 	// The JSON of a job shows the optimizer spec, not its state.
 	js, _ := json.Marshal(j)
 	if !strings.Contains(string(js), `"optimizer":{"name":"fedavgm","lr":2,"momentum":0.5}`) || strings.Contains(string(js), "TUZOT1BU") {
@@ -267,6 +286,11 @@ func TestOptimizerFSMRejections(t *testing.T) {
 			t.Fatal(err)
 		}
 		return e
+	}
+	if os.Getenv("MFN_UPDATE_GOLDEN") != "" {
+		writeCorpus(t, "FuzzOptimizerApply", [][]byte{closeEntry,
+			cmdOf(func(c *closeRoundCmd) { c.Model, c.Aggregate = model, nil }),
+			cmdOf(func(c *closeRoundCmd) { c.Aggregate = Params{0.5, -0.25, 1.5} })})
 	}
 	for name, tt := range map[string]struct {
 		entry []byte
@@ -320,4 +344,36 @@ func TestOptimizerSpecValidate(t *testing.T) {
 	if err := s.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "optimizer.momentum") {
 		t.Fatalf("bad momentum: %v", err)
 	}
+}
+
+// FuzzOptimizerApply: any entry applied to a sealed round of a job with a
+// server optimizer either applies or leaves the state (the optimizer's
+// included) unchanged, and never panics.
+func FuzzOptimizerApply(f *testing.F) {
+	b, model := optimizerLog(f)
+	prefix := b.entries[:len(b.entries)-1]
+	closeEntry := b.entries[len(b.entries)-1]
+	f.Add(closeEntry)
+	_, body, err := decodeCommand(closeEntry)
+	if err != nil {
+		f.Fatal(err)
+	}
+	c := *body.(*closeRoundCmd)
+	c.Model = model
+	for _, agg := range []Params{nil, {1, 2}, {math.MaxFloat64, 0, 0}} {
+		c.Aggregate = agg
+		e, err := encodeCommand(cmdCloseRound, &c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(e)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := replay(t, b.keys, prefix)
+		before := snapshotBytes(t, m)
+		res := m.Apply(&raft.Log{Index: uint64(len(prefix)), Type: raft.LogCommand, Data: data}).(*applyResult)
+		if res.err != nil && !bytes.Equal(before, snapshotBytes(t, m)) {
+			t.Fatalf("rejected entry (%v) changed the state", res.err)
+		}
+	})
 }
