@@ -560,9 +560,19 @@ parameter count and --data's feature and class counts (cnn:mnist too).`,
 	var out, format string
 	var mf modelFileFlags
 	get := &cobra.Command{
-		Use:     "get JOB VERSION",
-		Short:   "Show a model version, or download it with --out",
-		Long:    "get prints a model version's metadata, or with --out FILE downloads its parameters (hash-checked).",
+		Use:   "get JOB VERSION",
+		Short: "Show a model version, or download it with --out",
+		Long: `get prints a model version's metadata, or with --out FILE downloads its
+parameters (hash-checked): --format float64 (8 × dim bytes of little-endian
+float64), update (crypto's update encoding), or model, the default for an
+--out ending in .json: a model file ("mfn-model/1") for "mfn predict".
+
+A model file needs what the job does not hold: --classes (names in class-id
+order; default 0..K-1) and, with --data, a site's training file read as
+"mfn node --data" reads it, whose feature names and (--standardize site,
+the nodes' default) mean and standard deviation go into the file. The
+model is the one the job announces (its --shape), or for a job without a
+shape the one its parameter count gives for --data's features and classes.`,
 		Example: "  mfn ctl models get j1 latest --out model.f64\n  mfn ctl models get j1 latest --out model.json --data site.csv --label-column diagnosis --classes benign,malignant",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
