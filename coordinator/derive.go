@@ -7,7 +7,6 @@ import (
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
-	"github.com/mfn/mfn/serveropt"
 )
 
 // derivation is a sealed round's result computed from its updates: what
@@ -23,11 +22,10 @@ type derivation struct {
 	leaf []byte
 	// fail, when not empty, is why the round must fail instead.
 	fail string
-	// aggregate and optimizer are set for a job with a server optimizer:
-	// the rule's output (close-round carries it instead of the model) and
-	// the optimizer's next state.
+	// aggregate is set for a job with a server optimizer: the rule's
+	// output, which close-round carries instead of the model (every
+	// replica recomputes the step from it; optimizer.go).
 	aggregate []float64
-	optimizer *serveropt.State
 }
 
 // deriveRound runs a sealed round's pipeline: vector returns the decoded
@@ -90,7 +88,7 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 	if len(agg) != j.Spec.Dim {
 		return derivation{fail: fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim)}
 	}
-	model, nextOpt, why := nextModel(j, base, agg)
+	model, optimized, why := nextModel(j, base, agg)
 	if why != "" {
 		return derivation{fail: why}
 	}
@@ -123,8 +121,8 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 		rejected++
 	}
 	d := derivation{model: model, outcomes: outcomes}
-	if nextOpt != nil {
-		d.aggregate, d.optimizer = agg, nextOpt
+	if optimized {
+		d.aggregate = agg
 	}
 	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if d.result.Rule == "" {

@@ -52,25 +52,25 @@ func (s JobSpec) validateOptimizer() error {
 }
 
 // nextModel is the new model of a round whose aggregate is agg: base +
-// agg, or the optimizer's step from the job's state. It returns the
-// optimizer's next state (nil without one) or, in why, the reason the
-// round must fail.
-func nextModel(j Job, base Params, agg []float64) (model Params, next *serveropt.State, why string) {
+// agg, or the optimizer's step from the job's state (optimized true; the
+// state itself changes only in Apply, see optimizerStep). why, when not
+// empty, is the reason the round must fail.
+func nextModel(j Job, base Params, agg []float64) (model Params, optimized bool, why string) {
 	if j.Spec.Optimizer != nil {
-		st, m, err := serveropt.Step(j.Spec.Optimizer.Resolved(), j.opt, base, agg)
+		_, m, err := serveropt.Step(j.Spec.Optimizer.Resolved(), j.opt, base, agg)
 		if err != nil {
-			return nil, nil, fmt.Sprintf("server optimizer %s: %v", j.Spec.Optimizer.Name, err)
+			return nil, false, fmt.Sprintf("server optimizer %s: %v", j.Spec.Optimizer.Name, err)
 		}
-		return m, st, ""
+		return m, true, ""
 	}
 	model = make(Params, j.Spec.Dim)
 	for i := range model {
 		model[i] = base[i] + agg[i]
 		if !finite(model[i]) {
-			return nil, nil, fmt.Sprintf("new model parameter %d is not finite", i)
+			return nil, false, fmt.Sprintf("new model parameter %d is not finite", i)
 		}
 	}
-	return model, nil, ""
+	return model, false, ""
 }
 
 // optimizerStep is close-round's Apply for a job with an optimizer: it
