@@ -67,6 +67,11 @@ training rows with the same budget, measured on the same test part.
 --model-out writes the final global model as an mfn-model/1 file for
 mfn predict.
 
+--optimizer NAME[:k=v,...] gives the job a server optimizer applied after
+the rule (fedavgm, fedadam, fedyogi, fedadagrad; keys lr, beta1, beta2,
+tau, momentum): the model moves by its step on each round's aggregate,
+and its state is replicated, so the leader's crash does not reset it.
+
 --hold keeps the cluster running after the summary until Ctrl-C: every
 coordinator serves its operator API and the web console on 127.0.0.1 (a
 port chosen free) with an operator API key made for this run, and the
@@ -82,6 +87,7 @@ const demoExample = `  mfn demo
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
   mfn demo --rounds 5 --hold                       # then open the printed console link; Ctrl-C stops
   mfn demo --dp-epsilon 8                          # local DP at every node; prints the ε spent
+  mfn demo --optimizer fedadam:lr=0.01             # FedAdam after the trimmed mean
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
   mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
   mfn demo --otlp-endpoint http://127.0.0.1:4318   # send the spans to Jaeger or any OTLP/HTTP collector
