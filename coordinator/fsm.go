@@ -190,6 +190,7 @@ type jobState struct {
 // versions (hashes stay): an ended job needs at most its final model, an
 // archived one none.
 func (j *jobState) pruneModels(keep int) {
+	j.dropOptimizer() // an ended job needs no optimizer state (optimizer.go)
 	for i := range max(len(j.Models)-keep, 0) {
 		j.Models[i].Params = nil
 	}

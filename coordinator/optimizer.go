@@ -109,6 +109,13 @@ func (j *jobState) setOptimizer(st *serveropt.State) {
 	}
 }
 
+// dropOptimizer frees the optimizer state of a job that has ended (every
+// end calls pruneModels): only a running job steps, and the state is
+// twice the model's size.
+func (j *jobState) dropOptimizer() {
+	j.Optimizer, j.Job.opt = nil, nil
+}
+
 // restoreOptimizer links a restored job's state into its Job and checks
 // that it fits the job's optimizer and dimension.
 func (j *jobState) restoreOptimizer() error {
