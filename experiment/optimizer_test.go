@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -60,12 +61,14 @@ func TestOptimizerAdamDeterministic(t *testing.T) {
 	c := optimizerConfig()
 	c.Optimizer = "fedadam:lr=0.05"
 	var first []float64
+	var adam *Outcome
 	for _, w := range []int{1, 2} {
 		c.Workers = w
 		out, err := Run(context.Background(), c, RunOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		adam = out
 		var accs []float64
 		for _, r := range out.Records {
 			if r.Error != "" {
@@ -82,6 +85,13 @@ func TestOptimizerAdamDeterministic(t *testing.T) {
 				t.Fatalf("workers %d: cell %d accuracy %v, workers 1 gave %v", w, i, accs[i], first[i])
 			}
 		}
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, c, adam.Records); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), ", 5 honest, server optimizer fedadam:lr=0.05,beta1=0.9,beta2=0.99,tau=0.001 (final") {
+		t.Errorf("the table does not name the optimizer:\n%s", table.String())
 	}
 	plain := optimizerConfig()
 	out, err := Run(context.Background(), plain, RunOptions{})

@@ -161,6 +161,9 @@ func groupRecords(recs []Record) []*group {
 			title += fmt.Sprintf(" α=%g", r.Alpha)
 		}
 		title += fmt.Sprintf(", %d honest", r.Honest)
+		if r.Optimizer != "" {
+			title += ", server optimizer " + r.Optimizer
+		}
 		g := byTitle[title]
 		if g == nil {
 			g = &group{title: title, acc: map[int]map[string]map[string][]float64{}}
