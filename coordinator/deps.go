@@ -45,7 +45,9 @@ type Opener interface {
 type RuleFactory func(spec RuleSpec) (aggregate.Rule, error)
 
 // Evaluator measures a model's accuracy on a task's held-out data. It
-// returns ok=false when the task has no held-out data.
+// returns ok=false when the task has no held-out data. An Evaluator that
+// also implements JobEvaluator (evaluation.go) gives the loss too and is
+// called with the job's whole spec instead.
 type Evaluator interface {
 	Evaluate(task string, model []float64) (accuracy float64, ok bool, err error)
 }

@@ -589,10 +589,12 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	if err != nil {
 		return Ack{}, fmt.Errorf("%w: %v", ErrBadUpdate, err)
 	}
-	r.Updates = append(r.Updates, Update{
+	u := Update{
 		Node: c.Node, UpdateHash: c.UpdateHash, Samples: c.Samples, AcceptedAt: c.AcceptedAt,
 		LogIndex: index, LeafIndex: leafIndex, Sealed: c.Sealed,
-	})
+	}
+	u.TrainLoss, u.HoldoutAccuracy, u.HoldoutSamples = statementMetrics(c.Statement) // roundmetrics.go
+	r.Updates = append(r.Updates, u)
 	j.nodeIndex(c.Round)[c.Node] = len(r.Updates) - 1
 	ack := Ack{Job: c.Job, Round: c.Round, Node: c.Node, LogIndex: index, LeafIndex: leafIndex}
 	ev(Event{Kind: EventUpdateAccepted, Job: c.Job, Round: c.Round, Node: c.Node, At: c.AcceptedAt})
@@ -650,6 +652,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
 	}
 	res := c.Result
+	res.TrainLoss, res.HoldoutAccuracy = aggregateRoundMetrics(r.Updates) // roundmetrics.go
 	var task *attestTask
 	if result != nil {
 		idx, err := f.log.AppendResult(result)
@@ -898,6 +901,7 @@ func copyRound(r *Round, withSealed bool) Round {
 			s := *u.Score
 			u.Score = &s
 		}
+		u.TrainLoss, u.HoldoutAccuracy = cloneFloat(u.TrainLoss), cloneFloat(u.HoldoutAccuracy)
 		c.Updates[i] = u
 	}
 	if r.Result != nil {
@@ -910,6 +914,7 @@ func copyRound(r *Round, withSealed bool) Round {
 			x := *res.ResultLeaf
 			res.ResultLeaf = &x
 		}
+		res.EvalLoss, res.TrainLoss, res.HoldoutAccuracy = cloneFloat(res.EvalLoss), cloneFloat(res.TrainLoss), cloneFloat(res.HoldoutAccuracy)
 		c.Result = &res
 	}
 	c.Attested = slices.Clone(r.Attested)

@@ -277,15 +277,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	model, outcomes, result := d.model, d.outcomes, d.result
 	result.ModelVersion = j.ModelVersion + 1
 	used, rejected := result.Used, result.Rejected
-	if c.cfg.Evaluator != nil {
-		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
-		switch {
-		case err != nil:
-			c.logger.Warn("evaluation", slog.String("job", j.Spec.ID), errAttr(err))
-		case ok && finite(acc):
-			result.Accuracy = &acc
-		}
-	}
+	c.evaluate(j, model, &result) // evaluation.go
 	aggSeconds := time.Since(start).Seconds()
 	result.AggregationSeconds = aggSeconds
 	now := c.now()

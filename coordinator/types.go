@@ -316,6 +316,12 @@ type Update struct {
 	Used   bool     `json:"used"`
 	Reason string   `json:"reason,omitempty"`
 	Score  *float64 `json:"score,omitempty"`
+	// TrainLoss, HoldoutAccuracy and HoldoutSamples are the round metrics
+	// the node signed in its statement (version 2; nil/0 before, and
+	// HoldoutAccuracy nil without a held-out split): see roundmetrics.go.
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
+	HoldoutSamples  uint64   `json:"holdout_samples,omitempty"`
 	// Sealed is the sealed envelope; kept only while the round is open or
 	// closing (it is dropped when the round ends).
 	Sealed []byte `json:"sealed,omitempty"`
@@ -354,6 +360,16 @@ type RoundResult struct {
 	// Accuracy is the new model's held-out accuracy, nil without an
 	// Evaluator for the job's task.
 	Accuracy *float64 `json:"accuracy,omitempty"`
+	// EvalLoss is the new model's mean cross-entropy on the Evaluator's
+	// data, nil when the Evaluator gives none (see JobEvaluator).
+	EvalLoss *float64 `json:"eval_loss,omitempty"`
+	// TrainLoss and HoldoutAccuracy are the sample-weighted means of the
+	// metrics the used updates' nodes signed (train loss weighted by
+	// training samples, held-out accuracy by held-out samples), computed
+	// when the round closes (in Apply, so every replica agrees); nil when
+	// no used update carries them.
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
 	// AggregationSeconds is how long the leader spent aggregating.
 	AggregationSeconds float64 `json:"aggregation_seconds"`
 	// ResultLeaf is the index of the round's result leaf in the audit

@@ -762,7 +762,9 @@ type trained struct {
 	delta     []float64
 	learner   *Learner
 	trainTime time.Duration
-	pending   *pending // set by seal
+	// metrics, when set, are signed in a version 2 statement (eval.go).
+	metrics *roundMetrics
+	pending *pending // set by seal
 }
 
 // train fetches the base model and trains (or crafts) the update.
@@ -795,16 +797,21 @@ func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *pro
 	}
 	start := time.Now()
 	var delta []float64
+	var rm *roundMetrics
 	accuracy := -1.0
 	if a.cfg.Byzantine != "" {
 		delta, err = l.Craft(a.cfg.Byzantine, ann.JobID, ann.Round, arch, base, a.cfg.AttackHonest, a.cfg.AttackF, int(ann.MaxUpdates), a.attack)
 	} else {
 		var m learn.Model
 		delta, m, err = l.Update(ann.JobID, ann.Round, arch, base)
-		if err == nil && hold != nil {
-			if acc, aerr := learn.Accuracy(m, hold); aerr == nil {
-				accuracy = acc
-				a.metrics.accuracy.WithLabelValues("local").Set(acc)
+		if err == nil {
+			if v, ok := measure(m, l.data, hold); ok {
+				rm = &v
+				a.metrics.trainLoss.Set(v.trainLoss)
+				if v.holdoutSamples > 0 {
+					accuracy = v.holdoutAccuracy
+					a.metrics.accuracy.WithLabelValues("local").Set(accuracy)
+				}
 			}
 		}
 	}
@@ -815,7 +822,7 @@ func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *pro
 	if err != nil {
 		return nil, -1, err
 	}
-	return &trained{arch: arch, delta: delta, learner: l, trainTime: time.Since(start)}, accuracy, nil
+	return &trained{arch: arch, delta: delta, learner: l, trainTime: time.Since(start), metrics: rm}, accuracy, nil
 }
 
 // seal signs and encrypts a trained update and stores it as pending (then
@@ -826,6 +833,10 @@ func (a *Agent) seal(t *trained, origin string, ann *protocol.RoundAnnouncement)
 	stmt := &crypto.Statement{
 		Origin: origin, JobID: ann.JobID, Round: ann.Round, NodeID: a.nodeID,
 		BaseModelHash: ann.BaseHash, SampleCount: uint64(l.Samples()), Time: a.cfg.Clock().UTC(),
+	}
+	if m := t.metrics; m != nil {
+		stmt.Version = crypto.StatementVersionMetrics
+		stmt.TrainLoss, stmt.HoldoutAccuracy, stmt.HoldoutSamples = m.trainLoss, m.holdoutAccuracy, m.holdoutSamples
 	}
 	sealed, err := crypto.Seal(stmt, upd, a.id.SigningKey, a.cfg.Cluster.Recipients())
 	if err != nil {

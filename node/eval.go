@@ -1,0 +1,77 @@
+package node
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mfn/mfn/learn"
+)
+
+// evalChunk is how many rows Evaluate passes to the model at once, so
+// that memory stays bounded whatever the dataset's size.
+const evalChunk = 512
+
+// Evaluation is a model's accuracy and mean cross-entropy on a dataset.
+type Evaluation struct {
+	Accuracy float64
+	Loss     float64
+	Samples  int
+}
+
+// Evaluate returns m's accuracy and mean cross-entropy loss on d, in
+// chunks of evalChunk rows. The model is not changed. It fails with
+// learn.ErrNoData for an empty d, learn.ErrDiverged when the loss is not
+// finite, and an error wrapping ErrTask when d does not fit m's shape.
+func Evaluate(m learn.Model, d *learn.Dataset) (Evaluation, error) {
+	n := d.Len()
+	if n == 0 {
+		return Evaluation{}, learn.ErrNoData
+	}
+	params := m.Params()
+	if len(d.X) != n*d.Dim || d.Dim == 0 {
+		return Evaluation{}, fmt.Errorf("%w: dataset of %d rows has %d values", ErrTask, n, len(d.X))
+	}
+	acc, err := learn.Accuracy(m, d)
+	if err != nil {
+		return Evaluation{}, err
+	}
+	grad := make([]float64, len(params))
+	var sum float64
+	for lo := 0; lo < n; lo += evalChunk {
+		hi := min(lo+evalChunk, n)
+		// Grad returns the chunk's mean loss; the gradient is discarded.
+		sum += m.Grad(learn.Batch{X: d.X[lo*d.Dim : hi*d.Dim], Y: d.Y[lo:hi]}, grad) * float64(hi-lo)
+	}
+	loss := sum / float64(n)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return Evaluation{}, learn.ErrDiverged
+	}
+	return Evaluation{Accuracy: acc, Loss: max(loss, 0), Samples: n}, nil
+}
+
+// roundMetrics are what a node signs about its trained model (crypto
+// statement version 2): the mean loss on its training split and, when it
+// keeps a held-out split, the accuracy there.
+type roundMetrics struct {
+	trainLoss       float64
+	holdoutAccuracy float64
+	holdoutSamples  uint64
+}
+
+// measure computes the round metrics of a trained model m: train loss on
+// train, accuracy on hold (nil or empty: none). ok is false when the
+// loss cannot be measured; the node then signs a statement without
+// metrics.
+func measure(m learn.Model, train, hold *learn.Dataset) (roundMetrics, bool) {
+	ev, err := Evaluate(m, train)
+	if err != nil {
+		return roundMetrics{}, false
+	}
+	rm := roundMetrics{trainLoss: ev.Loss}
+	if hold != nil && hold.Len() > 0 {
+		if acc, err := learn.Accuracy(m, hold); err == nil && acc >= 0 && acc <= 1 {
+			rm.holdoutAccuracy, rm.holdoutSamples = acc, uint64(hold.Len())
+		}
+	}
+	return rm, true
+}
