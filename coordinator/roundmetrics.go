@@ -105,3 +105,37 @@ func cloneFloat(p *float64) *float64 {
 	v := *p
 	return &v
 }
+
+// RoundMetrics is one point of a job's training curve (GET
+// /v1/jobs/{id}/metrics, "mfn ctl jobs metrics"): a round's outcome and
+// its metrics, nil where the round has none.
+type RoundMetrics struct {
+	Round    uint64     `json:"round"`
+	State    RoundState `json:"state"`
+	Updates  int        `json:"updates"`
+	Used     int        `json:"used"`
+	Rejected int        `json:"rejected"`
+	// TrainLoss and HoldoutAccuracy are the nodes' signed metrics,
+	// sample-weighted over the used updates (RoundResult).
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
+	// EvalAccuracy and EvalLoss are the new model's on the coordinators'
+	// evaluation data (RoundResult.Accuracy, RoundResult.EvalLoss).
+	EvalAccuracy *float64 `json:"eval_accuracy,omitempty"`
+	EvalLoss     *float64 `json:"eval_loss,omitempty"`
+}
+
+// Curve returns the metrics of each round in rs, in the same order.
+func Curve(rs []Round) []RoundMetrics {
+	out := make([]RoundMetrics, len(rs))
+	for i, r := range rs {
+		m := RoundMetrics{Round: r.Number, State: r.State, Updates: len(r.Updates)}
+		if res := r.Result; res != nil {
+			m.Used, m.Rejected = res.Used, res.Rejected
+			m.TrainLoss, m.HoldoutAccuracy = cloneFloat(res.TrainLoss), cloneFloat(res.HoldoutAccuracy)
+			m.EvalAccuracy, m.EvalLoss = cloneFloat(res.Accuracy), cloneFloat(res.EvalLoss)
+		}
+		out[i] = m
+	}
+	return out
+}

@@ -401,6 +401,7 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	stop.Flags().StringVar(&reason, "reason", "", "why the job is stopped (recorded; default names the API key)")
 	c.AddCommand(create, list, get, stop)
 	c.AddCommand(newCtlJobsRemoveCmds(env, o)...)
+	c.AddCommand(newCtlJobsMetricsCmd(env, o)) // ctl_jobs_metrics.go
 	return c
 }
 
