@@ -73,6 +73,9 @@ type Announcement struct {
 	// DP is a DP job's privacy.Announced encoding ("" without DP), sent
 	// as the "dp" metadata: in local mode nodes privatize with it.
 	DP string `json:"dp,omitempty"`
+	// Schema is the job's DataSchema.Encode ("" without a schema), sent
+	// as the "schema" metadata: nodes check their data against it.
+	Schema string `json:"schema,omitempty"`
 }
 
 // Announcer pushes round announcements to the connected nodes (the QUIC

@@ -81,6 +81,9 @@ func (s JobSpec) Validate() error {
 			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
 		}
 	}
+	if err := s.Schema.validate(s); err != nil { // jobschema.go
+		return err
+	}
 	if s.DP != nil {
 		if err := s.DP.Validate(); err != nil {
 			return fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)

@@ -312,6 +312,9 @@ func AnnouncementMetadata(an Announcement) map[string]string {
 	if an.DP != "" {
 		md["dp"] = an.DP // privacy.Announced: "local;clip=C;z=Z"
 	}
+	if an.Schema != "" {
+		md["schema"] = an.Schema // DataSchema.Encode (jobschema.go)
+	}
 	return md
 }
 

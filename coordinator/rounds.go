@@ -193,7 +193,7 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
-		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 	})
 }
 
@@ -241,7 +241,7 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
-			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 		})
 	}
 	return out

@@ -216,6 +216,11 @@ type JobSpec struct {
 	// every update weighs the same (sample counts are ignored: a weight
 	// per node would raise one node's sensitivity above the clip).
 	DP *privacy.Config `json:"dp,omitempty"`
+	// Schema, if set, declares the job's data (feature count or input
+	// shape, class list, standardisation): nodes check their data against
+	// it before taking part and map labels by its class list
+	// (jobschema.go).
+	Schema *DataSchema `json:"schema,omitempty"`
 }
 
 // JobPrivacy is a DP job's privacy state, part of the replicated state:
