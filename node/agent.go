@@ -164,6 +164,9 @@ func (a *Agent) PrepareData(ctx context.Context) error {
 	start := time.Now()
 	data, cached, err := loadData(WithSimObserver(ctx, a.metrics.sim.observe), a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
 	if err != nil {
+		if a.awaitClasses(err) { // schema.go
+			return nil
+		}
 		return fmt.Errorf("node: local data: %w", err)
 	}
 	train, hold := splitHoldOut(data, a.cfg.Data.HoldOut, a.cfg.Data.Seed)
@@ -647,6 +650,9 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 	}
 	if err := a.cfg.Data.acceptsTask(ann.Metadata["task"]); err != nil {
 		return skip("task mismatch", err)
+	}
+	if err := a.checkSchema(ctx, ann.Metadata); err != nil { // schema.go
+		return skip("schema mismatch", err)
 	}
 	baseHex := hex.EncodeToString(ann.BaseHash[:])
 	p, err := a.state.loadPending(job, round)
