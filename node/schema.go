@@ -128,18 +128,23 @@ func (a *Agent) checkBuiltinSchema(js jobSchema) error {
 	return nil
 }
 
-// awaitClasses reports whether err, the failure to load the site's file,
-// is a label that is not an integer while the node has no class list
-// (--classes): the node then waits for a job whose schema lists the
-// classes (adoptClasses loads the file then) and skips jobs without one.
-func (a *Agent) awaitClasses(err error) bool {
-	f := a.cfg.Data.File
+// NeedsClasses reports whether err, the failure to load d's file, is a
+// label that is not an integer while d has no class list (--classes):
+// such a node waits for a job whose schema lists the classes (it loads
+// the file then, adoptClasses) and skips jobs without one.
+func NeedsClasses(d DataConfig, err error) bool {
+	f := d.File
 	label := f.LabelColumn
 	if label == "" {
 		label = sitedata.DefaultLabelColumn
 	}
 	var re *sitedata.RowError
-	if f.Path == "" || len(f.Classes) > 0 || f.DropInvalid || !errors.As(err, &re) || re.Column != label {
+	return f.Path != "" && len(f.Classes) == 0 && !f.DropInvalid && errors.As(err, &re) && re.Column == label
+}
+
+// awaitClasses is NeedsClasses for the agent's data, logging the wait.
+func (a *Agent) awaitClasses(err error) bool {
+	if !NeedsClasses(a.cfg.Data, err) {
 		return false
 	}
 	a.log.Warn("the site's labels need a class list: waiting for a job whose schema lists the classes (or give the node --classes)", "err", err)

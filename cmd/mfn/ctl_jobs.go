@@ -160,6 +160,7 @@ type jobFlags struct {
 	shape                                   []int
 	roundDeadline, hardDeadline             time.Duration
 	rs                                      coordinator.RuleSpec
+	schema                                  schemaFlags // schemaflags.go
 }
 
 // spec builds and checks the job spec, naming the flag of the first bad
@@ -214,6 +215,10 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 			}
 			spec.InitialModel[i] = v
 		}
+	}
+	var err error
+	if spec.Schema, err = f.schema.schema(); err != nil {
+		return spec, err
 	}
 	if err := spec.Validate(); err != nil {
 		return spec, usagef("%v", strings.TrimPrefix(err.Error(), "coordinator: invalid request: "))
@@ -324,6 +329,7 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	fl.DurationVar(&jf.hardDeadline, "hard-deadline", 0, "a round below --min-updates fails after this; 0 means 3 × --round-deadline")
 	fl.StringVar(&jf.onFailure, "on-failure", "continue", "what a failed round does to the job: continue or stop")
 	fl.StringVar(&jf.initialModel, "initial-model", "", "file of model version 0: 8 × dim bytes of little-endian float64")
+	jf.schema.register(fl)
 
 	list := &cobra.Command{
 		Use:     "list",
