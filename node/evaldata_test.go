@@ -80,3 +80,30 @@ func TestEvalData(t *testing.T) {
 		t.Fatal("no file accepted")
 	}
 }
+
+// TestEvalDataBoundsVariants: jobs with ever new class lists make the
+// evaluation set load new variants, never more than maxEvalVariants.
+func TestEvalDataBoundsVariants(t *testing.T) {
+	t.Parallel()
+	path := writeBlobs(t, t.TempDir(), 30, 4, 12, 0)
+	ed, err := NewEvalData(FileData{Path: path, Classes: blobClasses})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perms := [][]string{{"red", "green", "blue"}, {"red", "blue", "green"}, {"green", "red", "blue"}, {"green", "blue", "red"}, {"blue", "red", "green"}, {"blue", "green", "red"}}
+	for i := range 3 * maxEvalVariants {
+		job := EvalJob{Shape: []int{4, 3}, Classes: perms[i%len(perms)], Standardize: []string{"site", "none"}[i/len(perms)%2]}
+		if i >= 2*len(perms) {
+			job.Standardize, job.Mean, job.Std = StandardizeJob, []float64{float64(i), 0, 0, 0}, []float64{1, 1, 1, 1}
+		}
+		if _, err := ed.Evaluate(context.Background(), job, make([]float64, 15)); err != nil {
+			t.Fatal(err)
+		}
+		ed.mu.Lock()
+		n, m := len(ed.variants), len(ed.order)
+		ed.mu.Unlock()
+		if n > maxEvalVariants || n != m {
+			t.Fatalf("after %d jobs: %d variants loaded (%d in order), limit %d", i+1, n, m, maxEvalVariants)
+		}
+	}
+}

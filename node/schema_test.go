@@ -128,3 +128,22 @@ func TestFileNodeRefusesSchema(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseSchema: announced schemas come from the network (a leader, but
+// through a hostile network the node pins keys against; still parsed as
+// untrusted): no input panics, errors wrap ErrTask, and what parses is
+// within range.
+func FuzzParseSchema(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		js, err := parseSchema(s)
+		if err != nil {
+			if !errors.Is(err, ErrTask) {
+				t.Fatalf("error without ErrTask: %v", err)
+			}
+			return
+		}
+		if js.features < 0 {
+			t.Fatalf("features %d", js.features)
+		}
+	})
+}
