@@ -27,7 +27,6 @@ func Evaluate(m learn.Model, d *learn.Dataset) (Evaluation, error) {
 	if n == 0 {
 		return Evaluation{}, learn.ErrNoData
 	}
-	params := m.Params()
 	if len(d.X) != n*d.Dim || d.Dim == 0 {
 		return Evaluation{}, fmt.Errorf("%w: dataset of %d rows has %d values", ErrTask, n, len(d.X))
 	}
@@ -35,19 +34,37 @@ func Evaluate(m learn.Model, d *learn.Dataset) (Evaluation, error) {
 	if err != nil {
 		return Evaluation{}, err
 	}
-	grad := make([]float64, len(params))
+	loss, err := meanLoss(m, d)
+	if err != nil {
+		return Evaluation{}, err
+	}
+	return Evaluation{Accuracy: acc, Loss: loss, Samples: n}, nil
+}
+
+// meanLoss is m's mean cross-entropy on d (non-empty, of m's shape), in
+// chunks of evalChunk rows; learn.ErrDiverged when it is not finite. The
+// model interface computes the loss only with the gradient (Grad), which
+// is discarded: about three forward passes' work.
+func meanLoss(m learn.Model, d *learn.Dataset) (float64, error) {
+	n := d.Len()
+	grad := make([]float64, len(m.Params()))
 	var sum float64
 	for lo := 0; lo < n; lo += evalChunk {
 		hi := min(lo+evalChunk, n)
-		// Grad returns the chunk's mean loss; the gradient is discarded.
 		sum += m.Grad(learn.Batch{X: d.X[lo*d.Dim : hi*d.Dim], Y: d.Y[lo:hi]}, grad) * float64(hi-lo)
 	}
 	loss := sum / float64(n)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return Evaluation{}, learn.ErrDiverged
+		return 0, learn.ErrDiverged
 	}
-	return Evaluation{Accuracy: acc, Loss: max(loss, 0), Samples: n}, nil
+	return max(loss, 0), nil
 }
+
+// maxLossRows bounds the training rows the signed train loss is measured
+// on, so that measuring stays a fraction of a local epoch: the first
+// maxLossRows of the training split, which is in the random order of the
+// hold-out permutation (splitHoldOut), so they are a uniform sample.
+const maxLossRows = 2048
 
 // roundMetrics are what a node signs about its trained model (crypto
 // statement version 2): the mean loss on its training split and, when it
@@ -59,15 +76,23 @@ type roundMetrics struct {
 }
 
 // measure computes the round metrics of a trained model m: train loss on
-// train, accuracy on hold (nil or empty: none). ok is false when the
+// train (its first maxLossRows rows), accuracy on hold (nil or empty:
+// none). ok is false when the
 // loss cannot be measured; the node then signs a statement without
 // metrics.
 func measure(m learn.Model, train, hold *learn.Dataset) (roundMetrics, bool) {
-	ev, err := Evaluate(m, train)
+	if train == nil || train.Len() == 0 || len(train.X) != train.Len()*train.Dim {
+		return roundMetrics{}, false
+	}
+	sample := train
+	if n := train.Len(); n > maxLossRows {
+		sample = &learn.Dataset{Dim: train.Dim, Classes: train.Classes, X: train.X[:maxLossRows*train.Dim], Y: train.Y[:maxLossRows]}
+	}
+	loss, err := meanLoss(m, sample)
 	if err != nil {
 		return roundMetrics{}, false
 	}
-	rm := roundMetrics{trainLoss: ev.Loss}
+	rm := roundMetrics{trainLoss: loss}
 	if hold != nil && hold.Len() > 0 {
 		if acc, err := learn.Accuracy(m, hold); err == nil && acc >= 0 && acc <= 1 {
 			rm.holdoutAccuracy, rm.holdoutSamples = acc, uint64(hold.Len())

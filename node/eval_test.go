@@ -48,6 +48,29 @@ func TestEvaluate(t *testing.T) {
 	if !ok || rm.holdoutSamples != 4 || rm.holdoutAccuracy != 0.25 {
 		t.Fatalf("measure with hold-out %+v %v", rm, ok)
 	}
+
+	// The train loss is measured on the first maxLossRows rows only.
+	big := &learn.Dataset{Dim: dim, Classes: k, X: make([]float64, (maxLossRows+500)*dim), Y: make([]int, maxLossRows+500)}
+	for i := range big.Y {
+		big.X[i*dim] = 5
+		if i >= maxLossRows {
+			big.Y[i] = 1 // badly predicted: would raise the loss
+		}
+	}
+	m.Params()[0] = 1 // class 0's weight on feature 0
+	rm, ok = measure(m, big, nil)
+	head, err := Evaluate(m, big.Subset(seq(maxLossRows)))
+	if !ok || err != nil || rm.trainLoss != head.Loss {
+		t.Fatalf("train loss %v, want %v (the first %d rows)", rm.trainLoss, head.Loss, maxLossRows)
+	}
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // TestAgentsSignRoundMetrics: honest nodes sign their train loss and
