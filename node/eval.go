@@ -7,9 +7,12 @@ import (
 	"github.com/mfn/mfn/learn"
 )
 
-// evalChunk is how many rows Evaluate passes to the model at once, so
-// that memory stays bounded whatever the dataset's size.
-const evalChunk = 512
+// evalChunk is how many rows meanLoss passes to the model at once, so
+// that memory stays bounded whatever the dataset's size. 64 rows keep an
+// MNIST-sized batch and its activations in cache: over 2,000 rows of 784
+// features with an MLP of 128 hidden units, 64-row chunks took a median
+// 97 ms and 512-row chunks 240 ms (docs/BENCHMARKS.md).
+const evalChunk = 64
 
 // Evaluation is a model's accuracy and mean cross-entropy on a dataset.
 type Evaluation struct {
@@ -61,10 +64,11 @@ func meanLoss(m learn.Model, d *learn.Dataset) (float64, error) {
 }
 
 // maxLossRows bounds the training rows the signed train loss is measured
-// on, so that measuring stays a fraction of a local epoch: the first
-// maxLossRows of the training split, which is in the random order of the
-// hold-out permutation (splitHoldOut), so they are a uniform sample.
-const maxLossRows = 2048
+// on, so that measuring stays a fraction of a local epoch (about a
+// quarter of one over 2,000 rows; docs/BENCHMARKS.md). Larger training
+// splits are sampled evenly: rows ⌊i·n/maxLossRows⌋, spread over the whole
+// split whatever its order (a file sorted by class included).
+const maxLossRows = 512
 
 // roundMetrics are what a node signs about its trained model (crypto
 // statement version 2): the mean loss on its training split and, when it
@@ -76,7 +80,7 @@ type roundMetrics struct {
 }
 
 // measure computes the round metrics of a trained model m: train loss on
-// train (its first maxLossRows rows), accuracy on hold (nil or empty:
+// train (at most maxLossRows of its rows), accuracy on hold (nil or empty:
 // none). ok is false when the
 // loss cannot be measured; the node then signs a statement without
 // metrics.
@@ -86,7 +90,11 @@ func measure(m learn.Model, train, hold *learn.Dataset) (roundMetrics, bool) {
 	}
 	sample := train
 	if n := train.Len(); n > maxLossRows {
-		sample = &learn.Dataset{Dim: train.Dim, Classes: train.Classes, X: train.X[:maxLossRows*train.Dim], Y: train.Y[:maxLossRows]}
+		idx := make([]int, maxLossRows)
+		for i := range idx {
+			idx[i] = i * n / maxLossRows
+		}
+		sample = train.Subset(idx)
 	}
 	loss, err := meanLoss(m, sample)
 	if err != nil {

@@ -49,28 +49,26 @@ func TestEvaluate(t *testing.T) {
 		t.Fatalf("measure with hold-out %+v %v", rm, ok)
 	}
 
-	// The train loss is measured on the first maxLossRows rows only.
-	big := &learn.Dataset{Dim: dim, Classes: k, X: make([]float64, (maxLossRows+500)*dim), Y: make([]int, maxLossRows+500)}
+	// The train loss is measured on maxLossRows rows spread evenly over a
+	// larger split: here every other row of a split whose odd rows are
+	// badly predicted, so only the well predicted even rows count.
+	big := &learn.Dataset{Dim: dim, Classes: k, X: make([]float64, 2*maxLossRows*dim), Y: make([]int, 2*maxLossRows)}
+	even := make([]int, 0, maxLossRows)
 	for i := range big.Y {
 		big.X[i*dim] = 5
-		if i >= maxLossRows {
-			big.Y[i] = 1 // badly predicted: would raise the loss
+		if i%2 == 1 {
+			big.Y[i] = 1
+		} else {
+			even = append(even, i)
 		}
 	}
 	m.Params()[0] = 1 // class 0's weight on feature 0
 	rm, ok = measure(m, big, nil)
-	head, err := Evaluate(m, big.Subset(seq(maxLossRows)))
-	if !ok || err != nil || rm.trainLoss != head.Loss {
-		t.Fatalf("train loss %v, want %v (the first %d rows)", rm.trainLoss, head.Loss, maxLossRows)
+	want, err := Evaluate(m, big.Subset(even))
+	all, _ := Evaluate(m, big)
+	if !ok || err != nil || rm.trainLoss != want.Loss || want.Loss >= all.Loss {
+		t.Fatalf("train loss %v, want %v (the even rows; all rows give %v)", rm.trainLoss, want.Loss, all.Loss)
 	}
-}
-
-func seq(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
-	}
-	return out
 }
 
 // TestAgentsSignRoundMetrics: honest nodes sign their train loss and
