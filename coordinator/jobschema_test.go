@@ -90,3 +90,15 @@ func TestDataSchemaEncode(t *testing.T) {
 		t.Fatal("stats hash ignores std")
 	}
 }
+
+func TestAnnouncementCarriesSchema(t *testing.T) {
+	t.Parallel()
+	d := &DataSchema{Features: 4, Classes: []string{"a", "b"}}
+	md := AnnouncementMetadata(Announcement{Job: "j", Task: "t", Dim: 10, Schema: d.Encode()})
+	if md["schema"] != d.Encode() || md["schema"] == "" {
+		t.Fatalf("metadata %v", md)
+	}
+	if _, ok := AnnouncementMetadata(Announcement{Job: "j", Task: "t", Dim: 10})["schema"]; ok {
+		t.Fatal("schema metadata without a schema")
+	}
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mfn/mfn/coordinator"
+	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/sitedata"
 )
 
@@ -146,4 +148,23 @@ func FuzzParseSchema(f *testing.F) {
 			t.Fatalf("features %d", js.features)
 		}
 	})
+}
+
+func TestBuiltinSchema(t *testing.T) {
+	t.Parallel()
+	d := &learn.Dataset{Dim: 18, Classes: 4, X: make([]float64, 18), Y: []int{0}}
+	a := &Agent{cfg: Config{Data: DataConfig{Task: TaskMFNRegime}}, learner: NewLearner(d, TrainConfig{}, 1)}
+	ctx := context.Background()
+	for schema, ok := range map[string]bool{
+		"":                                true,
+		"features=18":                     true,
+		"class=a&class=b&class=c&class=d": true,
+		"features=17":                     false,
+		"class=a&class=b":                 false,
+	} {
+		err := a.checkSchema(ctx, map[string]string{"schema": schema})
+		if (err == nil) != ok || (err != nil && !errors.Is(err, ErrTask)) {
+			t.Errorf("schema %q: err = %v, want ok=%v", schema, err, ok)
+		}
+	}
 }
