@@ -34,8 +34,11 @@ func TestSubmitEval(t *testing.T) {
 		if err != nil || ack.LogIndex != 1 {
 			t.Fatalf("SubmitEval: %+v, %v", ack, err)
 		}
-		if len(h.got) != 1 || !bytes.Equal(h.got[0], append([]byte("report"), sig...)) {
-			t.Fatalf("handler got %q", h.got)
+		h.mu.Lock()
+		got := h.got
+		h.mu.Unlock()
+		if len(got) != 1 || !bytes.Equal(got[0], append([]byte("report"), sig...)) {
+			t.Fatalf("handler got %q", got)
 		}
 		if _, err := c.SubmitEval(ctxT(t), []byte("bad"), sig); !errors.Is(err, CodeBadRequest) {
 			t.Fatalf("refused report: %v", err)
