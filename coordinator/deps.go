@@ -76,6 +76,9 @@ type Announcement struct {
 	// Schema is the job's DataSchema.Encode ("" without a schema), sent
 	// as the "schema" metadata: nodes check their data against it.
 	Schema string `json:"schema,omitempty"`
+	// Eval marks the announcement of a completed job's final model for
+	// cross-site evaluation (crosssite.go), sent as "eval"="final".
+	Eval bool `json:"eval,omitempty"`
 }
 
 // Announcer pushes round announcements to the connected nodes (the QUIC

@@ -178,6 +178,9 @@ type jobState struct {
 	// replicated state so every member can re-derive each round's noise;
 	// shown with the job only once it has ended (JobPrivacy.Secret).
 	DPSecret []byte `json:"dp_secret,omitempty"`
+	// CrossSite holds the nodes' signed evaluations of the final model of
+	// a job with cross_site_eval (crosssite.go), in commit order.
+	CrossSite []SiteEvaluation `json:"cross_site,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -393,6 +396,8 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 		res.cp, res.err = f.checkpoint(c, ev)
 	case *deleteJobCmd:
 		res.err = f.deleteJob(c, ev)
+	case *evalReportCmd:
+		res.ack, res.err = f.addEvalReport(index, c, ev) // crosssite.go
 	default:
 		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
 	}

@@ -315,6 +315,9 @@ func AnnouncementMetadata(an Announcement) map[string]string {
 	if an.Schema != "" {
 		md["schema"] = an.Schema // DataSchema.Encode (jobschema.go)
 	}
+	if an.Eval {
+		md["eval"] = "final" // cross-site evaluation (crosssite.go)
+	}
 	return md
 }
 

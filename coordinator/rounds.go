@@ -100,6 +100,7 @@ func (c *Coordinator) step(ctx context.Context) (ended bool) {
 			return ended
 		}
 		if j.State != JobRunning {
+			c.crossSiteStep(j) // crosssite.go
 			continue
 		}
 		e, err := c.stepJob(ctx, j)
@@ -244,7 +245,7 @@ func (c *Coordinator) OpenRounds() []Announcement {
 			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 		})
 	}
-	return out
+	return append(out, c.crossSiteOpen()...) // crosssite.go
 }
 
 func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason string) error {

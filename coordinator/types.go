@@ -221,6 +221,10 @@ type JobSpec struct {
 	// it before taking part and map labels by its class list
 	// (jobschema.go).
 	Schema *DataSchema `json:"schema,omitempty"`
+	// CrossSiteEval asks every node, once the job has completed, to
+	// evaluate the final model on its held-out data and report it signed
+	// (crosssite.go); the reports are recorded with the job.
+	CrossSiteEval bool `json:"cross_site_eval,omitempty"`
 }
 
 // JobPrivacy is a DP job's privacy state, part of the replicated state:

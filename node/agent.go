@@ -92,6 +92,9 @@ type Agent struct {
 	// momentum lists the jobs whose recorded momentum buffer has been
 	// restored into the learner (or found absent).
 	momentum map[string]bool
+	// evaluated lists the jobs whose final model this run has reported a
+	// cross-site evaluation of (evalreport.go).
+	evaluated map[string]bool
 }
 
 // New checks cfg, loads the identity and opens the state directory. It
@@ -641,6 +644,9 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 		log.Info("round skipped", "reason", reason, "err", err)
 		a.emit(Event{Kind: EventSkipped, Job: job, Round: round, Addr: addr, Result: reason, Err: err})
 		return nil
+	}
+	if ann.Metadata["eval"] == "final" {
+		return a.crossSiteEval(ctx, c, addr, origin, ann, log) // evalreport.go
 	}
 	if err := a.reconcile(ctx, c, addr, job, round, log); err != nil {
 		return err
