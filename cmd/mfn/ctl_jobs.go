@@ -220,6 +220,7 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 	if spec.Schema, err = f.schema.schema(); err != nil {
 		return spec, err
 	}
+	spec.CrossSiteEval = f.schema.crossSite
 	if err := spec.Validate(); err != nil {
 		return spec, usagef("%v", strings.TrimPrefix(err.Error(), "coordinator: invalid request: "))
 	}

@@ -23,8 +23,11 @@ used and rejected by the rule, and the round's metrics:
   EVAL_LOSS     evaluation data (mfn coordinator --eval-data), when it fits
                 the job.
 
-"-" marks a value the round does not have. --json prints the API's
-JobMetrics (GET /v1/jobs/{id}/metrics, every page).`,
+"-" marks a value the round does not have. For a job created with
+--cross-site-eval, a second table lists each site's signed evaluation of
+the final model on its held-out data (and their sample-weighted mean).
+--json prints the API's JobMetrics (GET /v1/jobs/{id}/metrics, every
+page).`,
 		Example: "  mfn ctl jobs metrics j1\n  mfn ctl jobs metrics j1 --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -45,6 +48,18 @@ JobMetrics (GET /v1/jobs/{id}/metrics, every page).`,
 				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", p.Round, p.State, p.Updates, p.Used, p.Rejected,
 					fmtMetric(p.TrainLoss), fmtMetric(p.HoldoutAccuracy), fmtMetric(p.EvalAccuracy), fmtMetric(p.EvalLoss))
 			}
+			if err := tw.Flush(); err != nil || len(m.CrossSite) == 0 {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "\ncross-site evaluation of the final model (v%d), %d sites:\n", m.CrossSite[0].ModelVersion, len(m.CrossSite))
+			tw = table(env.stdout)
+			fmt.Fprintln(tw, "SITE\tACCURACY\tLOSS\tSAMPLES")
+			var sum, n float64
+			for _, s := range m.CrossSite {
+				fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%d\n", s.Node, s.Accuracy, s.Loss, s.Samples)
+				sum, n = sum+s.Accuracy*float64(s.Samples), n+float64(s.Samples)
+			}
+			fmt.Fprintf(tw, "(weighted)\t%.4f\t\t%d\n", sum/n, int64(n))
 			return tw.Flush()
 		},
 	}

@@ -18,6 +18,7 @@ type schemaFlags struct {
 	classes     []string
 	standardize string
 	stats       string
+	crossSite   bool
 }
 
 func (f *schemaFlags) register(fl *pflag.FlagSet) {
@@ -26,6 +27,7 @@ func (f *schemaFlags) register(fl *pflag.FlagSet) {
 	fl.StringSliceVar(&f.classes, "classes", nil, "schema: class list, index = class id; nodes map their labels by it (e.g. red,green,blue)")
 	fl.StringVar(&f.standardize, "standardize", "", "schema: input scaling every site must use: none, site (each site's own mean and std) or job (--stats)")
 	fl.StringVar(&f.stats, "stats", "", `schema: JSON file {"mean":[...],"std":[...]} of the reference statistics for --standardize job`)
+	fl.BoolVar(&f.crossSite, "cross-site-eval", false, "after the last round, every node evaluates the final model on its held-out data and reports it signed (mfn ctl jobs metrics)")
 }
 
 // schema returns the declared schema, nil when no flag declares one.

@@ -20,6 +20,16 @@ type JobMetrics struct {
 	Job       string                     `json:"job"`
 	Rounds    []coordinator.RoundMetrics `json:"rounds"`
 	NextAfter *uint64                    `json:"next_after,omitempty"`
+	// CrossSite are the nodes' signed evaluations of the final model of
+	// a job with cross_site_eval (on the first page only; the member
+	// must implement CrossSiteLister).
+	CrossSite []coordinator.SiteEvaluation `json:"cross_site,omitempty"`
+}
+
+// CrossSiteLister is an optional ability of a Coordinator: the cross-site
+// evaluation reports of a job (*coordinator.Coordinator has it).
+type CrossSiteLister interface {
+	CrossSite(job string) ([]coordinator.SiteEvaluation, error)
 }
 
 // Metrics curve paging (GET /v1/jobs/{id}/metrics?after=&limit=). A point
@@ -68,6 +78,11 @@ func (s *server) jobMetrics(w http.ResponseWriter, r *http.Request, _ []byte) er
 		out.NextAfter = &next
 	}
 	out.Rounds = coordinator.Curve(page)
+	if cl, ok := s.c.(CrossSiteLister); ok && after == 0 {
+		if out.CrossSite, err = cl.CrossSite(id); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -87,6 +102,7 @@ func (c *Client) JobMetrics(ctx context.Context, job string) (JobMetrics, error)
 			return JobMetrics{}, err
 		}
 		all.Rounds = append(all.Rounds, p.Rounds...)
+		all.CrossSite = append(all.CrossSite, p.CrossSite...)
 		if p.NextAfter == nil {
 			return all, nil
 		}
