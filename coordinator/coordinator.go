@@ -231,6 +231,9 @@ type Coordinator struct {
 	announcerV atomic.Pointer[Announcer]
 	disconnect atomic.Pointer[func(ed25519.PublicKey) int]
 	closeMu    sync.Mutex
+	// crossSiteAnnounced: jobs whose final model this member announced
+	// for cross-site evaluation (crosssite.go).
+	crossSiteAnnounced sync.Map
 }
 
 // New starts a member from its storage: with existing Raft state it

@@ -133,6 +133,9 @@ func (c *Coordinator) checkUpdate(peerKey ed25519.PublicKey, env *Envelope) (Job
 			return Job{}, fmt.Errorf("%w: value %d is %v", ErrBadUpdate, i, v)
 		}
 	}
+	if err := checkStatementMetrics(env.Statement); err != nil { // roundmetrics.go
+		return Job{}, err
+	}
 	return j, nil
 }
 

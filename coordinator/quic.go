@@ -329,6 +329,12 @@ func AnnouncementMetadata(an Announcement) map[string]string {
 	if an.DP != "" {
 		md["dp"] = an.DP // privacy.Announced: "local;clip=C;z=Z"
 	}
+	if an.Schema != "" {
+		md["schema"] = an.Schema // DataSchema.Encode (jobschema.go)
+	}
+	if an.Eval {
+		md["eval"] = "final" // cross-site evaluation (crosssite.go)
+	}
 	return md
 }
 

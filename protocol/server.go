@@ -447,6 +447,8 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 			}
 			return a, err
 		})
+	case *SubmitEval:
+		sc.submitEval(ctx, f, negotiated, m) // eval.go
 	default:
 		sc.replyError(f, &ProtocolError{Code: CodeBadRequest, Message: m.wireType().String() + " is not a request"})
 	}

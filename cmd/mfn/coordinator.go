@@ -112,7 +112,12 @@ the new model on a held-out test set of the MFN regime task
 --eval-seed with the nodes' reference grid and feature statistics; the
 model is the one "mfn node" trains for the job's parameter count) and
 commits the accuracy with the round's result. Give every member the same
-two flags. Other tasks record no accuracy.
+two flags. Other tasks record no accuracy, unless --eval-data names a
+labelled file (CSV, Parquet, .npy/.npz, IDX, as mfn node --data reads):
+then every job whose model (and schema) fits the file has each new model's
+accuracy and loss on it recorded with the round (mfn ctl jobs metrics); a
+job it does not fit is logged once, naming the mismatch, and not scored on
+it. Give every member the same file.
 
 Tuning: --node-rate and --node-burst limit each node's submissions (a
 token bucket, 5 per second with a burst of 10 by default; raise them for
@@ -172,6 +177,7 @@ type coordinatorFlags struct {
 	httpInsecure                bool
 	evalSeed                    uint64
 	evalPerRegime               int
+	evalData                    evalDataFlags // coordinator_eval.go
 	nodeRate                    float64
 	nodeBurst                   int
 	snapshotThreshold           uint64
@@ -233,6 +239,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
 	fl.Uint64Var(&f.evalSeed, "eval-seed", 0x6d666e2d6576616c, "seed of the held-out test set on which mfn-regime models are scored (the same on every member)")
 	fl.IntVar(&f.evalPerRegime, "eval-per-regime", 50, "held-out simulations per regime for scoring mfn-regime models (0 turns evaluation off, at most 10000)")
+	f.evalData.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
@@ -407,6 +414,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
 	case f.evalPerRegime < 0 || f.evalPerRegime > 10000:
 		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
+	case f.evalData.check() != nil:
+		return nil, lvl, f.evalData.check()
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
 		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
 	case !(f.nodeRate > 0 && f.nodeRate <= 1e6):
@@ -713,6 +722,11 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	rc := raft.DefaultConfig()
 	rc.SnapshotThreshold = f.snapshotThreshold
 	rc.TrailingLogs = f.trailingLogs
+	evaluator, err := f.evalData.evaluator(env.ctx, newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger), logger)
+	if err != nil {
+		storage.Close()
+		return fail(err)
+	}
 	coord, err := coordinator.New(coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
@@ -721,7 +735,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
 		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst,
-		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger),
+		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: evaluator,
 	})
 	if err != nil {
 		storage.Close()

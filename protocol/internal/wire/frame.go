@@ -33,10 +33,11 @@ const (
 	TypeSubmitUpdate      Type = 8
 	TypeAck               Type = 9
 	TypeError             Type = 10
+	TypeSubmitEval        Type = 11 // a node's cross-site evaluation report (protocol/eval.go)
 )
 
 // maxType is the highest assigned message type.
-const maxType = TypeError
+const maxType = TypeSubmitEval
 
 var typeNames = [...]string{
 	TypeHello:             "Hello",
@@ -49,6 +50,7 @@ var typeNames = [...]string{
 	TypeSubmitUpdate:      "SubmitUpdate",
 	TypeAck:               "Ack",
 	TypeError:             "Error",
+	TypeSubmitEval:        "SubmitEval",
 }
 
 // Known reports whether t is an assigned message type.
