@@ -185,6 +185,8 @@ type clusterOpts struct {
 	// attest gives every member its MemberKey and a SendAttestation that
 	// hands a follower's attestation to the current leader in process.
 	attest bool
+	// strong (with attest) turns on the strong form (AttestQuorum).
+	strong bool
 	// rules, if set, gives member i its rule factory.
 	rules func(i int) RuleFactory
 }
@@ -276,6 +278,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 				}
 				return ErrNotLeader
 			}
+		}
+		if o.strong {
+			cfg.AttestQuorum, cfg.AttestTimeout = true, 20*time.Second
 		}
 		if o.rules != nil {
 			cfg.Rules = o.rules(i)

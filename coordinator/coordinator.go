@@ -123,6 +123,18 @@ type Config struct {
 	// SubmitAttestation; mfn coordinator posts it to the leader's
 	// AttestPath). Nil means a follower's attestations are only logged.
 	SendAttestation func(ctx context.Context, a *Attestation) error
+	// AttestQuorum (with MemberKey) turns on the strong form
+	// (attest_quorum.go): as leader this member seals rounds for
+	// attestation and closes one only once a quorum of the registered
+	// members (itself included) submitted a derivation matching its own;
+	// a mismatching quorum or AttestTimeout fails the round. Every member
+	// of the cluster must run a version that knows the seal's attest
+	// field.
+	AttestQuorum bool
+	// AttestTimeout bounds how long a leader waits for a quorum of
+	// matching derivations of a sealed round before failing it; zero
+	// means 2 minutes.
+	AttestTimeout time.Duration
 }
 
 // Validate checks the configuration and names the first bad field.
@@ -142,6 +154,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.RaftAddr must not be empty")
 	case c.MemberKey != nil && (len(c.MemberKey) != ed25519.PrivateKeySize || !bytes.Equal(c.MemberKey.Public().(ed25519.PublicKey), c.PublicKey)):
 		return fmt.Errorf("coordinator: Config.MemberKey is not the private key of Config.PublicKey")
+	case c.AttestQuorum && c.MemberKey == nil:
+		return fmt.Errorf("coordinator: Config.AttestQuorum needs Config.MemberKey")
+	case c.AttestTimeout < 0:
+		return fmt.Errorf("coordinator: Config.AttestTimeout must be ≥ 0")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
@@ -183,6 +199,9 @@ func (c *Config) setDefaults() {
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
 	}
+	if c.AttestTimeout == 0 {
+		c.AttestTimeout = 2 * time.Minute
+	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = 5 * time.Second
 	}
@@ -217,7 +236,10 @@ type Coordinator struct {
 	attestQ    chan *attestTask
 	attestOnce sync.Once
 	attestM    *attestationMetrics
-	closed     atomic.Bool
+	// derivs shares each round's derivation between the attester and
+	// the leader's close (attest_quorum.go).
+	derivs derivCache
+	closed atomic.Bool
 	// leading is set while this member leads and has applied every entry
 	// of earlier terms (the engine's barrier); Submit waits for it.
 	leading  atomic.Bool
@@ -320,6 +342,8 @@ func (c *Coordinator) applied(evs []Event) {
 			}
 		case EventNodeRevoked:
 			c.disconnectNode(e.Node)
+		case EventRoundDerived:
+			c.poke() // the leader may have its quorum now
 		}
 	}
 	c.events.publish(evs)

@@ -342,6 +342,12 @@ type Round struct {
 	// Dissents the members whose re-derivation differed (see attest.go).
 	Attested []string  `json:"attested,omitempty"`
 	Dissents []Dissent `json:"dissents,omitempty"`
+	// Attest is set when the round was sealed for the strong form: it
+	// closes only with a quorum of matching Derivations (the members'
+	// signed results of re-deriving it between seal and close, in commit
+	// order; attest_quorum.go).
+	Attest      bool         `json:"attest,omitempty"`
+	Derivations []Derivation `json:"derivations,omitempty"`
 }
 
 // RoundResult is what a closed round produced.
