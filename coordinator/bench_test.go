@@ -256,6 +256,17 @@ func BenchmarkRoundClose(b *testing.B) { benchRoundClose(b, inmemBenchCluster(b)
 // next iteration's close on a small machine).
 func BenchmarkRoundCloseAttested(b *testing.B) { benchRoundClose(b, inmemAttestingBenchCluster(b)) }
 
+// BenchmarkRoundCloseQuorum is BenchmarkRoundCloseAttested in the strong
+// form (AttestQuorum): the round closes only after a quorum of members
+// (the leader and one follower at least) re-derived it and their signed
+// derivations were committed, so the close waits for a follower's
+// aggregation and one more Raft round trip.
+func BenchmarkRoundCloseQuorum(b *testing.B) {
+	tc := newTestCluster(b, 3, clusterOpts{attest: true, strong: true})
+	tc.registerAll()
+	benchRoundClose(b, &benchCluster{keys: tc.keys, members: tc.members})
+}
+
 func benchRoundClose(b *testing.B, bc *benchCluster) {
 	const n = 100
 	ctx := context.Background()
