@@ -291,8 +291,9 @@ func (c *Coordinator) attest(ctx context.Context, t *attestTask) {
 		return
 	}
 	if c.attested(job, round) {
-		return
+		return // also archived then (a restarted member replays its closes)
 	}
+	c.writeArchive(t) // before the sealed bodies go with the task
 	d := c.derive(t)
 	a := &Attestation{Job: job, Round: round, Member: c.cfg.ID}
 	if d.fail == "" && bytes.Equal(d.leaf, t.leaf) {

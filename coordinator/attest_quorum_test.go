@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/hashicorp/raft"
 
 	"github.com/mfn/mfn/aggregate"
@@ -328,5 +331,76 @@ func TestFSMAttestQuorum(t *testing.T) {
 	}
 	if !bytes.Equal(snapshotBytes(t, f), snapshotBytes(t, replay(t, b.keys, b.entries))) {
 		t.Fatal("replaying the log gives another state")
+	}
+}
+
+// TestRoundArchives: every member writes the same archive of each closed
+// round; it replays (audit.Replay with a coordinator key) to the
+// committed model, and only the newest ArchiveKeep stay on disk.
+func TestRoundArchives(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{attest: true, strong: true, archiveKeep: 2})
+	tc.registerAll()
+	nodes := newTestNodes(t, 3, 6)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	spec := testSpec("arch", 4, 3, 3)
+	spec.Rule = RuleSpec{Name: "krum", F: 0}
+	spec.Rounds = 3
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	var closed []Round
+	for n := uint64(1); n <= 3; n++ {
+		r := tc.waitRound(li, "arch", n, RoundOpen)
+		for i, nd := range nodes {
+			if _, err := l.Submit(ctx, nd.pub(), nd.seal(t, tc.keys, "arch", n, r.BaseHash, testUpdate(i+int(n), 4), 7)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r = tc.waitRound(li, "arch", n, RoundClosed, RoundFailed)
+		if r.State != RoundClosed {
+			t.Fatalf("round %d %s %q", n, r.State, r.FailReason)
+		}
+		closed = append(closed, r)
+		eventually(t, 20*time.Second, fmt.Sprintf("every member archived round %d", n), func() bool {
+			for _, c := range tc.members {
+				p, _ := c.ArchivePath("arch", n)
+				if _, err := os.Stat(p); err != nil {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	var first []byte
+	for i, c := range tc.members {
+		p1, _ := c.ArchivePath("arch", 1)
+		if _, err := os.Stat(p1); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("member %d kept round 1's archive beyond ArchiveKeep 2 (%v)", i, err)
+		}
+		p, _ := c.ArchivePath("arch", 3)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = b
+		} else if !bytes.Equal(b, first) {
+			t.Fatalf("member %d's archive of round 3 differs from member 0's", i)
+		}
+	}
+	a, err := audit.ReadRoundArchiveTar(bytes.NewReader(first), audit.ArchiveLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Replay(a, []age.Identity{tc.keys.coords[1].Age}, audit.ArchiveLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Hash(rep.NewHash) != closed[2].Result.ModelHash || rep.Inputs != 3 {
+		t.Fatalf("replay: model %x over %d inputs, round 3 committed %s", rep.NewHash, rep.Inputs, closed[2].Result.ModelHash)
 	}
 }

@@ -187,6 +187,9 @@ type clusterOpts struct {
 	attest bool
 	// strong (with attest) turns on the strong form (AttestQuorum).
 	strong bool
+	// archiveKeep > 0 (with attest) gives every member an ArchiveDir
+	// keeping that many round archives.
+	archiveKeep int
 	// rules, if set, gives member i its rule factory.
 	rules func(i int) RuleFactory
 }
@@ -281,6 +284,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.strong {
 			cfg.AttestQuorum, cfg.AttestTimeout = true, 20*time.Second
+		}
+		if o.archiveKeep > 0 {
+			cfg.ArchiveDir, cfg.ArchiveKeep = t.TempDir(), o.archiveKeep
 		}
 		if o.rules != nil {
 			cfg.Rules = o.rules(i)

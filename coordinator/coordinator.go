@@ -135,6 +135,11 @@ type Config struct {
 	// matching derivations of a sealed round before failing it; zero
 	// means 2 minutes.
 	AttestTimeout time.Duration
+	// ArchiveDir, if set (with MemberKey), is where this member writes
+	// each closed round's audit round archive (archive.go), keeping the
+	// newest ArchiveKeep (zero means 8).
+	ArchiveDir  string
+	ArchiveKeep int
 }
 
 // Validate checks the configuration and names the first bad field.
@@ -156,8 +161,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.MemberKey is not the private key of Config.PublicKey")
 	case c.AttestQuorum && c.MemberKey == nil:
 		return fmt.Errorf("coordinator: Config.AttestQuorum needs Config.MemberKey")
-	case c.AttestTimeout < 0:
-		return fmt.Errorf("coordinator: Config.AttestTimeout must be ≥ 0")
+	case c.AttestTimeout < 0 || c.ArchiveKeep < 0:
+		return fmt.Errorf("coordinator: Config.AttestTimeout and ArchiveKeep must be ≥ 0")
+	case c.ArchiveDir != "" && c.MemberKey == nil:
+		return fmt.Errorf("coordinator: Config.ArchiveDir needs Config.MemberKey (archives are written by the attester)")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
@@ -201,6 +208,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AttestTimeout == 0 {
 		c.AttestTimeout = 2 * time.Minute
+	}
+	if c.ArchiveKeep == 0 {
+		c.ArchiveKeep = 8
 	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = 5 * time.Second

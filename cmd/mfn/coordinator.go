@@ -117,8 +117,12 @@ is signed with the member key and checked against the registered one), so
 a cluster of several members needs --http-addr on each; without it rounds
 close without the quorum, as in --attest=false, but members still cosign
 what they can deliver. Every closed round gets a result leaf in the audit
-log, cosigned by the members ("mfn audit verify-log" checks it). Use
---attest=false on every member while any member runs an older version.
+log, cosigned by the members ("mfn audit verify-log --member-keys" checks
+it). Each member also writes the round archive of every closed round to
+DATA/archives/<job>/<round, 8 digits>.tar, keeping the newest
+--archive-rounds: "mfn audit replay --archive FILE --identity KEYS"
+re-derives the round from it. Use --attest=false on every member while
+any member runs an older version.
 
 Accuracy: when a round of an "mfn-regime" job closes, the leader scores
 the new model on a held-out test set of the MFN regime task
@@ -192,6 +196,7 @@ type coordinatorFlags struct {
 	trailingLogs                uint64
 	pprof                       bool
 	attest                      bool
+	archiveRounds               int
 	httpMaxConns                int
 	httpMaxConnsPerClient       int
 	httpRate                    float64
@@ -259,6 +264,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.httpMaxConnsPerClient, "http-max-conns-per-client", 256, "open HTTP connections from one client IP address; more are closed at once (1 to 1000000; clients behind one proxy share it)")
 	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with API keys to admin keys only, without them to loopback clients only")
 	fl.BoolVar(&f.attest, "attest", true, "attest rounds: record result leaves, re-derive every round and cosign it; as leader close a round only with a quorum of matching member derivations (needs --http-addr on a cluster of several members). Turn off only while members of an older version remain")
+	fl.IntVar(&f.archiveRounds, "archive-rounds", 8, "with --attest: keep the round archives (for mfn audit replay) of the newest N closed rounds in DATA/archives/<job>/<round>.tar (0 turns them off, at most 10000; each holds its round's sealed updates)")
 	f.trace.register(fl)
 	return c
 }
@@ -423,6 +429,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
 	case f.evalPerRegime < 0 || f.evalPerRegime > 10000:
 		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
+	case f.archiveRounds < 0 || f.archiveRounds > 10000:
+		return nil, lvl, usagef("--archive-rounds %d must be in [0, 10000]", f.archiveRounds)
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
 		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
 	case !(f.nodeRate > 0 && f.nodeRate <= 1e6):
@@ -746,6 +754,9 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 			scheme = "https"
 		}
 		ccfg.MemberKey = id.SigningKey
+		if f.archiveRounds > 0 {
+			ccfg.ArchiveDir, ccfg.ArchiveKeep = filepath.Join(f.dataDir, "archives"), f.archiveRounds
+		}
 		ccfg.AttestQuorum = hln != nil // followers reach the leader over HTTP
 		ccfg.SendAttestation = coordinator.HTTPAttestationSender(&http.Client{Transport: memberTransport, Timeout: 30 * time.Second},
 			scheme, id.SigningKey, func() (coordinator.Member, bool) {

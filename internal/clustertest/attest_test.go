@@ -2,6 +2,7 @@ package clustertest_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,18 @@ func TestAttestedRounds(t *testing.T) {
 	want := fmt.Sprintf("OK: log %s: %d leaves,", c.Origin, rounds*(n+1))
 	if !strings.Contains(string(stdout), want) || !strings.Contains(string(stdout), fmt.Sprintf("%d round results", rounds)) {
 		t.Fatalf("mfn audit verify-log: want %q and %d round results in\n%s", want, rounds, stdout)
+	}
+
+	// Every member archived the last round in its data directory; an
+	// operator holding a coordinator key replays it to the committed model.
+	last, err := c.Round(ctx, spec.ID, rounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(follower.DataDir, "archives", spec.ID, fmt.Sprintf("%08d.tar", rounds))
+	stdout, stderr, err = c.MFN(ctx, "audit", "replay", "--archive", archive, "--identity", leader.KeyDir)
+	wantReplay := fmt.Sprintf("OK: job %s round %d: fedavg over %d inputs", spec.ID, rounds, n)
+	if err != nil || !strings.Contains(string(stdout), wantReplay) || !strings.Contains(string(stdout), last.Result.ModelHash.String()) {
+		t.Fatalf("mfn audit replay %s: %v, want %q and model %s in\n%s%s", archive, err, wantReplay, last.Result.ModelHash, stdout, stderr)
 	}
 }
