@@ -171,7 +171,7 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.StringSliceVar(&f.classes, "classes", nil, "class list of --data, index = class id (default: integer labels 0..K-1)")
 	fl.BoolVar(&f.dropInvalid, "drop-invalid", false, "drop --data rows with NaN, Inf, empty or unparsable values and report the count (default: refuse the file)")
 	fl.StringVar(&f.standardize, "standardize", node.StandardizeSite, "scaling of --data features: site (this site's mean and std) or none")
-	c.AddCommand(newNodeAcksCmd(env))
+	c.AddCommand(newNodeAcksCmd(env), newNodeRoundsCmd(env)) // node_rounds.go
 	return c
 }
 
