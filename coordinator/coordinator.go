@@ -246,10 +246,14 @@ type Coordinator struct {
 	attestQ    chan *attestTask
 	attestOnce sync.Once
 	attestM    *attestationMetrics
+	closed     atomic.Bool
+
 	// derivs shares each round's derivation between the attester and
-	// the leader's close (attest_quorum.go).
-	derivs derivCache
-	closed atomic.Bool
+	// the leader's close (attest_quorum.go); prefetchQ holds accepted
+	// updates a follower opens ahead (attest_prefetch.go).
+	derivs    derivCache
+	prefetchQ chan prefetchKey
+
 	// leading is set while this member leads and has applied every entry
 	// of earlier terms (the engine's barrier); Submit waits for it.
 	leading  atomic.Bool
@@ -295,6 +299,9 @@ func New(cfg Config) (*Coordinator, error) {
 		c.attestQ = make(chan *attestTask, attestQueue)
 		c.fsm.attest = c.enqueueAttest
 	}
+	if cfg.AttestQuorum {
+		c.prefetchQ = make(chan prefetchKey, prefetchQueue)
+	}
 	if l, ok := cfg.Prober.(interface{ SetMemberInfo(Member) }); ok {
 		l.SetMemberInfo(Member{ID: cfg.ID, RaftAddr: cfg.RaftAddr, QUICAddr: cfg.QUICAddr, HTTPAddr: cfg.HTTPAddr})
 	}
@@ -335,6 +342,10 @@ func New(cfg Config) (*Coordinator, error) {
 		c.wg.Add(1)
 		go c.attester()
 	}
+	if c.prefetchQ != nil {
+		c.wg.Add(1)
+		go c.prefetcher()
+	}
 	return c, nil
 }
 
@@ -354,6 +365,8 @@ func (c *Coordinator) applied(evs []Event) {
 			c.disconnectNode(e.Node)
 		case EventRoundDerived:
 			c.poke() // the leader may have its quorum now
+		case EventUpdateAccepted:
+			c.queuePrefetch(e)
 		}
 	}
 	c.events.publish(evs)
