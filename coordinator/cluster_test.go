@@ -190,6 +190,8 @@ type clusterOpts struct {
 	// archiveKeep > 0 (with attest) gives every member an ArchiveDir
 	// keeping that many round archives.
 	archiveKeep int
+	// send, if set (with attest), gives member i its SendAttestation.
+	send func(i int, tc *testCluster) func(context.Context, *Attestation) error
 	// rules, if set, gives member i its rule factory.
 	rules func(i int) RuleFactory
 }
@@ -284,6 +286,9 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 		}
 		if o.strong {
 			cfg.AttestQuorum, cfg.AttestTimeout = true, 20*time.Second
+		}
+		if o.send != nil {
+			cfg.SendAttestation = o.send(i, tc)
 		}
 		if o.archiveKeep > 0 {
 			cfg.ArchiveDir, cfg.ArchiveKeep = t.TempDir(), o.archiveKeep
