@@ -28,9 +28,11 @@ import (
 //   - otherwise records a signed dissent through Raft, logs an ERROR and
 //     counts mfn_round_attestation_mismatch_total.
 //
-// The model is committed before the attestations: a dissent is an alarm
-// and a record, it does not undo the round. Closing only with a quorum of
-// matching attestations (the strong form) is not built.
+// In this weak form the model is committed before the attestations: a
+// dissent is an alarm and a record, it does not undo the round. With
+// Config.AttestQuorum (the strong form, attest_quorum.go) the round is
+// closed only once a quorum of members derived the same result, and these
+// cosignatures and dissents follow the close as here.
 
 // attestQueue bounds the closed rounds waiting for this member's
 // re-derivation; beyond it a round is left unattested (logged). Each
