@@ -110,7 +110,8 @@ func TestAttestOverHTTP(t *testing.T) {
 		{"unknown member", url, signed(&Attestation{Job: "web", Round: 1, Member: "c9", Derived: &Derivation{Member: "c9"}}, fkey, now), http.StatusForbidden},
 		{"unknown field", url, []byte(`{"attestation":{},"time":"2026-01-01T00:00:00Z","signature":"","x":1}`), http.StatusBadRequest},
 		{"duplicate key", url, []byte(`{"attestation":{"job":"web","job":"x"},"time":"2026-01-01T00:00:00Z","signature":""}`), http.StatusBadRequest},
-		{"too large", url, append([]byte(`{"attestation":{"job":"`+strings.Repeat("x", MaxAttestBody)), `"}}`...), http.StatusRequestEntityTooLarge},
+		{"too large", url, bytes.Repeat([]byte("x"), MaxAttestBody+1), http.StatusRequestEntityTooLarge},
+		{"at the limit", url, bytes.Repeat([]byte(" "), MaxAttestBody), http.StatusBadRequest},
 		{"follower", "http://" + f.cfg.HTTPAddr + AttestPath, signed(again, fkey, now), http.StatusServiceUnavailable},
 	}
 	for _, c := range cases {
