@@ -59,6 +59,11 @@ func TestAttestOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Derivations travel over HTTP: allow a loaded machine more time.
+	eventually(t, 30*time.Second, "round 1 ends", func() bool {
+		r, err := l.GetRound("web", 1)
+		return err == nil && (r.State == RoundClosed || r.State == RoundFailed)
+	})
 	closed := tc.waitRound(li, "web", 1, RoundClosed, RoundFailed)
 	if closed.State != RoundClosed {
 		t.Fatalf("round %s %q", closed.State, closed.FailReason)

@@ -138,7 +138,9 @@ func TestAttestQuorum(t *testing.T) {
 	for i, c := range tc.members {
 		r, err := c.GetRound("job1", 3)
 		if err != nil || len(r.Derivations) != 3 {
-			t.Fatalf("member %d: round 3 derivations %+v (%v)", i, r.Derivations, err)
+			st := c.Status()
+			t.Fatalf("member %d (%s, leader %s, applied %d): round 3 %s %q, derivations %+v (%v); leader was %s",
+				i, c.cfg.ID, st.LeaderID, st.AppliedIndex, r.State, r.FailReason, r.Derivations, err, l.cfg.ID)
 		}
 		for _, d := range r.Derivations {
 			k := tc.keys.coords[slices.IndexFunc(tc.members, func(m *Coordinator) bool { return m.cfg.ID == d.Member })].PublicKey()

@@ -923,6 +923,7 @@ func copyRound(r *Round, withSealed bool) Round {
 	}
 	c.Attested = slices.Clone(r.Attested)
 	c.Dissents = slices.Clone(r.Dissents)
+	c.Derivations = slices.Clone(r.Derivations)
 	return c
 }
 
