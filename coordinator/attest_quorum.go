@@ -224,7 +224,8 @@ func (c *Coordinator) derive(t *attestTask) derivation {
 	start := time.Now()
 	e.d = deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
 		func(u Update) ([]float64, error) { return c.updateVector(t.job, t.round.Number, u) })
-	c.attestMetrics().seconds.Observe(time.Since(start).Seconds())
+	e.d.seconds = time.Since(start).Seconds()
+	c.attestMetrics().seconds.Observe(e.d.seconds)
 	close(e.done)
 	return e.d
 }

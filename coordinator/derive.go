@@ -22,6 +22,8 @@ type derivation struct {
 	leaf []byte
 	// fail, when not empty, is why the round must fail instead.
 	fail string
+	// seconds is how long the derivation took (set by Coordinator.derive).
+	seconds float64
 }
 
 // deriveRound runs a sealed round's pipeline: vector returns the decoded

@@ -297,6 +297,9 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 		}
 	}
 	aggSeconds := time.Since(start).Seconds()
+	if r.Attest {
+		aggSeconds += d.seconds // derived before this step (attest_quorum.go)
+	}
 	result.AggregationSeconds = aggSeconds
 	now := c.now()
 	cmd := &closeRoundCmd{Job: j.Spec.ID, Round: round, Updates: len(r.Updates), Outcomes: outcomes, Model: model, Result: result, At: now}
