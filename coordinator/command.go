@@ -127,6 +127,12 @@ type (
 		OpenedAt     time.Time `json:"opened_at"`
 		Deadline     time.Time `json:"deadline"`
 		HardDeadline time.Time `json:"hard_deadline"`
+		// SampleSeed, Sample and Population: a sampled job's round sample
+		// (Round.SampleSeed); Apply recomputes them and refuses a
+		// mismatch. Absent for jobs without node sampling.
+		SampleSeed *Hash    `json:"sample_seed,omitempty"`
+		Sample     []string `json:"sample,omitempty"`
+		Population int      `json:"population,omitempty"`
 	}
 	addUpdateCmd struct {
 		Job        string    `json:"job"`
@@ -164,6 +170,14 @@ type (
 		// not attest rounds (Config.MemberKey nil) and in entries written
 		// before result leaves existed.
 		ResultLeaf []byte `json:"result_leaf,omitempty"`
+		// ClipStep is the adaptive clipping step of a job with
+		// dp.adaptive_clip (required there, refused elsewhere); Apply sets
+		// the job's clip to ClipStep.Next.
+		ClipStep *ClipStep `json:"clip_step,omitempty"`
+		// Aggregate is, for a job with a server optimizer, the round's
+		// aggregate, from which every replica computes the optimizer's
+		// step and the new model (Model is then empty); see optimizer.go.
+		Aggregate Params `json:"aggregate,omitempty"`
 	}
 	failRoundCmd struct {
 		Job    string    `json:"job"`

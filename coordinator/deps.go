@@ -71,6 +71,10 @@ type Announcement struct {
 	// DP is a DP job's privacy.Announced encoding ("" without DP), sent
 	// as the "dp" metadata: in local mode nodes privatize with it.
 	DP string `json:"dp,omitempty"`
+	// Nodes, when not nil, are the only nodes to tell: the public keys of
+	// a sampled round's nodes (dp.sample_rate < 1). Never serialised: who
+	// was sampled is not for the other nodes to see.
+	Nodes []ed25519.PublicKey `json:"-"`
 }
 
 // Announcer pushes round announcements to the connected nodes (the QUIC

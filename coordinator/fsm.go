@@ -20,6 +20,7 @@ import (
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // keepModels is how many model versions per job keep their parameters in
@@ -81,13 +82,14 @@ func (s JobSpec) Validate() error {
 			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
 		}
 	}
+	if err := s.validateOptimizer(); err != nil {
+		return err
+	}
 	if s.DP != nil {
 		if err := s.DP.Validate(); err != nil {
 			return fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
 		}
 		switch {
-		case s.DP.AdaptiveClip != nil:
-			return fmt.Errorf("%w: job %s: dp.adaptive_clip: not supported by jobs yet (the privacy package has it; the round engine does not)", ErrInvalid, s.ID)
 		case s.DP.Mode == privacy.ModeCentral && s.Rule.Name != "fedavg":
 			// One node can move a rule that compares updates (Krum,
 			// median, trimmed mean, NNM, ...) by more than C/n, so the
@@ -99,35 +101,37 @@ func (s JobSpec) Validate() error {
 	return nil
 }
 
-// jobSampleRate is q, the chance that a node's data takes part in a round.
-// MFN announces every round to every node (no node sampling yet), so
-// q = 1; with q = 1 the accountant is the plain Gaussian mechanism's.
-const jobSampleRate = 1.0
-
-// dpSecretLen is the length of a central DP job's noise secret.
+// dpSecretLen is the length of a DP job's secret.
 const dpSecretLen = 32
 
 // resolveDP returns the noise multiplier of a DP job (0 without DP):
 // dp.noise_multiplier, or z solved from dp.target_epsilon over the job's
-// rounds at q = jobSampleRate; and for central mode a fresh random secret
-// from which every round's noise seed is derived (privacy.DeriveSeed).
+// rounds at q = dp.sample_rate; and, for central mode or node sampling
+// (q < 1), a fresh random secret from which every round's noise seed
+// (privacy.DeriveSeed) and node sample (privacy.SampleSeed) are derived.
 // The leader calls it once, at creation, and both travel in the
 // create-job entry; errors are ErrInvalid naming the field.
 func resolveDP(s JobSpec) (z float64, secret []byte, err error) {
 	if s.DP == nil {
 		return 0, nil, nil
 	}
-	z, err = s.DP.Resolve(jobSampleRate, s.Rounds)
+	z, err = s.DP.Resolve(s.DP.Rate(), s.Rounds)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
 	}
-	if s.DP.Mode == privacy.ModeCentral {
+	if needsSecret(s.DP) {
 		secret = make([]byte, dpSecretLen)
 		if _, err := rand.Read(secret); err != nil {
 			return 0, nil, fmt.Errorf("coordinator: job %s: dp secret: %w", s.ID, err)
 		}
 	}
 	return z, secret, nil
+}
+
+// needsSecret reports whether a DP job needs a secret: central noise or
+// node sampling.
+func needsSecret(c *privacy.Config) bool {
+	return c.Mode == privacy.ModeCentral || c.Rate() < 1
 }
 
 // newJobPrivacy returns the privacy state of a new DP job (nil without DP).
@@ -145,7 +149,12 @@ func newJobPrivacy(s JobSpec, z float64) (*JobPrivacy, error) {
 	if math.IsInf(limit, 1) {
 		limit = 0
 	}
-	return &JobPrivacy{Mode: s.DP.Mode, NoiseMultiplier: z, Clip: s.DP.Clip, SampleRate: jobSampleRate,
+	if a := s.DP.AdaptiveClip; a != nil {
+		if _, err := privacy.UpdateNoiseMultiplier(z, a.CountNoise); err != nil {
+			return nil, fmt.Errorf("%w: job %s: dp.adaptive_clip.count_noise: %v", ErrInvalid, s.ID, err)
+		}
+	}
+	return &JobPrivacy{Mode: s.DP.Mode, NoiseMultiplier: z, Clip: s.DP.Clip, SampleRate: s.DP.Rate(),
 		Delta: s.DP.Delta, MaxEpsilon: limit, Accountant: new(privacy.Accountant)}, nil
 }
 
@@ -175,6 +184,9 @@ type jobState struct {
 	// replicated state so every member can re-derive each round's noise;
 	// shown with the job only once it has ended (JobPrivacy.Secret).
 	DPSecret []byte `json:"dp_secret,omitempty"`
+	// Optimizer is the state of the job's server optimizer (see
+	// optimizer.go), nil before its first closed round or without one.
+	Optimizer *serveropt.State `json:"optimizer,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -183,6 +195,7 @@ type jobState struct {
 // versions (hashes stay): an ended job needs at most its final model, an
 // archived one none.
 func (j *jobState) pruneModels(keep int) {
+	j.dropOptimizer() // an ended job needs no optimizer state (optimizer.go)
 	for i := range max(len(j.Models)-keep, 0) {
 		j.Models[i].Params = nil
 	}
@@ -417,9 +430,9 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 		return err
 	}
 	var secret []byte
-	if priv != nil && priv.Mode == privacy.ModeCentral {
+	if priv != nil && needsSecret(spec.DP) {
 		if len(c.DPSecret) != dpSecretLen {
-			return fmt.Errorf("%w: job %s: central DP needs a %d-byte noise secret, the entry has %d", ErrInvalid, spec.ID, dpSecretLen, len(c.DPSecret))
+			return fmt.Errorf("%w: job %s: central DP and node sampling need a %d-byte secret, the entry has %d", ErrInvalid, spec.ID, dpSecretLen, len(c.DPSecret))
 		}
 		secret = slices.Clone(c.DPSecret)
 	}
@@ -511,12 +524,21 @@ func (f *fsm) openRound(c *openRoundCmd, ev func(Event)) error {
 	if c.BaseVersion != j.Job.ModelVersion || c.BaseHash != j.Job.ModelHash {
 		return fmt.Errorf("%w: job %s round %d: base version %d, latest is %d", ErrStale, c.Job, c.Round, c.BaseVersion, j.Job.ModelVersion)
 	}
-	j.Rounds = append(j.Rounds, &Round{
+	seed, sample, pop, err := f.checkOpenSample(j, c)
+	if err != nil {
+		return err
+	}
+	nr := &Round{
 		Job: c.Job, Number: c.Round, State: RoundOpen,
 		BaseVersion: c.BaseVersion, BaseHash: c.BaseHash,
 		OpenedAt: c.OpenedAt, Deadline: c.Deadline, HardDeadline: c.HardDeadline,
-		Updates: []Update{},
-	})
+		Updates:    []Update{},
+		SampleSeed: seed, Sample: sample, Population: pop,
+	}
+	if j.adaptive() {
+		nr.Clip = j.Job.Privacy.Clip
+	}
+	j.Rounds = append(j.Rounds, nr)
 	j.Job.Rounds = c.Round
 	ev(Event{Kind: EventRoundOpened, Job: c.Job, Round: c.Round, At: c.OpenedAt})
 	return nil
@@ -551,6 +573,9 @@ func (f *fsm) checkUpdate(job string, round uint64, node string, base Hash) (*jo
 	}
 	if r.State != RoundOpen {
 		return nil, nil, fmt.Errorf("%w: job %s round %d is %s", ErrRoundClosed, job, round, r.State)
+	}
+	if err := checkSampled(j, r, node); err != nil {
+		return nil, nil, err
 	}
 	if len(r.Updates) >= j.Job.Spec.MaxUpdates {
 		return nil, nil, fmt.Errorf("%w: job %s round %d is full (%d updates)", ErrRoundClosed, job, round, len(r.Updates))
@@ -623,6 +648,10 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
+	nextOpt, err := f.optimizerStep(j, r, c)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case r == nil || r.State != RoundClosing:
 		return nil, fmt.Errorf("%w: job %s round %d is not closing", ErrStale, c.Job, c.Round)
@@ -647,11 +676,18 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 			return nil, err
 		}
 	}
+	if err := checkClipStep(j, c, result); err != nil {
+		return nil, err
+	}
 	if p := j.Job.Privacy; p != nil {
 		// The round's step is composed with its result, in the same entry
 		// (on error nothing has changed).
 		if err := p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1); err != nil {
 			return nil, fmt.Errorf("%w: job %s round %d: privacy accountant: %v", ErrInvalid, c.Job, c.Round, err)
+		}
+		if c.ClipStep != nil {
+			step := *c.ClipStep
+			r.ClipStep, p.Clip = &step, step.Next
 		}
 	}
 	for i := range r.Updates {
@@ -675,6 +711,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		j.Models[n-1].Params = nil
 	}
 	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
+	j.setOptimizer(nextOpt)
 	j.Job.Completed++
 	j.Job.FailedInARow = 0
 	ev(Event{Kind: EventRoundClosed, Job: c.Job, Round: c.Round, At: c.At,
@@ -1269,6 +1306,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, j := range body.Jobs {
 		if j == nil {
 			return fmt.Errorf("coordinator: restore: null job")
+		}
+		if err := j.restoreOptimizer(); err != nil {
+			return err
 		}
 		jobs[j.Job.Spec.ID] = j
 	}

@@ -192,7 +192,7 @@ func rejectReason(err error) string {
 		{ErrNotLeader, "not_leader"}, {ErrRateLimited, "rate_limited"}, {ErrUnknownNode, "unknown_node"},
 		{ErrRevoked, "revoked"}, {ErrDuplicate, "duplicate"}, {ErrRoundClosed, "round_closed"},
 		{ErrRoundNotOpen, "round_not_open"}, {ErrBaseMismatch, "base_mismatch"}, {ErrNotFound, "not_found"},
-		{ErrBadUpdate, "bad_update"}, {ErrClosed, "closed"},
+		{ErrBadUpdate, "bad_update"}, {ErrClosed, "closed"}, {ErrNotSampled, "not_sampled"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.label
