@@ -202,6 +202,7 @@ type Coordinator struct {
 	events  *broker
 	metrics *metrics
 	cache   *updateCache
+	spillState // streamed updates' spill directory (ingest_stream.go)
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter

@@ -44,3 +44,8 @@ func checkNewJob(s JobSpec, minDeadline time.Duration) error {
 	}
 	return nil
 }
+
+// MaxStreamedDim is the largest dim a job may have at all (2^27 values,
+// 512 MiB as float32): updates above MaxUpdateDim travel as streams
+// (protocol.SubmitStream, Coordinator.SubmitStream).
+const MaxStreamedDim = 1 << 27

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -80,15 +81,17 @@ func (h *positionHint) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 	return nil, age.ErrIncorrectIdentity
 }
 
+func (o *CryptoOpener) initHints() {
+	for _, id := range o.Identities {
+		h := &positionHint{id: id}
+		h.last.Store(-1)
+		o.hints = append(o.hints, h)
+	}
+}
+
 // Open implements Opener.
 func (o *CryptoOpener) Open(sealed []byte, keys KeyLookup) (*Envelope, error) {
-	o.once.Do(func() {
-		for _, id := range o.Identities {
-			h := &positionHint{id: id}
-			h.last.Store(-1)
-			o.hints = append(o.hints, h)
-		}
-	})
+	o.once.Do(o.initHints)
 	op, err := crypto.Open(sealed, o.hints, keyLookup(keys), o.Limits)
 	if err != nil {
 		return nil, err
@@ -106,3 +109,28 @@ func (o *CryptoOpener) Open(sealed []byte, keys KeyLookup) (*Envelope, error) {
 }
 
 var _ Opener = (*CryptoOpener)(nil)
+
+// OpenStream implements StreamOpener: crypto.OpenStream with the member's
+// identity; the update's bytes go to dst as they are decrypted (the caller
+// checks their count and values, crypto.UpdateStreamCheck).
+func (o *CryptoOpener) OpenStream(r io.Reader, size int64, keys KeyLookup, dst io.Writer) (*Envelope, error) {
+	o.once.Do(o.initHints)
+	lim := o.Limits
+	if lim.MaxUpdateBytes == 0 {
+		// A streamed update is bounded by its job (StreamLimit), checked
+		// before it is received; allow the largest job.
+		lim.MaxUpdateBytes = int64(crypto.UpdateHeaderLen) + 8*int64(MaxStreamedDim)
+	}
+	op, err := crypto.OpenStream(r, size, o.hints, keyLookup(keys), lim, dst)
+	if err != nil {
+		return nil, err
+	}
+	s := op.Statement
+	return &Envelope{
+		Origin: s.Origin, Job: s.JobID, Round: s.Round, Node: s.NodeID,
+		BaseHash: s.BaseModelHash, UpdateHash: s.UpdateHash, Samples: s.SampleCount, Time: s.Time,
+		Statement: op.StatementBytes, Signature: op.Signature,
+	}, nil
+}
+
+var _ StreamOpener = (*CryptoOpener)(nil)

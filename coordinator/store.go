@@ -16,6 +16,9 @@ import (
 // Storage is where a member keeps its Raft state: the log, the stable
 // store (current term, vote) and snapshots.
 type Storage struct {
+	// Dir is the member's data directory ("" for in-memory storage);
+	// streamed updates spill under it (ingest_stream.go).
+	Dir       string
 	Logs      raft.LogStore
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
@@ -74,7 +77,7 @@ func openStorage(dir string, logger *slog.Logger, bopts *bbolt.Options) (*Storag
 		bolt.Close()
 		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
 	}
-	return &Storage{Logs: cache, Stable: bolt, Snapshots: snaps, close: bolt.Close}, nil
+	return &Storage{Dir: dir, Logs: cache, Stable: bolt, Snapshots: snaps, close: bolt.Close}, nil
 }
 
 // InmemStorage returns volatile storage for tests and benchmarks.

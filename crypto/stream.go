@@ -316,8 +316,9 @@ func decryptHeader(pre []byte, size int64, ids []age.Identity, maxHeader int64) 
 type UpdateStreamCheck struct {
 	// MaxLen bounds the value count; <= 0 means DefaultMaxUpdateLen.
 	MaxLen int
-	// Total is the encoded update's length in bytes (the header must
-	// match it).
+	// Total is the encoded update's length in bytes, which the header's
+	// count must match; zero means unknown (Close then checks that the
+	// values written are exactly the header's count).
 	Total int64
 	// Header is the parsed header, once its 14 bytes were written.
 	Header UpdateHeader
@@ -357,7 +358,7 @@ func (c *UpdateStreamCheck) Write(p []byte) (int, error) {
 		c.Header = UpdateHeader{DType: DType(c.hdr[5]), Len: binary.LittleEndian.Uint64(c.hdr[6:])}
 		size := uint64(c.Header.DType.Size())
 		body := uint64(c.Total - UpdateHeaderLen)
-		if c.Total < UpdateHeaderLen || body%size != 0 || body/size != c.Header.Len {
+		if c.Total != 0 && (c.Total < UpdateHeaderLen || body%size != 0 || body/size != c.Header.Len) {
 			c.err = &FormatError{What: "update", Field: "count", Offset: 6, Err: fmt.Errorf("%d %v values need %d bytes, have %d: %w", c.Header.Len, c.Header.DType, c.Header.Len*size, body, ErrMalformed)}
 			return 0, c.err
 		}
@@ -394,7 +395,7 @@ func (c *UpdateStreamCheck) values(p []byte) error {
 			}
 		}
 		c.idx += int64(len(p) / 4)
-		return nil
+		return c.bound()
 	}
 	for i := 0; i+8 <= len(p); i += 8 {
 		if binary.LittleEndian.Uint64(p[i:])&0x7ff0000000000000 == 0x7ff0000000000000 {
@@ -403,6 +404,15 @@ func (c *UpdateStreamCheck) values(p []byte) error {
 		}
 	}
 	c.idx += int64(len(p) / 8)
+	return c.bound()
+}
+
+// bound fails once more values arrived than the header counts.
+func (c *UpdateStreamCheck) bound() error {
+	if uint64(c.idx) > c.Header.Len {
+		c.err = &FormatError{What: "update", Field: "values", Offset: UpdateHeaderLen, Err: fmt.Errorf("more than the %d values counted: %w", c.Header.Len, ErrMalformed)}
+		return c.err
+	}
 	return nil
 }
 
@@ -418,6 +428,10 @@ func (c *UpdateStreamCheck) value(b []byte) error {
 		return c.err
 	}
 	c.idx++
+	if uint64(c.idx) > c.Header.Len {
+		c.err = &FormatError{What: "update", Field: "values", Offset: UpdateHeaderLen, Err: fmt.Errorf("more than the %d values counted: %w", c.Header.Len, ErrMalformed)}
+		return c.err
+	}
 	return nil
 }
 

@@ -378,8 +378,8 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 	s := sc.s
 	f := &framer{s: st, maxFrame: s.cfg.MaxFrameSize, timeout: s.cfg.RequestTimeout}
 	ver, m, err := f.read()
-	if err == nil {
-		err = f.expectEOF()
+	if _, streamed := m.(*SubmitStream); err == nil && !streamed {
+		err = f.expectEOF() // a SubmitStream's chunks follow it
 	}
 	if err != nil {
 		sc.log.Debug("protocol: bad request", "err", err)
@@ -435,7 +435,10 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 			}
 			return a, err
 		})
+	case *SubmitStream:
+		sc.submitStream(ctx, f, negotiated, m)
 	default:
+		f.s.CancelRead()
 		sc.replyError(f, &ProtocolError{Code: CodeBadRequest, Message: m.wireType().String() + " is not a request"})
 	}
 }

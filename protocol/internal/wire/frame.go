@@ -33,10 +33,11 @@ const (
 	TypeSubmitUpdate      Type = 8
 	TypeAck               Type = 9
 	TypeError             Type = 10
+	// Streamed submission (Version4). 11 to 15 are left for other
+	// request types.
+	TypeSubmitStream Type = 16
+	TypeStreamChunk  Type = 17
 )
-
-// maxType is the highest assigned message type.
-const maxType = TypeError
 
 var typeNames = [...]string{
 	TypeHello:             "Hello",
@@ -49,10 +50,12 @@ var typeNames = [...]string{
 	TypeSubmitUpdate:      "SubmitUpdate",
 	TypeAck:               "Ack",
 	TypeError:             "Error",
+	TypeSubmitStream:      "SubmitStream",
+	TypeStreamChunk:       "StreamChunk",
 }
 
 // Known reports whether t is an assigned message type.
-func (t Type) Known() bool { return t >= TypeHello && t <= maxType }
+func (t Type) Known() bool { return int(t) < len(typeNames) && typeNames[t] != "" }
 
 func (t Type) String() string {
 	if t.Known() {
