@@ -195,13 +195,13 @@ func (c *Config) setDefaults() {
 // replicated state, and, while it leads, the round engine and the update
 // ingest. All methods are safe for concurrent use.
 type Coordinator struct {
-	cfg     Config
-	logger  *slog.Logger
-	fsm     *fsm
-	raft    *raft.Raft
-	events  *broker
-	metrics *metrics
-	cache   *updateCache
+	cfg        Config
+	logger     *slog.Logger
+	fsm        *fsm
+	raft       *raft.Raft
+	events     *broker
+	metrics    *metrics
+	cache      *updateCache
 	spillState // streamed updates' spill directory (ingest_stream.go)
 
 	limMu    sync.Mutex
