@@ -433,3 +433,21 @@ func (w *chunkWriter) flush() error {
 func putU32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
 }
+
+// SubmitSealed sends a sealed envelope held in memory for job's round:
+// in one SubmitUpdate frame when it fits Config.MaxFrameSize, else as a
+// stream (SubmitStream), which needs a Version4 session (otherwise the
+// frame is tried, and the server refuses it as too large).
+func (c *Client) SubmitSealed(ctx context.Context, job string, round uint64, sealed []byte) (*Ack, error) {
+	if len(sealed)+submitOverhead <= c.cfg.MaxFrameSize || !c.CanStream() {
+		return c.Submit(ctx, sealed)
+	}
+	return c.SubmitStream(ctx, job, round, int64(len(sealed)), func(w io.Writer) error {
+		_, err := w.Write(sealed)
+		return err
+	})
+}
+
+// submitOverhead is a SubmitUpdate's encoding beyond its envelope: the
+// envelope's length and a traceparent with its length.
+const submitOverhead = 4 + 4 + MaxTraceParentLen

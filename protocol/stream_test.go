@@ -314,3 +314,29 @@ func TestSubmitStreamWriteError(t *testing.T) {
 }
 
 var _ = wire.TypeStreamChunk
+
+// TestSubmitSealedChoosesThePath: an envelope that fits a frame goes as
+// SubmitUpdate, a larger one as a stream.
+func TestSubmitSealedChoosesThePath(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		h := &streamHandler{testHandler: newTestHandler(nil)}
+		cfg := streamConfig(t)
+		fx := newFixture(t, tr, h, cfg)
+		c := fx.dial(t)
+		fx.hello(t, c)
+		small, big := randomBytes(1000, 1), randomBytes(cfg.MaxFrameSize+1, 2)
+		for _, b := range [][]byte{small, big} {
+			if _, err := c.SubmitSealed(ctxT(t), "job-1", 2, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.mu.Lock()
+		framed := len(h.submitted)
+		h.mu.Unlock()
+		h.smu.Lock()
+		defer h.smu.Unlock()
+		if framed != 1 || len(h.got) != 1 || !bytes.Equal(h.got[0], big) || h.reqs[0].JobID != "job-1" || h.reqs[0].Round != 2 {
+			t.Fatalf("framed %d, streamed %d", framed, len(h.got))
+		}
+	})
+}
