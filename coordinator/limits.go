@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -25,19 +26,37 @@ const UpdateEnvelopeOverhead = 64 << 10
 
 // MaxUpdateDim is the largest job dim whose updates fit one protocol frame
 // of protocol.DefaultMaxFrameSize: (4 MiB − 64 KiB) / 4 = 1,032,192.
-// CreateJob refuses larger jobs, whose every update would otherwise fail
-// "frame too large".
+// Larger updates are streamed (protocol.SubmitStream); CreateJob bounds
+// them by Config.MaxUpdateBytes and MaxStreamedDim.
 const MaxUpdateDim = (protocol.DefaultMaxFrameSize - UpdateEnvelopeOverhead) / 4
+
+// DefaultMaxUpdateBytes is Config.MaxUpdateBytes when zero: 128 MiB, a
+// float32 update of 33,554,428 values (a 100 MB update, d = 25,000,000,
+// fits). MaxUpdateBytesLimit is the most it may be set to: a streamed
+// update's sealed envelope still travels through the log as one entry,
+// which maxCommandSize bounds.
+const (
+	DefaultMaxUpdateBytes = 128 << 20
+	MaxUpdateBytesLimit   = maxCommandSize - 2*UpdateEnvelopeOverhead
+)
+
+// UpdateBytes is the encoded size of a float32 update of dim values.
+func UpdateBytes(dim int) int64 { return int64(crypto.UpdateHeaderLen) + 4*int64(dim) }
 
 // checkNewJob applies the limits a new job must meet beyond
 // JobSpec.Validate (which the state machine also applies to old log
-// entries, so it keeps its original bounds): updates that fit a frame,
-// and a round deadline of at least minDeadline.
-func checkNewJob(s JobSpec, minDeadline time.Duration) error {
+// entries, so it keeps its original bounds): dim at most MaxStreamedDim,
+// a float32 update (UpdateBytes) within maxUpdateBytes (Config.
+// MaxUpdateBytes; updates over a frame travel as streams), and a round
+// deadline of at least minDeadline.
+func checkNewJob(s JobSpec, minDeadline time.Duration, maxUpdateBytes int64) error {
 	switch {
-	case s.Dim > MaxUpdateDim:
-		return fmt.Errorf("%w: job %s: dim %d is above %d, the largest whose update (dim × 4 bytes + %d bytes of envelope) fits the protocol's %d-byte frame",
-			ErrInvalid, s.ID, s.Dim, MaxUpdateDim, UpdateEnvelopeOverhead, protocol.DefaultMaxFrameSize)
+	case s.Dim > MaxStreamedDim:
+		return fmt.Errorf("%w: job %s: dim %d is above %d, the largest dim a job may have",
+			ErrInvalid, s.ID, s.Dim, MaxStreamedDim)
+	case UpdateBytes(s.Dim) > maxUpdateBytes:
+		return fmt.Errorf("%w: job %s: an update of dim %d is %d bytes (dim × 4 + %d), above this cluster's per-update limit of %d bytes (mfn coordinator --max-update-bytes; the largest dim it allows is %d)",
+			ErrInvalid, s.ID, s.Dim, UpdateBytes(s.Dim), crypto.UpdateHeaderLen, maxUpdateBytes, (maxUpdateBytes-crypto.UpdateHeaderLen)/4)
 	case time.Duration(s.RoundDeadline) < minDeadline:
 		return fmt.Errorf("%w: job %s: round_deadline %v is below the minimum %v (durations are strings such as \"30s\")",
 			ErrInvalid, s.ID, time.Duration(s.RoundDeadline), minDeadline)

@@ -65,7 +65,7 @@ func TestJobSpecLimitsAPI(t *testing.T) {
 	cases := []struct {
 		body, code, want string
 	}{
-		{`{` + base + `,"dim":2000000,"round_deadline":"30s"}`, CodeInvalid, "dim 2000000 is above 1032192"},
+		{`{` + base + `,"dim":40000000,"round_deadline":"30s"}`, CodeInvalid, "above this cluster's per-update limit of 134217728 bytes"},
 		{`{` + base + `,"dim":4,"round_deadline":60}`, CodeBadRequest, `field "round_deadline"`},
 		{`{` + base + `,"dim":4,"round_deadline":"500ms"}`, CodeInvalid, "round_deadline 500ms is below the minimum 1s"},
 	}
