@@ -42,13 +42,15 @@ const (
 	snapshotsDir  = "snapshots"
 	keepSnapshots = 2
 	// logCacheSize is how many recent entries the log cache keeps in memory
-	// in front of bbolt, so replication to followers reads no disk.
+	// in front of bbolt, so replication to followers reads no disk
+	// (logcache.go: also bounded by bytes).
 	logCacheSize = 512
 )
 
 // OpenStorage opens (creating if needed) a member's durable storage under
-// dir: a bbolt database behind a 512-entry log cache, and a file snapshot
-// store keeping 2 snapshots. logger may be nil.
+// dir: a bbolt database behind a log cache of 512 entries and 256 MiB
+// (entries over 4 MiB uncached), and a file snapshot store keeping 2
+// snapshots. logger may be nil.
 func OpenStorage(dir string, logger *slog.Logger) (*Storage, error) {
 	return openStorage(dir, logger, nil)
 }
@@ -66,11 +68,7 @@ func openStorage(dir string, logger *slog.Logger, bopts *bbolt.Options) (*Storag
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: open %s: %w", filepath.Join(dir, raftDBFile), err)
 	}
-	cache, err := raft.NewLogCache(logCacheSize, bolt)
-	if err != nil {
-		bolt.Close()
-		return nil, fmt.Errorf("coordinator: log cache: %w", err)
-	}
+	cache := newLogCache(bolt, logCacheSize, logCacheMaxEntry, logCacheMaxBytes)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, snapshotsDir), keepSnapshots,
 		newHclog(logger, "snapshots", hclog.Info))
 	if err != nil {
