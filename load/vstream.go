@@ -18,6 +18,15 @@ import (
 // envelope.
 const streamAbove = protocol.DefaultMaxFrameSize - 64<<10
 
+// streamedUpdateBytes is what a streamed update in flight costs: the
+// sealer's and the stream writer's chunk buffers and what the transport
+// holds unacknowledged, about 4 MiB.
+const streamedUpdateBytes = 4 << 20
+
+// streamed reports whether updates of dim values are streamed (on a
+// session that can).
+func streamed(dim int) bool { return int64(crypto.UpdateHeaderLen)+4*int64(dim) > streamAbove }
+
 // prepare returns how to send a's update: for a small update, the sealed
 // envelope held in memory and sent in one frame; for one above
 // streamAbove (on a session that can stream), a sender that generates
@@ -29,7 +38,7 @@ func (v *vnode) prepare(a *protocol.RoundAnnouncement, stmt *crypto.Statement) (
 	e := v.e
 	signer := ed25519.PrivateKey(v.id.SigningKey)
 	n := int64(crypto.UpdateHeaderLen) + 4*int64(e.cfg.Dim)
-	if n <= streamAbove || v.client == nil || !v.client.CanStream() {
+	if !streamed(e.cfg.Dim) || v.client == nil || !v.client.CanStream() {
 		upd := crypto.EncodeUpdate(updateValues(e.cfg.Seed, v.idx, a.Round, e.cfg.Dim, v.byz, e.cfg.Attack), crypto.Float32)
 		sealed, err := crypto.Seal(stmt, upd, signer, e.tgt.Cluster.Recipients())
 		if err != nil {
