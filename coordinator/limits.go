@@ -30,13 +30,16 @@ const UpdateEnvelopeOverhead = 64 << 10
 // them by Config.MaxUpdateBytes and MaxStreamedDim.
 const MaxUpdateDim = (protocol.DefaultMaxFrameSize - UpdateEnvelopeOverhead) / 4
 
-// DefaultMaxUpdateBytes is Config.MaxUpdateBytes when zero: 128 MiB, a
-// float32 update of 33,554,428 values (a 100 MB update, d = 25,000,000,
-// fits). MaxUpdateBytesLimit is the most it may be set to: a streamed
-// update's sealed envelope still travels through the log as one entry,
-// which maxCommandSize bounds.
+// DefaultMaxUpdateBytes is Config.MaxUpdateBytes when zero: 32 MiB, a
+// float32 update of 8,388,604 values. A streamed update's sealed envelope
+// still travels through the log as one entry and stays in every member's
+// memory until its round ends, and a 3-member cluster on one 2-core
+// machine committed 30 MB updates but lost its leader replicating a
+// 100 MB one (docs/BENCHMARKS.md, "Streamed updates"): larger limits are
+// for operators who measured their cluster. MaxUpdateBytesLimit is the
+// most it may be set to, what one log entry (maxCommandSize) can carry.
 const (
-	DefaultMaxUpdateBytes = 128 << 20
+	DefaultMaxUpdateBytes = 32 << 20
 	MaxUpdateBytesLimit   = maxCommandSize - 2*UpdateEnvelopeOverhead
 )
 

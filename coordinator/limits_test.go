@@ -88,7 +88,7 @@ func TestNewJobLimits(t *testing.T) {
 		want string
 	}{
 		{"dim one above the byte limit", func(s *JobSpec) { s.Dim = (DefaultMaxUpdateBytes-crypto.UpdateHeaderLen)/4 + 1 },
-			"above this cluster's per-update limit of 134217728 bytes (mfn coordinator --max-update-bytes"},
+			"above this cluster's per-update limit of 33554432 bytes (mfn coordinator --max-update-bytes"},
 		{"dim above 2^27", func(s *JobSpec) { s.Dim = MaxStreamedDim + 1 }, "dim 134217729 must be in [1, 2^27]"},
 		{"60 ns deadline", func(s *JobSpec) { s.RoundDeadline = 60 }, "round_deadline 60ns is below the minimum 1s"},
 		{"999 ms deadline", func(s *JobSpec) { s.RoundDeadline = Duration(999 * time.Millisecond) }, "below the minimum 1s"},
