@@ -55,9 +55,9 @@ func TestEnrollKeyConflictAPI(t *testing.T) {
 	}
 }
 
-// dim whose updates exceed the per-update byte limit, a bare-number duration, a
-// dim whose updates exceed a protocol frame, a bare-number duration, a
-// deadline below 1 s.
+// Job specs that could never run are 400s naming the field and limit: a
+// dim whose updates exceed the per-update byte limit, a bare-number
+// duration, a deadline below 1 s.
 func TestJobSpecLimitsAPI(t *testing.T) {
 	t.Parallel()
 	srv, _ := guardServer(t)
