@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -29,7 +30,7 @@ func streamed(dim int) bool { return int64(crypto.UpdateHeaderLen)+4*int64(dim) 
 
 // prepare returns how to send a's update: for a small update, the sealed
 // envelope held in memory and sent in one frame; for one above
-// streamAbove (on a session that can stream), a sender that generates
+// streamAbove (an error if the session cannot stream), a sender that generates
 // the update twice from its seed, once to hash it for the statement and
 // once while sealing it into the stream, so an update in flight takes
 // memory for a few 64 KiB chunks whatever its size. size is the sealed
@@ -38,7 +39,12 @@ func (v *vnode) prepare(a *protocol.RoundAnnouncement, stmt *crypto.Statement) (
 	e := v.e
 	signer := ed25519.PrivateKey(v.id.SigningKey)
 	n := int64(crypto.UpdateHeaderLen) + 4*int64(e.cfg.Dim)
-	if !streamed(e.cfg.Dim) || v.client == nil || !v.client.CanStream() {
+	if streamed(e.cfg.Dim) && (v.client == nil || !v.client.CanStream()) {
+		// A frame cannot carry it, and building it whole would break
+		// the in-flight memory budget.
+		return nil, 0, fmt.Errorf("load: an update of dim %d needs a streaming (protocol version 4) cluster", e.cfg.Dim)
+	}
+	if !streamed(e.cfg.Dim) {
 		upd := crypto.EncodeUpdate(updateValues(e.cfg.Seed, v.idx, a.Round, e.cfg.Dim, v.byz, e.cfg.Attack), crypto.Float32)
 		sealed, err := crypto.Seal(stmt, upd, signer, e.tgt.Cluster.Recipients())
 		if err != nil {
