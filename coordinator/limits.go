@@ -37,10 +37,15 @@ const MaxUpdateDim = (protocol.DefaultMaxFrameSize - UpdateEnvelopeOverhead) / 4
 // machine committed 30 MB updates but lost its leader replicating a
 // 100 MB one (docs/BENCHMARKS.md, "Streamed updates"): larger limits are
 // for operators who measured their cluster. MaxUpdateBytesLimit is the
-// most it may be set to, what one log entry (maxCommandSize) can carry.
+// most it may be set to: the update of the largest dim whose round can
+// still close, because the close-round entry carries the new model as
+// base64 of float64 (dim × 8 × 4/3 bytes) within maxCommandSize, with
+// 1 MiB for the rest of the entry: dim 25,067,520, 100,270,094 bytes
+// (a d = 25,000,000 job fits). The sealed update then fits an entry too.
 const (
 	DefaultMaxUpdateBytes = 32 << 20
-	MaxUpdateBytesLimit   = maxCommandSize - 2*UpdateEnvelopeOverhead
+	MaxUpdateBytesLimit   = crypto.UpdateHeaderLen + 4*maxCloseDim
+	maxCloseDim           = (maxCommandSize - 1<<20) / 8 * 3 / 4
 )
 
 // UpdateBytes is the encoded size of a float32 update of dim values.

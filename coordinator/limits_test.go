@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -197,5 +198,22 @@ func TestJobStopsAfterConsecutiveFailures(t *testing.T) {
 			!strings.Contains(j.Reason, "consecutive failed rounds") || !strings.Contains(j.Reason, "0 of 1 required updates") {
 			t.Fatalf("limit %d: %+v", limit, j)
 		}
+	}
+}
+
+// The largest update limit leaves room for the round's close: the model
+// of a job of the largest dim, base64 float64 in the close-round entry,
+// fits the command limit with 1 MiB to spare, and so does its sealed
+// update in an add-update entry.
+func TestMaxUpdateBytesLimitLetsRoundsClose(t *testing.T) {
+	dim := (MaxUpdateBytesLimit - crypto.UpdateHeaderLen) / 4
+	if model := base64.StdEncoding.EncodedLen(8 * dim); model+1<<20 > maxCommandSize {
+		t.Fatalf("dim %d: model is %d bytes of base64, command limit %d", dim, model, maxCommandSize)
+	}
+	if sealed := StreamLimit(dim); sealed/2+UpdateEnvelopeOverhead > maxCommandSize {
+		t.Fatalf("dim %d: a float32 envelope of %d bytes does not fit an entry", dim, sealed/2)
+	}
+	if dim < 25_000_000 {
+		t.Fatalf("the largest dim %d is below the 100 MB update of issue 10", dim)
 	}
 }
