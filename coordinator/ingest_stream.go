@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/protocol"
@@ -97,6 +99,10 @@ func (c *Coordinator) submitStream(ctx context.Context, peerKey ed25519.PublicKe
 	if !ok {
 		return Ack{}, fmt.Errorf("%w: this member's opener cannot open streamed updates", ErrBadUpdate)
 	}
+	if !c.reserveSpill(hint.Size) {
+		return Ack{}, &RateLimitedError{Node: fmt.Sprintf("(any: streams being received use the member's %d-byte budget)", c.maxSpill()), RetryAfter: spillRetry}
+	}
+	defer c.releaseSpill(hint.Size)
 	sp, err := c.spill(body, hint.Size)
 	if err != nil {
 		return Ack{}, err
@@ -283,9 +289,39 @@ func (sp *spilled) remove() {
 	os.Remove(sp.f.Name())
 }
 
-// spillState is the Coordinator's spill directory, made on first use.
+// spillState is the Coordinator's spill directory, made on first use,
+// and the bytes of the streams being received into it.
 type spillState struct {
-	spillOnce sync.Once
-	spillPath string
-	spillErr  error
+	spillOnce  sync.Once
+	spillPath  string
+	spillErr   error
+	spillBytes atomic.Int64
+	spillLimit int64 // tests; zero means MaxSpillBytes
+}
+
+// MaxSpillBytes bounds the declared sizes of the streams a member
+// receives at once (disk in DATA/incoming, and the work behind it): a
+// stream beyond it is answered rate limited (retry after spillRetry)
+// before a byte is read. 2 GiB is 20 streams of 100 MB.
+const MaxSpillBytes = 2 << 30
+
+const spillRetry = time.Second
+
+// reserveSpill takes n bytes of the spill budget, or reports false.
+func (c *Coordinator) reserveSpill(n int64) bool {
+	if c.spillBytes.Add(n) > c.maxSpill() {
+		c.spillBytes.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (c *Coordinator) releaseSpill(n int64) { c.spillBytes.Add(-n) }
+
+// maxSpill is MaxSpillBytes, lowered by tests.
+func (c *Coordinator) maxSpill() int64 {
+	if c.spillLimit > 0 {
+		return c.spillLimit
+	}
+	return MaxSpillBytes
 }

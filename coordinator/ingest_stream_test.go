@@ -272,3 +272,63 @@ func TestSubmitStreamRefusals(t *testing.T) {
 		t.Fatalf("retry after the close: %v, want the original ack", err)
 	}
 }
+
+// blockingReader yields b once release is closed.
+type blockingReader struct {
+	started chan struct{}
+	release chan struct{}
+	r       io.Reader
+	once    bool
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	if !b.once {
+		b.once = true
+		close(b.started)
+		<-b.release
+	}
+	return b.r.Read(p)
+}
+
+// TestSubmitStreamSpillBudget: the streams a member receives at once are
+// bounded by bytes; one beyond the budget is rate limited before a byte
+// is read, and the budget is given back when a stream ends.
+func TestSubmitStreamSpillBudget(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 1, clusterOpts{})
+	nodes := newTestNodes(t, 2, 33)
+	tc.enroll(nodes)
+	l := tc.members[0]
+	ctx := context.Background()
+	const dim = 5_000
+	if _, err := l.CreateJob(ctx, testSpec("b", dim, 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitRound(0, "b", 1, RoundOpen)
+	base := ModelHash(make(Params, dim))
+	s0 := nodes[0].sealStream(t, tc.keys, "b", 1, base, make([]float64, dim))
+	s1 := nodes[1].sealStream(t, tc.keys, "b", 1, base, make([]float64, dim))
+	l.spillLimit = int64(len(s0)) + int64(len(s1))/2 // room for one stream
+	br := &blockingReader{started: make(chan struct{}), release: make(chan struct{}), r: bytes.NewReader(s0)}
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.SubmitStream(ctx, nodes[0].pub(), StreamHint{"b", 1, int64(len(s0))}, br)
+		done <- err
+	}()
+	<-br.started
+	_, err := l.SubmitStream(ctx, nodes[1].pub(), StreamHint{"b", 1, int64(len(s1))}, failReader{t})
+	var rl *RateLimitedError
+	if !errors.As(err, &rl) || rl.RetryAfter <= 0 {
+		t.Fatalf("second stream over the budget: %v, want rate limited", err)
+	}
+	close(br.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SubmitStream(ctx, nodes[1].pub(), StreamHint{"b", 1, int64(len(s1))}, bytes.NewReader(s1)); err != nil {
+		t.Fatalf("after the first stream ended: %v", err)
+	}
+	if n := l.spillBytes.Load(); n != 0 {
+		t.Fatalf("%d bytes of the budget still taken", n)
+	}
+}
