@@ -198,6 +198,7 @@ type coordinatorFlags struct {
 	evalData                    evalDataFlags // coordinator_eval.go
 	nodeRate                    float64
 	nodeBurst                   int
+	maxUpdateBytes              int64
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
@@ -265,6 +266,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
 	fl.Float64Var(&f.nodeRate, "node-rate", 5, "updates per second each node may submit, sustained (token bucket; > 0, at most 1e6)")
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
+	fl.Int64Var(&f.maxUpdateBytes, "max-update-bytes", coordinator.DefaultMaxUpdateBytes, fmt.Sprintf("largest float32 update (dim × 4 + 14 bytes) a new job may have; a larger job is refused (400 naming this limit); updates over one 4 MiB frame are streamed (1024 to %d)", coordinator.MaxUpdateBytesLimit))
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
 	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
@@ -446,6 +448,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--node-rate %v must be in (0, 1e6] updates per second", f.nodeRate)
 	case f.nodeBurst < 1 || f.nodeBurst > 1e6:
 		return nil, lvl, usagef("--node-burst %d must be in [1, 1000000]", f.nodeBurst)
+	case f.maxUpdateBytes < 1024 || f.maxUpdateBytes > coordinator.MaxUpdateBytesLimit:
+		return nil, lvl, usagef("--max-update-bytes %d must be in [1024, %d]", f.maxUpdateBytes, coordinator.MaxUpdateBytesLimit)
 	case f.snapshotThreshold < 1:
 		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
 	case f.httpMaxConns < 1 || f.httpMaxConns > 1e6:
@@ -759,7 +763,7 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
-		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst,
+		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst, MaxUpdateBytes: f.maxUpdateBytes,
 		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: evaluator,
 	}
 	if f.attest {
