@@ -170,6 +170,10 @@ type (
 		// dp.adaptive_clip (required there, refused elsewhere); Apply sets
 		// the job's clip to ClipStep.Next.
 		ClipStep *ClipStep `json:"clip_step,omitempty"`
+		// Aggregate is, for a job with a server optimizer, the round's
+		// aggregate, from which every replica computes the optimizer's
+		// step and the new model (Model is then empty); see optimizer.go.
+		Aggregate Params `json:"aggregate,omitempty"`
 	}
 	failRoundCmd struct {
 		Job    string    `json:"job"`

@@ -661,6 +661,7 @@ func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) 
 		// existed (zero in their entry) replay without it.
 		spec.MaxFailedRounds = DefaultMaxFailedRounds
 	}
+	resolveOptimizer(&spec)
 	if c.cfg.Rules != nil {
 		if _, err := c.cfg.Rules(spec.Rule); err != nil {
 			return Job{}, fmt.Errorf("%w: job %s: rule: %v", ErrInvalid, spec.ID, err)

@@ -24,6 +24,10 @@ type derivation struct {
 	// clipStep is the adaptive clipping step of a job with
 	// dp.adaptive_clip (nil otherwise), recorded in close-round.
 	clipStep *ClipStep
+	// aggregate is set for a job with a server optimizer: the rule's
+	// output, which close-round carries instead of the model (every
+	// replica recomputes the step from it; optimizer.go).
+	aggregate []float64
 }
 
 // deriveRound runs a sealed round's pipeline: vector returns the decoded
@@ -82,12 +86,9 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 	if len(agg) != j.Spec.Dim {
 		return derivation{fail: fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim)}
 	}
-	model := make(Params, j.Spec.Dim)
-	for i := range model {
-		model[i] = base[i] + agg[i]
-		if !finite(model[i]) {
-			return derivation{fail: fmt.Sprintf("new model parameter %d is not finite", i)}
-		}
+	model, optimized, why := nextModel(j, base, agg)
+	if why != "" {
+		return derivation{fail: why}
 	}
 	used, rejected := 0, 0
 	for _, k := range rep.Used {
@@ -118,6 +119,9 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 		rejected++
 	}
 	d := derivation{model: model, outcomes: outcomes, clipStep: step}
+	if optimized {
+		d.aggregate = agg
+	}
 	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if d.result.Rule == "" {
 		d.result.Rule = ruleName

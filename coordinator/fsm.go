@@ -20,6 +20,7 @@ import (
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // keepModels is how many model versions per job keep their parameters in
@@ -80,6 +81,9 @@ func (s JobSpec) Validate() error {
 		if d < 1 {
 			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
 		}
+	}
+	if err := s.validateOptimizer(); err != nil {
+		return err
 	}
 	if s.DP != nil {
 		if err := s.DP.Validate(); err != nil {
@@ -180,6 +184,9 @@ type jobState struct {
 	// replicated state so every member can re-derive each round's noise;
 	// shown with the job only once it has ended (JobPrivacy.Secret).
 	DPSecret []byte `json:"dp_secret,omitempty"`
+	// Optimizer is the state of the job's server optimizer (see
+	// optimizer.go), nil before its first closed round or without one.
+	Optimizer *serveropt.State `json:"optimizer,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -188,6 +195,7 @@ type jobState struct {
 // versions (hashes stay): an ended job needs at most its final model, an
 // archived one none.
 func (j *jobState) pruneModels(keep int) {
+	j.dropOptimizer() // an ended job needs no optimizer state (optimizer.go)
 	for i := range max(len(j.Models)-keep, 0) {
 		j.Models[i].Params = nil
 	}
@@ -636,6 +644,10 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
+	nextOpt, err := f.optimizerStep(j, r, c)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case r == nil || r.State != RoundClosing:
 		return nil, fmt.Errorf("%w: job %s round %d is not closing", ErrStale, c.Job, c.Round)
@@ -690,6 +702,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		j.Models[n-1].Params = nil
 	}
 	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
+	j.setOptimizer(nextOpt)
 	j.Job.Completed++
 	j.Job.FailedInARow = 0
 	ev(Event{Kind: EventRoundClosed, Job: c.Job, Round: c.Round, At: c.At,
@@ -1283,6 +1296,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, j := range body.Jobs {
 		if j == nil {
 			return fmt.Errorf("coordinator: restore: null job")
+		}
+		if err := j.restoreOptimizer(); err != nil {
+			return err
 		}
 		jobs[j.Job.Spec.ID] = j
 	}

@@ -306,6 +306,9 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 		cmd.ResultLeaf = d.leaf
 	}
 	cmd.ClipStep = d.clipStep
+	if d.aggregate != nil { // every replica recomputes the model (optimizer.go)
+		cmd.Aggregate, cmd.Model = d.aggregate, nil
+	}
 	if _, err := c.propose(ctx, cmdCloseRound, cmd); err != nil {
 		return err
 	}

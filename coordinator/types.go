@@ -14,6 +14,7 @@ import (
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // Hash is a SHA-256 digest. It encodes as lowercase hex in JSON.
@@ -216,6 +217,12 @@ type JobSpec struct {
 	// every update weighs the same (sample counts are ignored: a weight
 	// per node would raise one node's sensitivity above the clip).
 	DP *privacy.Config `json:"dp,omitempty"`
+	// Optimizer, if set, is a server optimizer applied after the rule
+	// (FedAvgM, FedAdam, FedYogi, FedAdagrad; package serveropt): the
+	// model moves by its step on the round's aggregate instead of by the
+	// aggregate. CreateJob stores it with its defaults filled in. Its
+	// state is part of the replicated state (see optimizer.go).
+	Optimizer *serveropt.Spec `json:"optimizer,omitempty"`
 }
 
 // JobPrivacy is a DP job's privacy state, part of the replicated state:
@@ -289,6 +296,11 @@ type Job struct {
 	ModelHash    Hash   `json:"model_hash"`
 	// Privacy is the privacy state of a job with a dp block, nil otherwise.
 	Privacy *JobPrivacy `json:"privacy,omitempty"`
+
+	// opt is the server optimizer's state (jobState.Optimizer), nil
+	// before the first round or without optimizer. A State is never
+	// changed in place, so copies of a Job may share it.
+	opt *serveropt.State
 }
 
 // RoundState is the lifecycle state of a round.
