@@ -44,6 +44,7 @@ const (
 	cmdCheckpoint
 	cmdDeleteJob
 	cmdAttest
+	cmdEvalReport // crosssite.go
 )
 
 func (t commandType) String() string {
@@ -76,6 +77,8 @@ func (t commandType) String() string {
 		return "delete-job"
 	case cmdAttest:
 		return "attest"
+	case cmdEvalReport:
+		return "eval-report"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -150,6 +153,10 @@ type (
 		Job   string    `json:"job"`
 		Round uint64    `json:"round"`
 		At    time.Time `json:"at"`
+		// Attest (written by leaders with Config.AttestQuorum) makes the
+		// round close only with a quorum of matching member derivations
+		// (attest_quorum.go); entries without it close as before.
+		Attest bool `json:"attest,omitempty"`
 	}
 	closeRoundCmd struct {
 		Job   string `json:"job"`
@@ -365,6 +372,8 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(deleteJobCmd)
 	case cmdAttest:
 		body = new(Attestation)
+	case cmdEvalReport:
+		body = new(evalReportCmd)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
 	}

@@ -48,6 +48,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 	}
 	c.leading.Store(true)
 	defer c.leading.Store(false)
+	c.resetAttestWaits()
 	c.registerSelf(ctx)
 	c.reconcileMembers(ctx)
 	learned := make(chan struct{})
@@ -99,6 +100,7 @@ func (c *Coordinator) step(ctx context.Context) (ended bool) {
 			return ended
 		}
 		if j.State != JobRunning {
+			c.crossSiteStep(j) // crosssite.go
 			continue
 		}
 		e, err := c.stepJob(ctx, j)
@@ -130,7 +132,7 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 		full := r.Updates >= spec.MaxUpdates
 		due := !now.Before(r.Deadline) && r.Updates >= spec.MinUpdates
 		if full || due {
-			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now}); err != nil {
+			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now, Attest: c.cfg.AttestQuorum}); err != nil {
 				return false, err
 			}
 			c.retract(spec.ID, r.Number)
@@ -203,7 +205,7 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
-		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 		Nodes: c.fsm.sampleKeys(j.Spec.ID, round),
 	})
 }
@@ -252,11 +254,11 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
-			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 			Nodes: c.fsm.sampleKeys(j.Spec.ID, r.Number),
 		})
 	}
-	return out
+	return append(out, c.crossSiteOpen()...) // crosssite.go
 }
 
 func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason string) error {
@@ -273,7 +275,8 @@ func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason
 // the round when the rule cannot run.
 func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error {
 	start := time.Now()
-	r, err := c.fsm.round(j.Spec.ID, round, true)
+	// A derived strong-form round needs no sealed bodies while it waits.
+	r, err := c.fsm.round(j.Spec.ID, round, !c.derivs.done(j.Spec.ID, round))
 	if err != nil {
 		return err
 	}
@@ -281,28 +284,31 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if err != nil {
 		return fmt.Errorf("coordinator: job %s round %d base model: %w", j.Spec.ID, round, err)
 	}
-	vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
-	d := deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	var d derivation
+	if r.Attest {
+		var wait bool
+		if d, wait, err = c.quorumDerivation(ctx, j, r, base.Params); wait || err != nil {
+			return err
+		}
+	} else {
+		vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
+		d = deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	}
 	if d.fail != "" {
 		return c.failRound(ctx, j, round, d.fail)
 	}
 	model, outcomes, result := d.model, d.outcomes, d.result
 	result.ModelVersion = j.ModelVersion + 1
 	used, rejected := result.Used, result.Rejected
-	if c.cfg.Evaluator != nil {
-		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
-		switch {
-		case err != nil:
-			c.logger.Warn("evaluation", slog.String("job", j.Spec.ID), errAttr(err))
-		case ok && finite(acc):
-			result.Accuracy = &acc
-		}
-	}
+	c.evaluate(j, model, &result) // evaluation.go
 	aggSeconds := time.Since(start).Seconds()
+	if r.Attest {
+		aggSeconds += d.seconds // derived before this step (attest_quorum.go)
+	}
 	result.AggregationSeconds = aggSeconds
 	now := c.now()
 	cmd := &closeRoundCmd{Job: j.Spec.ID, Round: round, Updates: len(r.Updates), Outcomes: outcomes, Model: model, Result: result, At: now}
-	if c.cfg.MemberKey != nil {
+	if c.cfg.MemberKey != nil || r.Attest {
 		cmd.ResultLeaf = d.leaf
 	}
 	cmd.ClipStep = d.clipStep
