@@ -44,6 +44,7 @@ const (
 	cmdCheckpoint
 	cmdDeleteJob
 	cmdAttest
+	cmdEvalReport // crosssite.go
 )
 
 func (t commandType) String() string {
@@ -76,6 +77,8 @@ func (t commandType) String() string {
 		return "delete-job"
 	case cmdAttest:
 		return "attest"
+	case cmdEvalReport:
+		return "eval-report"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -369,6 +372,8 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(deleteJobCmd)
 	case cmdAttest:
 		body = new(Attestation)
+	case cmdEvalReport:
+		body = new(evalReportCmd)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
 	}

@@ -100,6 +100,11 @@ type Config struct {
 	NodeBurst int
 	// MaxSealedBytes bounds a sealed envelope; zero means 64 MiB.
 	MaxSealedBytes int
+	// MaxUpdateBytes bounds the encoded float32 update of a new job
+	// (UpdateBytes(dim)); CreateJob refuses a larger one naming the
+	// limit. Zero means DefaultMaxUpdateBytes; at most
+	// MaxUpdateBytesLimit.
+	MaxUpdateBytes int64
 	// MinRoundDeadline is the shortest round_deadline CreateJob accepts;
 	// zero means DefaultMinRoundDeadline (1 s). Shorter rounds cannot
 	// gather updates from nodes across a network, and a deadline given as
@@ -169,6 +174,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
 		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout, CheckpointInterval and ProbeTimeout must be ≥ 0")
+	case c.MaxUpdateBytes < 0 || c.MaxUpdateBytes > MaxUpdateBytesLimit:
+		return fmt.Errorf("coordinator: Config.MaxUpdateBytes %d must be in [0, %d]", c.MaxUpdateBytes, MaxUpdateBytesLimit)
 	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0 || c.MinRoundDeadline < 0:
 		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes, CacheFloats and MinRoundDeadline must be ≥ 0")
 	}
@@ -203,6 +210,9 @@ func (c *Config) setDefaults() {
 	if c.MaxSealedBytes == 0 {
 		c.MaxSealedBytes = 64 << 20
 	}
+	if c.MaxUpdateBytes == 0 {
+		c.MaxUpdateBytes = DefaultMaxUpdateBytes
+	}
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
 	}
@@ -224,13 +234,14 @@ func (c *Config) setDefaults() {
 // replicated state, and, while it leads, the round engine and the update
 // ingest. All methods are safe for concurrent use.
 type Coordinator struct {
-	cfg     Config
-	logger  *slog.Logger
-	fsm     *fsm
-	raft    *raft.Raft
-	events  *broker
-	metrics *metrics
-	cache   *updateCache
+	cfg        Config
+	logger     *slog.Logger
+	fsm        *fsm
+	raft       *raft.Raft
+	events     *broker
+	metrics    *metrics
+	cache      *updateCache
+	spillState // streamed updates' spill directory (ingest_stream.go)
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -267,6 +278,9 @@ type Coordinator struct {
 	announcerV atomic.Pointer[Announcer]
 	disconnect atomic.Pointer[func(ed25519.PublicKey) int]
 	closeMu    sync.Mutex
+	// crossSiteAnnounced: jobs whose final model this member announced
+	// for cross-site evaluation (crosssite.go).
+	crossSiteAnnounced sync.Map
 }
 
 // New starts a member from its storage: with existing Raft state it
@@ -692,15 +706,15 @@ func (c *Coordinator) NodeKey(id string) (ed25519.PublicKey, error) { return c.f
 func (c *Coordinator) NodeByKey(key ed25519.PublicKey) (string, bool) { return c.fsm.nodeByKey(key) }
 
 // CreateJob creates a training job; the leader opens its first round on
-// its next tick. Beyond JobSpec.Validate, a new job's dim must be at most
-// MaxUpdateDim (its updates must fit a protocol frame) and its
-// round_deadline at least Config.MinRoundDeadline (ErrInvalid naming the
-// limit). Leader only.
+// its next tick. Beyond JobSpec.Validate, a new job's float32 update must
+// be at most Config.MaxUpdateBytes (dim at most MaxStreamedDim; updates
+// over a protocol frame are streamed) and its round_deadline at least
+// Config.MinRoundDeadline (ErrInvalid naming the limit). Leader only.
 func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) {
 	if err := spec.Validate(); err != nil {
 		return Job{}, err
 	}
-	if err := checkNewJob(spec, c.cfg.MinRoundDeadline); err != nil {
+	if err := checkNewJob(spec, c.cfg.MinRoundDeadline, c.cfg.MaxUpdateBytes); err != nil {
 		return Job{}, err
 	}
 	if spec.MaxFailedRounds == 0 {

@@ -85,6 +85,9 @@ func (s JobSpec) Validate() error {
 	if err := s.validateOptimizer(); err != nil {
 		return err
 	}
+	if err := s.Schema.validate(s); err != nil { // jobschema.go
+		return err
+	}
 	if s.DP != nil {
 		if err := s.DP.Validate(); err != nil {
 			return fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
@@ -187,6 +190,9 @@ type jobState struct {
 	// Optimizer is the state of the job's server optimizer (see
 	// optimizer.go), nil before its first closed round or without one.
 	Optimizer *serveropt.State `json:"optimizer,omitempty"`
+	// CrossSite holds the nodes' signed evaluations of the final model of
+	// a job with cross_site_eval (crosssite.go), in commit order.
+	CrossSite []SiteEvaluation `json:"cross_site,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -403,6 +409,8 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 		res.cp, res.err = f.checkpoint(c, ev)
 	case *deleteJobCmd:
 		res.err = f.deleteJob(c, ev)
+	case *evalReportCmd:
+		res.ack, res.err = f.addEvalReport(index, c, ev) // crosssite.go
 	default:
 		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
 	}
@@ -614,10 +622,12 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	if err != nil {
 		return Ack{}, fmt.Errorf("%w: %v", ErrBadUpdate, err)
 	}
-	r.Updates = append(r.Updates, Update{
+	u := Update{
 		Node: c.Node, UpdateHash: c.UpdateHash, Samples: c.Samples, AcceptedAt: c.AcceptedAt,
 		LogIndex: index, LeafIndex: leafIndex, Sealed: c.Sealed,
-	})
+	}
+	u.TrainLoss, u.HoldoutAccuracy, u.HoldoutSamples = statementMetrics(c.Statement) // roundmetrics.go
+	r.Updates = append(r.Updates, u)
 	j.nodeIndex(c.Round)[c.Node] = len(r.Updates) - 1
 	ack := Ack{Job: c.Job, Round: c.Round, Node: c.Node, LogIndex: index, LeafIndex: leafIndex}
 	ev(Event{Kind: EventUpdateAccepted, Job: c.Job, Round: c.Round, Node: c.Node, At: c.AcceptedAt})
@@ -695,6 +705,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
 	}
 	res := c.Result
+	res.TrainLoss, res.HoldoutAccuracy = aggregateRoundMetrics(r.Updates) // roundmetrics.go
 	var task *attestTask
 	if result != nil {
 		idx, err := f.log.AppendResult(result)
@@ -944,6 +955,7 @@ func copyRound(r *Round, withSealed bool) Round {
 			s := *u.Score
 			u.Score = &s
 		}
+		u.TrainLoss, u.HoldoutAccuracy = cloneFloat(u.TrainLoss), cloneFloat(u.HoldoutAccuracy)
 		c.Updates[i] = u
 	}
 	if r.Result != nil {
@@ -956,6 +968,7 @@ func copyRound(r *Round, withSealed bool) Round {
 			x := *res.ResultLeaf
 			res.ResultLeaf = &x
 		}
+		res.EvalLoss, res.TrainLoss, res.HoldoutAccuracy = cloneFloat(res.EvalLoss), cloneFloat(res.TrainLoss), cloneFloat(res.HoldoutAccuracy)
 		c.Result = &res
 	}
 	c.Attested = slices.Clone(r.Attested)

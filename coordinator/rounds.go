@@ -100,6 +100,7 @@ func (c *Coordinator) step(ctx context.Context) (ended bool) {
 			return ended
 		}
 		if j.State != JobRunning {
+			c.crossSiteStep(j) // crosssite.go
 			continue
 		}
 		e, err := c.stepJob(ctx, j)
@@ -204,7 +205,7 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
-		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 		Nodes: c.fsm.sampleKeys(j.Spec.ID, round),
 	})
 }
@@ -253,11 +254,11 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
-			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
 			Nodes: c.fsm.sampleKeys(j.Spec.ID, r.Number),
 		})
 	}
-	return out
+	return append(out, c.crossSiteOpen()...) // crosssite.go
 }
 
 func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason string) error {
@@ -299,15 +300,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	model, outcomes, result := d.model, d.outcomes, d.result
 	result.ModelVersion = j.ModelVersion + 1
 	used, rejected := result.Used, result.Rejected
-	if c.cfg.Evaluator != nil {
-		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
-		switch {
-		case err != nil:
-			c.logger.Warn("evaluation", slog.String("job", j.Spec.ID), errAttr(err))
-		case ok && finite(acc):
-			result.Accuracy = &acc
-		}
-	}
+	c.evaluate(j, model, &result) // evaluation.go
 	aggSeconds := time.Since(start).Seconds()
 	if r.Attest {
 		aggSeconds += d.seconds // derived before this step (attest_quorum.go)

@@ -223,6 +223,15 @@ type JobSpec struct {
 	// aggregate. CreateJob stores it with its defaults filled in. Its
 	// state is part of the replicated state (see optimizer.go).
 	Optimizer *serveropt.Spec `json:"optimizer,omitempty"`
+	// Schema, if set, declares the job's data (feature count or input
+	// shape, class list, standardisation): nodes check their data against
+	// it before taking part and map labels by its class list
+	// (jobschema.go).
+	Schema *DataSchema `json:"schema,omitempty"`
+	// CrossSiteEval asks every node, once the job has completed, to
+	// evaluate the final model on its held-out data and report it signed
+	// (crosssite.go); the reports are recorded with the job.
+	CrossSiteEval bool `json:"cross_site_eval,omitempty"`
 }
 
 // JobPrivacy is a DP job's privacy state, part of the replicated state:
@@ -331,6 +340,12 @@ type Update struct {
 	Used   bool     `json:"used"`
 	Reason string   `json:"reason,omitempty"`
 	Score  *float64 `json:"score,omitempty"`
+	// TrainLoss, HoldoutAccuracy and HoldoutSamples are the round metrics
+	// the node signed in its statement (version 2; nil/0 before, and
+	// HoldoutAccuracy nil without a held-out split): see roundmetrics.go.
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
+	HoldoutSamples  uint64   `json:"holdout_samples,omitempty"`
 	// Sealed is the sealed envelope; kept only while the round is open or
 	// closing (it is dropped when the round ends).
 	Sealed []byte `json:"sealed,omitempty"`
@@ -398,6 +413,16 @@ type RoundResult struct {
 	// Accuracy is the new model's held-out accuracy, nil without an
 	// Evaluator for the job's task.
 	Accuracy *float64 `json:"accuracy,omitempty"`
+	// EvalLoss is the new model's mean cross-entropy on the Evaluator's
+	// data, nil when the Evaluator gives none (see JobEvaluator).
+	EvalLoss *float64 `json:"eval_loss,omitempty"`
+	// TrainLoss and HoldoutAccuracy are the sample-weighted means of the
+	// metrics the used updates' nodes signed (train loss weighted by
+	// training samples, held-out accuracy by held-out samples), computed
+	// when the round closes (in Apply, so every replica agrees); nil when
+	// no used update carries them.
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
 	// AggregationSeconds is how long the leader spent aggregating.
 	AggregationSeconds float64 `json:"aggregation_seconds"`
 	// ResultLeaf is the index of the round's result leaf in the audit

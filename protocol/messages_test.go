@@ -51,6 +51,11 @@ func sampleMessages() []struct {
 		{"ErrorNotLeader", &ProtocolError{Code: CodeNotLeader, Message: "follower", LeaderAddr: "10.0.0.2:7443"}},
 		{"ErrorRateLimited", &ProtocolError{Code: CodeRateLimited, RetryAfter: 1500 * time.Millisecond}},
 		{"ErrorNotReady", &ProtocolError{Code: CodeNotReady, Message: "catching up", RetryAfter: 250 * time.Millisecond}},
+		{"SubmitEval", &SubmitEval{Report: []byte("eval-report"), Signature: append(h[:], h[:]...)}},
+		{"SubmitStream", &SubmitStream{JobID: "job-1", Round: 4, Size: 100_000_123}},
+		{"SubmitStreamTraced", &SubmitStream{JobID: "job-1", Round: 4, Size: 9,
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+		{"StreamChunk", &StreamChunk{Data: []byte{9, 8, 7}}},
 	}
 }
 
@@ -113,6 +118,9 @@ func TestDecodeRejectsEveryPrefix(t *testing.T) {
 			if su, ok := m.(*SubmitUpdate); ok && err == nil && su.TraceParent == "" && s.name == "SubmitUpdateTraced" {
 				continue // the prefix without the optional field is a plain SubmitUpdate
 			}
+			if ss, ok := m.(*SubmitStream); ok && err == nil && ss.TraceParent == "" && s.name == "SubmitStreamTraced" {
+				continue // likewise for SubmitStream
+			}
 			if !errors.Is(err, ErrTruncated) {
 				t.Fatalf("%s: prefix %d/%d: %v, want ErrTruncated", s.name, i, len(b), err)
 			}
@@ -122,7 +130,7 @@ func TestDecodeRejectsEveryPrefix(t *testing.T) {
 			}
 		}
 		_, err := decodeMessage(s.m.wireType(), append(bytes.Clone(b), 0))
-		if s.name == "SubmitUpdate" {
+		if s.name == "SubmitUpdate" || s.name == "SubmitStream" {
 			// An extra byte starts the optional trace_parent field.
 			if !errors.Is(err, ErrTruncated) {
 				t.Fatalf("%s: extra byte: %v, want ErrTruncated", s.name, err)
@@ -166,7 +174,7 @@ func TestDecodeStrict(t *testing.T) {
 		{"subscribe with payload", wire.TypeSubscribe, []byte{0}, ErrTrailingBytes},
 		{"chunk data length beyond payload", wire.TypeModelChunk, cat(zero(8+8+32), u32(10), []byte{1}), ErrTruncated},
 		{"unknown type", 0, nil, ErrUnknownType},
-		{"unknown type 11", 11, nil, ErrUnknownType},
+		{"unknown type 12", 12, nil, ErrUnknownType},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,7 +257,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{ChunkSize: DefaultMaxFrameSize}, "ChunkSize"},
 		{Config{MaxFrameSize: 4096, ChunkSize: 4096 - chunkOverhead + 1}, "ChunkSize"},
 		{Config{Versions: []uint8{1, 1}}, "Versions"},
-		{Config{Versions: []uint8{4}}, "Versions"},
+		{Config{Versions: []uint8{5}}, "Versions"},
 		{Config{MaxConns: -1}, "MaxConns"},
 		{Config{MaxConnsPerKey: -1}, "MaxConnsPerKey"},
 		{Config{Instance: strings.Repeat("x", MaxInstanceLen+1)}, "Instance"},

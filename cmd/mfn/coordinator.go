@@ -130,7 +130,12 @@ the new model on a held-out test set of the MFN regime task
 --eval-seed with the nodes' reference grid and feature statistics; the
 model is the one "mfn node" trains for the job's parameter count) and
 commits the accuracy with the round's result. Give every member the same
-two flags. Other tasks record no accuracy.
+two flags. Other tasks record no accuracy, unless --eval-data names a
+labelled file (CSV, Parquet, .npy/.npz, IDX, as mfn node --data reads):
+then every job whose model (and schema) fits the file has each new model's
+accuracy and loss on it recorded with the round (mfn ctl jobs metrics); a
+job it does not fit is logged once, naming the mismatch, and not scored on
+it. Give every member the same file.
 
 Tuning: --node-rate and --node-burst limit each node's submissions (a
 token bucket, 5 per second with a burst of 10 by default; raise them for
@@ -190,8 +195,10 @@ type coordinatorFlags struct {
 	httpInsecure                bool
 	evalSeed                    uint64
 	evalPerRegime               int
+	evalData                    evalDataFlags // coordinator_eval.go
 	nodeRate                    float64
 	nodeBurst                   int
+	maxUpdateBytes              int64
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
@@ -253,11 +260,13 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
 	fl.Uint64Var(&f.evalSeed, "eval-seed", 0x6d666e2d6576616c, "seed of the held-out test set on which mfn-regime models are scored (the same on every member)")
 	fl.IntVar(&f.evalPerRegime, "eval-per-regime", 50, "held-out simulations per regime for scoring mfn-regime models (0 turns evaluation off, at most 10000)")
+	f.evalData.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
 	fl.Float64Var(&f.nodeRate, "node-rate", 5, "updates per second each node may submit, sustained (token bucket; > 0, at most 1e6)")
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
+	fl.Int64Var(&f.maxUpdateBytes, "max-update-bytes", coordinator.DefaultMaxUpdateBytes, fmt.Sprintf("largest float32 update (dim × 4 + 14 bytes) a new job may have; a larger job is refused (400 naming this limit); updates over one 4 MiB frame are streamed (1024 to %d)", coordinator.MaxUpdateBytesLimit))
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
 	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
@@ -429,6 +438,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
 	case f.evalPerRegime < 0 || f.evalPerRegime > 10000:
 		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
+	case f.evalData.check() != nil:
+		return nil, lvl, f.evalData.check()
 	case f.archiveRounds < 0 || f.archiveRounds > 10000:
 		return nil, lvl, usagef("--archive-rounds %d must be in [0, 10000]", f.archiveRounds)
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
@@ -437,6 +448,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--node-rate %v must be in (0, 1e6] updates per second", f.nodeRate)
 	case f.nodeBurst < 1 || f.nodeBurst > 1e6:
 		return nil, lvl, usagef("--node-burst %d must be in [1, 1000000]", f.nodeBurst)
+	case f.maxUpdateBytes < 1024 || f.maxUpdateBytes > coordinator.MaxUpdateBytesLimit:
+		return nil, lvl, usagef("--max-update-bytes %d must be in [1024, %d]", f.maxUpdateBytes, coordinator.MaxUpdateBytesLimit)
 	case f.snapshotThreshold < 1:
 		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
 	case f.httpMaxConns < 1 || f.httpMaxConns > 1e6:
@@ -737,6 +750,11 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	rc := raft.DefaultConfig()
 	rc.SnapshotThreshold = f.snapshotThreshold
 	rc.TrailingLogs = f.trailingLogs
+	evaluator, err := f.evalData.evaluator(env.ctx, newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger), logger)
+	if err != nil {
+		storage.Close()
+		return fail(err)
+	}
 	var coordRef atomic.Pointer[coordinator.Coordinator] // for the attestation sender, set once New returns
 	ccfg := coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
@@ -745,8 +763,8 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
-		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst,
-		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger),
+		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst, MaxUpdateBytes: f.maxUpdateBytes,
+		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: evaluator,
 	}
 	if f.attest {
 		scheme := "http"

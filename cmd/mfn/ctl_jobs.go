@@ -162,6 +162,7 @@ type jobFlags struct {
 	shape                                   []int
 	roundDeadline, hardDeadline             time.Duration
 	rs                                      coordinator.RuleSpec
+	schema                                  schemaFlags // schemaflags.go
 }
 
 // spec builds and checks the job spec, naming the flag of the first bad
@@ -224,6 +225,11 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 			spec.InitialModel[i] = v
 		}
 	}
+	var err error
+	if spec.Schema, err = f.schema.schema(); err != nil {
+		return spec, err
+	}
+	spec.CrossSiteEval = f.schema.crossSite
 	if err := spec.Validate(); err != nil {
 		return spec, usagef("%v", strings.TrimPrefix(err.Error(), "coordinator: invalid request: "))
 	}
@@ -341,6 +347,7 @@ step on the aggregate; its state is replicated with the job.`,
 	fl.StringVar(&jf.onFailure, "on-failure", "continue", "what a failed round does to the job: continue or stop")
 	fl.StringVar(&jf.initialModel, "initial-model", "", "file of model version 0: 8 × dim bytes of little-endian float64")
 	fl.StringVar(&jf.optimizer, "optimizer", "", "server optimizer after the rule: fedavgm, fedadam, fedyogi or fedadagrad[:lr=..,beta1=..,beta2=..,tau=..,momentum=..] (default none: the model moves by the aggregate)")
+	jf.schema.register(fl)
 
 	list := &cobra.Command{
 		Use:     "list",
@@ -418,6 +425,7 @@ step on the aggregate; its state is replicated with the job.`,
 	stop.Flags().StringVar(&reason, "reason", "", "why the job is stopped (recorded; default names the API key)")
 	c.AddCommand(create, list, get, stop)
 	c.AddCommand(newCtlJobsRemoveCmds(env, o)...)
+	c.AddCommand(newCtlJobsMetricsCmd(env, o)) // ctl_jobs_metrics.go
 	return c
 }
 
