@@ -406,3 +406,38 @@ func TestRoundArchives(t *testing.T) {
 		t.Fatalf("replay: model %x over %d inputs, round 3 committed %s", rep.NewHash, rep.Inputs, closed[2].Result.ModelHash)
 	}
 }
+
+// TestAttestQuorumOptimizer: with a server optimizer (the close carries
+// the aggregate, every replica takes the step), members' derivations
+// still match and rounds close with a quorum and three cosignatures.
+func TestAttestQuorumOptimizer(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, clusterOpts{attest: true, strong: true})
+	tc.registerAll()
+	nodes := newTestNodes(t, 3, 23)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx := context.Background()
+	const dim = 6
+	spec := optSpec(t, "adam", dim, "fedadam:lr=0.05")
+	spec.Rounds = 2
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	for n := uint64(1); n <= 2; n++ {
+		r := tc.waitRound(li, "adam", n, RoundOpen)
+		for i, nd := range nodes {
+			if _, err := l.Submit(ctx, nd.pub(), nd.seal(t, tc.keys, "adam", n, r.BaseHash, optUpdate(i, n, dim), 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := tc.waitRound(li, "adam", n, RoundClosed, RoundFailed); got.State != RoundClosed || !got.Attest {
+			t.Fatalf("round %d %s %q", n, got.State, got.FailReason)
+		}
+		eventually(t, 20*time.Second, fmt.Sprintf("3 cosignatures of round %d", n), func() bool {
+			r, err := l.GetRound("adam", n)
+			return err == nil && len(r.Attested) == 3 && len(r.Dissents) == 0
+		})
+	}
+}
