@@ -43,7 +43,10 @@ func bigInputs(n, d int) [][]float32 {
 func BenchmarkBigRound(b *testing.B) {
 	const n = 50
 	rules := []SourceRule{FedAvg{}, must(NewKrum(10)), must(NewMultiKrum(10, 0)), must(NewMedian(10)),
-		must(NewTrimmedMean(10)), must(NewGeometricMedian(0, 0, 0)), must(NewCenteredClipping(3, 2))}
+		must(NewTrimmedMean(10)), must(NewGeometricMedian(0, 0, 0)), must(NewCenteredClipping(3, 2)),
+		must(NewHierarchicalKrum(0, 0.2, nil)),
+		must(ParsePipeline("nnm+krum", Params{F: 10})).(SourceRule),
+		must(ParsePipeline("bucketing+trimmed-mean", Params{F: 5, Seed: 1})).(SourceRule)}
 	for _, d := range []int{1_000_000, 10_000_000} {
 		x := bigInputs(n, d)
 		var src Source = Float32Rows(x)

@@ -124,6 +124,27 @@ func pairwiseGram(xs [][]float64) (out, diag []float64) {
 			gram[k] += q[k]
 		}
 	}
+	redo := gramToDist(gram, tiles, n, out, diag)
+	if len(redo) > 0 {
+		rparts := min(len(redo), 4*maxParts)
+		parallelFor(rparts, int64(len(redo))*int64(d), func(p int) {
+			lo, hi := span(len(redo), rparts, p, 1)
+			for _, pr := range redo[lo:hi] {
+				i, j := int(pr[0]), int(pr[1])
+				v := vec.SqDist(xs[i], xs[j])
+				out[i*n+j] = v
+				out[j*n+i] = v
+			}
+		})
+	}
+	return out, diag
+}
+
+// gramToDist turns the summed 3×4 tiles of a Gram matrix into squared
+// distances in out (n×n) and the squared norms in diag, and returns the
+// pairs (i < j) whose distance fell below cancelTol of their norms, to be
+// recomputed directly.
+func gramToDist(gram []float64, tiles []gramTile, n int, out, diag []float64) [][2]int32 {
 	for t, tile := range tiles {
 		for r := 0; r < 3; r++ {
 			i := tile.r0 + r
@@ -155,19 +176,7 @@ func pairwiseGram(xs [][]float64) (out, diag []float64) {
 			out[j*n+i] = v
 		}
 	}
-	if len(redo) > 0 {
-		rparts := min(len(redo), 4*maxParts)
-		parallelFor(rparts, int64(len(redo))*int64(d), func(p int) {
-			lo, hi := span(len(redo), rparts, p, 1)
-			for _, pr := range redo[lo:hi] {
-				i, j := int(pr[0]), int(pr[1])
-				v := vec.SqDist(xs[i], xs[j])
-				out[i*n+j] = v
-				out[j*n+i] = v
-			}
-		})
-	}
-	return out, diag
+	return redo
 }
 
 // combineRows sets dst = Σ_j coef[j]·rows[j] coordinate-wise, in parallel

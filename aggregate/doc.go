@@ -106,7 +106,11 @@
 // their squared norms are recomputed exactly, so every distance is within
 // ~10⁻³ relative. The median and the trimmed mean (and Bulyan, given the
 // same selection) give bit for bit what Aggregate gives on the widened
-// values. Other rules and pipelines get a
+// values. Hierarchical Krum is also a SourceRule: it widens each block
+// to float64 as it reads it and gives Aggregate's bits. So is a
+// Pipeline: with this package's pre-steps and FedAvg, Krum, Multi-Krum,
+// median or trimmed mean it runs block by block on recipes over the
+// inputs (see Pipeline.AggregateSource); with other parts it makes a
 // float64 copy.
 //
 // # Big rounds

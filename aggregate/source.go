@@ -58,7 +58,10 @@ func (r Float32Rows) ReadBlock(i, lo int, dst []float32) error {
 // between scores may resolve differently from the float64 path.
 //
 // The SourceRules are FedAvg, Krum, MultiKrum, Median, TrimmedMean,
-// Bulyan, GeometricMedian and CenteredClipping.
+// Bulyan, GeometricMedian, CenteredClipping, HierarchicalKrum (whose
+// float64 arithmetic on the widened values gives the Aggregate path's
+// bits; see its AggregateSource) and Pipeline (bounded memory for this
+// package's pre-steps and FedAvg, Krum, MultiKrum, Median, TrimmedMean).
 //
 // Every input of a Source has the same length, so only values (NaN, ±Inf)
 // and weights are screened; Report indices are positions in the Source.

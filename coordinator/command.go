@@ -44,6 +44,7 @@ const (
 	cmdCheckpoint
 	cmdDeleteJob
 	cmdAttest
+	cmdEvalReport // crosssite.go
 )
 
 func (t commandType) String() string {
@@ -76,6 +77,8 @@ func (t commandType) String() string {
 		return "delete-job"
 	case cmdAttest:
 		return "attest"
+	case cmdEvalReport:
+		return "eval-report"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -127,6 +130,12 @@ type (
 		OpenedAt     time.Time `json:"opened_at"`
 		Deadline     time.Time `json:"deadline"`
 		HardDeadline time.Time `json:"hard_deadline"`
+		// SampleSeed, Sample and Population: a sampled job's round sample
+		// (Round.SampleSeed); Apply recomputes them and refuses a
+		// mismatch. Absent for jobs without node sampling.
+		SampleSeed *Hash    `json:"sample_seed,omitempty"`
+		Sample     []string `json:"sample,omitempty"`
+		Population int      `json:"population,omitempty"`
 	}
 	addUpdateCmd struct {
 		Job        string    `json:"job"`
@@ -144,6 +153,10 @@ type (
 		Job   string    `json:"job"`
 		Round uint64    `json:"round"`
 		At    time.Time `json:"at"`
+		// Attest (written by leaders with Config.AttestQuorum) makes the
+		// round close only with a quorum of matching member derivations
+		// (attest_quorum.go); entries without it close as before.
+		Attest bool `json:"attest,omitempty"`
 	}
 	closeRoundCmd struct {
 		Job   string `json:"job"`
@@ -160,6 +173,14 @@ type (
 		// not attest rounds (Config.MemberKey nil) and in entries written
 		// before result leaves existed.
 		ResultLeaf []byte `json:"result_leaf,omitempty"`
+		// ClipStep is the adaptive clipping step of a job with
+		// dp.adaptive_clip (required there, refused elsewhere); Apply sets
+		// the job's clip to ClipStep.Next.
+		ClipStep *ClipStep `json:"clip_step,omitempty"`
+		// Aggregate is, for a job with a server optimizer, the round's
+		// aggregate, from which every replica computes the optimizer's
+		// step and the new model (Model is then empty); see optimizer.go.
+		Aggregate Params `json:"aggregate,omitempty"`
 	}
 	failRoundCmd struct {
 		Job    string    `json:"job"`
@@ -351,6 +372,8 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(deleteJobCmd)
 	case cmdAttest:
 		body = new(Attestation)
+	case cmdEvalReport:
+		body = new(evalReportCmd)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
 	}

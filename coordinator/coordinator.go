@@ -128,6 +128,23 @@ type Config struct {
 	// SubmitAttestation; mfn coordinator posts it to the leader's
 	// AttestPath). Nil means a follower's attestations are only logged.
 	SendAttestation func(ctx context.Context, a *Attestation) error
+	// AttestQuorum (with MemberKey) turns on the strong form
+	// (attest_quorum.go): as leader this member seals rounds for
+	// attestation and closes one only once a quorum of the registered
+	// members (itself included) submitted a derivation matching its own;
+	// a mismatching quorum or AttestTimeout fails the round. Every member
+	// of the cluster must run a version that knows the seal's attest
+	// field.
+	AttestQuorum bool
+	// AttestTimeout bounds how long a leader waits for a quorum of
+	// matching derivations of a sealed round before failing it; zero
+	// means 2 minutes.
+	AttestTimeout time.Duration
+	// ArchiveDir, if set (with MemberKey), is where this member writes
+	// each closed round's audit round archive (archive.go), keeping the
+	// newest ArchiveKeep (zero means 8).
+	ArchiveDir  string
+	ArchiveKeep int
 }
 
 // Validate checks the configuration and names the first bad field.
@@ -147,6 +164,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.RaftAddr must not be empty")
 	case c.MemberKey != nil && (len(c.MemberKey) != ed25519.PrivateKeySize || !bytes.Equal(c.MemberKey.Public().(ed25519.PublicKey), c.PublicKey)):
 		return fmt.Errorf("coordinator: Config.MemberKey is not the private key of Config.PublicKey")
+	case c.AttestQuorum && c.MemberKey == nil:
+		return fmt.Errorf("coordinator: Config.AttestQuorum needs Config.MemberKey")
+	case c.AttestTimeout < 0 || c.ArchiveKeep < 0:
+		return fmt.Errorf("coordinator: Config.AttestTimeout and ArchiveKeep must be ≥ 0")
+	case c.ArchiveDir != "" && c.MemberKey == nil:
+		return fmt.Errorf("coordinator: Config.ArchiveDir needs Config.MemberKey (archives are written by the attester)")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
@@ -193,6 +216,12 @@ func (c *Config) setDefaults() {
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
 	}
+	if c.AttestTimeout == 0 {
+		c.AttestTimeout = 2 * time.Minute
+	}
+	if c.ArchiveKeep == 0 {
+		c.ArchiveKeep = 8
+	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = 5 * time.Second
 	}
@@ -229,6 +258,13 @@ type Coordinator struct {
 	attestOnce sync.Once
 	attestM    *attestationMetrics
 	closed     atomic.Bool
+
+	// derivs shares each round's derivation between the attester and
+	// the leader's close (attest_quorum.go); prefetchQ holds accepted
+	// updates a follower opens ahead (attest_prefetch.go).
+	derivs    derivCache
+	prefetchQ chan prefetchKey
+
 	// leading is set while this member leads and has applied every entry
 	// of earlier terms (the engine's barrier); Submit waits for it.
 	leading  atomic.Bool
@@ -242,6 +278,9 @@ type Coordinator struct {
 	announcerV atomic.Pointer[Announcer]
 	disconnect atomic.Pointer[func(ed25519.PublicKey) int]
 	closeMu    sync.Mutex
+	// crossSiteAnnounced: jobs whose final model this member announced
+	// for cross-site evaluation (crosssite.go).
+	crossSiteAnnounced sync.Map
 }
 
 // New starts a member from its storage: with existing Raft state it
@@ -273,6 +312,9 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.MemberKey != nil {
 		c.attestQ = make(chan *attestTask, attestQueue)
 		c.fsm.attest = c.enqueueAttest
+	}
+	if cfg.AttestQuorum {
+		c.prefetchQ = make(chan prefetchKey, prefetchQueue)
 	}
 	if l, ok := cfg.Prober.(interface{ SetMemberInfo(Member) }); ok {
 		l.SetMemberInfo(Member{ID: cfg.ID, RaftAddr: cfg.RaftAddr, QUICAddr: cfg.QUICAddr, HTTPAddr: cfg.HTTPAddr})
@@ -314,6 +356,10 @@ func New(cfg Config) (*Coordinator, error) {
 		c.wg.Add(1)
 		go c.attester()
 	}
+	if c.prefetchQ != nil {
+		c.wg.Add(1)
+		go c.prefetcher()
+	}
 	return c, nil
 }
 
@@ -331,6 +377,10 @@ func (c *Coordinator) applied(evs []Event) {
 			}
 		case EventNodeRevoked:
 			c.disconnectNode(e.Node)
+		case EventRoundDerived:
+			c.poke() // the leader may have its quorum now
+		case EventUpdateAccepted:
+			c.queuePrefetch(e)
 		}
 	}
 	c.events.publish(evs)
@@ -672,6 +722,7 @@ func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) 
 		// existed (zero in their entry) replay without it.
 		spec.MaxFailedRounds = DefaultMaxFailedRounds
 	}
+	resolveOptimizer(&spec)
 	if c.cfg.Rules != nil {
 		if _, err := c.cfg.Rules(spec.Rule); err != nil {
 			return Job{}, fmt.Errorf("%w: job %s: rule: %v", ErrInvalid, spec.ID, err)

@@ -45,7 +45,9 @@ type Opener interface {
 type RuleFactory func(spec RuleSpec) (aggregate.Rule, error)
 
 // Evaluator measures a model's accuracy on a task's held-out data. It
-// returns ok=false when the task has no held-out data.
+// returns ok=false when the task has no held-out data. An Evaluator that
+// also implements JobEvaluator (evaluation.go) gives the loss too and is
+// called with the job's whole spec instead.
 type Evaluator interface {
 	Evaluate(task string, model []float64) (accuracy float64, ok bool, err error)
 }
@@ -71,6 +73,16 @@ type Announcement struct {
 	// DP is a DP job's privacy.Announced encoding ("" without DP), sent
 	// as the "dp" metadata: in local mode nodes privatize with it.
 	DP string `json:"dp,omitempty"`
+	// Nodes, when not nil, are the only nodes to tell: the public keys of
+	// a sampled round's nodes (dp.sample_rate < 1). Never serialised: who
+	// was sampled is not for the other nodes to see.
+	Nodes []ed25519.PublicKey `json:"-"`
+	// Schema is the job's DataSchema.Encode ("" without a schema), sent
+	// as the "schema" metadata: nodes check their data against it.
+	Schema string `json:"schema,omitempty"`
+	// Eval marks the announcement of a completed job's final model for
+	// cross-site evaluation (crosssite.go), sent as "eval"="final".
+	Eval bool `json:"eval,omitempty"`
 }
 
 // Announcer pushes round announcements to the connected nodes (the QUIC

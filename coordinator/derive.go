@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"crypto/sha256"
 	"fmt"
 
 	"github.com/mfn/mfn/aggregate"
@@ -22,6 +21,15 @@ type derivation struct {
 	leaf []byte
 	// fail, when not empty, is why the round must fail instead.
 	fail string
+	// seconds is how long the derivation took (set by Coordinator.derive).
+	seconds float64
+	// clipStep is the adaptive clipping step of a job with
+	// dp.adaptive_clip (nil otherwise), recorded in close-round.
+	clipStep *ClipStep
+	// aggregate is set for a job with a server optimizer: the rule's
+	// output, which close-round carries instead of the model (every
+	// replica recomputes the step from it; optimizer.go).
+	aggregate []float64
 }
 
 // deriveRound runs a sealed round's pipeline: vector returns the decoded
@@ -55,18 +63,14 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 	var rep aggregate.Report
 	var ruleName string
 	var noise []byte
+	var step *ClipStep
 	if p := j.Privacy; p != nil && p.Mode == privacy.ModeCentral {
-		var err error
-		agg, rep, err = centralMean(p, dpSecret, j.Spec.ID, r.Number, vecs)
+		cr, err := centralRound(j, r, dpSecret, vecs)
 		if err != nil {
 			return derivation{fail: fmt.Sprintf("central DP: %v", err)}
 		}
+		agg, rep, noise, step = cr.mean, cr.report, cr.commitment, cr.step
 		ruleName = rep.Rule
-		// The noise commitment is the hash of the round's noise seed: the
-		// seed itself is revealed with the job's secret once it ends.
-		seed := privacy.DeriveSeed(dpSecret, j.Spec.ID, r.Number)
-		h := sha256.Sum256(seed[:])
-		noise = h[:]
 	} else {
 		if rules == nil {
 			return derivation{fail: "no aggregation rules configured"}
@@ -84,12 +88,9 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 	if len(agg) != j.Spec.Dim {
 		return derivation{fail: fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim)}
 	}
-	model := make(Params, j.Spec.Dim)
-	for i := range model {
-		model[i] = base[i] + agg[i]
-		if !finite(model[i]) {
-			return derivation{fail: fmt.Sprintf("new model parameter %d is not finite", i)}
-		}
+	model, optimized, why := nextModel(j, base, agg)
+	if why != "" {
+		return derivation{fail: why}
 	}
 	used, rejected := 0, 0
 	for _, k := range rep.Used {
@@ -119,7 +120,10 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 		}
 		rejected++
 	}
-	d := derivation{model: model, outcomes: outcomes}
+	d := derivation{model: model, outcomes: outcomes, clipStep: step}
+	if optimized {
+		d.aggregate = agg
+	}
 	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if d.result.Rule == "" {
 		d.result.Rule = ruleName

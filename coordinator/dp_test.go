@@ -34,10 +34,14 @@ func TestDPSpecValidate(t *testing.T) {
 		{"mode", func(c *privacy.Config) { c.Mode = "global" }, "dp.mode"},
 		{"noise", func(c *privacy.Config) { c.NoiseMultiplier = 0 }, "dp.noise_multiplier"},
 
-		{"adaptive", func(c *privacy.Config) {
-			c.Mode = privacy.ModeCentral
+		{"adaptive local", func(c *privacy.Config) {
 			c.AdaptiveClip = &privacy.AdaptiveClipConfig{TargetQuantile: 0.5, LearningRate: 0.2, CountNoise: 1}
 		}, "dp.adaptive_clip"},
+		{"adaptive count noise", func(c *privacy.Config) {
+			c.Mode = privacy.ModeCentral
+			c.AdaptiveClip = &privacy.AdaptiveClipConfig{TargetQuantile: 0.5, LearningRate: 0.2, CountNoise: 0.5}
+		}, "dp.adaptive_clip.count_noise"},
+		{"sample rate", func(c *privacy.Config) { c.SampleRate = 2 }, "dp.sample_rate"},
 	} {
 		s := dpSpec("j", 3, 1, 0)
 		tt.edit(s.DP)

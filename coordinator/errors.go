@@ -48,6 +48,10 @@ var (
 	ErrStale = errors.New("coordinator: stale command")
 	// ErrClosed: the coordinator is shut down.
 	ErrClosed = errors.New("coordinator: closed")
+	// ErrNotSampled: the round of a job with node sampling
+	// (dp.sample_rate < 1) was announced to a sample of the nodes that
+	// does not hold this one; it may take part in a later round.
+	ErrNotSampled = errors.New("coordinator: node not in the round's sample")
 )
 
 // NotLeaderError says who the leader is, as far as this member knows. Any

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // keepModels is how many model versions per job keep their parameters in
@@ -81,13 +82,17 @@ func (s JobSpec) Validate() error {
 			return fmt.Errorf("%w: job %s: shape entries must be ≥ 1", ErrInvalid, s.ID)
 		}
 	}
+	if err := s.validateOptimizer(); err != nil {
+		return err
+	}
+	if err := s.Schema.validate(s); err != nil { // jobschema.go
+		return err
+	}
 	if s.DP != nil {
 		if err := s.DP.Validate(); err != nil {
 			return fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
 		}
 		switch {
-		case s.DP.AdaptiveClip != nil:
-			return fmt.Errorf("%w: job %s: dp.adaptive_clip: not supported by jobs yet (the privacy package has it; the round engine does not)", ErrInvalid, s.ID)
 		case s.DP.Mode == privacy.ModeCentral && s.Rule.Name != "fedavg":
 			// One node can move a rule that compares updates (Krum,
 			// median, trimmed mean, NNM, ...) by more than C/n, so the
@@ -99,35 +104,37 @@ func (s JobSpec) Validate() error {
 	return nil
 }
 
-// jobSampleRate is q, the chance that a node's data takes part in a round.
-// MFN announces every round to every node (no node sampling yet), so
-// q = 1; with q = 1 the accountant is the plain Gaussian mechanism's.
-const jobSampleRate = 1.0
-
-// dpSecretLen is the length of a central DP job's noise secret.
+// dpSecretLen is the length of a DP job's secret.
 const dpSecretLen = 32
 
 // resolveDP returns the noise multiplier of a DP job (0 without DP):
 // dp.noise_multiplier, or z solved from dp.target_epsilon over the job's
-// rounds at q = jobSampleRate; and for central mode a fresh random secret
-// from which every round's noise seed is derived (privacy.DeriveSeed).
+// rounds at q = dp.sample_rate; and, for central mode or node sampling
+// (q < 1), a fresh random secret from which every round's noise seed
+// (privacy.DeriveSeed) and node sample (privacy.SampleSeed) are derived.
 // The leader calls it once, at creation, and both travel in the
 // create-job entry; errors are ErrInvalid naming the field.
 func resolveDP(s JobSpec) (z float64, secret []byte, err error) {
 	if s.DP == nil {
 		return 0, nil, nil
 	}
-	z, err = s.DP.Resolve(jobSampleRate, s.Rounds)
+	z, err = s.DP.Resolve(s.DP.Rate(), s.Rounds)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: job %s: %v", ErrInvalid, s.ID, err)
 	}
-	if s.DP.Mode == privacy.ModeCentral {
+	if needsSecret(s.DP) {
 		secret = make([]byte, dpSecretLen)
 		if _, err := rand.Read(secret); err != nil {
 			return 0, nil, fmt.Errorf("coordinator: job %s: dp secret: %w", s.ID, err)
 		}
 	}
 	return z, secret, nil
+}
+
+// needsSecret reports whether a DP job needs a secret: central noise or
+// node sampling.
+func needsSecret(c *privacy.Config) bool {
+	return c.Mode == privacy.ModeCentral || c.Rate() < 1
 }
 
 // newJobPrivacy returns the privacy state of a new DP job (nil without DP).
@@ -145,7 +152,12 @@ func newJobPrivacy(s JobSpec, z float64) (*JobPrivacy, error) {
 	if math.IsInf(limit, 1) {
 		limit = 0
 	}
-	return &JobPrivacy{Mode: s.DP.Mode, NoiseMultiplier: z, Clip: s.DP.Clip, SampleRate: jobSampleRate,
+	if a := s.DP.AdaptiveClip; a != nil {
+		if _, err := privacy.UpdateNoiseMultiplier(z, a.CountNoise); err != nil {
+			return nil, fmt.Errorf("%w: job %s: dp.adaptive_clip.count_noise: %v", ErrInvalid, s.ID, err)
+		}
+	}
+	return &JobPrivacy{Mode: s.DP.Mode, NoiseMultiplier: z, Clip: s.DP.Clip, SampleRate: s.DP.Rate(),
 		Delta: s.DP.Delta, MaxEpsilon: limit, Accountant: new(privacy.Accountant)}, nil
 }
 
@@ -175,6 +187,12 @@ type jobState struct {
 	// replicated state so every member can re-derive each round's noise;
 	// shown with the job only once it has ended (JobPrivacy.Secret).
 	DPSecret []byte `json:"dp_secret,omitempty"`
+	// Optimizer is the state of the job's server optimizer (see
+	// optimizer.go), nil before its first closed round or without one.
+	Optimizer *serveropt.State `json:"optimizer,omitempty"`
+	// CrossSite holds the nodes' signed evaluations of the final model of
+	// a job with cross_site_eval (crosssite.go), in commit order.
+	CrossSite []SiteEvaluation `json:"cross_site,omitempty"`
 
 	byNode map[uint64]map[string]int // round → node → index in Updates (rebuilt on restore)
 }
@@ -183,6 +201,7 @@ type jobState struct {
 // versions (hashes stay): an ended job needs at most its final model, an
 // archived one none.
 func (j *jobState) pruneModels(keep int) {
+	j.dropOptimizer() // an ended job needs no optimizer state (optimizer.go)
 	for i := range max(len(j.Models)-keep, 0) {
 		j.Models[i].Params = nil
 	}
@@ -379,7 +398,7 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 	case *addUpdateCmd:
 		res.ack, res.err = f.addUpdate(index, c, ev)
 	case *sealRoundCmd:
-		res.err = f.sealRound(c, ev)
+		res.attest, res.err = f.sealRound(c, ev)
 	case *closeRoundCmd:
 		res.attest, res.err = f.closeRound(c, ev)
 	case *Attestation:
@@ -390,6 +409,8 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 		res.cp, res.err = f.checkpoint(c, ev)
 	case *deleteJobCmd:
 		res.err = f.deleteJob(c, ev)
+	case *evalReportCmd:
+		res.ack, res.err = f.addEvalReport(index, c, ev) // crosssite.go
 	default:
 		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
 	}
@@ -417,9 +438,9 @@ func (f *fsm) createJob(c *createJobCmd, ev func(Event)) error {
 		return err
 	}
 	var secret []byte
-	if priv != nil && priv.Mode == privacy.ModeCentral {
+	if priv != nil && needsSecret(spec.DP) {
 		if len(c.DPSecret) != dpSecretLen {
-			return fmt.Errorf("%w: job %s: central DP needs a %d-byte noise secret, the entry has %d", ErrInvalid, spec.ID, dpSecretLen, len(c.DPSecret))
+			return fmt.Errorf("%w: job %s: central DP and node sampling need a %d-byte secret, the entry has %d", ErrInvalid, spec.ID, dpSecretLen, len(c.DPSecret))
 		}
 		secret = slices.Clone(c.DPSecret)
 	}
@@ -511,12 +532,21 @@ func (f *fsm) openRound(c *openRoundCmd, ev func(Event)) error {
 	if c.BaseVersion != j.Job.ModelVersion || c.BaseHash != j.Job.ModelHash {
 		return fmt.Errorf("%w: job %s round %d: base version %d, latest is %d", ErrStale, c.Job, c.Round, c.BaseVersion, j.Job.ModelVersion)
 	}
-	j.Rounds = append(j.Rounds, &Round{
+	seed, sample, pop, err := f.checkOpenSample(j, c)
+	if err != nil {
+		return err
+	}
+	nr := &Round{
 		Job: c.Job, Number: c.Round, State: RoundOpen,
 		BaseVersion: c.BaseVersion, BaseHash: c.BaseHash,
 		OpenedAt: c.OpenedAt, Deadline: c.Deadline, HardDeadline: c.HardDeadline,
-		Updates: []Update{},
-	})
+		Updates:    []Update{},
+		SampleSeed: seed, Sample: sample, Population: pop,
+	}
+	if j.adaptive() {
+		nr.Clip = j.Job.Privacy.Clip
+	}
+	j.Rounds = append(j.Rounds, nr)
 	j.Job.Rounds = c.Round
 	ev(Event{Kind: EventRoundOpened, Job: c.Job, Round: c.Round, At: c.OpenedAt})
 	return nil
@@ -551,6 +581,9 @@ func (f *fsm) checkUpdate(job string, round uint64, node string, base Hash) (*jo
 	}
 	if r.State != RoundOpen {
 		return nil, nil, fmt.Errorf("%w: job %s round %d is %s", ErrRoundClosed, job, round, r.State)
+	}
+	if err := checkSampled(j, r, node); err != nil {
+		return nil, nil, err
 	}
 	if len(r.Updates) >= j.Job.Spec.MaxUpdates {
 		return nil, nil, fmt.Errorf("%w: job %s round %d is full (%d updates)", ErrRoundClosed, job, round, len(r.Updates))
@@ -589,28 +622,34 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	if err != nil {
 		return Ack{}, fmt.Errorf("%w: %v", ErrBadUpdate, err)
 	}
-	r.Updates = append(r.Updates, Update{
+	u := Update{
 		Node: c.Node, UpdateHash: c.UpdateHash, Samples: c.Samples, AcceptedAt: c.AcceptedAt,
 		LogIndex: index, LeafIndex: leafIndex, Sealed: c.Sealed,
-	})
+	}
+	u.TrainLoss, u.HoldoutAccuracy, u.HoldoutSamples = statementMetrics(c.Statement) // roundmetrics.go
+	r.Updates = append(r.Updates, u)
 	j.nodeIndex(c.Round)[c.Node] = len(r.Updates) - 1
 	ack := Ack{Job: c.Job, Round: c.Round, Node: c.Node, LogIndex: index, LeafIndex: leafIndex}
 	ev(Event{Kind: EventUpdateAccepted, Job: c.Job, Round: c.Round, Node: c.Node, At: c.AcceptedAt})
 	return ack, nil
 }
 
-func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) error {
+func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) (*attestTask, error) {
 	j, ok := f.jobs[c.Job]
 	if !ok {
-		return fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
 	if r == nil || r.State != RoundOpen {
-		return fmt.Errorf("%w: job %s round %d is not open", ErrStale, c.Job, c.Round)
+		return nil, fmt.Errorf("%w: job %s round %d is not open", ErrStale, c.Job, c.Round)
 	}
 	r.State = RoundClosing
 	ev(Event{Kind: EventRoundSealed, Job: c.Job, Round: c.Round, At: c.At})
-	return nil
+	if !c.Attest {
+		return nil, nil
+	}
+	r.Attest = true
+	return f.newSealTask(j, r), nil
 }
 
 func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) {
@@ -619,6 +658,10 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
+	nextOpt, err := f.optimizerStep(j, r, c)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case r == nil || r.State != RoundClosing:
 		return nil, fmt.Errorf("%w: job %s round %d is not closing", ErrStale, c.Job, c.Round)
@@ -638,11 +681,23 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 			return nil, err
 		}
 	}
+	if r.Attest {
+		if err := f.checkQuorum(r, c); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkClipStep(j, c, result); err != nil {
+		return nil, err
+	}
 	if p := j.Job.Privacy; p != nil {
 		// The round's step is composed with its result, in the same entry
 		// (on error nothing has changed).
 		if err := p.Accountant.Compose(p.SampleRate, p.NoiseMultiplier, 1); err != nil {
 			return nil, fmt.Errorf("%w: job %s round %d: privacy accountant: %v", ErrInvalid, c.Job, c.Round, err)
+		}
+		if c.ClipStep != nil {
+			step := *c.ClipStep
+			r.ClipStep, p.Clip = &step, step.Next
 		}
 	}
 	for i := range r.Updates {
@@ -650,6 +705,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		r.Updates[i].Used, r.Updates[i].Reason, r.Updates[i].Score = o.Used, o.Reason, o.Score
 	}
 	res := c.Result
+	res.TrainLoss, res.HoldoutAccuracy = aggregateRoundMetrics(r.Updates) // roundmetrics.go
 	var task *attestTask
 	if result != nil {
 		idx, err := f.log.AppendResult(result)
@@ -666,6 +722,7 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		j.Models[n-1].Params = nil
 	}
 	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
+	j.setOptimizer(nextOpt)
 	j.Job.Completed++
 	j.Job.FailedInARow = 0
 	ev(Event{Kind: EventRoundClosed, Job: c.Job, Round: c.Round, At: c.At,
@@ -898,6 +955,7 @@ func copyRound(r *Round, withSealed bool) Round {
 			s := *u.Score
 			u.Score = &s
 		}
+		u.TrainLoss, u.HoldoutAccuracy = cloneFloat(u.TrainLoss), cloneFloat(u.HoldoutAccuracy)
 		c.Updates[i] = u
 	}
 	if r.Result != nil {
@@ -910,10 +968,12 @@ func copyRound(r *Round, withSealed bool) Round {
 			x := *res.ResultLeaf
 			res.ResultLeaf = &x
 		}
+		res.EvalLoss, res.TrainLoss, res.HoldoutAccuracy = cloneFloat(res.EvalLoss), cloneFloat(res.TrainLoss), cloneFloat(res.HoldoutAccuracy)
 		c.Result = &res
 	}
 	c.Attested = slices.Clone(r.Attested)
 	c.Dissents = slices.Clone(r.Dissents)
+	c.Derivations = slices.Clone(r.Derivations)
 	return c
 }
 
@@ -1259,6 +1319,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, j := range body.Jobs {
 		if j == nil {
 			return fmt.Errorf("coordinator: restore: null job")
+		}
+		if err := j.restoreOptimizer(); err != nil {
+			return err
 		}
 		jobs[j.Job.Spec.ID] = j
 	}

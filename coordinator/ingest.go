@@ -143,6 +143,9 @@ func (c *Coordinator) checkUpdateHead(peerKey ed25519.PublicKey, env *Envelope) 
 	if err := c.fsm.precheck(env.Job, env.Round, env.Node, env.BaseHash); err != nil {
 		return Job{}, err
 	}
+	if err := checkStatementMetrics(env.Statement); err != nil { // roundmetrics.go
+		return Job{}, err
+	}
 	return j, nil
 }
 
@@ -202,7 +205,7 @@ func rejectReason(err error) string {
 		{ErrNotLeader, "not_leader"}, {ErrRateLimited, "rate_limited"}, {ErrUnknownNode, "unknown_node"},
 		{ErrRevoked, "revoked"}, {ErrDuplicate, "duplicate"}, {ErrRoundClosed, "round_closed"},
 		{ErrRoundNotOpen, "round_not_open"}, {ErrBaseMismatch, "base_mismatch"}, {ErrNotFound, "not_found"},
-		{ErrBadUpdate, "bad_update"}, {ErrClosed, "closed"},
+		{ErrBadUpdate, "bad_update"}, {ErrClosed, "closed"}, {ErrNotSampled, "not_sampled"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.label

@@ -85,6 +85,12 @@ var (
 		"Updates of the job's ended rounds, by outcome (used, rejected) and, for rejected ones, reason.", []string{"job_id", "outcome", "reason"}, nil)
 	jobCloseDesc = prometheus.NewDesc("mfn_job_round_close_seconds",
 		"Time from a round's opening (from=open) or its last accepted update (from=last_update) to its close, closed rounds only, from the leader's clock in the entries.", []string{"job_id", "from"}, nil)
+	jobTrainLossDesc = prometheus.NewDesc("mfn_job_train_loss",
+		"Sample-weighted mean train loss the used updates' nodes signed, of the job's latest closed round that carried one.", []string{"job_id"}, nil)
+	jobHoldoutAccuracyDesc = prometheus.NewDesc("mfn_job_holdout_accuracy",
+		"Sample-weighted mean accuracy on the nodes' held-out splits, signed with the used updates, of the job's latest closed round that carried one.", []string{"job_id"}, nil)
+	jobEvalLossDesc = prometheus.NewDesc("mfn_job_eval_loss",
+		"Loss on the coordinators' evaluation data (--eval-data) of the model of the job's latest closed round that was evaluated.", []string{"job_id"}, nil)
 	jobOmittedDesc = prometheus.NewDesc("mfn_job_metrics_omitted_jobs",
 		"Jobs not exported as mfn_job_* series because more than the limit are held (archive ended jobs to drop theirs).", nil, nil)
 )
@@ -114,6 +120,21 @@ type jobTally struct {
 	// accuracy of the latest counted closed round that carried one.
 	accuracy    float64
 	hasAccuracy bool
+	// the round metrics of the latest counted closed round carrying each
+	// (roundmetrics.go): train loss, held-out accuracy, evaluation loss.
+	trainLoss, holdoutAcc, evalLoss latestValue
+}
+
+// latestValue is a gauge's value, if any round has given one.
+type latestValue struct {
+	v  float64
+	ok bool
+}
+
+func (l *latestValue) set(p *float64) {
+	if p != nil {
+		l.v, l.ok = *p, true
+	}
 }
 
 // histTally is a histogram's state over closeBuckets.
@@ -158,7 +179,7 @@ type jobSample struct {
 
 // Describe sends every descriptor.
 func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{jobRoundDesc, jobRoundsDesc, jobRunningDesc, jobAccuracyDesc, jobUpdatesDesc, jobCloseDesc, jobOmittedDesc} {
+	for _, d := range []*prometheus.Desc{jobRoundDesc, jobRoundsDesc, jobRunningDesc, jobAccuracyDesc, jobTrainLossDesc, jobHoldoutAccuracyDesc, jobEvalLossDesc, jobUpdatesDesc, jobCloseDesc, jobOmittedDesc} {
 		ch <- d
 	}
 }
@@ -186,6 +207,14 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(jobRoundsDesc, prometheus.CounterValue, float64(s.failed), s.id, "failed")
 		if s.tally.hasAccuracy {
 			ch <- prometheus.MustNewConstMetric(jobAccuracyDesc, prometheus.GaugeValue, s.tally.accuracy, s.id)
+		}
+		for _, g := range []struct {
+			d *prometheus.Desc
+			v latestValue
+		}{{jobTrainLossDesc, s.tally.trainLoss}, {jobHoldoutAccuracyDesc, s.tally.holdoutAcc}, {jobEvalLossDesc, s.tally.evalLoss}} {
+			if g.v.ok {
+				ch <- prometheus.MustNewConstMetric(g.d, prometheus.GaugeValue, g.v.v, s.id)
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(jobUpdatesDesc, prometheus.CounterValue, float64(s.tally.used), s.id, "used", "")
 		for _, r := range rejectReasons {
@@ -261,6 +290,11 @@ func (t *jobTally) advance(j *jobState) {
 			}
 			if r.Result != nil && r.Result.Accuracy != nil {
 				t.accuracy, t.hasAccuracy = *r.Result.Accuracy, true
+			}
+			if r.Result != nil {
+				t.trainLoss.set(r.Result.TrainLoss)
+				t.holdoutAcc.set(r.Result.HoldoutAccuracy)
+				t.evalLoss.set(r.Result.EvalLoss)
 			}
 		case RoundFailed:
 			t.reject[reasonRoundFailed] += uint64(len(r.Updates))

@@ -277,7 +277,7 @@ func ProtocolError(err error) *protocol.ProtocolError {
 		return &protocol.ProtocolError{Code: protocol.CodeNotLeader, LeaderAddr: nl.QUICAddr, Message: msg}
 	case errors.As(err, &rl):
 		return &protocol.ProtocolError{Code: protocol.CodeRateLimited, RetryAfter: rl.RetryAfter}
-	case errors.Is(err, ErrRoundClosed), errors.Is(err, ErrRoundNotOpen), errors.Is(err, ErrBaseMismatch):
+	case errors.Is(err, ErrRoundClosed), errors.Is(err, ErrRoundNotOpen), errors.Is(err, ErrBaseMismatch), errors.Is(err, ErrNotSampled):
 		return &protocol.ProtocolError{Code: protocol.CodeRoundClosed, Message: limit(err.Error())}
 	case errors.Is(err, ErrDuplicate):
 		return &protocol.ProtocolError{Code: protocol.CodeDuplicate, Message: limit(err.Error())}
@@ -313,18 +313,35 @@ type ProtocolAnnouncer struct {
 	}
 }
 
-// Announce implements Announcer.
+// targetedBroadcaster is implemented by servers that can tell a subset of
+// their subscribers (protocol.Server.BroadcastTo).
+type targetedBroadcaster interface {
+	BroadcastTo(ann *protocol.RoundAnnouncement, expires time.Time, to func(ed25519.PublicKey) bool) error
+}
+
+// Announce implements Announcer. A sampled round (an.Nodes not nil) is
+// told only to its nodes when the server can target; otherwise to every
+// node (the unsampled ones are then refused with ErrNotSampled).
 func (a ProtocolAnnouncer) Announce(an Announcement) {
 	expires := an.HardDeadline
 	if expires.Before(an.Deadline) {
 		expires = an.Deadline
 	}
-	_ = a.Server.BroadcastUntil(&protocol.RoundAnnouncement{
+	ann := &protocol.RoundAnnouncement{
 		JobID: an.Job, Round: an.Round, BaseVersion: an.BaseVersion, BaseHash: an.BaseHash,
 		Deadline: an.Deadline, ModelSize: uint64(crypto.UpdateHeaderLen + 8*an.Dim),
 		MinUpdates: uint32(an.MinUpdates), MaxUpdates: uint32(an.MaxUpdates),
 		Metadata: AnnouncementMetadata(an),
-	}, expires)
+	}
+	if tb, ok := a.Server.(targetedBroadcaster); ok && an.Nodes != nil {
+		to := make(map[string]bool, len(an.Nodes))
+		for _, k := range an.Nodes {
+			to[string(k)] = true
+		}
+		_ = tb.BroadcastTo(ann, expires, func(k ed25519.PublicKey) bool { return to[string(k)] })
+		return
+	}
+	_ = a.Server.BroadcastUntil(ann, expires)
 }
 
 // AnnouncementMetadata is the metadata of an's protocol announcement:
@@ -346,6 +363,12 @@ func AnnouncementMetadata(an Announcement) map[string]string {
 	}
 	if an.DP != "" {
 		md["dp"] = an.DP // privacy.Announced: "local;clip=C;z=Z"
+	}
+	if an.Schema != "" {
+		md["schema"] = an.Schema // DataSchema.Encode (jobschema.go)
+	}
+	if an.Eval {
+		md["eval"] = "final" // cross-site evaluation (crosssite.go)
 	}
 	return md
 }

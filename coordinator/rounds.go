@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
 )
@@ -49,6 +48,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 	}
 	c.leading.Store(true)
 	defer c.leading.Store(false)
+	c.resetAttestWaits()
 	c.registerSelf(ctx)
 	c.reconcileMembers(ctx)
 	learned := make(chan struct{})
@@ -100,6 +100,7 @@ func (c *Coordinator) step(ctx context.Context) (ended bool) {
 			return ended
 		}
 		if j.State != JobRunning {
+			c.crossSiteStep(j) // crosssite.go
 			continue
 		}
 		e, err := c.stepJob(ctx, j)
@@ -131,7 +132,7 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 		full := r.Updates >= spec.MaxUpdates
 		due := !now.Before(r.Deadline) && r.Updates >= spec.MinUpdates
 		if full || due {
-			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now}); err != nil {
+			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now, Attest: c.cfg.AttestQuorum}); err != nil {
 				return false, err
 			}
 			c.retract(spec.ID, r.Number)
@@ -177,10 +178,21 @@ func (c *Coordinator) openRound(ctx context.Context, j Job, now time.Time) error
 		Job: j.Spec.ID, Round: j.Rounds + 1, BaseVersion: j.ModelVersion, BaseHash: j.ModelHash,
 		OpenedAt: now, Deadline: now.Add(time.Duration(j.Spec.RoundDeadline)), HardDeadline: now.Add(j.Spec.hardDeadline()),
 	}
+	c.fsm.sampleFor(cmd)
 	if _, err := c.propose(ctx, cmdOpenRound, cmd); err != nil {
 		return err
 	}
 	c.logger.Info("round opened", slog.String("job", cmd.Job), slog.Uint64("round", cmd.Round), slog.Time("deadline", cmd.Deadline))
+	if cmd.SampleSeed != nil && len(cmd.Sample) < j.Spec.MinUpdates {
+		// The round could never close: fail it now rather than at its hard
+		// deadline (the next round draws a new sample).
+		return c.failRound(ctx, j, cmd.Round, fmt.Sprintf("the sample holds %d of %d nodes, fewer than min_updates %d (rate %v)",
+			len(cmd.Sample), cmd.Population, j.Spec.MinUpdates, j.Privacy.SampleRate))
+	}
+	if cmd.SampleSeed != nil && len(cmd.Sample) > j.Spec.MaxUpdates {
+		c.logger.Warn("the round's sample exceeds max_updates: sampled nodes beyond it will find the round full",
+			slog.String("job", cmd.Job), slog.Uint64("round", cmd.Round), slog.Int("sample", len(cmd.Sample)), slog.Int("max_updates", j.Spec.MaxUpdates))
+	}
 	c.announce(j, cmd.Round, cmd.BaseVersion, cmd.BaseHash, cmd.Deadline, cmd.HardDeadline)
 	return nil
 }
@@ -193,7 +205,8 @@ func (c *Coordinator) announce(j Job, round, baseVersion uint64, baseHash Hash, 
 	a.Announce(Announcement{
 		Job: j.Spec.ID, Round: round, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 		BaseVersion: baseVersion, BaseHash: baseHash, Deadline: deadline, HardDeadline: hard,
-		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+		MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
+		Nodes: c.fsm.sampleKeys(j.Spec.ID, round),
 	})
 }
 
@@ -241,10 +254,11 @@ func (c *Coordinator) OpenRounds() []Announcement {
 		out = append(out, Announcement{
 			Job: j.Spec.ID, Round: r.Number, Task: j.Spec.Task, Dim: j.Spec.Dim, Shape: j.Spec.Shape,
 			BaseVersion: r.BaseVersion, BaseHash: r.BaseHash, Deadline: r.Deadline, HardDeadline: r.HardDeadline,
-			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j),
+			MinUpdates: j.Spec.MinUpdates, MaxUpdates: j.Spec.MaxUpdates, DP: announcedDP(j), Schema: j.Spec.Schema.Encode(),
+			Nodes: c.fsm.sampleKeys(j.Spec.ID, r.Number),
 		})
 	}
-	return out
+	return append(out, c.crossSiteOpen()...) // crosssite.go
 }
 
 func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason string) error {
@@ -261,7 +275,8 @@ func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason
 // the round when the rule cannot run.
 func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error {
 	start := time.Now()
-	r, err := c.fsm.round(j.Spec.ID, round, true)
+	// A derived strong-form round needs no sealed bodies while it waits.
+	r, err := c.fsm.round(j.Spec.ID, round, !c.derivs.done(j.Spec.ID, round))
 	if err != nil {
 		return err
 	}
@@ -269,29 +284,36 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if err != nil {
 		return fmt.Errorf("coordinator: job %s round %d base model: %w", j.Spec.ID, round, err)
 	}
-	vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
-	d := deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	var d derivation
+	if r.Attest {
+		var wait bool
+		if d, wait, err = c.quorumDerivation(ctx, j, r, base.Params); wait || err != nil {
+			return err
+		}
+	} else {
+		vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
+		d = deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	}
 	if d.fail != "" {
 		return c.failRound(ctx, j, round, d.fail)
 	}
 	model, outcomes, result := d.model, d.outcomes, d.result
 	result.ModelVersion = j.ModelVersion + 1
 	used, rejected := result.Used, result.Rejected
-	if c.cfg.Evaluator != nil {
-		acc, ok, err := c.cfg.Evaluator.Evaluate(j.Spec.Task, model)
-		switch {
-		case err != nil:
-			c.logger.Warn("evaluation", slog.String("job", j.Spec.ID), errAttr(err))
-		case ok && finite(acc):
-			result.Accuracy = &acc
-		}
-	}
+	c.evaluate(j, model, &result) // evaluation.go
 	aggSeconds := time.Since(start).Seconds()
+	if r.Attest {
+		aggSeconds += d.seconds // derived before this step (attest_quorum.go)
+	}
 	result.AggregationSeconds = aggSeconds
 	now := c.now()
 	cmd := &closeRoundCmd{Job: j.Spec.ID, Round: round, Updates: len(r.Updates), Outcomes: outcomes, Model: model, Result: result, At: now}
-	if c.cfg.MemberKey != nil {
+	if c.cfg.MemberKey != nil || r.Attest {
 		cmd.ResultLeaf = d.leaf
+	}
+	cmd.ClipStep = d.clipStep
+	if d.aggregate != nil { // every replica recomputes the model (optimizer.go)
+		cmd.Aggregate, cmd.Model = d.aggregate, nil
 	}
 	if _, err := c.propose(ctx, cmdCloseRound, cmd); err != nil {
 		return err
@@ -302,38 +324,6 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	c.logger.Info("round closed", slog.String("job", j.Spec.ID), slog.Uint64("round", round),
 		slog.Uint64("model_version", result.ModelVersion), slog.Int("used", used), slog.Int("rejected", rejected))
 	return nil
-}
-
-// centralRule names the aggregate of a central DP round.
-const centralRule = "fedavg+central-dp"
-
-// centralMean is the aggregate of a central DP job's round: DP-FedAvg's
-// mean of the n updates, each clipped to C, with discrete Gaussian noise
-// of standard deviation z·C on the sum (so z·C/n on the mean), drawn from
-// ChaCha8 seeded by privacy.DeriveSeed(secret, job, round). It is a pure
-// function of the updates and the job's secret: any member, or an auditor
-// once the secret is revealed, recomputes the same bits. The count n is
-// the number of updates the round holds, which the replicated state shows
-// anyway; the noise protects the sum (sensitivity C under adding or
-// removing one node), and dividing by n is post-processing of the sum and
-// the count.
-func centralMean(p *JobPrivacy, secret []byte, job string, round uint64, vecs [][]float64) ([]float64, aggregate.Report, error) {
-	if len(secret) != dpSecretLen {
-		return nil, aggregate.Report{}, fmt.Errorf("job %s has no noise secret", job)
-	}
-	mech, err := privacy.NewCentral(p.Clip, p.NoiseMultiplier, float64(len(vecs)))
-	if err != nil {
-		return nil, aggregate.Report{}, err
-	}
-	mean, _, err := mech.Mean(vecs, privacy.NewSeededSource(privacy.DeriveSeed(secret, job, round)))
-	if err != nil {
-		return nil, aggregate.Report{}, err
-	}
-	rep := aggregate.Report{Rule: centralRule, Used: make([]int, len(vecs))}
-	for i := range rep.Used {
-		rep.Used[i] = i
-	}
-	return mean, rep, nil
 }
 
 // updateVector returns the decoded update of an accepted update: from the

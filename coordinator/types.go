@@ -14,6 +14,7 @@ import (
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // Hash is a SHA-256 digest. It encodes as lowercase hex in JSON.
@@ -216,6 +217,21 @@ type JobSpec struct {
 	// every update weighs the same (sample counts are ignored: a weight
 	// per node would raise one node's sensitivity above the clip).
 	DP *privacy.Config `json:"dp,omitempty"`
+	// Optimizer, if set, is a server optimizer applied after the rule
+	// (FedAvgM, FedAdam, FedYogi, FedAdagrad; package serveropt): the
+	// model moves by its step on the round's aggregate instead of by the
+	// aggregate. CreateJob stores it with its defaults filled in. Its
+	// state is part of the replicated state (see optimizer.go).
+	Optimizer *serveropt.Spec `json:"optimizer,omitempty"`
+	// Schema, if set, declares the job's data (feature count or input
+	// shape, class list, standardisation): nodes check their data against
+	// it before taking part and map labels by its class list
+	// (jobschema.go).
+	Schema *DataSchema `json:"schema,omitempty"`
+	// CrossSiteEval asks every node, once the job has completed, to
+	// evaluate the final model on its held-out data and report it signed
+	// (crosssite.go); the reports are recorded with the job.
+	CrossSiteEval bool `json:"cross_site_eval,omitempty"`
 }
 
 // JobPrivacy is a DP job's privacy state, part of the replicated state:
@@ -230,10 +246,13 @@ type JobPrivacy struct {
 	// the leader solved from dp.target_epsilon over the job's rounds when
 	// it created the job).
 	NoiseMultiplier float64 `json:"noise_multiplier"`
-	// Clip is the L2 clipping norm C.
+	// Clip is the L2 clipping norm C; with dp.adaptive_clip, the clip of
+	// the next round, moved by every close-round entry (ClipStep).
 	Clip float64 `json:"clip"`
-	// SampleRate is q per round. MFN has no node sampling yet, so every
-	// enrolled node is asked each round: q = 1.
+	// SampleRate is q per round (dp.sample_rate, default 1): with q < 1
+	// each round is announced to a Poisson sample of the enrolled nodes
+	// (Round.Sample) and the accountant composes the sampled Gaussian
+	// mechanism at q.
 	SampleRate float64 `json:"sample_rate"`
 	Delta      float64 `json:"delta"`
 	// MaxEpsilon is the limit no round may take ε above (dp.max_epsilon,
@@ -286,6 +305,11 @@ type Job struct {
 	ModelHash    Hash   `json:"model_hash"`
 	// Privacy is the privacy state of a job with a dp block, nil otherwise.
 	Privacy *JobPrivacy `json:"privacy,omitempty"`
+
+	// opt is the server optimizer's state (jobState.Optimizer), nil
+	// before the first round or without optimizer. A State is never
+	// changed in place, so copies of a Job may share it.
+	opt *serveropt.State
 }
 
 // RoundState is the lifecycle state of a round.
@@ -316,6 +340,12 @@ type Update struct {
 	Used   bool     `json:"used"`
 	Reason string   `json:"reason,omitempty"`
 	Score  *float64 `json:"score,omitempty"`
+	// TrainLoss, HoldoutAccuracy and HoldoutSamples are the round metrics
+	// the node signed in its statement (version 2; nil/0 before, and
+	// HoldoutAccuracy nil without a held-out split): see roundmetrics.go.
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
+	HoldoutSamples  uint64   `json:"holdout_samples,omitempty"`
 	// Sealed is the sealed envelope; kept only while the round is open or
 	// closing (it is dropped when the round ends).
 	Sealed []byte `json:"sealed,omitempty"`
@@ -332,6 +362,21 @@ type Round struct {
 	Deadline     time.Time  `json:"deadline"`
 	HardDeadline time.Time  `json:"hard_deadline"`
 	Updates      []Update   `json:"updates"`
+	// SampleSeed, Sample and Population are set for a job with node
+	// sampling (dp.sample_rate < 1): the round's sample seed
+	// (privacy.SampleSeed of the job's secret, job, round and base hash),
+	// the sorted ids of the enrolled nodes it sampled, and how many nodes
+	// were enrolled (not revoked) when the round opened. Only sampled
+	// nodes may submit (ErrNotSampled).
+	SampleSeed *Hash    `json:"sample_seed,omitempty"`
+	Sample     []string `json:"sample,omitempty"`
+	Population int      `json:"population,omitempty"`
+	// Clip is the clipping norm of a round of a job with adaptive
+	// clipping (the job's clip when the round opened); 0 otherwise.
+	Clip float64 `json:"clip,omitempty"`
+	// ClipStep is the adaptive clipping step its close-round entry
+	// recorded; nil otherwise.
+	ClipStep *ClipStep `json:"clip_step,omitempty"`
 	// EndedAt is when the round was closed or failed (leader's clock).
 	EndedAt time.Time `json:"ended_at,omitzero"`
 	// Result is set for a closed round, FailReason for a failed one.
@@ -342,6 +387,20 @@ type Round struct {
 	// Dissents the members whose re-derivation differed (see attest.go).
 	Attested []string  `json:"attested,omitempty"`
 	Dissents []Dissent `json:"dissents,omitempty"`
+	// Attest is set when the round was sealed for the strong form: it
+	// closes only with a quorum of matching Derivations (the members'
+	// signed results of re-deriving it between seal and close, in commit
+	// order; attest_quorum.go).
+	Attest      bool         `json:"attest,omitempty"`
+	Derivations []Derivation `json:"derivations,omitempty"`
+}
+
+// ClipStep is one round's adaptive clipping step (Andrew et al. 2021):
+// the noisy fraction of updates whose norm was within the round's clip,
+// and the clip of the next round, Clip·exp(−η·(Fraction − γ)).
+type ClipStep struct {
+	Fraction float64 `json:"fraction"`
+	Next     float64 `json:"next"`
 }
 
 // RoundResult is what a closed round produced.
@@ -354,6 +413,16 @@ type RoundResult struct {
 	// Accuracy is the new model's held-out accuracy, nil without an
 	// Evaluator for the job's task.
 	Accuracy *float64 `json:"accuracy,omitempty"`
+	// EvalLoss is the new model's mean cross-entropy on the Evaluator's
+	// data, nil when the Evaluator gives none (see JobEvaluator).
+	EvalLoss *float64 `json:"eval_loss,omitempty"`
+	// TrainLoss and HoldoutAccuracy are the sample-weighted means of the
+	// metrics the used updates' nodes signed (train loss weighted by
+	// training samples, held-out accuracy by held-out samples), computed
+	// when the round closes (in Apply, so every replica agrees); nil when
+	// no used update carries them.
+	TrainLoss       *float64 `json:"train_loss,omitempty"`
+	HoldoutAccuracy *float64 `json:"holdout_accuracy,omitempty"`
 	// AggregationSeconds is how long the leader spent aggregating.
 	AggregationSeconds float64 `json:"aggregation_seconds"`
 	// ResultLeaf is the index of the round's result leaf in the audit

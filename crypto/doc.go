@@ -23,7 +23,10 @@
 //
 // A node describes each update with a Statement — cluster origin, job,
 // round, node id, base-model hash, SHA-256 of the update bytes, sample count
-// and time. Statement.MarshalBinary gives its one canonical, versioned
+// and time; version 2 (StatementVersionMetrics) adds the node's round
+// metrics (train loss, held-out accuracy and held-out sample count, range
+// checked; docs/METRICS.md), and version 1 statements still parse and
+// verify. Statement.MarshalBinary gives its one canonical, versioned
 // encoding, which SignStatement signs with Ed25519 over
 // StatementDomain || bytes; the prefix keeps these signatures from ever
 // being valid for another kind of message signed with the same key. The

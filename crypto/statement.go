@@ -9,9 +9,16 @@ import (
 	"unicode/utf8"
 )
 
-// StatementVersion is the version byte written by Statement.MarshalBinary
-// and the only one ParseStatement accepts.
+// StatementVersion is the version byte of a statement without round
+// metrics (version 1); Statement.MarshalBinary writes it for Version 0 or
+// 1.
 const StatementVersion uint8 = 1
+
+// StatementVersionMetrics is the version of a statement that also carries
+// the node's round metrics (TrainLoss, HoldoutAccuracy, HoldoutSamples).
+// ParseStatement accepts both versions; the signature domain is the same,
+// because the version byte is part of the signed bytes.
+const StatementVersionMetrics uint8 = 2
 
 // StatementDomain is prepended to the statement bytes before signing, so an
 // update-statement signature can never be confused with a signature the same
@@ -21,7 +28,8 @@ const StatementVersion uint8 = 1
 const StatementDomain = "mfn/update-statement/v1\x00"
 
 // Limits on the variable-length statement fields, in bytes. They keep a
-// statement small (at most 1+3*2+256+128+128+8+32+32+8+8 = 607 bytes) and
+// statement small (at most 1+3*2+256+128+128+8+32+32+8+8 = 607 bytes in
+// version 1, 631 with version 2's metrics) and
 // are enforced by both MarshalBinary and ParseStatement.
 const (
 	MaxOriginLen = 256
@@ -34,8 +42,12 @@ const (
 // time.
 const statementFixedLen = 1 + 3*2 + 8 + 32 + 32 + 8 + 8
 
-// MaxStatementLen is the largest encoded statement.
-const MaxStatementLen = statementFixedLen + MaxOriginLen + MaxJobIDLen + MaxNodeIDLen
+// statementMetricsLen is the size of the metrics that version 2 appends:
+// train loss, held-out accuracy and held-out sample count.
+const statementMetricsLen = 8 + 8 + 8
+
+// MaxStatementLen is the largest encoded statement (a version 2 one).
+const MaxStatementLen = statementFixedLen + statementMetricsLen + MaxOriginLen + MaxJobIDLen + MaxNodeIDLen
 
 // Statement is what a node signs about one update: which cluster, job and
 // round it is for, who made it, which global model it starts from, which
@@ -53,6 +65,19 @@ const MaxStatementLen = statementFixedLen + MaxOriginLen + MaxJobIDLen + MaxNode
 //	sample count   uint64
 //	time           int64 Unix nanoseconds (UTC)
 //
+// Version 2 (StatementVersionMetrics) appends the node's round metrics:
+//
+//	train loss       float64 IEEE-754 bits: mean cross-entropy of the
+//	                 trained model on the node's training split (finite, ≥ 0)
+//	held-out acc.    float64 IEEE-754 bits: accuracy of the trained model on
+//	                 the node's held-out split, in [0, 1]; 0 when the
+//	                 held-out sample count is 0
+//	held-out count   uint64 samples in the held-out split (0 = none)
+//
+// NaN, infinities, negative zero and out-of-range values are refused by
+// both MarshalBinary and ParseStatement, so a version 2 statement still has
+// exactly one encoding.
+//
 // Every statement has exactly one encoding, and ParseStatement accepts
 // nothing else, so a signature over the bytes is a signature over the
 // values.
@@ -66,6 +91,27 @@ type Statement struct {
 	UpdateHash    [32]byte  // SHA-256 of the encoded update bytes
 	SampleCount   uint64    // local training samples behind the update
 	Time          time.Time // creation time, kept to the nanosecond, UTC
+	// Round metrics, encoded only in version 2 (StatementVersionMetrics);
+	// they must be zero in a version 1 statement.
+	TrainLoss       float64 // mean training loss of the trained model
+	HoldoutAccuracy float64 // accuracy on the held-out split
+	HoldoutSamples  uint64  // size of the held-out split (0 = none)
+}
+
+// HasMetrics reports whether s carries round metrics (version 2).
+func (s *Statement) HasMetrics() bool { return s.Version == StatementVersionMetrics }
+
+// checkMetrics reports the first metric outside its range.
+func (s *Statement) checkMetrics() (string, error) {
+	switch {
+	case math.IsNaN(s.TrainLoss) || math.IsInf(s.TrainLoss, 0) || s.TrainLoss < 0 || math.Signbit(s.TrainLoss):
+		return "train loss", fmt.Errorf("%v is not a finite value ≥ 0: %w", s.TrainLoss, ErrMalformed)
+	case math.IsNaN(s.HoldoutAccuracy) || s.HoldoutAccuracy < 0 || s.HoldoutAccuracy > 1 || math.Signbit(s.HoldoutAccuracy):
+		return "holdout accuracy", fmt.Errorf("%v is not in [0, 1]: %w", s.HoldoutAccuracy, ErrMalformed)
+	case s.HoldoutSamples == 0 && s.HoldoutAccuracy != 0:
+		return "holdout accuracy", fmt.Errorf("%v without held-out samples: %w", s.HoldoutAccuracy, ErrMalformed)
+	}
+	return "", nil
 }
 
 // minTime and maxTime bound the instants representable as int64 Unix
@@ -76,11 +122,24 @@ var (
 )
 
 // MarshalBinary returns the canonical encoding described on Statement.
-// It fails with an error wrapping ErrVersion for a version other than 0 or
-// StatementVersion, ErrTooLarge for an over-long string, and ErrMalformed for
-// an empty or non-UTF-8 string or a time outside int64 Unix nanoseconds.
+// It fails with an error wrapping ErrVersion for a version other than 0,
+// StatementVersion or StatementVersionMetrics, ErrTooLarge for an
+// over-long string, and ErrMalformed for an empty or non-UTF-8 string, a
+// time outside int64 Unix nanoseconds, a metric out of its range, or
+// non-zero metrics in a version 1 statement (they would not be signed).
 func (s *Statement) MarshalBinary() ([]byte, error) {
-	if s.Version != 0 && s.Version != StatementVersion {
+	version := s.Version
+	switch version {
+	case 0, StatementVersion:
+		version = StatementVersion
+		if s.TrainLoss != 0 || s.HoldoutAccuracy != 0 || s.HoldoutSamples != 0 {
+			return nil, fmt.Errorf("statement: version %d carries no metrics, but they are set (use version %d): %w", version, StatementVersionMetrics, ErrMalformed)
+		}
+	case StatementVersionMetrics:
+		if field, err := s.checkMetrics(); err != nil {
+			return nil, fmt.Errorf("statement: %s: %w", field, err)
+		}
+	default:
 		return nil, fmt.Errorf("statement: version %d: %w", s.Version, ErrVersion)
 	}
 	fields := []struct {
@@ -96,8 +155,8 @@ func (s *Statement) MarshalBinary() ([]byte, error) {
 	if s.Time.Before(minTime) || s.Time.After(maxTime) {
 		return nil, fmt.Errorf("statement: time %v outside int64 Unix nanoseconds: %w", s.Time, ErrMalformed)
 	}
-	b := make([]byte, 0, statementFixedLen+len(s.Origin)+len(s.JobID)+len(s.NodeID))
-	b = append(b, StatementVersion)
+	b := make([]byte, 0, statementFixedLen+statementMetricsLen+len(s.Origin)+len(s.JobID)+len(s.NodeID))
+	b = append(b, version)
 	b = appendString(b, s.Origin)
 	b = appendString(b, s.JobID)
 	b = binary.BigEndian.AppendUint64(b, s.Round)
@@ -106,6 +165,11 @@ func (s *Statement) MarshalBinary() ([]byte, error) {
 	b = append(b, s.UpdateHash[:]...)
 	b = binary.BigEndian.AppendUint64(b, s.SampleCount)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Time.UnixNano()))
+	if version == StatementVersionMetrics {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(s.TrainLoss))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(s.HoldoutAccuracy))
+		b = binary.BigEndian.AppendUint64(b, s.HoldoutSamples)
+	}
 	return b, nil
 }
 
@@ -188,7 +252,8 @@ func (r *statementReader) string(field string, max int) string {
 // *FormatError values wrapping ErrVersion (unknown version byte),
 // ErrTooLarge (input longer than MaxStatementLen, or a string over its
 // limit) or ErrMalformed (truncation, trailing bytes, empty or non-UTF-8
-// strings). The returned statement's Time is in UTC.
+// strings, a version 2 metric that is NaN, infinite or out of range). It
+// accepts versions 1 and 2. The returned statement's Time is in UTC.
 func ParseStatement(b []byte) (*Statement, error) {
 	if len(b) > MaxStatementLen {
 		return nil, &FormatError{What: "statement", Field: "length", Err: fmt.Errorf("%d bytes, limit %d: %w", len(b), MaxStatementLen, ErrTooLarge)}
@@ -197,8 +262,8 @@ func ParseStatement(b []byte) (*Statement, error) {
 	var s Statement
 	if v := r.take("version", 1); v != nil {
 		s.Version = v[0]
-		if s.Version != StatementVersion {
-			return nil, &FormatError{What: "statement", Field: "version", Err: fmt.Errorf("version %d, want %d: %w", s.Version, StatementVersion, ErrVersion)}
+		if s.Version != StatementVersion && s.Version != StatementVersionMetrics {
+			return nil, &FormatError{What: "statement", Field: "version", Err: fmt.Errorf("version %d, want %d or %d: %w", s.Version, StatementVersion, StatementVersionMetrics, ErrVersion)}
 		}
 	}
 	s.Origin = r.string("origin", MaxOriginLen)
@@ -209,6 +274,18 @@ func ParseStatement(b []byte) (*Statement, error) {
 	copy(s.UpdateHash[:], r.take("update hash", 32))
 	s.SampleCount = r.uint64("sample count")
 	s.Time = time.Unix(0, int64(r.uint64("time"))).UTC()
+	if s.Version == StatementVersionMetrics {
+		start := r.off
+		s.TrainLoss = math.Float64frombits(r.uint64("train loss"))
+		s.HoldoutAccuracy = math.Float64frombits(r.uint64("holdout accuracy"))
+		s.HoldoutSamples = r.uint64("holdout samples")
+		if r.err == nil {
+			if field, err := s.checkMetrics(); err != nil {
+				r.off = start
+				r.fail(field, err)
+			}
+		}
+	}
 	if r.err == nil && r.off != len(b) {
 		r.fail("end", fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrMalformed))
 	}

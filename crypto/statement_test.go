@@ -61,7 +61,7 @@ func TestStatementMarshalErrors(t *testing.T) {
 		mutate func(*Statement)
 		want   error
 	}{
-		{"version", func(s *Statement) { s.Version = 2 }, ErrVersion},
+		{"version", func(s *Statement) { s.Version = 3 }, ErrVersion},
 		{"empty origin", func(s *Statement) { s.Origin = "" }, ErrMalformed},
 		{"long origin", func(s *Statement) { s.Origin = strings.Repeat("o", MaxOriginLen+1) }, ErrTooLarge},
 		{"long job", func(s *Statement) { s.JobID = strings.Repeat("j", MaxJobIDLen+1) }, ErrTooLarge},
@@ -93,7 +93,7 @@ func TestParseStatementStrict(t *testing.T) {
 		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
 		{"truncated", good[:len(good)-1], ErrMalformed},
 		{"version 0", mod(func(b []byte) []byte { b[0] = 0; return b }), ErrVersion},
-		{"version 2", mod(func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
+		{"version 3", mod(func(b []byte) []byte { b[0] = 3; return b }), ErrVersion},
 		{"origin too long", mod(func(b []byte) []byte { b[1], b[2] = 0x01, 0x01; return b }), ErrTooLarge},
 		{"origin empty", mod(func(b []byte) []byte { b[1], b[2] = 0, 0; return b }), ErrMalformed},
 		{"origin bad utf8", mod(func(b []byte) []byte { b[3] = 0xff; return b }), ErrMalformed},

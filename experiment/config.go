@@ -89,6 +89,10 @@ type Config struct {
 	// (zero means 1); DPClip the clipping norm C; DPDelta the δ (zero
 	// means 1e-5).
 	SampleRate, DPClip, DPDelta float64
+	// Optimizer is a server optimizer applied after the rule
+	// ("fedadam:lr=0.01", serveropt.Parse); empty means none (the model
+	// moves by the aggregate, plain FedAvg). Not combined with DP.
+	Optimizer string
 }
 
 // DefaultConfig returns the full protocol: every rule and attack, three
@@ -206,6 +210,9 @@ func (c Config) Validate() error {
 	if err := c.validateDP(); err != nil {
 		return err
 	}
+	if err := c.validateOptimizer(); err != nil {
+		return err
+	}
 	for _, h := range c.Heterogeneity {
 		if h != "iid" && h != "dirichlet" && h != "extreme" {
 			return bad("heterogeneity", "%q: want iid, dirichlet or extreme", h)
@@ -299,6 +306,7 @@ func (c Config) Setup() string {
 	if len(c.DP) > 0 {
 		s += c.dpSetup()
 	}
+	s += c.optimizerSetup()
 	if c.Dataset == "file" {
 		s += fmt.Sprintf(" label=%q classes=%q test-fraction=%g", c.LabelColumn, strings.Join(c.Classes, ","), c.testFraction())
 	}

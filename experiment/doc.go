@@ -64,6 +64,17 @@
 // node), so DP cells are deterministic for any Workers too. Without
 // Config.DP nothing changes: same cells, keys, tables and files.
 //
+// # Server optimizers
+//
+// Config.Optimizer ("fedadam:lr=0.01", serveropt.Parse) applies a server
+// optimizer after the rule in every cell: the rule is wrapped so that what
+// learn.RunFederation adds to the model is serveropt.Advance's increment
+// on the robust aggregate (the model serveropt.Step gives, bit for bit),
+// and adaptive attacks that probe the rule are handed the inner rule, so
+// probing never moves the optimizer's state. The resolved optimizer is in
+// every Record and in Setup (so in the keys); without it, Setup, keys and
+// files are as before. It is not combined with Config.DP.
+//
 // # Errors
 //
 // Config.Validate returns a *ConfigError naming the offending field by its

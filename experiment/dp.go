@@ -124,8 +124,9 @@ type DPInfo struct {
 	// privacy.NoiseMultiplier for Target over the run's rounds at q.
 	SampleRate, Clip, Delta, NoiseMultiplier float64
 	// Epsilon is privacy.Epsilon(q, z, rounds, δ): the ε spent under
-	// secret Poisson sampling. EpsilonQ1 is the same z accounted at q = 1,
-	// as MFN's coordinators account today (docs/PRIVACY.md).
+	// secret Poisson sampling (a job's dp.sample_rate). EpsilonQ1 is the
+	// same z accounted at q = 1, the figure against the coordinators, who
+	// see who took part (docs/PRIVACY.md).
 	Epsilon, EpsilonQ1 float64
 }
 
@@ -484,7 +485,7 @@ func writeDPSummary(w io.Writer, recs []Record) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "# privacy per DP setting (ε spent: privacy.Epsilon(q, z, rounds, δ); at q=1: the same z as MFN's coordinators account it)")
+	fmt.Fprintln(w, "# privacy per DP setting (ε spent: privacy.Epsilon(q, z, rounds, δ); at q=1: the same z against the coordinators, who see who took part)")
 	fmt.Fprint(tw, "dp\tq\tclip C\tδ\tz\tε spent\tε at q=1\tnodes/round\tclipped\t\n")
 	for _, spec := range order {
 		s := by[spec]

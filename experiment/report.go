@@ -42,6 +42,9 @@ type Record struct {
 	Error         string  `json:"error,omitempty"`
 	// DP is set for the cells of a DP axis (Config.DP).
 	DP *RecordDP `json:"dp,omitempty"`
+	// Optimizer is the resolved server optimizer (Config.Optimizer), empty
+	// without one.
+	Optimizer string `json:"optimizer,omitempty"`
 }
 
 // RecordDP is the privacy of one DP cell: its setting, the noise it ran
@@ -85,6 +88,7 @@ type jsonCell struct {
 	Seed          uint64    `json:"seed"`
 	Accuracy      float64   `json:"accuracy"`
 	DP            *RecordDP `json:"dp,omitempty"`
+	Optimizer     string    `json:"optimizer,omitempty"`
 }
 
 // MarshalJSON writes a failed cell's accuracy as null (JSON has no NaN).
@@ -128,7 +132,7 @@ func WriteJSON(w io.Writer, recs []Record) error {
 		if r.Error != "" {
 			continue
 		}
-		out = append(out, jsonCell{r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, r.Rule, r.Pre, r.Attack, r.Seed, r.Accuracy, r.DP})
+		out = append(out, jsonCell{r.Dataset, r.Model, r.Heterogeneity, r.Alpha, r.Honest, r.F, r.Rule, r.Pre, r.Attack, r.Seed, r.Accuracy, r.DP, r.Optimizer})
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
@@ -157,6 +161,9 @@ func groupRecords(recs []Record) []*group {
 			title += fmt.Sprintf(" α=%g", r.Alpha)
 		}
 		title += fmt.Sprintf(", %d honest", r.Honest)
+		if r.Optimizer != "" {
+			title += ", server optimizer " + r.Optimizer
+		}
 		g := byTitle[title]
 		if g == nil {
 			g = &group{title: title, acc: map[int]map[string]map[string][]float64{}}

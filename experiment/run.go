@@ -162,6 +162,15 @@ func RunCell(ctx context.Context, c Config, data *Data, cell Cell, setup string)
 	if cell.DP != "" {
 		return runDPCell(ctx, c, fed, cell, rec, start, fail)
 	}
+	if spec, ok, err := c.parseOptimizer(); err != nil {
+		return rec, err
+	} else if ok {
+		rec.Optimizer = spec.String()
+		if fed.Attack != nil {
+			fed.Attack = rawRuleAttack{inner: fed.Attack, rule: fed.Rule}
+		}
+		fed.Rule = &optimizerRule{inner: fed.Rule, spec: spec}
+	}
 	res, err := learn.RunFederation(ctx, fed)
 	if err != nil {
 		if ctx.Err() != nil {

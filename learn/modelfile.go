@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strings"
 )
 
 // ModelFileFormat is the format tag of a model file.
@@ -168,4 +169,57 @@ func (f *ModelFile) Predict(m Model, x []float64) []int {
 		m.Predict(b, out[lo:hi])
 	}
 	return out
+}
+
+// ArchForJob returns the model a federated job trains, as nodes read it
+// from the job: shape is the job's announced layer shape (input,classes
+// for softmax; input,H1,...,classes for an MLP), nil when the job gives
+// none, in which case the model is inferred from dim, its parameter
+// count, for inputs features and classes classes (softmax, a one-hidden-
+// layer MLP, or cnn:mnist for 784 inputs), as a node with its own data
+// does. inputs and classes, when not zero, must match the shape. Errors
+// wrap ErrArch.
+func ArchForJob(shape []int, dim, inputs, classes int) (Arch, error) {
+	if len(shape) > 0 {
+		if len(shape) < 2 || len(shape) > MaxHiddenLayers+2 {
+			return Arch{}, fmt.Errorf("%w: shape %v: want input,classes or input,H1,...,classes", ErrArch, shape)
+		}
+		in, k := shape[0], shape[len(shape)-1]
+		if inputs != 0 && inputs != in {
+			return Arch{}, fmt.Errorf("%w: shape %v is for %d inputs, not %d", ErrArch, shape, in, inputs)
+		}
+		if classes != 0 && classes != k {
+			return Arch{}, fmt.Errorf("%w: shape %v is for %d classes, not %d", ErrArch, shape, k, classes)
+		}
+		spec := "softmax"
+		if len(shape) > 2 {
+			parts := make([]string, len(shape)-2)
+			for i, h := range shape[1 : len(shape)-1] {
+				parts[i] = fmt.Sprint(h)
+			}
+			spec = "mlp:" + strings.Join(parts, ",")
+		}
+		a, err := ParseArch(spec, in, k)
+		if err != nil {
+			return Arch{}, err
+		}
+		if a.NumParams() != dim {
+			return Arch{}, fmt.Errorf("%w: shape %v has %d parameters, the job's model %d", ErrArch, shape, a.NumParams(), dim)
+		}
+		return a, nil
+	}
+	if inputs < 1 || classes < 1 {
+		return Arch{}, fmt.Errorf("%w: the job announces no shape: the input and class counts must come from data", ErrArch)
+	}
+	soft := Arch{Kind: "softmax", Dim: inputs, Classes: classes}
+	if dim == soft.NumParams() {
+		return soft, nil
+	}
+	if per := inputs + 1 + classes; dim > classes && (dim-classes)%per == 0 {
+		return Arch{Kind: "mlp", Dim: inputs, Hidden: (dim - classes) / per, Classes: classes}, nil
+	}
+	if cnn := (Arch{Kind: "cnn", Dim: inputs, Classes: classes}); inputs == 28*28 && cnn.NumParams() == dim {
+		return cnn, nil
+	}
+	return Arch{}, fmt.Errorf("%w: %d parameters fit no model for %d inputs and %d classes", ErrArch, dim, inputs, classes)
 }

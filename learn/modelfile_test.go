@@ -142,3 +142,42 @@ func TestModelFileFuzzSeed(t *testing.T) {
 }
 
 func strconvQuote(s string) string { return strconv.Quote(s) }
+
+func TestArchForJob(t *testing.T) {
+	for _, tc := range []struct {
+		shape                []int
+		dim, inputs, classes int
+		want                 string // Spec, or "" for an error
+	}{
+		{[]int{4, 3}, 15, 0, 0, "softmax"},
+		{[]int{4, 3}, 15, 4, 3, "softmax"},
+		{[]int{30, 16, 2}, 30*16 + 16 + 16*2 + 2, 30, 2, "mlp:16"},
+		{[]int{30, 8, 4, 2}, 30*8 + 8 + 8*4 + 4 + 4*2 + 2, 0, 0, "mlp:8,4"},
+		{[]int{4, 3}, 16, 0, 0, ""}, // dim does not match the shape
+		{[]int{4, 3}, 15, 5, 0, ""}, // the data has another feature count
+		{[]int{4, 3}, 15, 0, 2, ""}, // and another class count
+		{[]int{4}, 4, 0, 0, ""},     // no output layer
+		{nil, 15, 4, 3, "softmax"},  // inferred as a node does
+		{nil, 4*5 + 5 + 5*3 + 3, 4, 3, "mlp:5"},
+		{nil, 15, 0, 0, ""}, // nothing to infer from
+		{nil, 17, 4, 3, ""}, // fits no model
+	} {
+		a, err := ArchForJob(tc.shape, tc.dim, tc.inputs, tc.classes)
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("ArchForJob(%v, %d, %d, %d) = %s, want an error", tc.shape, tc.dim, tc.inputs, tc.classes, a.Spec())
+		case tc.want == "":
+			if !errors.Is(err, ErrArch) {
+				t.Errorf("ArchForJob(%v, %d): %v, want ErrArch", tc.shape, tc.dim, err)
+			}
+		case err != nil:
+			t.Errorf("ArchForJob(%v, %d, %d, %d): %v", tc.shape, tc.dim, tc.inputs, tc.classes, err)
+		case a.Spec() != tc.want || a.NumParams() != tc.dim:
+			t.Errorf("ArchForJob(%v, %d) = %s with %d parameters, want %s", tc.shape, tc.dim, a.Spec(), a.NumParams(), tc.want)
+		}
+	}
+	cnn := Arch{Kind: "cnn", Dim: 784, Classes: 10}
+	if a, err := ArchForJob(nil, cnn.NumParams(), 784, 10); err != nil || a.Kind != "cnn" {
+		t.Errorf("CNN by parameter count: %v %v", a, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/node"
 )
 
@@ -23,6 +24,7 @@ const (
 	MaxAPIReaders  = 1000
 	MaxSubscribers = 1000
 	MaxRamp        = time.Hour
+	MaxHold        = 24 * time.Hour
 	// MaxUpdates bounds Nodes × Rounds: the run keeps a record and a
 	// latency sample (≈ 60 bytes) per acknowledged update.
 	MaxUpdates = 10_000_000
@@ -42,9 +44,14 @@ type Config struct {
 	// JobID is the job the run creates (1–64 characters of [A-Za-z0-9._-]).
 	JobID string
 	// Nodes virtual nodes, of which Byzantine send Attack updates.
-	Nodes     int
-	Byzantine int
-	Attack    string
+	Nodes int
+	// Submitters is how many of the nodes submit updates (the first ones);
+	// the others only connect and subscribe, idle connections the cluster
+	// holds. Zero means Nodes. A round can name at most
+	// audit.MaxResultEntries updates, so more submitters are refused.
+	Submitters int
+	Byzantine  int
+	Attack     string
 	// Dim is the number of float32 parameters of every update.
 	Dim int
 	// Rounds is the job's number of rounds; Rule its aggregation rule
@@ -54,6 +61,11 @@ type Config struct {
 	// Ramp spreads the nodes' connections evenly over this duration (zero
 	// connects them all at once).
 	Ramp time.Duration
+	// Hold keeps every node connected and subscribed, idle, for this long
+	// after the job's last round, while the members' resources are still
+	// sampled (Report.HoldSeconds, HeldConnections, HoldRSS): how much a
+	// cluster spends holding Nodes connections between rounds.
+	Hold time.Duration
 	// Concurrency bounds the updates being sealed or submitted at once.
 	Concurrency int
 	// APIReaders run concurrent REST reads (cluster status, jobs, the
@@ -91,8 +103,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("load: JobID %q must have 1-64 characters", c.JobID)
 	case c.Nodes < 1 || c.Nodes > MaxNodes:
 		return fmt.Errorf("load: Nodes %d must be in [1, %d]", c.Nodes, MaxNodes)
-	case c.Byzantine < 0 || c.Byzantine >= c.Nodes:
-		return fmt.Errorf("load: Byzantine %d must be in [0, Nodes-1=%d]", c.Byzantine, c.Nodes-1)
+	case c.Submitters < 0 || c.Submitters > c.Nodes:
+		return fmt.Errorf("load: Submitters %d must be in [0, Nodes=%d] (0 means Nodes)", c.Submitters, c.Nodes)
 	case c.Byzantine > 0 && !slices.Contains(Attacks, c.Attack):
 		return fmt.Errorf("load: Attack %q must be one of %v", c.Attack, Attacks)
 	case c.Dim < 1 || c.Dim > MaxDim:
@@ -101,10 +113,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("load: Rounds %d must be in [1, %d]", c.Rounds, MaxRounds)
 	case c.Nodes*c.Rounds > MaxUpdates:
 		return fmt.Errorf("load: Nodes × Rounds = %d must be at most %d", c.Nodes*c.Rounds, MaxUpdates)
+	case c.submitters() > audit.MaxResultEntries:
+		return fmt.Errorf("load: %d submitting nodes exceed the %d updates one round's result can name (audit.MaxResultEntries): set Submitters (--submitters) to at most %d; the other nodes then hold idle connections", c.submitters(), audit.MaxResultEntries, audit.MaxResultEntries)
+	case c.Byzantine < 0 || c.Byzantine >= c.submitters():
+		return fmt.Errorf("load: Byzantine %d must be in [0, Submitters-1=%d]", c.Byzantine, c.submitters()-1)
 	case c.Rule == "":
 		return errors.New("load: Rule must not be empty")
 	case c.Ramp < 0 || c.Ramp > MaxRamp:
 		return fmt.Errorf("load: Ramp %v must be in [0, %v]", c.Ramp, MaxRamp)
+	case c.Hold < 0 || c.Hold > MaxHold:
+		return fmt.Errorf("load: Hold %v must be in [0, %v]", c.Hold, MaxHold)
 	case c.Concurrency < 1 || c.Concurrency > MaxConcurrency:
 		return fmt.Errorf("load: Concurrency %d must be in [1, %d]", c.Concurrency, MaxConcurrency)
 	case c.APIReaders < 0 || c.APIReaders > MaxAPIReaders:
@@ -121,6 +139,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("load: ProgressEvery %v must be ≥ 0", c.ProgressEvery)
 	}
 	return nil
+}
+
+// SubmittingNodes is the number of nodes that submit updates:
+// Submitters, or Nodes when it is zero.
+func (c *Config) SubmittingNodes() int { return c.submitters() }
+
+func (c *Config) submitters() int {
+	if c.Submitters == 0 {
+		return c.Nodes
+	}
+	return c.Submitters
 }
 
 // inflight is the effective number of updates in flight: Concurrency

@@ -11,8 +11,10 @@
 //     operator API, 16 requests at a time, retrying 429 and 503 answers.
 //  2. It subscribes to the job's round_closed and round_failed events,
 //     samples the coordinators' resources, and creates job Config.JobID
-//     (task "load", the rule with f = Byzantine, max_updates = Nodes so a
-//     round closes as soon as every node submitted).
+//     (task "load", the rule with f = Byzantine, max_updates = the
+//     submitting nodes, so a round closes as soon as every one of them
+//     submitted; Config.Submitters limits them to the first ones, at most
+//     audit.MaxResultEntries, and the others only connect and subscribe).
 //  3. Every virtual node, started evenly over Config.Ramp, dials its own
 //     QUIC connection with its own key, says Hello, subscribes to round
 //     announcements and, for each round of the job, builds its update
@@ -36,7 +38,9 @@
 //     the job and its rounds in a loop, and Config.Subscribers hold
 //     WebSocket event subscriptions (the Locust-style operator scenario).
 //  5. When the job ends (polled through the API), or ctx is cancelled, or
-//     Config.Timeout passes, the nodes stop. The job's audit leaves are
+//     Config.Timeout passes, the nodes stop — after Config.Hold, if set,
+//     during which every node stays connected and idle while the members'
+//     RSS is sampled. The job's audit leaves are
 //     read back through the API (from the log size before the job to a
 //     checkpoint covering every acknowledged leaf) and compared with the
 //     acknowledgements (CheckLog): Lost counts acknowledged updates whose

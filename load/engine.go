@@ -72,6 +72,8 @@ type engine struct {
 	// unconfirmed counts updates whose fate this process cannot know: a
 	// transport failure, then the round closed or the run ended.
 	unconfirmed atomic.Int64
+	// reconnects counts reconnections (it varies reconnectDelay's draws).
+	reconnects atomic.Int64
 
 	mu         sync.Mutex
 	errs       map[string]int
@@ -163,7 +165,7 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 
 	spec := coordinator.JobSpec{ID: cfg.JobID, Task: "load", Dim: cfg.Dim,
 		Rule: coordinator.RuleSpec{Name: cfg.Rule, F: cfg.Byzantine}, Rounds: cfg.Rounds,
-		MinUpdates: 1, MaxUpdates: cfg.Nodes, RoundDeadline: coordinator.Duration(cfg.RoundDeadline)}
+		MinUpdates: 1, MaxUpdates: cfg.submitters(), RoundDeadline: coordinator.Duration(cfg.RoundDeadline)}
 	if _, err := ac.CreateJob(runCtx, spec); err != nil {
 		return nil, fmt.Errorf("load: create job %s: %w", cfg.JobID, err)
 	}
@@ -191,10 +193,13 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 			if cfg.Ramp > 0 && !sleepCtx(nodeCtx, time.Duration(int64(cfg.Ramp)*int64(i)/int64(cfg.Nodes))) {
 				return
 			}
-			(&vnode{e: e, idx: i, id: id, byz: i >= cfg.Nodes-cfg.Byzantine}).run(nodeCtx)
+			(&vnode{e: e, idx: i, id: id, byz: i < cfg.submitters() && i >= cfg.submitters()-cfg.Byzantine}).run(nodeCtx)
 		}()
 	}
 	job := e.waitJob(runCtx)
+	if cfg.Hold > 0 && job.State != coordinator.JobRunning && job.State != "" {
+		e.hold(runCtx, mon, rep)
+	}
 	stopNodes()
 	nwg.Wait()
 	rep.Interrupted = job.State == coordinator.JobRunning || job.State == ""
@@ -213,6 +218,54 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 	rep.Errors = maps(e.errs)
 	e.mu.Unlock()
 	return rep, nil
+}
+
+// holdSettle bounds the wait for every node to be connected before a
+// hold starts.
+const holdSettle = 30 * time.Second
+
+// hold waits for the ramp to have started every node (and up to
+// holdSettle for them to be connected), then keeps the
+// nodes connected and idle for cfg.Hold (or until ctx ends), sampling how
+// many stay subscribed once a second, and records the members' RSS at
+// its end. The CPU per acknowledgement stops counting at its start.
+func (e *engine) hold(ctx context.Context, mon *monitor, rep *Report) {
+	if rest := e.cfg.Ramp - time.Since(e.start); rest > 0 && !sleepCtx(ctx, rest) {
+		return
+	}
+	// The last nodes of the ramp may still be connecting: give them up
+	// to holdSettle.
+	for settle := time.Now(); int(e.connected.Load()) < e.cfg.Nodes && time.Since(settle) < holdSettle; {
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			return
+		}
+	}
+	mon.freezeCPU()
+	start := time.Now()
+	held := int(e.connected.Load())
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	end := time.NewTimer(e.cfg.Hold)
+	defer end.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-end.C:
+			break loop
+		case <-t.C:
+			held = min(held, int(e.connected.Load()))
+		}
+	}
+	held = min(held, int(e.connected.Load()))
+	mon.sample(context.WithoutCancel(ctx))
+	rep.HoldSeconds = time.Since(start).Seconds()
+	rep.HeldConnections = held
+	rep.HoldRSS = mon.rssNow()
+	for _, v := range rep.HoldRSS {
+		rep.HoldMaxRSS = max(rep.HoldMaxRSS, v)
+	}
 }
 
 func maps(m map[string]int) map[string]int {
@@ -286,6 +339,28 @@ func (e *engine) enroll(ctx context.Context, ids []*crypto.Identity) error {
 }
 
 func (e *engine) setLeader(addr string) { e.leader.Store(&addr) }
+
+// reconnectRate is the pace, in connections per second, at which the
+// nodes of a run spread their reconnections after a subscription ends
+// (typically all at once, when the leader moves): a new leader then
+// faces at most about this many handshakes per second instead of every
+// node's at the same instant, which on a loaded machine timed out
+// handshakes and started a storm of retries.
+const reconnectRate = 200
+
+// reconnectDelay is node idx's wait before reconnecting: uniform in
+// [0, Nodes/reconnectRate s), drawn from PCG seeded by the run's seed,
+// the node and the run's count of reconnections so far (timing, like
+// every timing of a run, is not reproducible; the bytes are).
+func (e *engine) reconnectDelay(idx int) time.Duration {
+	spread := time.Duration(e.cfg.Nodes) * time.Second / reconnectRate
+	if spread <= 0 {
+		return 0
+	}
+	n := e.reconnects.Add(1)
+	r := rand.New(rand.NewPCG(e.cfg.Seed^0x7265636f6e6e, uint64(idx)<<32^uint64(n)))
+	return time.Duration(r.Int64N(int64(spread)))
+}
 
 // leaderAddr is the QUIC address nodes dial: the last known leader, else
 // the first member.

@@ -78,7 +78,16 @@ type Report struct {
 	CoordinatorPeakRSS   map[string]int64 `json:"coordinator_peak_rss_bytes"`
 	CoordinatorCPUSecs   float64          `json:"coordinator_cpu_seconds"`
 	CoordinatorCPUPerAck float64          `json:"coordinator_cpu_ms_per_ack"`
-	MetricsSource        string           `json:"metrics_source"`
+
+	// Hold (Config.Hold): how long the nodes stayed connected, idle, after
+	// the last round; the fewest nodes with a live subscription at any
+	// one-second sample of it; each member's RSS (by API URL, or "self")
+	// at its end, and the highest of them.
+	HoldSeconds     float64          `json:"hold_seconds,omitempty"`
+	HeldConnections int              `json:"held_connections,omitempty"`
+	HoldRSS         map[string]int64 `json:"hold_rss_bytes,omitempty"`
+	HoldMaxRSS      int64            `json:"hold_max_rss_bytes,omitempty"`
+	MetricsSource   string           `json:"metrics_source"`
 
 	// API scenario: requests made by the readers, their latency, and the
 	// events the WebSocket subscribers received.
@@ -222,6 +231,10 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  coordinators       peak RSS %s, CPU %.1fs = %.2f ms/ack (%s)\n",
 			humanBytes(float64(r.CoordinatorMaxRSS)), r.CoordinatorCPUSecs, r.CoordinatorCPUPerAck, r.MetricsSource)
 	}
+	if r.HoldSeconds > 0 {
+		fmt.Fprintf(w, "  hold               %.0fs idle after the last round: %d of %d nodes stayed connected; member RSS at its end %s (max %s)\n",
+			r.HoldSeconds, r.HeldConnections, r.Nodes, holdRSS(r.HoldRSS), humanBytes(float64(r.HoldMaxRSS)))
+	}
 	if r.APIReaders > 0 || r.APIEventSubs > 0 {
 		fmt.Fprintf(w, "  operator API       %d requests by %d readers, p50 %.1f ms p99 %.1f ms; %d events to %d subscribers\n",
 			r.APIRequests, r.APIReaders, r.APIP50ms, r.APIP99ms, r.APIEvents, r.APIEventSubs)
@@ -240,6 +253,20 @@ func (r *Report) Print(w io.Writer) {
 		parts[i] = fmt.Sprintf("%s %d", k, r.Errors[k])
 	}
 	fmt.Fprintf(w, "  errors             %s\n", strings.Join(parts, ", "))
+}
+
+// holdRSS lists members' RSS readings in key order.
+func holdRSS(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + humanBytes(float64(m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func humanBytes(b float64) string {

@@ -103,7 +103,11 @@ type monitor struct {
 	peaks    map[string]int64 // per member (URL) or "self"
 	cpuFirst map[string]float64
 	cpuLast  map[string]float64
-	scraped  bool
+	// lastRSS is each member's latest reading; cpuFrozen stops cpuLast
+	// (the CPU per acknowledgement covers the rounds, not a Hold).
+	lastRSS   map[string]int64
+	cpuFrozen bool
+	scraped   bool
 	// leader is the last leader id seen, changes how often it changed.
 	leader  string
 	changes int
@@ -144,13 +148,16 @@ func (m *monitor) record(key string, s ProcessSample) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cpuFirst == nil {
-		m.cpuFirst, m.cpuLast, m.peaks = map[string]float64{}, map[string]float64{}, map[string]int64{}
+		m.cpuFirst, m.cpuLast, m.peaks, m.lastRSS = map[string]float64{}, map[string]float64{}, map[string]int64{}, map[string]int64{}
 	}
 	m.peaks[key] = max(m.peaks[key], s.RSS)
+	m.lastRSS[key] = s.RSS
 	if _, ok := m.cpuFirst[key]; !ok {
 		m.cpuFirst[key] = s.CPUSecs
 	}
-	m.cpuLast[key] = s.CPUSecs
+	if !m.cpuFrozen {
+		m.cpuLast[key] = s.CPUSecs
+	}
 	m.peakRSS = max(m.peakRSS, s.RSS)
 	m.scraped = true
 }
@@ -175,6 +182,24 @@ func (m *monitor) sample(ctx context.Context) {
 		}
 		m.record(u, s)
 	}
+}
+
+// freezeCPU ends the window of cpu.
+func (m *monitor) freezeCPU() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cpuFrozen = true
+}
+
+// rssNow returns a copy of every member's latest RSS reading.
+func (m *monitor) rssNow() map[string]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int64, len(m.lastRSS))
+	for k, v := range m.lastRSS {
+		out[k] = v
+	}
+	return out
 }
 
 // cpu is the CPU seconds the coordinators used between the first and

@@ -62,6 +62,9 @@ func (v *vnode) run(ctx context.Context) {
 		v.e.connected.Add(1)
 		v.serve(ctx, anns)
 		v.e.connected.Add(-1)
+		if !sleepCtx(ctx, v.e.reconnectDelay(v.idx)) {
+			return
+		}
 	}
 }
 
@@ -121,7 +124,7 @@ func (v *vnode) serve(ctx context.Context, anns <-chan *protocol.RoundAnnounceme
 			if !ok {
 				return
 			}
-			if a.JobID != v.e.cfg.JobID || v.done[a.Round] {
+			if a.JobID != v.e.cfg.JobID || v.done[a.Round] || v.idx >= v.e.cfg.submitters() {
 				continue
 			}
 			if v.submit(ctx, a) {

@@ -92,6 +92,9 @@ type Agent struct {
 	// momentum lists the jobs whose recorded momentum buffer has been
 	// restored into the learner (or found absent).
 	momentum map[string]bool
+	// evaluated lists the jobs whose final model this run has reported a
+	// cross-site evaluation of (evalreport.go).
+	evaluated map[string]bool
 }
 
 // New checks cfg, loads the identity and opens the state directory. It
@@ -164,6 +167,9 @@ func (a *Agent) PrepareData(ctx context.Context) error {
 	start := time.Now()
 	data, cached, err := loadData(WithSimObserver(ctx, a.metrics.sim.observe), a.cfg.Data, a.cfg.StateDir, a.cfg.Progress)
 	if err != nil {
+		if a.awaitClasses(err) { // schema.go
+			return nil
+		}
 		return fmt.Errorf("node: local data: %w", err)
 	}
 	train, hold := splitHoldOut(data, a.cfg.Data.HoldOut, a.cfg.Data.Seed)
@@ -639,6 +645,9 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 		a.emit(Event{Kind: EventSkipped, Job: job, Round: round, Addr: addr, Result: reason, Err: err})
 		return nil
 	}
+	if ann.Metadata["eval"] == "final" {
+		return a.crossSiteEval(ctx, c, addr, origin, ann, log) // evalreport.go
+	}
 	if err := a.reconcile(ctx, c, addr, job, round, log); err != nil {
 		return err
 	}
@@ -647,6 +656,9 @@ func (a *Agent) handle(ctx context.Context, c *protocol.Client, addr, origin str
 	}
 	if err := a.cfg.Data.acceptsTask(ann.Metadata["task"]); err != nil {
 		return skip("task mismatch", err)
+	}
+	if err := a.checkSchema(ctx, ann.Metadata); err != nil { // schema.go
+		return skip("schema mismatch", err)
 	}
 	baseHex := hex.EncodeToString(ann.BaseHash[:])
 	p, err := a.state.loadPending(job, round)
@@ -762,7 +774,9 @@ type trained struct {
 	delta     []float64
 	learner   *Learner
 	trainTime time.Duration
-	pending   *pending // set by seal
+	// metrics, when set, are signed in a version 2 statement (eval.go).
+	metrics *roundMetrics
+	pending *pending // set by seal
 }
 
 // train fetches the base model and trains (or crafts) the update.
@@ -795,16 +809,21 @@ func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *pro
 	}
 	start := time.Now()
 	var delta []float64
+	var rm *roundMetrics
 	accuracy := -1.0
 	if a.cfg.Byzantine != "" {
 		delta, err = l.Craft(a.cfg.Byzantine, ann.JobID, ann.Round, arch, base, a.cfg.AttackHonest, a.cfg.AttackF, int(ann.MaxUpdates), a.attack)
 	} else {
 		var m learn.Model
 		delta, m, err = l.Update(ann.JobID, ann.Round, arch, base)
-		if err == nil && hold != nil {
-			if acc, aerr := learn.Accuracy(m, hold); aerr == nil {
-				accuracy = acc
-				a.metrics.accuracy.WithLabelValues("local").Set(acc)
+		if err == nil {
+			if v, ok := measure(m, l.data, hold); ok {
+				rm = &v
+				a.metrics.trainLoss.Set(v.trainLoss)
+				if v.holdoutSamples > 0 {
+					accuracy = v.holdoutAccuracy
+					a.metrics.accuracy.WithLabelValues("local").Set(accuracy)
+				}
 			}
 		}
 	}
@@ -815,7 +834,7 @@ func (a *Agent) train(ctx context.Context, c *protocol.Client, dim int, ann *pro
 	if err != nil {
 		return nil, -1, err
 	}
-	return &trained{arch: arch, delta: delta, learner: l, trainTime: time.Since(start)}, accuracy, nil
+	return &trained{arch: arch, delta: delta, learner: l, trainTime: time.Since(start), metrics: rm}, accuracy, nil
 }
 
 // seal signs and encrypts a trained update and stores it as pending (then
@@ -826,6 +845,10 @@ func (a *Agent) seal(t *trained, origin string, ann *protocol.RoundAnnouncement)
 	stmt := &crypto.Statement{
 		Origin: origin, JobID: ann.JobID, Round: ann.Round, NodeID: a.nodeID,
 		BaseModelHash: ann.BaseHash, SampleCount: uint64(l.Samples()), Time: a.cfg.Clock().UTC(),
+	}
+	if m := t.metrics; m != nil {
+		stmt.Version = crypto.StatementVersionMetrics
+		stmt.TrainLoss, stmt.HoldoutAccuracy, stmt.HoldoutSamples = m.trainLoss, m.holdoutAccuracy, m.holdoutSamples
 	}
 	sealed, err := crypto.Seal(stmt, upd, a.id.SigningKey, a.cfg.Cluster.Recipients())
 	if err != nil {

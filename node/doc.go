@@ -41,8 +41,20 @@
 // sites agree on the input scale without sharing data. The simulated set is
 // cached in StateDir/dataset-v1.bin (versioned, keyed by the data
 // configuration, SHA-256 checksummed, written atomically) and reused on
-// restart. A fraction (HoldOut) is kept out of training to report local
-// accuracy.
+// restart. A fraction (HoldOut, mfn node --holdout, default 0.2, chosen by
+// a permutation seeded from the data seed) is kept out of training. After
+// training, the node measures its model's mean loss on the training split
+// and accuracy on the held-out split (Evaluate, eval.go) and signs them in
+// the update's statement (crypto statement version 2); the coordinators
+// aggregate them per round (docs/METRICS.md). EvalData (evaldata.go) scores
+// global models on a labelled file at the coordinators (--eval-data).
+//
+// A job may declare a data schema, announced as the "schema" metadata
+// (schema.go): before training, the node checks its feature count, class
+// list and standardisation against it and refuses a mismatch naming the
+// file, the column and the mismatch, submitting nothing. A node whose file
+// has categorical labels and no class list waits for a job whose schema
+// lists the classes and loads its file with that list (NeedsClasses).
 //
 // A site with its own data sets DataConfig.File (site.go): the node reads
 // the file where it is through package sitedata (CSV, Parquet, .npy/.npz,
@@ -148,6 +160,6 @@
 // Logs go to Config.Logger (log/slog); metrics to Config.Registry:
 // mfn_node_rounds_participated_total, mfn_node_submissions_total{result},
 // mfn_node_train_seconds, mfn_node_local_accuracy_ratio{model},
-// mfn_node_connected and mfn_node_reconnects_total. Config.OnEvent
+// mfn_node_train_loss, mfn_node_connected and mfn_node_reconnects_total. Config.OnEvent
 // receives the same steps as Events, for programs that drive nodes.
 package node

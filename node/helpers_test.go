@@ -85,6 +85,11 @@ func (h *countingHandler) Submit(ctx context.Context, peer protocol.Peer, sealed
 	return ack, err
 }
 
+// SubmitEval passes cross-site evaluation reports through.
+func (h *countingHandler) SubmitEval(ctx context.Context, peer protocol.Peer, report, sig []byte) (*protocol.Ack, error) {
+	return h.Handler.(protocol.EvalHandler).SubmitEval(ctx, peer, report, sig)
+}
+
 func (h *countingHandler) count(key ed25519.PublicKey) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

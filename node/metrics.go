@@ -21,6 +21,7 @@ type metrics struct {
 	submissions *prometheus.CounterVec
 	trainSecs   prometheus.Histogram
 	accuracy    *prometheus.GaugeVec
+	trainLoss   prometheus.Gauge // the last signed train loss (eval.go)
 	connected   prometheus.Gauge
 	reconnects  prometheus.Counter
 	sim         *simStats // statistics of the runs simulated for the local data
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mfn_node_local_accuracy_ratio",
 			Help: "Accuracy on the node's held-out split of the round's base (global) model and of the locally trained model.",
 		}, []string{"model"}),
+		trainLoss: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mfn_node_train_loss",
+			Help: "Mean cross-entropy of the last locally trained model on the node's training split (signed in the update's statement).",
+		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mfn_node_connected",
 			Help: "1 while the node holds a subscription to the leader, else 0.",
@@ -58,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range append([]prometheus.Collector{m.rounds, m.submissions, m.trainSecs, m.accuracy, m.connected, m.reconnects}, m.sim.collectors()...) {
+	for _, c := range append([]prometheus.Collector{m.rounds, m.submissions, m.trainSecs, m.accuracy, m.trainLoss, m.connected, m.reconnects}, m.sim.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

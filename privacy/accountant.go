@@ -107,7 +107,7 @@ func (a *Accountant) EpsilonAfter(delta float64, extra []Event) (eps, order floa
 			if err := validate(e.SampleRate, e.NoiseMultiplier, e.Steps, delta); err != nil {
 				return 0, 0, err
 			}
-			r, err := rdpVector(e.SampleRate, e.NoiseMultiplier, e.Steps)
+			r, err := cachedRDPVector(e.SampleRate, e.NoiseMultiplier, e.Steps)
 			if err != nil {
 				return 0, 0, err
 			}

@@ -78,3 +78,30 @@ func BenchmarkLocalPrivatize(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/d, "ns/coord")
 }
+
+// BenchmarkAccountantEpsilon: an accountant read at q = 0.05 (the RDP
+// vector comes from the cache after the first read).
+func BenchmarkAccountantEpsilon(b *testing.B) {
+	var a Accountant
+	if err := a.Compose(0.05, 1, 1000); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, _, err := a.Epsilon(1e-5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSample: one round's sample of 1,000 enrolled nodes at
+// q = 0.05 (the leader and every member's Apply compute it once per
+// round).
+func BenchmarkSample(b *testing.B) {
+	ids := nodeIDs(1000)
+	seed := SampleSeed(seqSecret(), "job", 1, [32]byte{})
+	for b.Loop() {
+		if len(Sample(seed, ids, 0.05)) == 0 {
+			b.Fatal("empty sample")
+		}
+	}
+}

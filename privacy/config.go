@@ -40,6 +40,18 @@ type Config struct {
 	MaxEpsilon float64 `json:"max_epsilon,omitempty"`
 	// AdaptiveClip, if set, adapts Clip each round (central mode only).
 	AdaptiveClip *AdaptiveClipConfig `json:"adaptive_clip,omitempty"`
+	// SampleRate is q, the probability that each enrolled node is asked
+	// to take part in a round (node sampling, see Sampled); zero means 1,
+	// every node every round.
+	SampleRate float64 `json:"sample_rate,omitempty"`
+}
+
+// Rate returns the sample rate q: SampleRate, or 1 when it is zero.
+func (c *Config) Rate() float64 {
+	if c.SampleRate == 0 {
+		return 1
+	}
+	return c.SampleRate
 }
 
 // AdaptiveClipConfig holds AdaptiveClip's settings other than the clip.
@@ -65,7 +77,8 @@ func (e *FieldError) Unwrap() error { return ErrInvalidParameter }
 // bad one: mode not local/central; clip not finite and > 0; neither or both
 // of noise_multiplier and target_epsilon; either out of range; delta not in
 // (0, 1); max_epsilon negative or not finite; adaptive_clip in local mode
-// or with a bad field.
+// or with a bad field, or with count_noise ≤ noise_multiplier/2; sample_rate
+// not 0 and not in (0, 1].
 func (c *Config) Validate() error {
 	if c.Mode != ModeLocal && c.Mode != ModeCentral {
 		return &FieldError{"dp.mode", fmt.Sprintf("%q: must be local or central", c.Mode)}
@@ -86,6 +99,9 @@ func (c *Config) Validate() error {
 	if checkDelta(c.Delta) != nil {
 		return &FieldError{"dp.delta", fmt.Sprintf("%v: must be in (0, 1)", c.Delta)}
 	}
+	if c.SampleRate != 0 && !(c.SampleRate > 0 && c.SampleRate <= 1) {
+		return &FieldError{"dp.sample_rate", fmt.Sprintf("%v: must be in (0, 1] (0: every node every round)", c.SampleRate)}
+	}
 	if !(c.MaxEpsilon >= 0) || math.IsInf(c.MaxEpsilon, 1) {
 		return &FieldError{"dp.max_epsilon", fmt.Sprintf("%v: must be finite and ≥ 0 (0: no limit beyond target_epsilon)", c.MaxEpsilon)}
 	}
@@ -100,6 +116,11 @@ func (c *Config) Validate() error {
 				return &FieldError{"dp.adaptive_clip." + pe.Param, fmt.Sprintf("%v: must be %s", pe.Value, pe.Want)}
 			}
 			return err
+		}
+		if c.NoiseMultiplier != 0 {
+			if _, err := UpdateNoiseMultiplier(c.NoiseMultiplier, a.CountNoise); err != nil {
+				return &FieldError{"dp.adaptive_clip.count_noise", fmt.Sprintf("%v: must be above noise_multiplier/2 = %v (the count would take the whole budget)", a.CountNoise, c.NoiseMultiplier/2)}
+			}
 		}
 	}
 	return nil

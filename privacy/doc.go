@@ -47,6 +47,14 @@
 // The figures agree with published ones (Opacus, TF-Privacy) and with a
 // numerical integration of the definition; see DESIGN.md.
 //
+// # Node sampling
+//
+// SampleSeed derives a round's seed from a job's secret, the job, the
+// round and its base model hash; Sampled decides each node independently
+// with probability q from SHA-256(seed ‖ node id), and Sample lists the
+// sampled nodes of a population. VerifySampleFS checks an exported audit
+// log: every update leaf of a job came from a node its round sampled.
+//
 // # Noise
 //
 // Gaussian draws noise that is exact in floating point: a discrete

@@ -33,7 +33,7 @@ const (
 	DefaultChunkSize         = 1 << 20 // 1 MiB
 	DefaultMaxModelSize      = 1 << 30 // 1 GiB
 	DefaultHeartbeat         = 10 * time.Second
-	DefaultMaxConns          = 4096
+	DefaultMaxConns          = 16384
 	DefaultMaxConnsPerKey    = 8
 )
 

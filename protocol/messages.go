@@ -182,6 +182,8 @@ func newMessage(t wire.Type) Message {
 		return new(Ack)
 	case wire.TypeError:
 		return new(ProtocolError)
+	case wire.TypeSubmitEval:
+		return new(SubmitEval) // eval.go
 	case wire.TypeSubmitStream:
 		return new(SubmitStream)
 	case wire.TypeStreamChunk:

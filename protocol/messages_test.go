@@ -51,6 +51,7 @@ func sampleMessages() []struct {
 		{"ErrorNotLeader", &ProtocolError{Code: CodeNotLeader, Message: "follower", LeaderAddr: "10.0.0.2:7443"}},
 		{"ErrorRateLimited", &ProtocolError{Code: CodeRateLimited, RetryAfter: 1500 * time.Millisecond}},
 		{"ErrorNotReady", &ProtocolError{Code: CodeNotReady, Message: "catching up", RetryAfter: 250 * time.Millisecond}},
+		{"SubmitEval", &SubmitEval{Report: []byte("eval-report"), Signature: append(h[:], h[:]...)}},
 		{"SubmitStream", &SubmitStream{JobID: "job-1", Round: 4, Size: 100_000_123}},
 		{"SubmitStreamTraced", &SubmitStream{JobID: "job-1", Round: 4, Size: 9,
 			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
@@ -173,7 +174,7 @@ func TestDecodeStrict(t *testing.T) {
 		{"subscribe with payload", wire.TypeSubscribe, []byte{0}, ErrTrailingBytes},
 		{"chunk data length beyond payload", wire.TypeModelChunk, cat(zero(8+8+32), u32(10), []byte{1}), ErrTruncated},
 		{"unknown type", 0, nil, ErrUnknownType},
-		{"unknown type 11", 11, nil, ErrUnknownType},
+		{"unknown type 12", 12, nil, ErrUnknownType},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -78,12 +78,14 @@ type Server struct {
 type announcement struct {
 	payload []byte
 	round   uint64
-	expires time.Time // zero: until replaced or retracted
+	expires time.Time                    // zero: until replaced or retracted
+	to      func(ed25519.PublicKey) bool // nil: every peer (BroadcastTo)
 }
 
 type subscriber struct {
 	version uint8
-	ch      chan []byte // complete frames
+	ch      chan []byte       // complete frames
+	key     ed25519.PublicKey // the peer's key
 }
 
 // NewServer returns a Server for h. It fails if cfg is invalid.
@@ -222,6 +224,13 @@ func (s *Server) Broadcast(ann *RoundAnnouncement) error {
 // sees the channel close and resubscribes). It fails only if ann cannot be
 // encoded.
 func (s *Server) BroadcastUntil(ann *RoundAnnouncement, expires time.Time) error {
+	return s.BroadcastTo(ann, expires, nil)
+}
+
+// BroadcastTo is BroadcastUntil for the peers whose key to accepts, now
+// and when they subscribe later (nil to: every peer). Other peers are not
+// told of the round (a round announced to a sample of the nodes).
+func (s *Server) BroadcastTo(ann *RoundAnnouncement, expires time.Time, to func(ed25519.PublicKey) bool) error {
 	payload, err := ann.AppendBinary(nil)
 	if err != nil {
 		return err
@@ -234,9 +243,12 @@ func (s *Server) BroadcastUntil(ann *RoundAnnouncement, expires time.Time) error
 			delete(s.latest, job)
 		}
 	}
-	s.latest[ann.JobID] = announcement{payload: payload, round: ann.Round, expires: expires}
+	s.latest[ann.JobID] = announcement{payload: payload, round: ann.Round, expires: expires, to: to}
 	frames := map[uint8][]byte{}
 	for sub := range s.subs {
+		if to != nil && !to(sub.key) {
+			continue
+		}
 		fr, ok := frames[sub.version]
 		if !ok {
 			fr = frameBytes(sub.version, wire.TypeRoundAnnouncement, payload)
@@ -435,6 +447,8 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 			}
 			return a, err
 		})
+	case *SubmitEval:
+		sc.submitEval(ctx, f, negotiated, m) // eval.go
 	case *SubmitStream:
 		sc.submitStream(ctx, f, negotiated, m)
 	default:
@@ -509,12 +523,15 @@ func (sc *serverConn) withInflight(ctx context.Context, fn func(context.Context)
 // connection or the server ends.
 func (sc *serverConn) subscription(ctx context.Context, f *framer, version uint8) {
 	s := sc.s
-	sub := &subscriber{version: version, ch: make(chan []byte, subQueue)}
+	sub := &subscriber{version: version, ch: make(chan []byte, subQueue), key: sc.c.PeerKey()}
 	now := time.Now()
 	s.mu.Lock()
 	s.subs[sub] = struct{}{}
 	var pending [][]byte
 	for _, a := range s.latest {
+		if a.to != nil && !a.to(sub.key) {
+			continue
+		}
 		if a.expires.IsZero() || a.expires.After(now) {
 			pending = append(pending, frameBytes(version, wire.TypeRoundAnnouncement, a.payload))
 		}

@@ -65,8 +65,10 @@ docs/BENCHMARKS.md.
 With --float32 the vectors are float32, as updates arrive on the wire, and
 are aggregated with aggregate.AggregateFloat32: fedavg, krum, multi-krum,
 median, trimmed-mean, bulyan, geometric-median and centered-clipping read
-them in place with the float32 kernels; hierarchical-krum and pipelines
-get a float64 copy.`,
+them in place with the float32 kernels; hierarchical-krum and pipelines (nnm,
+bucketing, static-clipping, then fedavg, krum, multi-krum, median or
+trimmed-mean) read them in place block by block and widen each block to
+float64; other pipelines get a float64 copy.`,
 		Example: `  mfn bench aggregate
   mfn bench aggregate --n 50,100 --d 100000 --rules krum,trimmed-mean,nnm+krum --repeat 5
   mfn bench aggregate --n 10 --d 1000 --json timings.json

@@ -50,6 +50,12 @@ labels y → classes−1−y.
 reads), split into train and test with a fixed seed (--test-fraction); the
 test part is never given to a client.
 
+--optimizer NAME[:k=v,...] applies a server optimizer after the rule in
+every cell (fedavgm, fedadam, fedyogi or fedadagrad, Reddi et al. 2021;
+keys lr, beta1, beta2, tau, momentum): the model moves by its step on the
+robust aggregate. Adaptive attacks still probe the rule itself. Not with
+--dp.
+
 --dp adds a privacy axis (client-level DP-FedAvg, docs/ROBUSTNESS.md "Robust +
 private"): "none" (no noise), "central:EPS" (the server clips every update to
 --dp-clip C and adds Gaussian noise z·C/(q·n) to the aggregate) or
@@ -58,7 +64,7 @@ smallest noise multiplier whose ε over --rounds rounds at sample rate
 --sample-rate q and --dp-delta δ is at most EPS (privacy.NoiseMultiplier).
 With --dp every node (honest or Byzantine) takes part in a round with
 probability q (a seeded draw); a summary after the tables gives z, the ε
-spent at q and at q = 1 (how MFN's coordinators account today), the nodes
+spent at q and at q = 1 (the figure against the coordinators), the nodes
 per round and the share of clipped updates. Central noise covers fedavg only;
 with a robust rule it is reported but not a proven guarantee.
 
@@ -70,6 +76,8 @@ override it.`
 const benchRobustnessExample = `  mfn bench robustness --quick
   mfn bench robustness --quick --data site.csv --label-column diagnosis --classes benign,malignant --model mlp:32
   mfn bench robustness --quick --results quick.jsonl --json quick.json --png quick.png
+  mfn bench robustness --dataset fashion --heterogeneity dirichlet --alpha 0.5 --f 0,2 --rules trimmed-mean \
+      --attacks alie --rounds 30 --train-size 20000 --optimizer fedadam --reference
   mfn bench robustness --dataset mfn --honest 12 --f 0,2 --rules fedavg,trimmed-mean \
       --attacks alie --dp none,central:8,local:8 --rounds 20 --seeds 1
   mfn bench robustness --model mlp --heterogeneity iid,dirichlet,extreme --alpha 1,0.5,0.1 \
@@ -175,6 +183,7 @@ func newBenchRobustnessCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&o.DPClip, "dp-clip", 1, "with --dp: clipping norm C of every update (> 0)")
 	fl.Float64Var(&o.DPDelta, "dp-delta", 1e-5, "with --dp: the δ of (ε, δ)-DP, (0,1)")
 	fl.IntVar(&o.Workers, "workers", 0, "goroutines training clients (0 means GOMAXPROCS; results do not depend on it)")
+	fl.StringVar(&o.Optimizer, "optimizer", "", "server optimizer after the rule: fedavgm, fedadam, fedyogi or fedadagrad[:lr=..,beta1=..,beta2=..,tau=..,momentum=..] (default none: plain FedAvg step)")
 	return c
 }
 

@@ -106,13 +106,36 @@ member's key, which must be in the others' --peer-keys.
 A member whose --data-dir holds Raft state rejoins its cluster from it and
 ignores --bootstrap and --join, so restarting with unchanged flags is safe.
 
+Attestation (--attest, on by default; docs/AUDIT.md): every member
+re-derives each sealed round from the sealed updates it holds and signs
+its result; the leader closes a round only once a majority of the
+registered members (itself included) derived the same result leaf, and
+fails it ("attestation: ...") otherwise, so a disputed model is never
+committed. Followers post their signed derivations and cosignatures to the
+leader's HTTP address (route /v1/cluster/attest, no API key: the request
+is signed with the member key and checked against the registered one), so
+a cluster of several members needs --http-addr on each; without it rounds
+close without the quorum, as in --attest=false, but members still cosign
+what they can deliver. Every closed round gets a result leaf in the audit
+log, cosigned by the members ("mfn audit verify-log --member-keys" checks
+it). Each member also writes the round archive of every closed round to
+DATA/archives/<job>/<round, 8 digits>.tar, keeping the newest
+--archive-rounds: "mfn audit replay --archive FILE --identity KEYS"
+re-derives the round from it. Use --attest=false on every member while
+any member runs an older version.
+
 Accuracy: when a round of an "mfn-regime" job closes, the leader scores
 the new model on a held-out test set of the MFN regime task
 (--eval-per-regime simulations of each regime, simulated at start from
 --eval-seed with the nodes' reference grid and feature statistics; the
 model is the one "mfn node" trains for the job's parameter count) and
 commits the accuracy with the round's result. Give every member the same
-two flags. Other tasks record no accuracy.
+two flags. Other tasks record no accuracy, unless --eval-data names a
+labelled file (CSV, Parquet, .npy/.npz, IDX, as mfn node --data reads):
+then every job whose model (and schema) fits the file has each new model's
+accuracy and loss on it recorded with the round (mfn ctl jobs metrics); a
+job it does not fit is logged once, naming the mismatch, and not scored on
+it. Give every member the same file.
 
 Tuning: --node-rate and --node-burst limit each node's submissions (a
 token bucket, 5 per second with a burst of 10 by default; raise them for
@@ -172,12 +195,15 @@ type coordinatorFlags struct {
 	httpInsecure                bool
 	evalSeed                    uint64
 	evalPerRegime               int
+	evalData                    evalDataFlags // coordinator_eval.go
 	nodeRate                    float64
 	nodeBurst                   int
 	maxUpdateBytes              int64
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
+	attest                      bool
+	archiveRounds               int
 	httpMaxConns                int
 	httpMaxConnsPerClient       int
 	httpRate                    float64
@@ -234,6 +260,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.joinTimeout, "join-timeout", 2*time.Minute, "how long --join keeps retrying while the cluster has no leader or the member is unreachable (1s to 1h)")
 	fl.Uint64Var(&f.evalSeed, "eval-seed", 0x6d666e2d6576616c, "seed of the held-out test set on which mfn-regime models are scored (the same on every member)")
 	fl.IntVar(&f.evalPerRegime, "eval-per-regime", 50, "held-out simulations per regime for scoring mfn-regime models (0 turns evaluation off, at most 10000)")
+	f.evalData.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.tick, "tick", 100*time.Millisecond, "round engine polling period (10ms to 10s)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
@@ -245,6 +272,8 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
 	fl.IntVar(&f.httpMaxConnsPerClient, "http-max-conns-per-client", 256, "open HTTP connections from one client IP address; more are closed at once (1 to 1000000; clients behind one proxy share it)")
 	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with API keys to admin keys only, without them to loopback clients only")
+	fl.BoolVar(&f.attest, "attest", true, "attest rounds: record result leaves, re-derive every round and cosign it; as leader close a round only with a quorum of matching member derivations (needs --http-addr on a cluster of several members). Turn off only while members of an older version remain")
+	fl.IntVar(&f.archiveRounds, "archive-rounds", 8, "with --attest: keep the round archives (for mfn audit replay) of the newest N closed rounds in DATA/archives/<job>/<round>.tar (0 turns them off, at most 10000; each holds its round's sealed updates)")
 	f.trace.register(fl)
 	return c
 }
@@ -409,6 +438,10 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--shutdown-timeout %v must be > 0", f.shutdownTimeout)
 	case f.evalPerRegime < 0 || f.evalPerRegime > 10000:
 		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
+	case f.evalData.check() != nil:
+		return nil, lvl, f.evalData.check()
+	case f.archiveRounds < 0 || f.archiveRounds > 10000:
+		return nil, lvl, usagef("--archive-rounds %d must be in [0, 10000]", f.archiveRounds)
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
 		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
 	case !(f.nodeRate > 0 && f.nodeRate <= 1e6):
@@ -717,7 +750,13 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	rc := raft.DefaultConfig()
 	rc.SnapshotThreshold = f.snapshotThreshold
 	rc.TrailingLogs = f.trailingLogs
-	coord, err := coordinator.New(coordinator.Config{
+	evaluator, err := f.evalData.evaluator(env.ctx, newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger), logger)
+	if err != nil {
+		storage.Close()
+		return fail(err)
+	}
+	var coordRef atomic.Pointer[coordinator.Coordinator] // for the attestation sender, set once New returns
+	ccfg := coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
 		PublicKey: id.PublicKey(), PeerKeys: trusted, Prober: layer,
@@ -725,8 +764,30 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
 		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst, MaxUpdateBytes: f.maxUpdateBytes,
-		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger),
-	})
+		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: evaluator,
+	}
+	if f.attest {
+		scheme := "http"
+		if httpTLS != nil {
+			scheme = "https"
+		}
+		ccfg.MemberKey = id.SigningKey
+		if f.archiveRounds > 0 {
+			ccfg.ArchiveDir, ccfg.ArchiveKeep = filepath.Join(f.dataDir, "archives"), f.archiveRounds
+		}
+		ccfg.AttestQuorum = hln != nil // followers reach the leader over HTTP
+		ccfg.SendAttestation = coordinator.HTTPAttestationSender(&http.Client{Transport: memberTransport, Timeout: 30 * time.Second},
+			scheme, id.SigningKey, func() (coordinator.Member, bool) {
+				if c := coordRef.Load(); c != nil {
+					return c.Leader()
+				}
+				return coordinator.Member{}, false
+			})
+	}
+	coord, err := coordinator.New(ccfg)
+	if err == nil {
+		coordRef.Store(coord)
+	}
 	if err != nil {
 		storage.Close()
 		return fail(err)
@@ -790,6 +851,9 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		} else {
 			logger.Warn("no --api-keys: serving only /healthz, /readyz, /metrics and the signed join route, not the operator API")
 			h = coordinator.NewBasicHTTPHandler(coord, reg, trusted)
+		}
+		if f.attest {
+			h = coord.WithAttestation(h) // signed by members: served with or without API keys
 		}
 		if f.pprof {
 			logger.Warn("serving profiles under /debug/pprof/", "access", map[bool]string{true: "admin API keys", false: "loopback clients"}[apiKeys != nil])

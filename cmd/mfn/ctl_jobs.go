@@ -17,6 +17,7 @@ import (
 	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/provision"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // ---- nodes ----
@@ -156,10 +157,12 @@ only signing.pub is read). --id defaults to the id derived from the key.`,
 // jobFlags are the flags of "jobs create": the fields of coordinator.JobSpec.
 type jobFlags struct {
 	id, task, rule, onFailure, initialModel string
+	optimizer                               string
 	dim, rounds, minUpdates, maxUpdates     int
 	shape                                   []int
 	roundDeadline, hardDeadline             time.Duration
 	rs                                      coordinator.RuleSpec
+	schema                                  schemaFlags // schemaflags.go
 }
 
 // spec builds and checks the job spec, naming the flag of the first bad
@@ -198,6 +201,13 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 		RoundDeadline: coordinator.Duration(f.roundDeadline), HardDeadline: coordinator.Duration(f.hardDeadline),
 		OnFailure: coordinator.OnFailure(f.onFailure),
 	}
+	if f.optimizer != "" {
+		o, err := serveropt.Parse(f.optimizer)
+		if err != nil {
+			return spec, usagef("--optimizer %q: %v", f.optimizer, strings.TrimPrefix(err.Error(), "serveropt: invalid optimizer: "))
+		}
+		spec.Optimizer = &o
+	}
 	if f.initialModel != "" {
 		data, err := os.ReadFile(f.initialModel)
 		if err != nil {
@@ -215,6 +225,11 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 			spec.InitialModel[i] = v
 		}
 	}
+	var err error
+	if spec.Schema, err = f.schema.schema(); err != nil {
+		return spec, err
+	}
+	spec.CrossSiteEval = f.schema.crossSite
 	if err := spec.Validate(); err != nil {
 		return spec, usagef("%v", strings.TrimPrefix(err.Error(), "coordinator: invalid request: "))
 	}
@@ -228,6 +243,9 @@ func printJob(env *cmdEnv, j coordinator.Job) {
 		fmt.Fprintf(env.stdout, " (%s)", j.Reason)
 	}
 	fmt.Fprintf(env.stdout, "\n  task %s, dim %d, rule %s (f=%d)\n", s.Task, s.Dim, s.Rule.Name, s.Rule.F)
+	if s.Optimizer != nil {
+		fmt.Fprintf(env.stdout, "  server optimizer %s\n", s.Optimizer)
+	}
 	fmt.Fprintf(env.stdout, "  rounds: %d of %d done, %d failed, %d opened\n", j.Completed, s.Rounds, j.Failed, j.Rounds)
 	fmt.Fprintf(env.stdout, "  updates per round: %d..%d, deadline %v", s.MinUpdates, s.MaxUpdates, time.Duration(s.RoundDeadline))
 	if s.HardDeadline != 0 {
@@ -277,7 +295,11 @@ nnm+krum; its parameters are --f, --m, --tau, --iters, --nu, --tol,
 --bucket-size, --clip-norm, --clusters, --fraction and --rule-seed (zero
 means the rule's default). The spec is checked locally first, so mistakes
 exit 2 without contacting the server. --initial-model FILE gives model
-version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
+version 0 as 8 × dim bytes of little-endian float64 (default zeros).
+--optimizer applies a server optimizer after the rule (Reddi et al. 2021:
+fedavgm, fedadam, fedyogi, fedadagrad, with lr, beta1, beta2, tau or
+momentum, e.g. fedadam:lr=0.01): the model then moves by the optimizer's
+step on the aggregate; its state is replicated with the job.`,
 		Example: "  mfn ctl jobs create --id j1 --task mfn-regime --dim 76 --rule krum --f 1 --rounds 5 --min-updates 3 --max-updates 5 --round-deadline 30s",
 		Args:    cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
@@ -324,6 +346,8 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	fl.DurationVar(&jf.hardDeadline, "hard-deadline", 0, "a round below --min-updates fails after this; 0 means 3 × --round-deadline")
 	fl.StringVar(&jf.onFailure, "on-failure", "continue", "what a failed round does to the job: continue or stop")
 	fl.StringVar(&jf.initialModel, "initial-model", "", "file of model version 0: 8 × dim bytes of little-endian float64")
+	fl.StringVar(&jf.optimizer, "optimizer", "", "server optimizer after the rule: fedavgm, fedadam, fedyogi or fedadagrad[:lr=..,beta1=..,beta2=..,tau=..,momentum=..] (default none: the model moves by the aggregate)")
+	jf.schema.register(fl)
 
 	list := &cobra.Command{
 		Use:     "list",
@@ -401,6 +425,7 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).`,
 	stop.Flags().StringVar(&reason, "reason", "", "why the job is stopped (recorded; default names the API key)")
 	c.AddCommand(create, list, get, stop)
 	c.AddCommand(newCtlJobsRemoveCmds(env, o)...)
+	c.AddCommand(newCtlJobsMetricsCmd(env, o)) // ctl_jobs_metrics.go
 	return c
 }
 
@@ -482,6 +507,7 @@ why not, and the rule's score.`,
 			}
 			fmt.Fprintf(env.stdout, "\n  base model v%d %s\n  opened %s, deadline %s, hard deadline %s, ended %s\n",
 				r.BaseVersion, r.BaseHash, fmtTime(r.OpenedAt), fmtTime(r.Deadline), fmtTime(r.HardDeadline), fmtTime(r.EndedAt))
+			fmt.Fprint(env.stdout, roundPrivacyLines(r))
 			if res := r.Result; res != nil {
 				fmt.Fprintf(env.stdout, "  result: model v%d %s, rule %s, %d used, %d rejected, aggregation %.3fs",
 					res.ModelVersion, res.ModelHash, res.Rule, res.Used, res.Rejected, res.AggregationSeconds)
@@ -513,6 +539,23 @@ why not, and the rule's score.`,
 	return c
 }
 
+// roundPrivacyLines describes a DP round's node sample and adaptive clip
+// ("" for other rounds).
+func roundPrivacyLines(r coordinator.Round) string {
+	var b strings.Builder
+	if r.SampleSeed != nil {
+		fmt.Fprintf(&b, "  sample: %d of %d enrolled nodes (seed %s)\n", len(r.Sample), r.Population, *r.SampleSeed)
+	}
+	if r.Clip > 0 {
+		fmt.Fprintf(&b, "  clip %g", r.Clip)
+		if st := r.ClipStep; st != nil {
+			fmt.Fprintf(&b, ", noisy unclipped fraction %.4g, next clip %.6g", st.Fraction, st.Next)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 // ---- models ----
 
 func newCtlModelsCmd(env *cmdEnv, o *ctlOpts) *cobra.Command {
@@ -523,27 +566,61 @@ func newCtlModelsCmd(env *cmdEnv, o *ctlOpts) *cobra.Command {
 or "latest"); with --out FILE it downloads the parameters and checks them
 against the model hash. --format float64 (default) writes 8 × dim bytes of
 little-endian float64; --format update writes crypto's update encoding
-(header, then the values), whose SHA-256 is the model hash.`,
+(header, then the values), whose SHA-256 is the model hash; --format model
+(the default when --out ends in .json) writes a model file ("mfn-model/1",
+learn.ModelFile) that "mfn predict --model FILE --data new.csv" reads.
+
+A model file also needs what the job does not hold: the class names
+(--classes, in class-id order; default 0..K-1) and the input scaling the
+nodes trained with. --data FILE names a site's training file (read as
+"mfn node --data" reads it, with --label-column and --feature-columns):
+its feature names go into the model file and, with --standardize site
+(the nodes' default), its mean and standard deviation, the statistics that
+site's node applied. The model is the one the job announces: its layer
+shape (softmax or an MLP), or for jobs without one inferred from the
+parameter count and --data's feature and class counts (cnn:mnist too).`,
 		Example: "  mfn ctl models get j1 latest\n  mfn ctl models get j1 5 --out model-v5.f64",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	var out, format string
+	var mf modelFileFlags
 	get := &cobra.Command{
-		Use:     "get JOB VERSION",
-		Short:   "Show a model version, or download it with --out",
-		Long:    "get prints a model version's metadata, or with --out FILE downloads its parameters (hash-checked).",
-		Example: "  mfn ctl models get j1 latest --out model.f64",
+		Use:   "get JOB VERSION",
+		Short: "Show a model version, or download it with --out",
+		Long: `get prints a model version's metadata, or with --out FILE downloads its
+parameters (hash-checked): --format float64 (8 × dim bytes of little-endian
+float64), update (crypto's update encoding), or model, the default for an
+--out ending in .json: a model file ("mfn-model/1") for "mfn predict".
+
+A model file needs what the job does not hold: --classes (names in class-id
+order; default 0..K-1) and, with --data, a site's training file read as
+"mfn node --data" reads it, whose feature names and (--standardize site,
+the nodes' default) mean and standard deviation go into the file. The
+model is the one the job announces (its --shape), or for a job without a
+shape the one its parameter count gives for --data's features and classes.`,
+		Example: "  mfn ctl models get j1 latest --out model.f64\n  mfn ctl models get j1 latest --out model.json --data site.csv --label-column diagnosis --classes benign,malignant",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("format") && strings.HasSuffix(strings.ToLower(out), ".json") {
+				format = formatModelFile
+			}
 			job, version := args[0], args[1]
 			if version != "latest" {
 				if _, err := parseUint(version, "VERSION"); err != nil {
 					return usagef("VERSION %q: want a non-negative integer or latest", version)
 				}
 			}
-			if format != api.FormatFloat64 && format != api.FormatUpdate {
-				return usagef("--format %q: must be float64 or update", format)
+			if format != api.FormatFloat64 && format != api.FormatUpdate && format != formatModelFile {
+				return usagef("--format %q: must be float64, update or model", format)
+			}
+			if format == formatModelFile {
+				if out == "" {
+					return usagef("--format model needs --out FILE")
+				}
+				if err := mf.check(); err != nil {
+					return err
+				}
 			}
 			cl, err := o.client()
 			if err != nil {
@@ -563,6 +640,9 @@ little-endian float64; --format update writes crypto's update encoding
 				}
 				fmt.Fprintln(env.stdout)
 				return nil
+			}
+			if format == formatModelFile {
+				return writeJobModelFile(env, cl, job, version, out, &mf)
 			}
 			var buf bytes.Buffer
 			hash, n, err := cl.ModelParams(env.ctx, job, version, format, &buf)
@@ -584,7 +664,8 @@ little-endian float64; --format update writes crypto's update encoding
 		},
 	}
 	get.Flags().StringVar(&out, "out", "", "download the parameters to FILE")
-	get.Flags().StringVar(&format, "format", api.FormatFloat64, "parameter format with --out: float64 or update")
+	get.Flags().StringVar(&format, "format", api.FormatFloat64, "format with --out: float64, update or model (mfn-model/1 JSON; the default for a .json --out)")
+	mf.register(get)
 	c.AddCommand(get)
 	return c
 }
@@ -598,12 +679,21 @@ func modelHashOf(data []byte, format string) (string, error) {
 		}
 		return coordinator.ModelHash(p).String(), nil
 	}
+	p, err := paramsOf(data)
+	if err != nil {
+		return "", err
+	}
+	return coordinator.ModelHash(p).String(), nil
+}
+
+// paramsOf decodes 8 × n bytes of little-endian float64.
+func paramsOf(data []byte) (coordinator.Params, error) {
 	if len(data)%8 != 0 {
-		return "", fmt.Errorf("%d bytes is not a whole number of float64", len(data))
+		return nil, fmt.Errorf("%d bytes is not a whole number of float64", len(data))
 	}
 	p := make(coordinator.Params, len(data)/8)
 	for i := range p {
 		p[i] = math.Float64frombits(binary.LittleEndian.Uint64(data[8*i:]))
 	}
-	return coordinator.ModelHash(p).String(), nil
+	return p, nil
 }

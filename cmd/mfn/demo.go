@@ -22,6 +22,7 @@ import (
 	"github.com/mfn/mfn/internal/e2e"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 func init() { registerCommand(newDemoCmd) }
@@ -66,6 +67,11 @@ training rows with the same budget, measured on the same test part.
 --model-out writes the final global model as an mfn-model/1 file for
 mfn predict.
 
+--optimizer NAME[:k=v,...] gives the job a server optimizer applied after
+the rule (fedavgm, fedadam, fedyogi, fedadagrad; keys lr, beta1, beta2,
+tau, momentum): the model moves by its step on each round's aggregate,
+and its state is replicated, so the leader's crash does not reset it.
+
 --hold keeps the cluster running after the summary until Ctrl-C: every
 coordinator serves its operator API and the web console on 127.0.0.1 (a
 port chosen free) with an operator API key made for this run, and the
@@ -81,6 +87,8 @@ const demoExample = `  mfn demo
   mfn demo --rule nnm+krum --byzantine 3 --json summary.json
   mfn demo --rounds 5 --hold                       # then open the printed console link; Ctrl-C stops
   mfn demo --dp-epsilon 8                          # local DP at every node; prints the ε spent
+  mfn demo --dp-epsilon 8 --dp-sample-rate 0.5 --nodes 20   # each round goes to a secret sample of about half the nodes
+  mfn demo --optimizer fedadam:lr=0.01             # FedAdam after the trimmed mean
   mfn demo --keep demo-out && mfn audit verify-log demo-out/audit --log-key @demo-out/log.vkey
   mfn demo --rounds 5 --trace-file spans.jsonl    # one JSON span per line from every coordinator and node
   mfn demo --otlp-endpoint http://127.0.0.1:4318   # send the spans to Jaeger or any OTLP/HTTP collector
@@ -102,6 +110,8 @@ type demoFlags struct {
 	dropInvalid                                   bool
 	testFraction                                  float64
 	dpEpsilon                                     float64
+	dpSampleRate                                  float64
+	optimizer                                     string
 }
 
 func newDemoCmd(env *cmdEnv) *cobra.Command {
@@ -142,6 +152,8 @@ func newDemoCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&f.testFraction, "test-fraction", 0.2, "fraction of --data kept by the cluster as the test part (0 to 1, exclusive)")
 	fl.StringVar(&f.modelOut, "model-out", "", "with --data: write the final global model to this file (mfn-model/1, for mfn predict)")
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with local differential privacy: target ε over --rounds (clip 0.5, δ 1e-5; 0: no DP)")
+	fl.Float64Var(&f.dpSampleRate, "dp-sample-rate", 1, "with --dp-epsilon: announce each round to a secret random sample of the nodes, each with this probability, in (0, 1]")
+	fl.StringVar(&f.optimizer, "optimizer", "", "the job's server optimizer after the rule: NAME[:k=v,...], NAME fedavgm, fedadam, fedyogi or fedadagrad, keys lr, beta1, beta2, tau, momentum (default none)")
 	return c
 }
 
@@ -197,12 +209,28 @@ func (f *demoFlags) options() (e2e.Options, error) {
 	} else if f.model != "" || f.modelOut != "" {
 		return o, usagef("--model and --model-out need --data (the simulated task's model is set by --hidden)")
 	}
+	if !(f.dpSampleRate > 0 && f.dpSampleRate <= 1) {
+		return o, usagef("--dp-sample-rate %v: must be in (0, 1]", f.dpSampleRate)
+	}
+	if f.dpSampleRate != 1 && f.dpEpsilon == 0 {
+		return o, usagef("--dp-sample-rate needs --dp-epsilon")
+	}
+	if f.optimizer != "" {
+		spec, err := serveropt.Parse(f.optimizer)
+		if err != nil {
+			return o, usagef("--optimizer %q: %v", f.optimizer, strings.TrimPrefix(err.Error(), "serveropt: invalid optimizer: "))
+		}
+		o.Optimizer = &spec
+	}
 	if f.dpEpsilon != 0 {
 		dp := &privacy.Config{Mode: privacy.ModeLocal, Clip: 0.5, TargetEpsilon: f.dpEpsilon, Delta: 1e-5}
+		if f.dpSampleRate != 1 {
+			dp.SampleRate = f.dpSampleRate
+		}
 		if err := dp.Validate(); err != nil {
 			return o, usagef("--dp-epsilon %v: %v", f.dpEpsilon, err)
 		}
-		if _, err := privacy.NoiseMultiplier(f.dpEpsilon, 1, f.rounds, dp.Delta); err != nil {
+		if _, err := privacy.NoiseMultiplier(f.dpEpsilon, dp.Rate(), f.rounds, dp.Delta); err != nil {
 			return o, usagef("--dp-epsilon %v over --rounds %d: %v", f.dpEpsilon, f.rounds, err)
 		}
 		o.DP = dp
@@ -378,6 +406,9 @@ func printDemoSummary(w io.Writer, s *e2e.Summary) {
 		fmt.Fprintf(w, "  model file              %s  (use: mfn predict --model %s --data new.csv)\n", s.ModelFile, s.ModelFile)
 	}
 	fmt.Fprintf(w, "  Byzantine updates used  %d      (%d Byzantine nodes, attack %s, rule %s)\n", s.ByzantineUsed, s.ByzantineNodes, s.Attack, s.Rule)
+	if s.Optimizer != "" {
+		fmt.Fprintf(w, "  server optimizer        %s   (after the rule; the FedAvg reference has none)\n", s.Optimizer)
+	}
 	if s.KilledLeader != "" {
 		fmt.Fprintf(w, "  leader changes          %d      (killed %s; new leader after %.1fs)\n", s.LeaderChanges, s.KilledLeader, s.FailoverSecs)
 	} else {

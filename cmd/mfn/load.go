@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/load"
 	"github.com/mfn/mfn/node"
 )
@@ -30,7 +31,10 @@ connection; for every round the job announces it builds an update of --dim
 float32 values (seeded random, ±0.01), signs and seals it to every
 coordinator as "mfn node" does, and submits it. --byzantine of them send
 attack updates instead (--attack sign-flip: negated ×10; large: ×10^4).
---ramp spreads the connections over a duration. --api-readers users read the
+--ramp spreads the connections over a duration; --hold keeps them all open,
+idle, for a while after the last round and reports what the members hold
+then (RSS), e.g. --nodes 10000 --dim 1000 --ramp 2m --hold 1m.
+--api-readers users read the
 cluster status, jobs, the job and its rounds in a loop, and
 --api-subscribers hold WebSocket event subscriptions, alongside.
 
@@ -57,6 +61,7 @@ duplicated.`
 
 const loadExample = `  mfn load --local 3 --nodes 100 --dim 10000 --rounds 3
   mfn load --local 3 --nodes 1000 --dim 100000 --rounds 3 --json load.json
+  mfn load --cluster cluster.txt --server $S --api-key $KEY --nodes 10000 --dim 1000 --rounds 2 --ramp 2m --hold 1m
   mfn load --local 3 --nodes 50 --byzantine 5 --attack large --rule trimmed-mean --api-readers 8 --api-subscribers 4
   mfn load --cluster cluster.txt --server http://10.0.0.1:8080,http://10.0.0.2:8080,http://10.0.0.3:8080 --api-key $KEY --nodes 500 --ramp 30s`
 
@@ -65,8 +70,10 @@ type loadFlags struct {
 	clusterFile, apiKey, job       string
 	servers                        []string
 	nodes, byzantine, dim, rounds  int
+	submitters                     int
 	rule, attack                   string
 	ramp, deadline, timeout, every time.Duration
+	hold                           time.Duration
 	concurrency, readers, subs     int
 	seed                           uint64
 	jsonPath, logPath              string
@@ -90,12 +97,14 @@ func newLoadCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.apiKey, "api-key", "", "operator API key for --cluster (enrols nodes, creates the job)")
 	fl.StringVar(&f.job, "job", "", "id of the job to create (default load-<seed>-<unix time>)")
 	fl.IntVar(&f.nodes, "nodes", d.Nodes, fmt.Sprintf("virtual nodes (1-%d)", load.MaxNodes))
+	fl.IntVar(&f.submitters, "submitters", 0, fmt.Sprintf("how many of the nodes submit updates (0 = all, at most %d: the updates one round's result can name); the others hold idle connections", audit.MaxResultEntries))
 	fl.IntVar(&f.byzantine, "byzantine", 0, "how many of the nodes send attack updates (0 to nodes-1)")
 	fl.StringVar(&f.attack, "attack", d.Attack, "the Byzantine nodes' updates: "+strings.Join(load.Attacks, ", "))
 	fl.IntVar(&f.dim, "dim", d.Dim, fmt.Sprintf("float32 parameters per update (1-%d)", load.MaxDim))
 	fl.IntVar(&f.rounds, "rounds", d.Rounds, fmt.Sprintf("rounds of the job (1-%d)", load.MaxRounds))
 	fl.StringVar(&f.rule, "rule", d.Rule, "aggregation rule or pipeline: "+strings.Join(aggregate.RuleNames, ", "))
 	fl.DurationVar(&f.ramp, "ramp", 0, "connect the nodes evenly over this duration (0 to 1h)")
+	fl.DurationVar(&f.hold, "hold", 0, "after the last round keep every node connected and idle this long, then report the members' RSS (0 to 24h)")
 	fl.IntVar(&f.concurrency, "concurrency", d.Concurrency, fmt.Sprintf("updates sealed or submitted at once (1-%d; lowered to keep them within %d MiB)", load.MaxConcurrency, load.MaxInflightBytes>>20))
 	fl.IntVar(&f.readers, "api-readers", 0, fmt.Sprintf("concurrent operator-API readers (0-%d)", load.MaxAPIReaders))
 	fl.IntVar(&f.subs, "api-subscribers", 0, fmt.Sprintf("concurrent WebSocket event subscribers (0-%d)", load.MaxSubscribers))
@@ -106,6 +115,15 @@ func newLoadCmd(env *cmdEnv) *cobra.Command {
 	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to this file (atomically)")
 	fl.StringVar(&f.logPath, "log", "", "write the local cluster's JSON logs to this file")
 	return c
+}
+
+// submitting is the number of nodes that submit: --submitters, or every
+// node when it is 0.
+func (f *loadFlags) submitting() int {
+	if f.submitters == 0 {
+		return f.nodes
+	}
+	return f.submitters
 }
 
 // config checks the flags and builds the run's configuration.
@@ -126,16 +144,22 @@ func (f *loadFlags) config() (load.Config, error) {
 		return c, usagef("--server and --api-key are for --cluster; --local makes its own")
 	case f.nodes < 1 || f.nodes > load.MaxNodes:
 		return c, usagef("--nodes %d must be in [1, %d]", f.nodes, load.MaxNodes)
-	case f.byzantine < 0 || f.byzantine >= f.nodes:
-		return c, usagef("--byzantine %d must be in [0, --nodes-1=%d]", f.byzantine, f.nodes-1)
+	case f.submitters < 0 || f.submitters > f.nodes:
+		return c, usagef("--submitters %d must be in [0, --nodes=%d] (0 means all)", f.submitters, f.nodes)
 	case f.dim < 1 || f.dim > load.MaxDim:
 		return c, usagef("--dim %d must be in [1, %d]", f.dim, load.MaxDim)
 	case f.rounds < 1 || f.rounds > load.MaxRounds:
 		return c, usagef("--rounds %d must be in [1, %d]", f.rounds, load.MaxRounds)
 	case f.nodes*f.rounds > load.MaxUpdates:
 		return c, usagef("--nodes %d × --rounds %d = %d must be at most %d", f.nodes, f.rounds, f.nodes*f.rounds, load.MaxUpdates)
+	case f.submitting() > audit.MaxResultEntries:
+		return c, usagef("--nodes %d: at most %d nodes may submit in one round (the updates a round's result can name); add --submitters %d, the other nodes then hold idle connections", f.nodes, audit.MaxResultEntries, audit.MaxResultEntries)
+	case f.byzantine < 0 || f.byzantine >= f.submitting():
+		return c, usagef("--byzantine %d must be in [0, %d] (the submitting nodes less one)", f.byzantine, f.submitting()-1)
 	case f.ramp < 0 || f.ramp > load.MaxRamp:
 		return c, usagef("--ramp %v must be in [0, %v]", f.ramp, load.MaxRamp)
+	case f.hold < 0 || f.hold > load.MaxHold:
+		return c, usagef("--hold %v must be in [0, %v]", f.hold, load.MaxHold)
 	case f.concurrency < 1 || f.concurrency > load.MaxConcurrency:
 		return c, usagef("--concurrency %d must be in [1, %d]", f.concurrency, load.MaxConcurrency)
 	case f.readers < 0 || f.readers > load.MaxAPIReaders:
@@ -160,6 +184,7 @@ func (f *loadFlags) config() (load.Config, error) {
 	}
 	c.JobID, c.Nodes, c.Byzantine, c.Attack, c.Dim, c.Rounds, c.Rule = job, f.nodes, f.byzantine, f.attack, f.dim, f.rounds, f.rule
 	c.Ramp, c.Concurrency, c.APIReaders, c.Subscribers = f.ramp, f.concurrency, f.readers, f.subs
+	c.Hold, c.Submitters = f.hold, f.submitters
 	c.RoundDeadline, c.Timeout, c.Seed = f.deadline, f.timeout, f.seed
 	if err := c.Validate(); err != nil {
 		return c, usagef("--job %q: %v", job, strings.TrimPrefix(err.Error(), "load: "))
@@ -219,7 +244,7 @@ func runLoad(env *cmdEnv, f *loadFlags) error {
 	}
 	cfg.Progress = func(p load.Progress) {
 		line := fmt.Sprintf("%6.1fs  connected %d/%d  round %d (%d closed)  acked %d/%d  %.1f MB  errors %d",
-			p.Elapsed.Seconds(), p.Connected, cfg.Nodes, p.Round, p.Closed, p.Acked, cfg.Nodes*cfg.Rounds, float64(p.Bytes)/1e6, p.Errors)
+			p.Elapsed.Seconds(), p.Connected, cfg.Nodes, p.Round, p.Closed, p.Acked, cfg.SubmittingNodes()*cfg.Rounds, float64(p.Bytes)/1e6, p.Errors)
 		mu.Lock()
 		defer mu.Unlock()
 		if tty {

@@ -115,6 +115,7 @@ type nodeFlags struct {
 	trace                           traceFlags
 	// The site's own data file (--data and its options).
 	data, labelColumn, standardize string
+	stats                          string // --stats: reference statistics for --standardize job
 	featureColumns, classes        []string
 	dropInvalid, taskSet           bool
 }
@@ -170,8 +171,9 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.StringSliceVar(&f.featureColumns, "feature-columns", nil, "feature columns of a --data table, in order (default: every column but the label)")
 	fl.StringSliceVar(&f.classes, "classes", nil, "class list of --data, index = class id (default: integer labels 0..K-1)")
 	fl.BoolVar(&f.dropInvalid, "drop-invalid", false, "drop --data rows with NaN, Inf, empty or unparsable values and report the count (default: refuse the file)")
-	fl.StringVar(&f.standardize, "standardize", node.StandardizeSite, "scaling of --data features: site (this site's mean and std) or none")
-	c.AddCommand(newNodeAcksCmd(env))
+	fl.StringVar(&f.standardize, "standardize", node.StandardizeSite, "scaling of --data features: site (this site's mean and std), none, or job (the job's reference statistics, --stats)")
+	fl.StringVar(&f.stats, "stats", "", `JSON file {"mean":[...],"std":[...]}: the job's reference statistics, for --standardize job`)
+	c.AddCommand(newNodeAcksCmd(env), newNodeRoundsCmd(env)) // node_rounds.go
 	return c
 }
 
@@ -350,6 +352,16 @@ func (f *nodeFlags) config() (node.Config, slog.Level, error) {
 			Path: f.data, LabelColumn: f.labelColumn, FeatureColumns: f.featureColumns, Classes: f.classes,
 			DropInvalid: f.dropInvalid, Standardize: f.standardize,
 		}}
+		if f.stats != "" || f.standardize == node.StandardizeJob {
+			if f.stats == "" || f.standardize != node.StandardizeJob {
+				return cfg, lvl, usagef("--stats and --standardize job go together")
+			}
+			st, err := readStats(f.stats)
+			if err != nil {
+				return cfg, lvl, usagef("--stats %s: %v", f.stats, err)
+			}
+			cfg.Data.File.Mean, cfg.Data.File.Std = st.Mean, st.Std
+		}
 		if f.taskSet {
 			cfg.Data.Task = f.task
 		}
@@ -401,11 +413,16 @@ func runNode(env *cmdEnv, f *nodeFlags) error {
 		// Check the site's file before anything else: a file the node
 		// cannot use stops it here, naming the row or column.
 		l, err := node.LoadFile(env.ctx, cfg.Data)
-		if err != nil {
+		switch {
+		case node.NeedsClasses(cfg.Data, err):
+			// Categorical labels without --classes: the node maps them by
+			// the class list of the first job whose schema has one.
+		case err != nil:
 			return fmt.Errorf("--data: %w", err)
+		default:
+			logger.Info("site data", "file", cfg.Data.File.Path, "rows", l.Data.Len(), "features", l.Data.Dim,
+				"classes", l.Data.Classes, "label_counts", fmt.Sprint(l.Data.LabelCounts()), "dropped_invalid_rows", l.Dropped)
 		}
-		logger.Info("site data", "file", cfg.Data.File.Path, "rows", l.Data.Len(), "features", l.Data.Dim,
-			"classes", l.Data.Classes, "label_counts", fmt.Sprint(l.Data.LabelCounts()), "dropped_invalid_rows", l.Dropped)
 	}
 	a, err := node.New(cfg)
 	if err != nil {

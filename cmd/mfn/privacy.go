@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
 
 	"github.com/mfn/mfn/privacy"
 	"github.com/spf13/cobra"
@@ -40,7 +43,7 @@ func newPrivacyCmd(env *cmdEnv) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	c.AddCommand(newPrivacyEpsilonCmd(env), newPrivacyNoiseCmd(env))
+	c.AddCommand(newPrivacyEpsilonCmd(env), newPrivacyNoiseCmd(env), newPrivacyVerifySampleCmd(env))
 	return c
 }
 
@@ -188,4 +191,133 @@ func printPrivacy(w io.Writer, asJSON bool, v any, text string) error {
 	}
 	_, err := io.WriteString(w, text)
 	return err
+}
+
+type privacyVerifySampleOutput struct {
+	OK      bool   `json:"ok"`
+	Job     string `json:"job"`
+	Leaves  uint64 `json:"leaves"`
+	Updates int    `json:"updates"`
+	Rounds  int    `json:"rounds"`
+	Error   string `json:"error,omitempty"`
+}
+
+func newPrivacyVerifySampleCmd(env *cmdEnv) *cobra.Command {
+	var job, secretHex, jobJSON string
+	var q float64
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "verify-sample LOG-DIR",
+		Short: "Check that every update of a sampled DP job came from a node its round sampled",
+		Long: `verify-sample reads an exported audit log (the folder "mfn ctl audit
+export" writes; check it first with "mfn audit verify-log") and checks, for
+every update leaf of --job, that its node was in the round's sample: a DP
+job with dp.sample_rate q < 1 announces each round to the nodes with
+SHA-256(seed ‖ node id) below q·2^64, where the round's seed is
+HMAC-SHA-256(secret, "mfn/privacy/node-sample/v1" ‖ 0 ‖ job ‖ 0 ‖ round ‖
+base model hash) and the base hash is the one in the node's signed
+statement. --secret is the job's 32-byte secret, in hex or in base64 as
+the job's JSON (GET /v1/jobs/JOB) shows it in privacy.secret once the job
+has ended.
+
+It prints how many updates and rounds it checked. An update from an
+unsampled node exits with status 1 and names its leaf, round and node
+(a leader that let it in, or the wrong secret or rate); bad flags exit 2.`,
+		Example: `  mfn privacy verify-sample export/ --job regime-dp --sample-rate 0.05 --secret 5f1c…
+  curl -s -H "X-API-Key: $KEY" https://10.0.0.1:8081/v1/jobs/regime-dp > job.json
+  mfn privacy verify-sample export/ --job-json job.json
+  mfn privacy verify-sample export/ --job regime-dp --sample-rate 0.05 --secret 5f1c… --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if jobJSON != "" {
+				if err := loadSampleJob(cmd, jobJSON, &job, &q, &secretHex); err != nil {
+					return err
+				}
+			} else if err := requireFlags(cmd, "job", "sample-rate", "secret"); err != nil {
+				return err
+			}
+			if !(q > 0 && q <= 1) {
+				return usagef("--sample-rate %v: must be in (0, 1]", q)
+			}
+			secret, err := hex.DecodeString(secretHex)
+			if err != nil {
+				secret, err = base64.StdEncoding.DecodeString(secretHex)
+			}
+			if err != nil || len(secret) != 32 {
+				return usagef("--secret: want the job's 32-byte secret as 64 hex digits or base64 (as the job's JSON shows it)")
+			}
+			if st, err := os.Stat(args[0]); err != nil || !st.IsDir() {
+				return usagef("LOG-DIR %s: not a folder", args[0])
+			}
+			rep, verr := privacy.VerifySampleFS(os.DirFS(args[0]), job, secret, q)
+			out := privacyVerifySampleOutput{OK: verr == nil, Job: job, Leaves: rep.Leaves, Updates: rep.Updates, Rounds: rep.Rounds}
+			text := fmt.Sprintf("OK: job %s: %d updates in %d rounds, every node in its round's sample (rate %v; %d leaves read)\n",
+				job, rep.Updates, rep.Rounds, q, rep.Leaves)
+			if verr != nil {
+				if errors.Is(verr, privacy.ErrInvalidParameter) {
+					return privacyUsage(verr)
+				}
+				out.Error, text = verr.Error(), ""
+			}
+			if err := printPrivacy(env.stdout, asJSON, out, text); err != nil {
+				return err
+			}
+			if verr != nil {
+				return fmt.Errorf("verify-sample FAILED: %w", verr)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "the job id (required)")
+	c.Flags().Float64Var(&q, "sample-rate", 0, "the job's dp.sample_rate q, in (0, 1] (required)")
+	c.Flags().StringVar(&secretHex, "secret", "", "the job's secret: 64 hex digits or base64 (required)")
+	c.Flags().StringVar(&jobJSON, "job-json", "", "take --job, --sample-rate and --secret (unless given) from this job JSON (GET /v1/jobs/JOB, or mfn demo --json)")
+	c.Flags().BoolVar(&asJSON, "json", false, `print {"ok": …, "job": …, "leaves": …, "updates": …, "rounds": …, "error": …}`)
+	return c
+}
+
+// maxJobJSON bounds the job JSON verify-sample reads.
+const maxJobJSON = 64 << 20
+
+// loadSampleJob fills the job id, sample rate and secret that were not
+// given as flags from a job's JSON ({"spec": {"id": …}, "privacy":
+// {"sample_rate": …, "secret": …}}; a demo summary has "privacy" too).
+func loadSampleJob(cmd *cobra.Command, path string, job *string, q *float64, secret *string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return usagef("--job-json %s: %v", path, err)
+	}
+	defer f.Close()
+	var v struct {
+		Spec struct {
+			ID string `json:"id"`
+		} `json:"spec"`
+		Privacy *struct {
+			SampleRate float64 `json:"sample_rate"`
+			Secret     []byte  `json:"secret"`
+		} `json:"privacy"`
+	}
+	if err := json.NewDecoder(io.LimitReader(f, maxJobJSON)).Decode(&v); err != nil {
+		return usagef("--job-json %s: %v", path, err)
+	}
+	if v.Privacy == nil {
+		return usagef("--job-json %s: no privacy object (not a DP job)", path)
+	}
+	fl := cmd.Flags()
+	if !fl.Changed("job") {
+		*job = v.Spec.ID
+	}
+	if !fl.Changed("sample-rate") {
+		*q = v.Privacy.SampleRate
+	}
+	if !fl.Changed("secret") {
+		if len(v.Privacy.Secret) == 0 {
+			return usagef("--job-json %s: no privacy.secret (shown once the job has ended)", path)
+		}
+		*secret = hex.EncodeToString(v.Privacy.Secret)
+	}
+	if *job == "" {
+		return usagef("--job is required (the job JSON names none)")
+	}
+	return nil
 }

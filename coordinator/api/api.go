@@ -353,6 +353,7 @@ func (s *server) routes(metrics http.Handler) []route {
 		{"DELETE /v1/jobs/{id}", RoleOperator, write, s.jobRemove(false)},
 		{"GET /v1/jobs/{id}/rounds", RoleReader, current, s.roundsList},
 		{"GET /v1/jobs/{id}/rounds/{round}", RoleReader, current, s.roundGet},
+		{"GET /v1/jobs/{id}/metrics", RoleReader, current, s.jobMetrics}, // jobmetrics.go
 		{"GET /v1/jobs/{id}/models/{version}", RoleReader, current, s.modelGet},
 		{"GET /v1/jobs/{id}/models/{version}/params", RoleReader, current, s.modelParams},
 

@@ -106,6 +106,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"GET", "/v1/jobs/j1", "", RoleReader},
 		{"GET", "/v1/jobs/j1/rounds", "", RoleReader},
 		{"GET", "/v1/jobs/j1/rounds/1", "", RoleReader},
+		{"GET", "/v1/jobs/j1/metrics", "", RoleReader},
 		{"GET", "/v1/jobs/j1/models/1", "", RoleReader},
 		{"GET", "/v1/jobs/j1/models/1/params", "", RoleReader},
 		{"POST", "/v1/nernst", `{"z":1,"c_out":0.005,"c_in":0.14}`, RoleReader},

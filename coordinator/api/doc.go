@@ -63,6 +63,7 @@
 //	DELETE /v1/jobs/{id}                           operator  leader  204 (job gone, id not reusable)
 //	GET    /v1/jobs/{id}/rounds?after=&limit=      reader    current RoundList, one page (≤ MaxRoundsPage; next_after)
 //	GET    /v1/jobs/{id}/rounds/{round}            reader    current coordinator.Round (per-update used, reason, score)
+//	GET    /v1/jobs/{id}/metrics?after=&limit=     reader    current JobMetrics, the training curve, one page (≤ MaxMetricsPage)
 //	GET    /v1/jobs/{id}/models/{version}          reader    current ModelInfo; version is a number or "latest"
 //	GET    /v1/jobs/{id}/models/{version}/params   reader    current the parameters, application/octet-stream
 //	GET    /v1/audit/checkpoint                    auditor   local   newest signed note, text/plain (?format=json: Checkpoint)

@@ -102,6 +102,8 @@ var opDocs = map[string]opDoc{
 	"DELETE /v1/jobs/{id}":             {summary: "Remove a job (its id is not reusable).", status: 204, errs: []int{404, 409}},
 	"GET /v1/jobs/{id}/rounds":         {summary: "One page of a job's rounds, in increasing number.", query: []param{uintParam("after", "return rounds numbered above this (next_after of the previous page)"), uintParam("limit", fmt.Sprintf("page size, 1 to %d (default %d)", MaxRoundsPage, DefaultRoundsPage))}, response: RoundList{}, errs: []int{404}},
 	"GET /v1/jobs/{id}/rounds/{round}": {summary: "One round: every update with used, reason and score.", path: []param{uintParam("round", "round number")}, response: coordinator.Round{}, errs: []int{404}},
+	"GET /v1/jobs/{id}/metrics": {summary: "One page of a job's training curve: per round, updates used and rejected, the nodes' signed train loss and held-out accuracy (sample-weighted), the evaluation accuracy and loss.",
+		query: []param{uintParam("after", "return rounds numbered above this (next_after of the previous page)"), uintParam("limit", fmt.Sprintf("page size, 1 to %d (default %d)", MaxMetricsPage, DefaultMetricsPage))}, response: JobMetrics{}, errs: []int{404}},
 	"GET /v1/jobs/{id}/models/{version}": {summary: "A model version's metadata.", path: []param{strParam("version", `a version number or "latest"`)},
 		response: ModelInfo{}, errs: []int{404}},
 	"GET /v1/jobs/{id}/models/{version}/params": {summary: "A model's parameters (X-MFN-Model-Hash: its hash in hex).", path: []param{strParam("version", `a version number or "latest"`)},

@@ -24,6 +24,7 @@ import (
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/node"
 	"github.com/mfn/mfn/privacy"
+	"github.com/mfn/mfn/serveropt"
 )
 
 // JobID is the id of the federation's training job.
@@ -108,6 +109,9 @@ type Options struct {
 	// DP, when set, is the job's dp block (docs/PRIVACY.md); the summary
 	// then reports the job's privacy with the ε spent.
 	DP *privacy.Config
+	// Optimizer, when set, is the job's server optimizer (package
+	// serveropt), applied after the rule.
+	Optimizer *serveropt.Spec
 
 	// Hold keeps the cluster running after the summary: Run mints a
 	// one-time console login link on the leader (Summary.ConsoleURL),
@@ -205,6 +209,9 @@ type Summary struct {
 	AuditVerified           bool    `json:"audit_verified"`
 	ByzantineNodes          int     `json:"byzantine_nodes"`
 	Rule                    string  `json:"rule"`
+	// Optimizer is the job's server optimizer as stored (defaults
+	// filled in), empty without one.
+	Optimizer string `json:"optimizer,omitempty"`
 
 	Attack         string  `json:"attack"`
 	Nodes          int     `json:"nodes"`
@@ -433,7 +440,13 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 		Rule:   coordinator.RuleSpec{Name: o.Rule, F: o.Byzantine, Seed: o.Seed},
 		Rounds: o.Rounds, MinUpdates: max(1, o.Nodes-o.Nodes/3), MaxUpdates: o.Nodes,
 		RoundDeadline: coordinator.Duration(o.RoundDeadline), HardDeadline: coordinator.Duration(6 * o.RoundDeadline),
-		OnFailure: coordinator.OnFailureContinue, InitialModel: initial, DP: o.DP,
+		OnFailure: coordinator.OnFailureContinue, InitialModel: initial, DP: o.DP, Optimizer: o.Optimizer,
+	}
+	if o.DP != nil && o.DP.Rate() < 1 {
+		// Node sampling: about q·Nodes nodes per round; ask for 2 standard
+		// deviations fewer so that few rounds fail for a small sample.
+		m := o.DP.Rate() * float64(o.Nodes)
+		spec.MinUpdates = max(1, int(m-2*math.Sqrt(m*(1-o.DP.Rate()))))
 	}
 	if spec.MinUpdates <= 2*o.Byzantine {
 		spec.MinUpdates = min(o.Nodes, 2*o.Byzantine+1)
@@ -504,6 +517,9 @@ func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	}
 	if j, err := reader.coord.GetJob(JobID); err == nil {
 		sum.Privacy = j.Privacy
+		if j.Spec.Optimizer != nil {
+			sum.Optimizer = j.Spec.Optimizer.String()
+		}
 	}
 	sum.FedAvgReferenceAccuracy = math.NaN()
 	if o.Reference {

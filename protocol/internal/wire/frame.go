@@ -33,7 +33,8 @@ const (
 	TypeSubmitUpdate      Type = 8
 	TypeAck               Type = 9
 	TypeError             Type = 10
-	// Streamed submission (Version4). 11 to 15 are left for other
+	TypeSubmitEval        Type = 11 // a node's cross-site evaluation report (protocol/eval.go)
+	// Streamed submission (Version4). 12 to 15 are left for other
 	// request types.
 	TypeSubmitStream Type = 16
 	TypeStreamChunk  Type = 17
@@ -50,6 +51,7 @@ var typeNames = [...]string{
 	TypeSubmitUpdate:      "SubmitUpdate",
 	TypeAck:               "Ack",
 	TypeError:             "Error",
+	TypeSubmitEval:        "SubmitEval",
 	TypeSubmitStream:      "SubmitStream",
 	TypeStreamChunk:       "StreamChunk",
 }
