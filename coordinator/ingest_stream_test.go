@@ -202,7 +202,7 @@ func containerWithHash(t *testing.T, k *testKeys, n *testNode, job string, round
 func TestSubmitStreamRefusals(t *testing.T) {
 	t.Parallel()
 	tc := newTestCluster(t, 1, clusterOpts{})
-	nodes := newTestNodes(t, 1, 32)
+	nodes := newTestNodes(t, 2, 32)
 	tc.enroll(nodes)
 	l := tc.members[0]
 	ctx := context.Background()
@@ -224,7 +224,7 @@ func TestSubmitStreamRefusals(t *testing.T) {
 		body func(t *testing.T) io.Reader
 		want []error
 	}{
-		{"closed round", StreamHint{"r", 9, int64(len(good))}, func(t *testing.T) io.Reader { return failReader{t} }, []error{ErrRoundNotOpen}},
+		{"round not open yet", StreamHint{"r", 9, int64(len(good))}, func(t *testing.T) io.Reader { return failReader{t} }, []error{ErrRoundNotOpen}},
 		{"unknown job", StreamHint{"nope", 1, int64(len(good))}, func(t *testing.T) io.Reader { return failReader{t} }, []error{ErrNotFound}},
 		{"oversized", StreamHint{"r", 1, StreamLimit(dim) + 1}, func(t *testing.T) io.Reader { return failReader{t} }, []error{ErrBadUpdate}},
 		{"truncated", StreamHint{"r", 1, int64(len(good))}, func(*testing.T) io.Reader { return bytes.NewReader(good[:len(good)/2]) },
@@ -270,6 +270,14 @@ func TestSubmitStreamRefusals(t *testing.T) {
 	tc.waitRound(0, "r", 1, RoundClosed)
 	if _, err := l.SubmitStream(ctx, n.pub(), StreamHint{"r", 1, int64(len(good))}, bytes.NewReader(good)); err != nil {
 		t.Fatalf("retry after the close: %v, want the original ack", err)
+	}
+	// Another node's stream for the closed round is refused before a
+	// byte is read.
+	if _, err := l.SubmitStream(ctx, nodes[1].pub(), StreamHint{"r", 1, int64(len(good))}, failReader{t}); !errors.Is(err, ErrRoundClosed) {
+		t.Fatalf("stream for a closed round: %v, want ErrRoundClosed", err)
+	}
+	if left := spillFiles(t, l); len(left) != 0 {
+		t.Fatalf("spill files left: %v", left)
 	}
 }
 

@@ -101,5 +101,11 @@
 // The field is outside the signed statement and optional: a Version3
 // client talking to a Version2 server leaves it out.
 //
+// Version4 adds streamed submission (stream.go): SubmitStream declares an
+// envelope's job, round and size, StreamChunk frames carry its bytes on
+// the same stream, so an update bigger than a frame travels without
+// either end holding it whole. Client.SubmitSealed uses it only for
+// envelopes that do not fit a frame; with older servers it is not used.
+//
 // See DESIGN.md for the picture.
 package protocol
