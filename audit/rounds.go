@@ -305,3 +305,17 @@ func VerifyResultBundle(b *Bundle, verifier note.Verifier, members MemberKeys) (
 	}
 	return r, cp, nil
 }
+
+// WriteExportMembers marks an export directory (ExportDir's layout, e.g.
+// written from a member's API) as export version 2 and writes members to
+// its members.keys, for an export whose writer learned the members' keys
+// separately.
+func WriteExportMembers(dir string, members MemberKeys) error {
+	if err := os.WriteFile(filepath.Join(dir, formatFile), []byte(formatV2), 0o644); err != nil {
+		return fmt.Errorf("audit: export: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, membersFile), members.Format(), 0o644); err != nil {
+		return fmt.Errorf("audit: export: %w", err)
+	}
+	return nil
+}

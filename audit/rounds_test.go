@@ -369,3 +369,32 @@ func TestVerifyResultBundle(t *testing.T) {
 		t.Errorf("update leaf: %v, want ErrVersion", err)
 	}
 }
+
+// TestUncosignedResults: an export whose newest result lacks a quorum of
+// cosignatures names it; one cosigned throughout names none.
+func TestUncosignedResults(t *testing.T) {
+	signer, verifier := testLogKey(t)
+	for _, tt := range []struct {
+		cosigners int
+		want      int
+	}{{0, 0}, {1, 2}} {
+		l, members, err := BuildSampleRoundsLog(SampleRoundsConfig{Rounds: 2, Nodes: 3, Cosigners: tt.cosigners, Seed: 1}, signer, verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := ExportDirWith(dir, l, ExportOptions{Members: members}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := UncosignedResults(dir, members)
+		if err != nil || len(got) != tt.want {
+			t.Fatalf("cosigners %d: uncosigned %v (%v), want %d", tt.cosigners, got, err, tt.want)
+		}
+		for _, i := range got {
+			b, _ := l.Leaf(i)
+			if !IsResultLeaf(b) {
+				t.Fatalf("leaf %d named, not a result", i)
+			}
+		}
+	}
+}

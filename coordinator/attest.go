@@ -28,9 +28,11 @@ import (
 //   - otherwise records a signed dissent through Raft, logs an ERROR and
 //     counts mfn_round_attestation_mismatch_total.
 //
-// The model is committed before the attestations: a dissent is an alarm
-// and a record, it does not undo the round. Closing only with a quorum of
-// matching attestations (the strong form) is not built.
+// In this weak form the model is committed before the attestations: a
+// dissent is an alarm and a record, it does not undo the round. With
+// Config.AttestQuorum (the strong form, attest_quorum.go) the round is
+// closed only once a quorum of members derived the same result, and these
+// cosignatures and dissents follow the close as here.
 
 // attestQueue bounds the closed rounds waiting for this member's
 // re-derivation; beyond it a round is left unattested (logged). Each
@@ -65,6 +67,9 @@ type Attestation struct {
 	// Cosignature is one note signature line (audit.CosignCheckpoint).
 	Cosignature []byte   `json:"cosignature,omitempty"`
 	Dissent     *Dissent `json:"dissent,omitempty"`
+	// Derived is the member's derivation of a sealed round (the strong
+	// form, attest_quorum.go); it comes alone.
+	Derived *Derivation `json:"derived,omitempty"`
 }
 
 // Dissent records that a member re-derived a round and did not get the
@@ -111,6 +116,9 @@ type attestTask struct {
 	dpSecret  []byte
 	leafIndex uint64
 	leaf      []byte
+	// sealed marks a sealed strong-form round (attest_quorum.go): the
+	// member submits its derivation instead of attesting a result leaf.
+	sealed bool
 }
 
 // newAttestTask captures, inside closeRound's apply and before endRound
@@ -159,6 +167,9 @@ func (f *fsm) applyAttestation(a *Attestation, ev func(Event)) error {
 	j, ok := f.jobs[a.Job]
 	if !ok {
 		return fmt.Errorf("%w: job %s", ErrNotFound, a.Job)
+	}
+	if a.Derived != nil {
+		return f.applyDerivation(j, a, ev)
 	}
 	r := j.round(a.Round)
 	if r == nil || r.State != RoundClosed || r.Result == nil || r.Result.ResultLeaf == nil {
@@ -277,13 +288,15 @@ func (c *Coordinator) attest(ctx context.Context, t *attestTask) {
 		case <-time.After(c.cfg.Tick):
 		}
 	}
-	if c.attested(job, round) {
+	if t.sealed {
+		c.submitDerivation(ctx, t)
 		return
 	}
-	start := time.Now()
-	d := deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
-		func(u Update) ([]float64, error) { return c.updateVector(t.job, round, u) })
-	c.attestMetrics().seconds.Observe(time.Since(start).Seconds())
+	if c.attested(job, round) {
+		return // also archived then (a restarted member replays its closes)
+	}
+	c.writeArchive(t) // before the sealed bodies go with the task
+	d := c.derive(t)
 	a := &Attestation{Job: job, Round: round, Member: c.cfg.ID}
 	if d.fail == "" && bytes.Equal(d.leaf, t.leaf) {
 		cp, err := c.waitCheckpoint(ctx, t.leafIndex)

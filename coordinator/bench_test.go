@@ -39,6 +39,9 @@ func (n *testNode) sealFloat32(b testing.TB, k *testKeys, job string, round uint
 type benchCluster struct {
 	keys    *testKeys
 	members []*Coordinator
+	// prefetched, if set, waits before the timed update until the
+	// followers opened a job's first n updates.
+	prefetched func(job string, n int)
 }
 
 func (bc *benchCluster) leader(b testing.TB) *Coordinator {
@@ -256,6 +259,52 @@ func BenchmarkRoundClose(b *testing.B) { benchRoundClose(b, inmemBenchCluster(b)
 // next iteration's close on a small machine).
 func BenchmarkRoundCloseAttested(b *testing.B) { benchRoundClose(b, inmemAttestingBenchCluster(b)) }
 
+// BenchmarkRoundCloseQuorum is BenchmarkRoundCloseAttested in the strong
+// form (AttestQuorum): the round closes only after a quorum of members
+// (the leader and one follower at least) re-derived it and their signed
+// derivations were committed, so the close waits for a follower's
+// aggregation and one more Raft round trip.
+func BenchmarkRoundCloseQuorum(b *testing.B) {
+	tc := newTestCluster(b, 3, clusterOpts{attest: true, strong: true})
+	tc.registerAll()
+	benchRoundClose(b, &benchCluster{keys: tc.keys, members: tc.members})
+}
+
+// BenchmarkRoundCloseQuorumPrefetched is BenchmarkRoundCloseQuorum with
+// the timer started only once the followers have opened the first 99
+// updates (attest_prefetch.go), as they do while a real round is open:
+// it measures what the strong form adds to a round whose updates arrived
+// over time, not the followers' backlog of a burst.
+func BenchmarkRoundCloseQuorumPrefetched(b *testing.B) {
+	tc := newTestCluster(b, 3, clusterOpts{attest: true, strong: true})
+	tc.registerAll()
+	bc := &benchCluster{keys: tc.keys, members: tc.members}
+	bc.prefetched = func(job string, n int) {
+		eventually(b, 30*time.Second, "followers opened the updates", func() bool {
+			for _, c := range bc.members {
+				if !c.IsLeader() && c.cache.count(job) < n {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	benchRoundClose(b, bc)
+}
+
+// count returns how many decoded updates of job the cache holds.
+func (uc *updateCache) count(job string) int {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	n := 0
+	for k := range uc.m {
+		if k.job == job {
+			n++
+		}
+	}
+	return n
+}
+
 func benchRoundClose(b *testing.B, bc *benchCluster) {
 	const n = 100
 	ctx := context.Background()
@@ -298,6 +347,9 @@ func benchRoundClose(b *testing.B, bc *benchCluster) {
 			}()
 		}
 		wg.Wait()
+		if bc.prefetched != nil {
+			bc.prefetched(spec.ID, n-1)
+		}
 		b.StartTimer()
 		if _, err := l.Submit(ctx, nil, sealed[n-1]); err != nil {
 			b.Fatal(err)

@@ -185,6 +185,13 @@ type clusterOpts struct {
 	// attest gives every member its MemberKey and a SendAttestation that
 	// hands a follower's attestation to the current leader in process.
 	attest bool
+	// strong (with attest) turns on the strong form (AttestQuorum).
+	strong bool
+	// archiveKeep > 0 (with attest) gives every member an ArchiveDir
+	// keeping that many round archives.
+	archiveKeep int
+	// send, if set (with attest), gives member i its SendAttestation.
+	send func(i int, tc *testCluster) func(context.Context, *Attestation) error
 	// rules, if set, gives member i its rule factory.
 	rules func(i int) RuleFactory
 }
@@ -276,6 +283,15 @@ func newTestCluster(t testing.TB, n int, o clusterOpts) *testCluster {
 				}
 				return ErrNotLeader
 			}
+		}
+		if o.strong {
+			cfg.AttestQuorum, cfg.AttestTimeout = true, 20*time.Second
+		}
+		if o.send != nil {
+			cfg.SendAttestation = o.send(i, tc)
+		}
+		if o.archiveKeep > 0 {
+			cfg.ArchiveDir, cfg.ArchiveKeep = t.TempDir(), o.archiveKeep
 		}
 		if o.rules != nil {
 			cfg.Rules = o.rules(i)

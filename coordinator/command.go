@@ -153,6 +153,10 @@ type (
 		Job   string    `json:"job"`
 		Round uint64    `json:"round"`
 		At    time.Time `json:"at"`
+		// Attest (written by leaders with Config.AttestQuorum) makes the
+		// round close only with a quorum of matching member derivations
+		// (attest_quorum.go); entries without it close as before.
+		Attest bool `json:"attest,omitempty"`
 	}
 	closeRoundCmd struct {
 		Job   string `json:"job"`

@@ -100,6 +100,11 @@ type Config struct {
 	NodeBurst int
 	// MaxSealedBytes bounds a sealed envelope; zero means 64 MiB.
 	MaxSealedBytes int
+	// MaxUpdateBytes bounds the encoded float32 update of a new job
+	// (UpdateBytes(dim)); CreateJob refuses a larger one naming the
+	// limit. Zero means DefaultMaxUpdateBytes; at most
+	// MaxUpdateBytesLimit.
+	MaxUpdateBytes int64
 	// MinRoundDeadline is the shortest round_deadline CreateJob accepts;
 	// zero means DefaultMinRoundDeadline (1 s). Shorter rounds cannot
 	// gather updates from nodes across a network, and a deadline given as
@@ -123,6 +128,23 @@ type Config struct {
 	// SubmitAttestation; mfn coordinator posts it to the leader's
 	// AttestPath). Nil means a follower's attestations are only logged.
 	SendAttestation func(ctx context.Context, a *Attestation) error
+	// AttestQuorum (with MemberKey) turns on the strong form
+	// (attest_quorum.go): as leader this member seals rounds for
+	// attestation and closes one only once a quorum of the registered
+	// members (itself included) submitted a derivation matching its own;
+	// a mismatching quorum or AttestTimeout fails the round. Every member
+	// of the cluster must run a version that knows the seal's attest
+	// field.
+	AttestQuorum bool
+	// AttestTimeout bounds how long a leader waits for a quorum of
+	// matching derivations of a sealed round before failing it; zero
+	// means 2 minutes.
+	AttestTimeout time.Duration
+	// ArchiveDir, if set (with MemberKey), is where this member writes
+	// each closed round's audit round archive (archive.go), keeping the
+	// newest ArchiveKeep (zero means 8).
+	ArchiveDir  string
+	ArchiveKeep int
 }
 
 // Validate checks the configuration and names the first bad field.
@@ -142,10 +164,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.RaftAddr must not be empty")
 	case c.MemberKey != nil && (len(c.MemberKey) != ed25519.PrivateKeySize || !bytes.Equal(c.MemberKey.Public().(ed25519.PublicKey), c.PublicKey)):
 		return fmt.Errorf("coordinator: Config.MemberKey is not the private key of Config.PublicKey")
+	case c.AttestQuorum && c.MemberKey == nil:
+		return fmt.Errorf("coordinator: Config.AttestQuorum needs Config.MemberKey")
+	case c.AttestTimeout < 0 || c.ArchiveKeep < 0:
+		return fmt.Errorf("coordinator: Config.AttestTimeout and ArchiveKeep must be ≥ 0")
+	case c.ArchiveDir != "" && c.MemberKey == nil:
+		return fmt.Errorf("coordinator: Config.ArchiveDir needs Config.MemberKey (archives are written by the attester)")
 	case c.PublicKey != nil && len(c.PublicKey) != ed25519.PublicKeySize:
 		return fmt.Errorf("coordinator: Config.PublicKey has %d bytes, want %d", len(c.PublicKey), ed25519.PublicKeySize)
 	case c.Tick < 0 || c.ApplyTimeout < 0 || c.CheckpointInterval < 0 || c.ProbeTimeout < 0:
 		return fmt.Errorf("coordinator: Config.Tick, ApplyTimeout, CheckpointInterval and ProbeTimeout must be ≥ 0")
+	case c.MaxUpdateBytes < 0 || c.MaxUpdateBytes > MaxUpdateBytesLimit:
+		return fmt.Errorf("coordinator: Config.MaxUpdateBytes %d must be in [0, %d]", c.MaxUpdateBytes, MaxUpdateBytesLimit)
 	case c.NodeRate < 0 || c.NodeBurst < 0 || c.MaxSealedBytes < 0 || c.CacheFloats < 0 || c.MinRoundDeadline < 0:
 		return fmt.Errorf("coordinator: Config.NodeRate, NodeBurst, MaxSealedBytes, CacheFloats and MinRoundDeadline must be ≥ 0")
 	}
@@ -180,8 +210,17 @@ func (c *Config) setDefaults() {
 	if c.MaxSealedBytes == 0 {
 		c.MaxSealedBytes = 64 << 20
 	}
+	if c.MaxUpdateBytes == 0 {
+		c.MaxUpdateBytes = DefaultMaxUpdateBytes
+	}
 	if c.CacheFloats == 0 {
 		c.CacheFloats = 1 << 26
+	}
+	if c.AttestTimeout == 0 {
+		c.AttestTimeout = 2 * time.Minute
+	}
+	if c.ArchiveKeep == 0 {
+		c.ArchiveKeep = 8
 	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = 5 * time.Second
@@ -195,13 +234,14 @@ func (c *Config) setDefaults() {
 // replicated state, and, while it leads, the round engine and the update
 // ingest. All methods are safe for concurrent use.
 type Coordinator struct {
-	cfg     Config
-	logger  *slog.Logger
-	fsm     *fsm
-	raft    *raft.Raft
-	events  *broker
-	metrics *metrics
-	cache   *updateCache
+	cfg        Config
+	logger     *slog.Logger
+	fsm        *fsm
+	raft       *raft.Raft
+	events     *broker
+	metrics    *metrics
+	cache      *updateCache
+	spillState // streamed updates' spill directory (ingest_stream.go)
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -218,6 +258,13 @@ type Coordinator struct {
 	attestOnce sync.Once
 	attestM    *attestationMetrics
 	closed     atomic.Bool
+
+	// derivs shares each round's derivation between the attester and
+	// the leader's close (attest_quorum.go); prefetchQ holds accepted
+	// updates a follower opens ahead (attest_prefetch.go).
+	derivs    derivCache
+	prefetchQ chan prefetchKey
+
 	// leading is set while this member leads and has applied every entry
 	// of earlier terms (the engine's barrier); Submit waits for it.
 	leading  atomic.Bool
@@ -266,6 +313,9 @@ func New(cfg Config) (*Coordinator, error) {
 		c.attestQ = make(chan *attestTask, attestQueue)
 		c.fsm.attest = c.enqueueAttest
 	}
+	if cfg.AttestQuorum {
+		c.prefetchQ = make(chan prefetchKey, prefetchQueue)
+	}
 	if l, ok := cfg.Prober.(interface{ SetMemberInfo(Member) }); ok {
 		l.SetMemberInfo(Member{ID: cfg.ID, RaftAddr: cfg.RaftAddr, QUICAddr: cfg.QUICAddr, HTTPAddr: cfg.HTTPAddr})
 	}
@@ -306,6 +356,10 @@ func New(cfg Config) (*Coordinator, error) {
 		c.wg.Add(1)
 		go c.attester()
 	}
+	if c.prefetchQ != nil {
+		c.wg.Add(1)
+		go c.prefetcher()
+	}
 	return c, nil
 }
 
@@ -323,6 +377,10 @@ func (c *Coordinator) applied(evs []Event) {
 			}
 		case EventNodeRevoked:
 			c.disconnectNode(e.Node)
+		case EventRoundDerived:
+			c.poke() // the leader may have its quorum now
+		case EventUpdateAccepted:
+			c.queuePrefetch(e)
 		}
 	}
 	c.events.publish(evs)
@@ -648,15 +706,15 @@ func (c *Coordinator) NodeKey(id string) (ed25519.PublicKey, error) { return c.f
 func (c *Coordinator) NodeByKey(key ed25519.PublicKey) (string, bool) { return c.fsm.nodeByKey(key) }
 
 // CreateJob creates a training job; the leader opens its first round on
-// its next tick. Beyond JobSpec.Validate, a new job's dim must be at most
-// MaxUpdateDim (its updates must fit a protocol frame) and its
-// round_deadline at least Config.MinRoundDeadline (ErrInvalid naming the
-// limit). Leader only.
+// its next tick. Beyond JobSpec.Validate, a new job's float32 update must
+// be at most Config.MaxUpdateBytes (dim at most MaxStreamedDim; updates
+// over a protocol frame are streamed) and its round_deadline at least
+// Config.MinRoundDeadline (ErrInvalid naming the limit). Leader only.
 func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) {
 	if err := spec.Validate(); err != nil {
 		return Job{}, err
 	}
-	if err := checkNewJob(spec, c.cfg.MinRoundDeadline); err != nil {
+	if err := checkNewJob(spec, c.cfg.MinRoundDeadline, c.cfg.MaxUpdateBytes); err != nil {
 		return Job{}, err
 	}
 	if spec.MaxFailedRounds == 0 {

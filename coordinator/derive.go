@@ -21,6 +21,8 @@ type derivation struct {
 	leaf []byte
 	// fail, when not empty, is why the round must fail instead.
 	fail string
+	// seconds is how long the derivation took (set by Coordinator.derive).
+	seconds float64
 	// clipStep is the adaptive clipping step of a job with
 	// dp.adaptive_clip (nil otherwise), recorded in close-round.
 	clipStep *ClipStep

@@ -33,6 +33,10 @@ const (
 	// re-derivation differed and it recorded a signed dissent.
 	EventRoundAttested EventKind = "round_attested"
 	EventRoundDisputed EventKind = "round_disputed"
+	// EventRoundDerived: a member's derivation of a sealed round was
+	// recorded (the strong form; Detail says whether it matches the
+	// earlier ones, a mismatch is also an EventRoundDisputed).
+	EventRoundDerived EventKind = "round_derived"
 )
 
 // Event is one round or cluster event.

@@ -398,7 +398,7 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 	case *addUpdateCmd:
 		res.ack, res.err = f.addUpdate(index, c, ev)
 	case *sealRoundCmd:
-		res.err = f.sealRound(c, ev)
+		res.attest, res.err = f.sealRound(c, ev)
 	case *closeRoundCmd:
 		res.attest, res.err = f.closeRound(c, ev)
 	case *Attestation:
@@ -634,18 +634,22 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	return ack, nil
 }
 
-func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) error {
+func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) (*attestTask, error) {
 	j, ok := f.jobs[c.Job]
 	if !ok {
-		return fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
 	if r == nil || r.State != RoundOpen {
-		return fmt.Errorf("%w: job %s round %d is not open", ErrStale, c.Job, c.Round)
+		return nil, fmt.Errorf("%w: job %s round %d is not open", ErrStale, c.Job, c.Round)
 	}
 	r.State = RoundClosing
 	ev(Event{Kind: EventRoundSealed, Job: c.Job, Round: c.Round, At: c.At})
-	return nil
+	if !c.Attest {
+		return nil, nil
+	}
+	r.Attest = true
+	return f.newSealTask(j, r), nil
 }
 
 func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) {
@@ -674,6 +678,11 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 	if len(c.ResultLeaf) > 0 {
 		var err error
 		if result, err = f.checkResultLeaf(j, r, c); err != nil {
+			return nil, err
+		}
+	}
+	if r.Attest {
+		if err := f.checkQuorum(r, c); err != nil {
 			return nil, err
 		}
 	}
@@ -964,6 +973,7 @@ func copyRound(r *Round, withSealed bool) Round {
 	}
 	c.Attested = slices.Clone(r.Attested)
 	c.Dissents = slices.Clone(r.Dissents)
+	c.Derivations = slices.Clone(r.Derivations)
 	return c
 }
 

@@ -102,6 +102,24 @@ func (c *Coordinator) submit(ctx context.Context, peerKey ed25519.PublicKey, sea
 // finite values, and returns the update's job. Its errors are the ones
 // Submit documents; a *DuplicateError goes through resolveDuplicate.
 func (c *Coordinator) checkUpdate(peerKey ed25519.PublicKey, env *Envelope) (Job, error) {
+	j, err := c.checkUpdateHead(peerKey, env)
+	if err != nil {
+		return Job{}, err
+	}
+	if len(env.Update) != j.Spec.Dim {
+		return Job{}, fmt.Errorf("%w: update has %d values, job %s has dim %d", ErrBadUpdate, len(env.Update), j.Spec.ID, j.Spec.Dim)
+	}
+	for i, v := range env.Update {
+		if !finite(v) {
+			return Job{}, fmt.Errorf("%w: value %d is %v", ErrBadUpdate, i, v)
+		}
+	}
+	return j, nil
+}
+
+// checkUpdateHead runs the checks of checkUpdate that need no values:
+// connection identity, origin, job and round, base model.
+func (c *Coordinator) checkUpdateHead(peerKey ed25519.PublicKey, env *Envelope) (Job, error) {
 	if peerKey == nil {
 		if err := c.allow("node:" + env.Node); err != nil {
 			return Job{}, err
@@ -124,14 +142,6 @@ func (c *Coordinator) checkUpdate(peerKey ed25519.PublicKey, env *Envelope) (Job
 	}
 	if err := c.fsm.precheck(env.Job, env.Round, env.Node, env.BaseHash); err != nil {
 		return Job{}, err
-	}
-	if len(env.Update) != j.Spec.Dim {
-		return Job{}, fmt.Errorf("%w: update has %d values, job %s has dim %d", ErrBadUpdate, len(env.Update), j.Spec.ID, j.Spec.Dim)
-	}
-	for i, v := range env.Update {
-		if !finite(v) {
-			return Job{}, fmt.Errorf("%w: value %d is %v", ErrBadUpdate, i, v)
-		}
 	}
 	if err := checkStatementMetrics(env.Statement); err != nil { // roundmetrics.go
 		return Job{}, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/protocol"
 )
 
@@ -25,22 +26,53 @@ const UpdateEnvelopeOverhead = 64 << 10
 
 // MaxUpdateDim is the largest job dim whose updates fit one protocol frame
 // of protocol.DefaultMaxFrameSize: (4 MiB − 64 KiB) / 4 = 1,032,192.
-// CreateJob refuses larger jobs, whose every update would otherwise fail
-// "frame too large".
+// Larger updates are streamed (protocol.SubmitStream); CreateJob bounds
+// them by Config.MaxUpdateBytes and MaxStreamedDim.
 const MaxUpdateDim = (protocol.DefaultMaxFrameSize - UpdateEnvelopeOverhead) / 4
+
+// DefaultMaxUpdateBytes is Config.MaxUpdateBytes when zero: 32 MiB, a
+// float32 update of 8,388,604 values. A streamed update's sealed envelope
+// still travels through the log as one entry and stays in every member's
+// memory until its round ends, and a 3-member cluster on one 2-core
+// machine committed 30 MB updates but lost its leader replicating a
+// 100 MB one (docs/BENCHMARKS.md, "Streamed updates"): larger limits are
+// for operators who measured their cluster. MaxUpdateBytesLimit is the
+// most it may be set to: the update of the largest dim whose round can
+// still close, because the close-round entry carries the new model as
+// base64 of float64 (dim × 8 × 4/3 bytes) within maxCommandSize, with
+// 1 MiB for the rest of the entry: dim 25,067,520, 100,270,094 bytes
+// (a d = 25,000,000 job fits). The sealed update then fits an entry too.
+const (
+	DefaultMaxUpdateBytes = 32 << 20
+	MaxUpdateBytesLimit   = crypto.UpdateHeaderLen + 4*maxCloseDim
+	maxCloseDim           = (maxCommandSize - 1<<20) / 8 * 3 / 4
+)
+
+// UpdateBytes is the encoded size of a float32 update of dim values.
+func UpdateBytes(dim int) int64 { return int64(crypto.UpdateHeaderLen) + 4*int64(dim) }
 
 // checkNewJob applies the limits a new job must meet beyond
 // JobSpec.Validate (which the state machine also applies to old log
-// entries, so it keeps its original bounds): updates that fit a frame,
-// and a round deadline of at least minDeadline.
-func checkNewJob(s JobSpec, minDeadline time.Duration) error {
+// entries, so it keeps its original bounds): dim at most MaxStreamedDim,
+// a float32 update (UpdateBytes) within maxUpdateBytes (Config.
+// MaxUpdateBytes; updates over a frame travel as streams), and a round
+// deadline of at least minDeadline.
+func checkNewJob(s JobSpec, minDeadline time.Duration, maxUpdateBytes int64) error {
 	switch {
-	case s.Dim > MaxUpdateDim:
-		return fmt.Errorf("%w: job %s: dim %d is above %d, the largest whose update (dim × 4 bytes + %d bytes of envelope) fits the protocol's %d-byte frame",
-			ErrInvalid, s.ID, s.Dim, MaxUpdateDim, UpdateEnvelopeOverhead, protocol.DefaultMaxFrameSize)
+	case s.Dim > MaxStreamedDim:
+		return fmt.Errorf("%w: job %s: dim %d is above %d, the largest dim a job may have",
+			ErrInvalid, s.ID, s.Dim, MaxStreamedDim)
+	case UpdateBytes(s.Dim) > maxUpdateBytes:
+		return fmt.Errorf("%w: job %s: an update of dim %d is %d bytes (dim × 4 + %d), above this cluster's per-update limit of %d bytes (mfn coordinator --max-update-bytes; the largest dim it allows is %d)",
+			ErrInvalid, s.ID, s.Dim, UpdateBytes(s.Dim), crypto.UpdateHeaderLen, maxUpdateBytes, (maxUpdateBytes-crypto.UpdateHeaderLen)/4)
 	case time.Duration(s.RoundDeadline) < minDeadline:
 		return fmt.Errorf("%w: job %s: round_deadline %v is below the minimum %v (durations are strings such as \"30s\")",
 			ErrInvalid, s.ID, time.Duration(s.RoundDeadline), minDeadline)
 	}
 	return nil
 }
+
+// MaxStreamedDim is the largest dim a job may have at all (2^27 values,
+// 512 MiB as float32): updates above MaxUpdateDim travel as streams
+// (protocol.SubmitStream, Coordinator.SubmitStream).
+const MaxStreamedDim = 1 << 27

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -87,8 +88,9 @@ func TestNewJobLimits(t *testing.T) {
 		edit func(*JobSpec)
 		want string
 	}{
-		{"dim 2,000,000", func(s *JobSpec) { s.Dim = 2_000_000 }, "dim 2000000 is above 1032192"},
-		{"dim one above the limit", func(s *JobSpec) { s.Dim = MaxUpdateDim + 1 }, "fits the protocol's 4194304-byte frame"},
+		{"dim one above the byte limit", func(s *JobSpec) { s.Dim = (DefaultMaxUpdateBytes-crypto.UpdateHeaderLen)/4 + 1 },
+			"above this cluster's per-update limit of 33554432 bytes (mfn coordinator --max-update-bytes"},
+		{"dim above 2^27", func(s *JobSpec) { s.Dim = MaxStreamedDim + 1 }, "dim 134217729 must be in [1, 2^27]"},
 		{"60 ns deadline", func(s *JobSpec) { s.RoundDeadline = 60 }, "round_deadline 60ns is below the minimum 1s"},
 		{"999 ms deadline", func(s *JobSpec) { s.RoundDeadline = Duration(999 * time.Millisecond) }, "below the minimum 1s"},
 		{"negative max_failed_rounds", func(s *JobSpec) { s.MaxFailedRounds = -1 }, "max_failed_rounds -1"},
@@ -110,6 +112,17 @@ func TestNewJobLimits(t *testing.T) {
 	s.RoundDeadline = Duration(time.Second)
 	if _, err := c.CreateJob(ctx, s); err != nil {
 		t.Fatalf("dim %d with a 1 s deadline: %v", MaxUpdateDim, err)
+	}
+	// A configured limit: the largest dim it allows is taken, one more
+	// is refused naming the limit.
+	c.cfg.MaxUpdateBytes = 1 << 20
+	s = testSpec("lim", (1<<20-crypto.UpdateHeaderLen)/4, 1, 1)
+	if _, err := c.CreateJob(ctx, s); err != nil {
+		t.Fatalf("dim %d under a 1 MiB limit: %v", s.Dim, err)
+	}
+	s = testSpec("lim2", s.Dim+1, 1, 1)
+	if _, err := c.CreateJob(ctx, s); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "per-update limit of 1048576 bytes") {
+		t.Fatalf("dim %d under a 1 MiB limit: %v", s.Dim, err)
 	}
 }
 
@@ -185,5 +198,22 @@ func TestJobStopsAfterConsecutiveFailures(t *testing.T) {
 			!strings.Contains(j.Reason, "consecutive failed rounds") || !strings.Contains(j.Reason, "0 of 1 required updates") {
 			t.Fatalf("limit %d: %+v", limit, j)
 		}
+	}
+}
+
+// The largest update limit leaves room for the round's close: the model
+// of a job of the largest dim, base64 float64 in the close-round entry,
+// fits the command limit with 1 MiB to spare, and so does its sealed
+// update in an add-update entry.
+func TestMaxUpdateBytesLimitLetsRoundsClose(t *testing.T) {
+	dim := (MaxUpdateBytesLimit - crypto.UpdateHeaderLen) / 4
+	if model := base64.StdEncoding.EncodedLen(8 * dim); model+1<<20 > maxCommandSize {
+		t.Fatalf("dim %d: model is %d bytes of base64, command limit %d", dim, model, maxCommandSize)
+	}
+	if sealed := StreamLimit(dim); sealed/2+UpdateEnvelopeOverhead > maxCommandSize {
+		t.Fatalf("dim %d: a float32 envelope of %d bytes does not fit an entry", dim, sealed/2)
+	}
+	if dim < 25_000_000 {
+		t.Fatalf("the largest dim %d is below the 100 MB update of issue 10", dim)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -25,10 +26,12 @@ import (
 type CryptoOpener struct {
 	// Identities decrypt envelopes (the member's age identity).
 	Identities []age.Identity
-	// Limits bounds sealed envelopes; zero means crypto's defaults.
+	// Limits bounds sealed envelopes; a zero MaxUpdateBytes means a
+	// float64 update of MaxStreamedDim values (jobs bound their updates
+	// before they reach the opener), other zero fields crypto's defaults.
 	Limits crypto.Limits
 	// MaxValues bounds the number of values in an update; zero means
-	// crypto.DefaultMaxUpdateLen.
+	// MaxStreamedDim.
 	MaxValues int
 
 	once  sync.Once
@@ -80,20 +83,37 @@ func (h *positionHint) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 	return nil, age.ErrIncorrectIdentity
 }
 
+// limits are o.Limits with a zero MaxUpdateBytes meaning the largest
+// update a job may have: what reaches the opener is already bounded by
+// the job (StreamLimit) or by the frame.
+func (o *CryptoOpener) limits() crypto.Limits {
+	lim := o.Limits
+	if lim.MaxUpdateBytes == 0 {
+		lim.MaxUpdateBytes = int64(crypto.UpdateHeaderLen) + 8*int64(MaxStreamedDim)
+	}
+	return lim
+}
+
+func (o *CryptoOpener) initHints() {
+	for _, id := range o.Identities {
+		h := &positionHint{id: id}
+		h.last.Store(-1)
+		o.hints = append(o.hints, h)
+	}
+}
+
 // Open implements Opener.
 func (o *CryptoOpener) Open(sealed []byte, keys KeyLookup) (*Envelope, error) {
-	o.once.Do(func() {
-		for _, id := range o.Identities {
-			h := &positionHint{id: id}
-			h.last.Store(-1)
-			o.hints = append(o.hints, h)
-		}
-	})
-	op, err := crypto.Open(sealed, o.hints, keyLookup(keys), o.Limits)
+	o.once.Do(o.initHints)
+	op, err := crypto.Open(sealed, o.hints, keyLookup(keys), o.limits())
 	if err != nil {
 		return nil, err
 	}
-	upd, err := crypto.DecodeUpdate(op.Update, o.MaxValues)
+	maxValues := o.MaxValues
+	if maxValues == 0 {
+		maxValues = MaxStreamedDim
+	}
+	upd, err := crypto.DecodeUpdate(op.Update, maxValues)
 	if err != nil {
 		return nil, err
 	}
@@ -106,3 +126,22 @@ func (o *CryptoOpener) Open(sealed []byte, keys KeyLookup) (*Envelope, error) {
 }
 
 var _ Opener = (*CryptoOpener)(nil)
+
+// OpenStream implements StreamOpener: crypto.OpenStream with the member's
+// identity; the update's bytes go to dst as they are decrypted (the caller
+// checks their count and values, crypto.UpdateStreamCheck).
+func (o *CryptoOpener) OpenStream(r io.Reader, size int64, keys KeyLookup, dst io.Writer) (*Envelope, error) {
+	o.once.Do(o.initHints)
+	op, err := crypto.OpenStream(r, size, o.hints, keyLookup(keys), o.limits(), dst)
+	if err != nil {
+		return nil, err
+	}
+	s := op.Statement
+	return &Envelope{
+		Origin: s.Origin, Job: s.JobID, Round: s.Round, Node: s.NodeID,
+		BaseHash: s.BaseModelHash, UpdateHash: s.UpdateHash, Samples: s.SampleCount, Time: s.Time,
+		Statement: op.StatementBytes, Signature: op.Signature,
+	}, nil
+}
+
+var _ StreamOpener = (*CryptoOpener)(nil)

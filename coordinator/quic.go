@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,6 +186,39 @@ func (h *QUICHandler) submit(ctx context.Context, peer protocol.Peer, sealed []b
 	}
 	return &protocol.Ack{LogIndex: ack.LogIndex, LeafIndex: ack.LeafIndex}, nil
 }
+
+// SubmitStream accepts a streamed update (Coordinator.SubmitStream with
+// the connection's key) and acknowledges it once committed. Tracing is as
+// for Submit.
+func (h *QUICHandler) SubmitStream(ctx context.Context, peer protocol.Peer, req *protocol.SubmitStream, body io.Reader) (*protocol.Ack, error) {
+	hint := StreamHint{Job: req.JobID, Round: req.Round, Size: int64(min(req.Size, math.MaxInt64))}
+	var span trace.Span
+	if h.tracer != nil {
+		ctx = telemetry.Extract(ctx, protocol.TraceParentFrom(ctx))
+		ctx, span = h.tracer.Start(ctx, "coordinator.ingest", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.Int64("mfn.sealed_bytes", hint.Size), attribute.Bool("mfn.streamed", true)))
+		defer span.End()
+		ctx = withIngestNote(ctx, &ingestNote{link: func(job string, round uint64, node string) {
+			h.rounds.Update(job, round, node, span.SpanContext())
+		}})
+	}
+	ack, err := h.c.SubmitStream(ctx, peer.Key, hint, body)
+	if err != nil {
+		if span != nil {
+			reason := rejectReason(err)
+			span.RecordError(err)
+			span.SetStatus(codes.Error, reason)
+			span.SetAttributes(attribute.String("mfn.result", "rejected"), attribute.String("mfn.reason", reason))
+		}
+		return nil, ProtocolError(err)
+	}
+	if span != nil {
+		span.SetAttributes(attribute.String("mfn.result", "accepted"))
+	}
+	return &protocol.Ack{LogIndex: ack.LogIndex, LeafIndex: ack.LeafIndex}, nil
+}
+
+var _ protocol.StreamHandler = (*QUICHandler)(nil)
 
 // SetTracerProvider turns tracing on for updates arriving through h
 // (spans described at Submit) and records round spans (see

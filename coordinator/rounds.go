@@ -48,6 +48,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 	}
 	c.leading.Store(true)
 	defer c.leading.Store(false)
+	c.resetAttestWaits()
 	c.registerSelf(ctx)
 	c.reconcileMembers(ctx)
 	learned := make(chan struct{})
@@ -131,7 +132,7 @@ func (c *Coordinator) stepJob(ctx context.Context, j Job) (ended bool, err error
 		full := r.Updates >= spec.MaxUpdates
 		due := !now.Before(r.Deadline) && r.Updates >= spec.MinUpdates
 		if full || due {
-			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now}); err != nil {
+			if _, err := c.propose(ctx, cmdSealRound, &sealRoundCmd{Job: spec.ID, Round: r.Number, At: now, Attest: c.cfg.AttestQuorum}); err != nil {
 				return false, err
 			}
 			c.retract(spec.ID, r.Number)
@@ -274,7 +275,8 @@ func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason
 // the round when the rule cannot run.
 func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error {
 	start := time.Now()
-	r, err := c.fsm.round(j.Spec.ID, round, true)
+	// A derived strong-form round needs no sealed bodies while it waits.
+	r, err := c.fsm.round(j.Spec.ID, round, !c.derivs.done(j.Spec.ID, round))
 	if err != nil {
 		return err
 	}
@@ -282,8 +284,16 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if err != nil {
 		return fmt.Errorf("coordinator: job %s round %d base model: %w", j.Spec.ID, round, err)
 	}
-	vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
-	d := deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	var d derivation
+	if r.Attest {
+		var wait bool
+		if d, wait, err = c.quorumDerivation(ctx, j, r, base.Params); wait || err != nil {
+			return err
+		}
+	} else {
+		vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
+		d = deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
+	}
 	if d.fail != "" {
 		return c.failRound(ctx, j, round, d.fail)
 	}
@@ -292,10 +302,13 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	used, rejected := result.Used, result.Rejected
 	c.evaluate(j, model, &result) // evaluation.go
 	aggSeconds := time.Since(start).Seconds()
+	if r.Attest {
+		aggSeconds += d.seconds // derived before this step (attest_quorum.go)
+	}
 	result.AggregationSeconds = aggSeconds
 	now := c.now()
 	cmd := &closeRoundCmd{Job: j.Spec.ID, Round: round, Updates: len(r.Updates), Outcomes: outcomes, Model: model, Result: result, At: now}
-	if c.cfg.MemberKey != nil {
+	if c.cfg.MemberKey != nil || r.Attest {
 		cmd.ResultLeaf = d.leaf
 	}
 	cmd.ClipStep = d.clipStep

@@ -16,6 +16,9 @@ import (
 // Storage is where a member keeps its Raft state: the log, the stable
 // store (current term, vote) and snapshots.
 type Storage struct {
+	// Dir is the member's data directory ("" for in-memory storage);
+	// streamed updates spill under it (ingest_stream.go).
+	Dir       string
 	Logs      raft.LogStore
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
@@ -39,13 +42,15 @@ const (
 	snapshotsDir  = "snapshots"
 	keepSnapshots = 2
 	// logCacheSize is how many recent entries the log cache keeps in memory
-	// in front of bbolt, so replication to followers reads no disk.
+	// in front of bbolt, so replication to followers reads no disk
+	// (logcache.go: also bounded by bytes).
 	logCacheSize = 512
 )
 
 // OpenStorage opens (creating if needed) a member's durable storage under
-// dir: a bbolt database behind a 512-entry log cache, and a file snapshot
-// store keeping 2 snapshots. logger may be nil.
+// dir: a bbolt database behind a log cache of 512 entries and 256 MiB
+// (entries over 4 MiB uncached), and a file snapshot store keeping 2
+// snapshots. logger may be nil.
 func OpenStorage(dir string, logger *slog.Logger) (*Storage, error) {
 	return openStorage(dir, logger, nil)
 }
@@ -63,18 +68,14 @@ func openStorage(dir string, logger *slog.Logger, bopts *bbolt.Options) (*Storag
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: open %s: %w", filepath.Join(dir, raftDBFile), err)
 	}
-	cache, err := raft.NewLogCache(logCacheSize, bolt)
-	if err != nil {
-		bolt.Close()
-		return nil, fmt.Errorf("coordinator: log cache: %w", err)
-	}
+	cache := newLogCache(bolt, logCacheSize, logCacheMaxEntry, logCacheMaxBytes)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, snapshotsDir), keepSnapshots,
 		newHclog(logger, "snapshots", hclog.Info))
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
 	}
-	return &Storage{Logs: cache, Stable: bolt, Snapshots: snaps, close: bolt.Close}, nil
+	return &Storage{Dir: dir, Logs: cache, Stable: bolt, Snapshots: snaps, close: bolt.Close}, nil
 }
 
 // InmemStorage returns volatile storage for tests and benchmarks.

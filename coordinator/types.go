@@ -387,6 +387,12 @@ type Round struct {
 	// Dissents the members whose re-derivation differed (see attest.go).
 	Attested []string  `json:"attested,omitempty"`
 	Dissents []Dissent `json:"dissents,omitempty"`
+	// Attest is set when the round was sealed for the strong form: it
+	// closes only with a quorum of matching Derivations (the members'
+	// signed results of re-deriving it between seal and close, in commit
+	// order; attest_quorum.go).
+	Attest      bool         `json:"attest,omitempty"`
+	Derivations []Derivation `json:"derivations,omitempty"`
 }
 
 // ClipStep is one round's adaptive clipping step (Andrew et al. 2021):

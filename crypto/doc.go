@@ -57,13 +57,25 @@
 // enrolled key before decrypting the rest of the update, and returns an
 // Opened only when every check passed.
 //
+// # Streaming
+//
+// For updates too big to hold twice, StreamSealer and OpenStream produce
+// and read the same envelopes without holding them: the sender hashes
+// its update first (HashUpdate; the statement signs the hash), then
+// StreamSealer encrypts it as it is read, checking the hash again and
+// failing before the last chunk if it differs; OpenStream reads an
+// envelope of known size one 64 KiB chunk at a time, verifies the
+// statement from the first chunk, and writes the update to a writer while
+// hashing it (UpdateStreamCheck checks its count and values on the way).
+//
 // # Errors
 //
 // Every error wraps one sentinel for callers to branch on with errors.Is:
 // ErrBadSignature, ErrUnknownNode, ErrNotRecipient, ErrMalformed,
 // ErrTooLarge, ErrVersion. Decoders add a *FormatError naming the field and
 // byte offset. No decoder panics, whatever its input; fuzz targets for every
-// decoder (FuzzParseStatement, FuzzDecodeUpdate, FuzzOpen, FuzzOpenPlain)
+// decoder (FuzzParseStatement, FuzzDecodeUpdate, FuzzOpen, FuzzOpenPlain,
+// FuzzOpenStream)
 // are seeded from the known-answer vectors in testdata/vectors.json.
 //
 // # Performance

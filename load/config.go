@@ -153,9 +153,13 @@ func (c *Config) submitters() int {
 }
 
 // inflight is the effective number of updates in flight: Concurrency
-// lowered so that they fit MaxInflightBytes.
+// lowered so that they fit MaxInflightBytes. A streamed update
+// (vstream.go) takes streamedUpdateBytes whatever its size.
 func (c *Config) inflight() int {
 	per := int64(c.Dim) * 16
+	if streamed(c.Dim) {
+		per = streamedUpdateBytes
+	}
 	return int(max(1, min(int64(c.Concurrency), MaxInflightBytes/per)))
 }
 

@@ -168,6 +168,9 @@ func StartLocal(ctx context.Context, n int, dir string, logger *slog.Logger) (_ 
 			LogVerifier: verifier, LogSigner: signer,
 			Logger: mlog, Registry: reg, Tick: 50 * time.Millisecond, CheckpointInterval: time.Second,
 			NodeRate: rate.Limit(1000), NodeBurst: 1000,
+			// A measuring tool: jobs of any size one log entry carries
+			// (mfn coordinator defaults to DefaultMaxUpdateBytes).
+			MaxUpdateBytes: coordinator.MaxUpdateBytesLimit,
 		})
 		if err != nil {
 			hln.Close()

@@ -229,17 +229,21 @@ func TestConfigValidate(t *testing.T) {
 func TestInflightFitsMemoryBudget(t *testing.T) {
 	c := DefaultConfig()
 	c.Concurrency = 1000
-	c.Dim = 1 << 27
-	if n := c.inflight(); n != 1 {
-		t.Fatalf("dim 2^27: %d in flight, want 1", n)
+	c.Dim = 1 << 27 // streamed: a few chunks per update in flight
+	if n := c.inflight(); n != MaxInflightBytes/streamedUpdateBytes {
+		t.Fatalf("dim 2^27: %d in flight, want %d", n, MaxInflightBytes/streamedUpdateBytes)
+	}
+	c.Dim = (streamAbove - 14) / 4 // the largest framed update
+	if n := int64(c.inflight()); n*int64(c.Dim)*16 > MaxInflightBytes || n < 1 {
+		t.Fatalf("dim %d: %d in flight exceeds the budget", c.Dim, n)
 	}
 	c.Dim = 1000
 	if n := c.inflight(); n != 1000 {
 		t.Fatalf("dim 1000: %d in flight, want 1000", n)
 	}
-	c.Dim = 1 << 20
+	c.Dim = 1_000_000
 	if n := int64(c.inflight()); n*int64(c.Dim)*16 > MaxInflightBytes || n < 1 {
-		t.Fatalf("dim 2^20: %d in flight exceeds the budget", n)
+		t.Fatalf("dim 10^6: %d in flight exceeds the budget", n)
 	}
 }
 

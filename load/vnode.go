@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -150,10 +149,9 @@ func (v *vnode) submit(ctx context.Context, a *protocol.RoundAnnouncement) bool 
 	}
 	defer func() { <-e.slots }()
 	e.noteAnnouncement(a.Round)
-	upd := crypto.EncodeUpdate(updateValues(e.cfg.Seed, v.idx, a.Round, e.cfg.Dim, v.byz, e.cfg.Attack), crypto.Float32)
 	stmt := &crypto.Statement{Origin: v.origin, JobID: a.JobID, Round: a.Round, NodeID: v.id.NodeID(),
 		BaseModelHash: a.BaseHash, SampleCount: 1, Time: time.Now().UTC()}
-	sealed, err := crypto.Seal(stmt, upd, ed25519.PrivateKey(v.id.SigningKey), e.tgt.Cluster.Recipients())
+	send, size, err := v.prepare(a, stmt)
 	if err != nil {
 		e.fail(ErrKindSeal)
 		return true
@@ -182,18 +180,18 @@ func (v *vnode) submit(ctx context.Context, a *protocol.RoundAnnouncement) bool 
 			}
 		}
 		t0 := time.Now()
-		ack, err := v.client.Submit(ctx, sealed)
+		ack, err := send(ctx, v.client)
 		lat := time.Since(t0)
 		var pe *protocol.ProtocolError
 		errors.As(err, &pe)
 		switch {
 		case err == nil:
 			uncertain = false
-			e.acked(AckRecord{Node: v.id.NodeID(), Round: a.Round, Leaf: ack.LeafIndex}, lat, len(sealed))
+			e.acked(AckRecord{Node: v.id.NodeID(), Round: a.Round, Leaf: ack.LeafIndex}, lat, size)
 			return true
 		case errors.Is(err, protocol.CodeDuplicate):
 			uncertain = false
-			e.acked(AckRecord{Node: v.id.NodeID(), Round: a.Round, Duplicate: true}, lat, len(sealed))
+			e.acked(AckRecord{Node: v.id.NodeID(), Round: a.Round, Duplicate: true}, lat, size)
 			return true
 		case ctx.Err() != nil:
 			return false
@@ -247,20 +245,25 @@ func isDone(ch <-chan struct{}) bool {
 // negated ×10 ("sign-flip") or ×10^4 ("large").
 func updateValues(seed uint64, idx int, round uint64, dim int, byz bool, attack string) []float64 {
 	rng := rand.New(rand.NewPCG(seed, uint64(idx)<<32^round))
-	scale := 0.01
-	if byz {
-		switch attack {
-		case "sign-flip":
-			scale = -0.1
-		case "large":
-			scale = 100
-		}
-	}
+	scale := updateScale(byz, attack)
 	vs := make([]float64, dim)
 	for i := range vs {
 		vs[i] = scale * (2*rng.Float64() - 1)
 	}
 	return vs
+}
+
+// updateScale is the range of a virtual node's update values.
+func updateScale(byz bool, attack string) float64 {
+	if byz {
+		switch attack {
+		case "sign-flip":
+			return -0.1
+		case "large":
+			return 100
+		}
+	}
+	return 0.01
 }
 
 func (e *engine) noteAnnouncement(round uint64) {

@@ -925,7 +925,7 @@ func (a *Agent) submitLoop(ctx context.Context, c *protocol.Client, addr string,
 		ctx = protocol.WithTraceParent(ctx, tp)
 	}
 	for try := 0; ; try++ {
-		ack, err := c.Submit(ctx, p.Sealed)
+		ack, err := c.SubmitSealed(ctx, p.Job, p.Round, p.Sealed) // streamed when over a frame
 		var pe *protocol.ProtocolError
 		errors.As(err, &pe)
 		switch {

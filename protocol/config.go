@@ -20,7 +20,7 @@ const (
 
 // SupportedVersions lists the protocol versions this package speaks,
 // strictly increasing.
-func SupportedVersions() []uint8 { return []uint8{Version1, Version2, Version3} }
+func SupportedVersions() []uint8 { return []uint8{Version1, Version2, Version3, Version4} }
 
 // Defaults used for zero Config fields.
 const (
@@ -98,6 +98,22 @@ type Config struct {
 	// Versions are the protocol versions offered or accepted, strictly
 	// increasing, each one of SupportedVersions. Nil means all supported.
 	Versions []uint8
+	// ChunkTimeout (server) bounds the wait for each StreamChunk of a
+	// streamed submission; a sender silent for longer gets
+	// ErrStreamStalled. Zero means DefaultChunkTimeout.
+	ChunkTimeout time.Duration
+	// StreamMinRate (server), in bytes per second, sets a streamed
+	// submission's overall deadline: RequestTimeout + Size/StreamMinRate
+	// (the handler's work included). Zero means DefaultStreamMinRate.
+	StreamMinRate int64
+	// MaxStreamSize (server) bounds a streamed submission's declared size
+	// before the handler sees it (the handler applies the job's own
+	// bound). Zero means DefaultMaxStreamSize.
+	MaxStreamSize int64
+	// StreamChunk (client) is the data per StreamChunk frame; it must fit
+	// MaxFrameSize with the chunk's 4-byte length. Zero means
+	// min(DefaultStreamChunk, MaxFrameSize-4).
+	StreamChunk int
 	// Logger receives connection-level events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -129,6 +145,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("protocol: Config.MaxConns %d is negative", c.MaxConns)
 	case c.MaxConnsPerKey < 0:
 		return fmt.Errorf("protocol: Config.MaxConnsPerKey %d is negative", c.MaxConnsPerKey)
+	case c.ChunkTimeout < 0 || c.StreamMinRate < 0 || c.MaxStreamSize < 0 || c.StreamChunk < 0:
+		return fmt.Errorf("protocol: Config.ChunkTimeout, StreamMinRate, MaxStreamSize and StreamChunk must not be negative")
 	case len(c.Instance) > MaxInstanceLen:
 		return fmt.Errorf("protocol: Config.Instance is %d bytes, at most %d", len(c.Instance), MaxInstanceLen)
 	}
@@ -138,6 +156,9 @@ func (c Config) Validate() error {
 	}
 	if c.ChunkSize > frame-chunkOverhead {
 		return fmt.Errorf("protocol: Config.ChunkSize %d does not fit MaxFrameSize %d (at most %d)", c.ChunkSize, frame, frame-chunkOverhead)
+	}
+	if c.StreamChunk > frame-4 {
+		return fmt.Errorf("protocol: Config.StreamChunk %d does not fit MaxFrameSize %d (at most %d)", c.StreamChunk, frame, frame-4)
 	}
 	if len(c.Versions) > 0 {
 		if !slices.IsSorted(c.Versions) || len(slices.Compact(slices.Clone(c.Versions))) != len(c.Versions) {
@@ -180,6 +201,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxModelSize == 0 {
 		c.MaxModelSize = DefaultMaxModelSize
+	}
+	if c.ChunkTimeout == 0 {
+		c.ChunkTimeout = DefaultChunkTimeout
+	}
+	if c.StreamMinRate == 0 {
+		c.StreamMinRate = DefaultStreamMinRate
+	}
+	if c.MaxStreamSize == 0 {
+		c.MaxStreamSize = DefaultMaxStreamSize
+	}
+	if c.StreamChunk == 0 {
+		c.StreamChunk = min(DefaultStreamChunk, c.MaxFrameSize-4)
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns

@@ -43,7 +43,7 @@ func TestRoundTripAllMessages(t *testing.T) {
 		}
 
 		ack := fx.hello(t, c)
-		want := HelloAck{Version: Version3, Supported: []uint8{Version1, Version2, Version3}, ClusterOrigin: "mfn-test", LeaderHint: "127.0.0.1:7443",
+		want := HelloAck{Version: Version4, Supported: []uint8{Version1, Version2, Version3, Version4}, ClusterOrigin: "mfn-test", LeaderHint: "127.0.0.1:7443",
 			Instance: fx.srv.Instance(), Term: 7}
 		if len(want.Instance) != 32 {
 			t.Fatalf("server instance %q, want 32 hex digits", want.Instance)
@@ -51,7 +51,7 @@ func TestRoundTripAllMessages(t *testing.T) {
 		if !equalMsg(t, ack, &want) {
 			t.Fatalf("HelloAck = %+v, want %+v", ack, want)
 		}
-		if c.Version() != Version3 {
+		if c.Version() != Version4 {
 			t.Fatalf("Version() = %d", c.Version())
 		}
 
@@ -133,7 +133,7 @@ func TestRoundTripAllMessages(t *testing.T) {
 				t.Fatalf("handler saw peer key %x, want the client's", p.Key)
 			}
 		}
-		if p := h.peers[len(h.peers)-1]; p.Version != Version3 {
+		if p := h.peers[len(h.peers)-1]; p.Version != Version4 {
 			t.Fatalf("peer version in Submit = %d", p.Version)
 		}
 		h.mu.Unlock()
@@ -220,7 +220,7 @@ func TestVersionMismatch(t *testing.T) {
 		if !errors.As(err, &vm) {
 			t.Fatalf("Hello: %v, want *VersionMismatchError", err)
 		}
-		if !bytes.Equal(vm.Client, []uint8{7, 9}) || !bytes.Equal(vm.Server, []uint8{1, 2, 3}) {
+		if !bytes.Equal(vm.Client, []uint8{7, 9}) || !bytes.Equal(vm.Server, []uint8{1, 2, 3, 4}) {
 			t.Fatalf("lists = %v / %v", vm.Client, vm.Server)
 		}
 		if !errors.Is(err, ErrVersionMismatch) || !errors.Is(err, CodeVersionMismatch) {

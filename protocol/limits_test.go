@@ -74,7 +74,7 @@ func TestHelloAckVersions(t *testing.T) {
 		cfg.Instance = "instance-a"
 		fx := newFixture(t, tr, newTestHandler(nil), cfg)
 		ack := fx.hello(t, fx.dial(t))
-		if ack.Version != Version3 || ack.Instance != "instance-a" || ack.Term != 7 {
+		if ack.Version != Version4 || ack.Instance != "instance-a" || ack.Term != 7 {
 			t.Fatalf("v2 HelloAck %+v, want instance-a and term 7", ack)
 		}
 		old, err := fx.dial(t).Hello(ctxT(t), &Hello{Versions: []uint8{Version1}, NodeID: "node-2"})

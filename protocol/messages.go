@@ -184,6 +184,10 @@ func newMessage(t wire.Type) Message {
 		return new(ProtocolError)
 	case wire.TypeSubmitEval:
 		return new(SubmitEval) // eval.go
+	case wire.TypeSubmitStream:
+		return new(SubmitStream)
+	case wire.TypeStreamChunk:
+		return new(StreamChunk)
 	}
 	return nil
 }

@@ -52,6 +52,10 @@ func sampleMessages() []struct {
 		{"ErrorRateLimited", &ProtocolError{Code: CodeRateLimited, RetryAfter: 1500 * time.Millisecond}},
 		{"ErrorNotReady", &ProtocolError{Code: CodeNotReady, Message: "catching up", RetryAfter: 250 * time.Millisecond}},
 		{"SubmitEval", &SubmitEval{Report: []byte("eval-report"), Signature: append(h[:], h[:]...)}},
+		{"SubmitStream", &SubmitStream{JobID: "job-1", Round: 4, Size: 100_000_123}},
+		{"SubmitStreamTraced", &SubmitStream{JobID: "job-1", Round: 4, Size: 9,
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+		{"StreamChunk", &StreamChunk{Data: []byte{9, 8, 7}}},
 	}
 }
 
@@ -114,6 +118,9 @@ func TestDecodeRejectsEveryPrefix(t *testing.T) {
 			if su, ok := m.(*SubmitUpdate); ok && err == nil && su.TraceParent == "" && s.name == "SubmitUpdateTraced" {
 				continue // the prefix without the optional field is a plain SubmitUpdate
 			}
+			if ss, ok := m.(*SubmitStream); ok && err == nil && ss.TraceParent == "" && s.name == "SubmitStreamTraced" {
+				continue // likewise for SubmitStream
+			}
 			if !errors.Is(err, ErrTruncated) {
 				t.Fatalf("%s: prefix %d/%d: %v, want ErrTruncated", s.name, i, len(b), err)
 			}
@@ -123,7 +130,7 @@ func TestDecodeRejectsEveryPrefix(t *testing.T) {
 			}
 		}
 		_, err := decodeMessage(s.m.wireType(), append(bytes.Clone(b), 0))
-		if s.name == "SubmitUpdate" {
+		if s.name == "SubmitUpdate" || s.name == "SubmitStream" {
 			// An extra byte starts the optional trace_parent field.
 			if !errors.Is(err, ErrTruncated) {
 				t.Fatalf("%s: extra byte: %v, want ErrTruncated", s.name, err)
@@ -250,7 +257,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{ChunkSize: DefaultMaxFrameSize}, "ChunkSize"},
 		{Config{MaxFrameSize: 4096, ChunkSize: 4096 - chunkOverhead + 1}, "ChunkSize"},
 		{Config{Versions: []uint8{1, 1}}, "Versions"},
-		{Config{Versions: []uint8{4}}, "Versions"},
+		{Config{Versions: []uint8{5}}, "Versions"},
 		{Config{MaxConns: -1}, "MaxConns"},
 		{Config{MaxConnsPerKey: -1}, "MaxConnsPerKey"},
 		{Config{Instance: strings.Repeat("x", MaxInstanceLen+1)}, "Instance"},

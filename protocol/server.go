@@ -390,8 +390,8 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 	s := sc.s
 	f := &framer{s: st, maxFrame: s.cfg.MaxFrameSize, timeout: s.cfg.RequestTimeout}
 	ver, m, err := f.read()
-	if err == nil {
-		err = f.expectEOF()
+	if _, streamed := m.(*SubmitStream); err == nil && !streamed {
+		err = f.expectEOF() // a SubmitStream's chunks follow it
 	}
 	if err != nil {
 		sc.log.Debug("protocol: bad request", "err", err)
@@ -449,7 +449,10 @@ func (sc *serverConn) serveStream(ctx context.Context, st Stream) {
 		})
 	case *SubmitEval:
 		sc.submitEval(ctx, f, negotiated, m) // eval.go
+	case *SubmitStream:
+		sc.submitStream(ctx, f, negotiated, m)
 	default:
+		f.s.CancelRead()
 		sc.replyError(f, &ProtocolError{Code: CodeBadRequest, Message: m.wireType().String() + " is not a request"})
 	}
 }

@@ -22,11 +22,11 @@ func TestSubmitTraceParent(t *testing.T) {
 		want        string
 		wantVersion uint8
 	}{
-		{"both v3", nil, nil, testTraceParent, testTraceParent, Version3},
-		{"no traceparent", nil, nil, "", "", Version3},
+		{"both v3", nil, nil, testTraceParent, testTraceParent, Version4},
+		{"no traceparent", nil, nil, "", "", Version4},
 		{"old server", []uint8{Version1, Version2}, nil, testTraceParent, "", Version2},
 		{"old client", nil, []uint8{Version1, Version2}, testTraceParent, "", Version2},
-		{"oversized value not sent", nil, nil, strings.Repeat("a", MaxTraceParentLen+1), "", Version3},
+		{"oversized value not sent", nil, nil, strings.Repeat("a", MaxTraceParentLen+1), "", Version4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachTransport(t, func(t *testing.T, tr transport) {

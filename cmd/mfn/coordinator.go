@@ -106,6 +106,24 @@ member's key, which must be in the others' --peer-keys.
 A member whose --data-dir holds Raft state rejoins its cluster from it and
 ignores --bootstrap and --join, so restarting with unchanged flags is safe.
 
+Attestation (--attest, on by default; docs/AUDIT.md): every member
+re-derives each sealed round from the sealed updates it holds and signs
+its result; the leader closes a round only once a majority of the
+registered members (itself included) derived the same result leaf, and
+fails it ("attestation: ...") otherwise, so a disputed model is never
+committed. Followers post their signed derivations and cosignatures to the
+leader's HTTP address (route /v1/cluster/attest, no API key: the request
+is signed with the member key and checked against the registered one), so
+a cluster of several members needs --http-addr on each; without it rounds
+close without the quorum, as in --attest=false, but members still cosign
+what they can deliver. Every closed round gets a result leaf in the audit
+log, cosigned by the members ("mfn audit verify-log --member-keys" checks
+it). Each member also writes the round archive of every closed round to
+DATA/archives/<job>/<round, 8 digits>.tar, keeping the newest
+--archive-rounds: "mfn audit replay --archive FILE --identity KEYS"
+re-derives the round from it. Use --attest=false on every member while
+any member runs an older version.
+
 Accuracy: when a round of an "mfn-regime" job closes, the leader scores
 the new model on a held-out test set of the MFN regime task
 (--eval-per-regime simulations of each regime, simulated at start from
@@ -180,9 +198,12 @@ type coordinatorFlags struct {
 	evalData                    evalDataFlags // coordinator_eval.go
 	nodeRate                    float64
 	nodeBurst                   int
+	maxUpdateBytes              int64
 	snapshotThreshold           uint64
 	trailingLogs                uint64
 	pprof                       bool
+	attest                      bool
+	archiveRounds               int
 	httpMaxConns                int
 	httpMaxConnsPerClient       int
 	httpRate                    float64
@@ -245,11 +266,14 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer included)")
 	fl.Float64Var(&f.nodeRate, "node-rate", 5, "updates per second each node may submit, sustained (token bucket; > 0, at most 1e6)")
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
+	fl.Int64Var(&f.maxUpdateBytes, "max-update-bytes", coordinator.DefaultMaxUpdateBytes, fmt.Sprintf("largest float32 update (dim × 4 + 14 bytes) a new job may have; a larger job is refused (400 naming this limit); updates over one 4 MiB frame are streamed (1024 to %d)", coordinator.MaxUpdateBytesLimit))
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
 	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
 	fl.IntVar(&f.httpMaxConnsPerClient, "http-max-conns-per-client", 256, "open HTTP connections from one client IP address; more are closed at once (1 to 1000000; clients behind one proxy share it)")
 	fl.BoolVar(&f.pprof, "pprof", false, "serve net/http/pprof on the HTTP listener under /debug/pprof/: with API keys to admin keys only, without them to loopback clients only")
+	fl.BoolVar(&f.attest, "attest", true, "attest rounds: record result leaves, re-derive every round and cosign it; as leader close a round only with a quorum of matching member derivations (needs --http-addr on a cluster of several members). Turn off only while members of an older version remain")
+	fl.IntVar(&f.archiveRounds, "archive-rounds", 8, "with --attest: keep the round archives (for mfn audit replay) of the newest N closed rounds in DATA/archives/<job>/<round>.tar (0 turns them off, at most 10000; each holds its round's sealed updates)")
 	f.trace.register(fl)
 	return c
 }
@@ -416,12 +440,16 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--eval-per-regime %d must be in [0, 10000]", f.evalPerRegime)
 	case f.evalData.check() != nil:
 		return nil, lvl, f.evalData.check()
+	case f.archiveRounds < 0 || f.archiveRounds > 10000:
+		return nil, lvl, usagef("--archive-rounds %d must be in [0, 10000]", f.archiveRounds)
 	case f.joinTimeout < time.Second || f.joinTimeout > time.Hour:
 		return nil, lvl, usagef("--join-timeout %v must be in [1s, 1h]", f.joinTimeout)
 	case !(f.nodeRate > 0 && f.nodeRate <= 1e6):
 		return nil, lvl, usagef("--node-rate %v must be in (0, 1e6] updates per second", f.nodeRate)
 	case f.nodeBurst < 1 || f.nodeBurst > 1e6:
 		return nil, lvl, usagef("--node-burst %d must be in [1, 1000000]", f.nodeBurst)
+	case f.maxUpdateBytes < 1024 || f.maxUpdateBytes > coordinator.MaxUpdateBytesLimit:
+		return nil, lvl, usagef("--max-update-bytes %d must be in [1024, %d]", f.maxUpdateBytes, coordinator.MaxUpdateBytesLimit)
 	case f.snapshotThreshold < 1:
 		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
 	case f.httpMaxConns < 1 || f.httpMaxConns > 1e6:
@@ -727,16 +755,39 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		storage.Close()
 		return fail(err)
 	}
-	coord, err := coordinator.New(coordinator.Config{
+	var coordRef atomic.Pointer[coordinator.Coordinator] // for the attestation sender, set once New returns
+	ccfg := coordinator.Config{
 		ID: f.id, Origin: signer.Name(),
 		RaftAddr: layer.Addr().String(), QUICAddr: quicAdv, HTTPAddr: httpAdv,
 		PublicKey: id.PublicKey(), PeerKeys: trusted, Prober: layer,
 		Storage: storage, Transport: coordinator.NewTLSTransport(layer, logger), Raft: rc,
 		Opener:      &coordinator.CryptoOpener{Identities: []age.Identity{id.Age}},
 		LogVerifier: verifier, LogSigner: signer,
-		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst,
+		NodeRate: rate.Limit(f.nodeRate), NodeBurst: f.nodeBurst, MaxUpdateBytes: f.maxUpdateBytes,
 		Logger: logger, Registry: reg, Tick: f.tick, Evaluator: evaluator,
-	})
+	}
+	if f.attest {
+		scheme := "http"
+		if httpTLS != nil {
+			scheme = "https"
+		}
+		ccfg.MemberKey = id.SigningKey
+		if f.archiveRounds > 0 {
+			ccfg.ArchiveDir, ccfg.ArchiveKeep = filepath.Join(f.dataDir, "archives"), f.archiveRounds
+		}
+		ccfg.AttestQuorum = hln != nil // followers reach the leader over HTTP
+		ccfg.SendAttestation = coordinator.HTTPAttestationSender(&http.Client{Transport: memberTransport, Timeout: 30 * time.Second},
+			scheme, id.SigningKey, func() (coordinator.Member, bool) {
+				if c := coordRef.Load(); c != nil {
+					return c.Leader()
+				}
+				return coordinator.Member{}, false
+			})
+	}
+	coord, err := coordinator.New(ccfg)
+	if err == nil {
+		coordRef.Store(coord)
+	}
 	if err != nil {
 		storage.Close()
 		return fail(err)
@@ -800,6 +851,9 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 		} else {
 			logger.Warn("no --api-keys: serving only /healthz, /readyz, /metrics and the signed join route, not the operator API")
 			h = coordinator.NewBasicHTTPHandler(coord, reg, trusted)
+		}
+		if f.attest {
+			h = coord.WithAttestation(h) // signed by members: served with or without API keys
 		}
 		if f.pprof {
 			logger.Warn("serving profiles under /debug/pprof/", "access", map[bool]string{true: "admin API keys", false: "loopback clients"}[apiKeys != nil])

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -120,13 +121,19 @@ Nothing here is trusted: verify what you fetched with the log's public key.`,
 	consistency.Flags().StringVar(&consOut, "out", "", "write to FILE instead of standard output")
 
 	var exportOut string
+	var waitCosigned time.Duration
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Export the whole audit log for mfn audit verify-log",
 		Long: `export writes every checkpoint (checkpoints/000001.note, …) and every leaf up
 to the newest checkpoint's size (leaves/00000000.leaf, …) into --out, which
-must not already hold a leaves or checkpoints folder. Check it with
-"mfn audit verify-log DIR --log-key KEY".`,
+must not already hold a leaves or checkpoints folder, and the members'
+cosigning keys as the server lists them (members.keys). While the newest
+round results lack a majority of member cosignatures (they follow a
+round's close by a moment) it exports again, for at most --wait-cosigned.
+Check it with
+"mfn audit verify-log DIR --log-key KEY" (add --member-keys FILE to check
+the round results against keys you hold yourself).`,
 		Example: "  mfn ctl audit export --out ./auditlog",
 		Args:    cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
@@ -137,7 +144,10 @@ must not already hold a leaves or checkpoints folder. Check it with
 			if err != nil {
 				return err
 			}
-			rep, err := cl.ExportLog(env.ctx, exportOut)
+			if waitCosigned < 0 {
+				return usagef("--wait-cosigned %v: must be ≥ 0", waitCosigned)
+			}
+			rep, err := exportCosigned(env.ctx, cl, exportOut, waitCosigned)
 			if err != nil {
 				return ctlError(cl, err)
 			}
@@ -152,6 +162,7 @@ must not already hold a leaves or checkpoints folder. Check it with
 		},
 	}
 	export.Flags().StringVar(&exportOut, "out", "", "directory to write the log to (required)")
+	export.Flags().DurationVar(&waitCosigned, "wait-cosigned", 10*time.Second, "export again, for at most this long, while the newest round results lack a majority of member cosignatures (they follow a round's close by a moment); 0 exports once")
 	c.AddCommand(checkpoint, bundle, consistency, export)
 	return c
 }

@@ -173,7 +173,7 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.BoolVar(&f.dropInvalid, "drop-invalid", false, "drop --data rows with NaN, Inf, empty or unparsable values and report the count (default: refuse the file)")
 	fl.StringVar(&f.standardize, "standardize", node.StandardizeSite, "scaling of --data features: site (this site's mean and std), none, or job (the job's reference statistics, --stats)")
 	fl.StringVar(&f.stats, "stats", "", `JSON file {"mean":[...],"std":[...]}: the job's reference statistics, for --standardize job`)
-	c.AddCommand(newNodeAcksCmd(env))
+	c.AddCommand(newNodeAcksCmd(env), newNodeRoundsCmd(env)) // node_rounds.go
 	return c
 }
 

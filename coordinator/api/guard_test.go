@@ -56,8 +56,8 @@ func TestEnrollKeyConflictAPI(t *testing.T) {
 }
 
 // Job specs that could never run are 400s naming the field and limit: a
-// dim whose updates exceed a protocol frame, a bare-number duration, a
-// deadline below 1 s.
+// dim whose updates exceed the per-update byte limit, a bare-number
+// duration, a deadline below 1 s.
 func TestJobSpecLimitsAPI(t *testing.T) {
 	t.Parallel()
 	srv, _ := guardServer(t)
@@ -65,7 +65,7 @@ func TestJobSpecLimitsAPI(t *testing.T) {
 	cases := []struct {
 		body, code, want string
 	}{
-		{`{` + base + `,"dim":2000000,"round_deadline":"30s"}`, CodeInvalid, "dim 2000000 is above 1032192"},
+		{`{` + base + `,"dim":40000000,"round_deadline":"30s"}`, CodeInvalid, "above this cluster's per-update limit of 33554432 bytes"},
 		{`{` + base + `,"dim":4,"round_deadline":60}`, CodeBadRequest, `field "round_deadline"`},
 		{`{` + base + `,"dim":4,"round_deadline":"500ms"}`, CodeInvalid, "round_deadline 500ms is below the minimum 1s"},
 	}

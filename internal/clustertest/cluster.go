@@ -46,6 +46,11 @@ type Config struct {
 	OperatorKeys int
 	// ExtraArgs are appended to every member's command line.
 	ExtraArgs []string
+	// Attest runs the members with round attestation (mfn coordinator's
+	// default): every closed round adds a result leaf to the audit log.
+	// False passes --attest=false, so the log holds exactly the accepted
+	// updates, as the tests counting leaves expect.
+	Attest bool
 }
 
 // Cluster is a set of `mfn coordinator` processes on 127.0.0.1 started
@@ -61,6 +66,9 @@ type Cluster struct {
 	// LogVerifierFile is the path of the audit log's verifier key
 	// (log.vkey), for "mfn audit verify-log --log-key @FILE".
 	LogVerifierFile string
+	// PeerKeysFile lists the members' keys, "<id> mfn-ed25519:<base64>"
+	// per line (--peer-keys, and "mfn audit verify-log --member-keys").
+	PeerKeysFile string
 	// Members in id order c1, c2, ….
 	Members []*Member
 	// Recipients are the members' age recipients, CoordKeys their Ed25519
@@ -177,6 +185,7 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		c.Members = append(c.Members, m)
 	}
 	peerFile := filepath.Join(cfg.Dir, "peers.txt")
+	c.PeerKeysFile = peerFile
 	if err := os.WriteFile(peerFile, []byte(strings.Join(peers, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +200,9 @@ func Start(t testing.TB, cfg Config) *Cluster {
 			"--raft-addr", m.RaftAddr, "--quic-addr", m.QUICAddr, "--http-addr", m.HTTPAddr,
 			"--bootstrap", strings.Join(bootstrap, ","), "--tick", cfg.Tick.String(), "--shutdown-timeout", "5s",
 		}, cfg.ExtraArgs...)
+		if !cfg.Attest {
+			m.args = append(m.args, "--attest=false")
+		}
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}

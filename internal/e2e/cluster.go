@@ -177,6 +177,7 @@ func startMember(ctx context.Context, cc clusterConfig, i int, mc memberConfig) 
 		Tick: 50 * time.Millisecond, CheckpointInterval: 500 * time.Millisecond,
 		NodeRate: 50, NodeBurst: 50, MinRoundDeadline: 100 * time.Millisecond, // mfn demo --round-deadline allows 100 ms
 		MemberKey: key.SigningKey, SendAttestation: cc.attest, // members attest every round
+		AttestQuorum: true, // and the leader closes one only with a quorum of matching derivations
 	})
 	if err != nil {
 		hln.Close()

@@ -34,10 +34,11 @@ const (
 	TypeAck               Type = 9
 	TypeError             Type = 10
 	TypeSubmitEval        Type = 11 // a node's cross-site evaluation report (protocol/eval.go)
+	// Streamed submission (Version4). 12 to 15 are left for other
+	// request types.
+	TypeSubmitStream Type = 16
+	TypeStreamChunk  Type = 17
 )
-
-// maxType is the highest assigned message type.
-const maxType = TypeSubmitEval
 
 var typeNames = [...]string{
 	TypeHello:             "Hello",
@@ -51,10 +52,12 @@ var typeNames = [...]string{
 	TypeAck:               "Ack",
 	TypeError:             "Error",
 	TypeSubmitEval:        "SubmitEval",
+	TypeSubmitStream:      "SubmitStream",
+	TypeStreamChunk:       "StreamChunk",
 }
 
 // Known reports whether t is an assigned message type.
-func (t Type) Known() bool { return t >= TypeHello && t <= maxType }
+func (t Type) Known() bool { return int(t) < len(typeNames) && typeNames[t] != "" }
 
 func (t Type) String() string {
 	if t.Known() {
