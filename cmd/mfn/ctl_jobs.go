@@ -598,7 +598,10 @@ order; default 0..K-1) and, with --data, a site's training file read as
 "mfn node --data" reads it, whose feature names and (--standardize site,
 the nodes' default) mean and standard deviation go into the file. The
 model is the one the job announces (its --shape), or for a job without a
-shape the one its parameter count gives for --data's features and classes.`,
+shape the one its parameter count gives for --data's features and classes.
+A job that declares a data schema gives the class list (--classes must
+then match it) and its scaling: none, site (--data needed) or job (the
+schema's reference mean and std go into the file).`,
 		Example: "  mfn ctl models get j1 latest --out model.f64\n  mfn ctl models get j1 latest --out model.json --data site.csv --label-column diagnosis --classes benign,malignant",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {

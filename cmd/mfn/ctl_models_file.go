@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/learn"
 	"github.com/mfn/mfn/sitedata"
@@ -52,12 +55,30 @@ func writeJobModelFile(env *cmdEnv, cl *api.Client, job, version, out string, f 
 	if err != nil {
 		return ctlError(cl, err)
 	}
+	// The job's data schema, when it declares one, gives the class names,
+	// the feature count and (standardize job) the scaling every site used.
+	sch := j.Spec.Schema
+	names, scaling := f.classes, f.standardize
+	if sch != nil {
+		if len(sch.Classes) > 0 {
+			if len(names) > 0 && !slices.Equal(names, sch.Classes) {
+				return usagef("--classes %s differs from job %s's class list %s", strings.Join(names, ","), job, strings.Join(sch.Classes, ","))
+			}
+			names = sch.Classes
+		}
+		if sch.Standardize != "" {
+			scaling = sch.Standardize // none, site or job
+		}
+	}
 	var inputs, classes int
 	var features []string
 	var std *learn.Standardizer
+	if n := sch.NumFeatures(); n > 0 {
+		inputs = n
+	}
 	if f.data != "" {
-		opt := sitedata.Options{LabelColumn: f.labelColumn, FeatureColumns: f.featureColumns, Schema: sitedata.Schema{Classes: f.classes}}
-		if f.standardize == "site" {
+		opt := sitedata.Options{LabelColumn: f.labelColumn, FeatureColumns: f.featureColumns, Schema: sitedata.Schema{Classes: names}}
+		if scaling == "site" {
 			opt.Schema.Standardize = sitedata.StandardizeSite
 		}
 		l, err := sitedata.Load(f.data, opt)
@@ -66,14 +87,18 @@ func writeJobModelFile(env *cmdEnv, cl *api.Client, job, version, out string, f 
 		}
 		inputs, classes, features, std = l.Data.Dim, l.Data.Classes, l.Features, l.Stats
 	}
-	if len(f.classes) > 0 {
-		classes = len(f.classes)
+	if scaling == coordinator.SchemaStandardizeJob && sch != nil {
+		std = &learn.Standardizer{Mean: sch.Mean, Std: sch.Std}
+	} else if scaling == "site" && f.data == "" {
+		return usagef("job %s: its sites scale their features with their own statistics: --data FILE names the site file whose statistics go into the model file", job)
+	}
+	if len(names) > 0 {
+		classes = len(names)
 	}
 	arch, err := learn.ArchForJob(j.Spec.Shape, j.Spec.Dim, inputs, classes)
 	if err != nil {
 		return usagef("job %s (shape %v, dim %d): %v", job, j.Spec.Shape, j.Spec.Dim, err)
 	}
-	names := f.classes
 	if len(names) == 0 {
 		for k := range arch.Classes {
 			names = append(names, strconv.Itoa(k))
@@ -105,10 +130,13 @@ func writeJobModelFile(env *cmdEnv, cl *api.Client, job, version, out string, f 
 	if err := writeOutput(env.stdout, out, file.Bytes()); err != nil {
 		return err
 	}
-	scaling := "no scaling"
-	if std != nil {
-		scaling = "scaling of " + f.data
+	how := "no scaling"
+	switch {
+	case std != nil && scaling == coordinator.SchemaStandardizeJob:
+		how = "the job's scaling"
+	case std != nil:
+		how = "scaling of " + f.data
 	}
-	fmt.Fprintf(env.stderr, "wrote %s: model file (%s, %d inputs, %d classes, %s), model hash %s\n", out, arch.Spec(), arch.Dim, arch.Classes, scaling, hash)
+	fmt.Fprintf(env.stderr, "wrote %s: model file (%s, %d inputs, %d classes, %s), model hash %s\n", out, arch.Spec(), arch.Dim, arch.Classes, how, hash)
 	return nil
 }
