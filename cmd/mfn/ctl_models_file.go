@@ -55,6 +55,10 @@ func writeJobModelFile(env *cmdEnv, cl *api.Client, job, version, out string, f 
 	var inputs, classes int
 	var features []string
 	var std *learn.Standardizer
+	schema := j.Spec.Schema // the job's data schema: its class list by default
+	if len(f.classes) == 0 && schema != nil && len(schema.Classes) > 0 {
+		f.classes = schema.Classes
+	}
 	if f.data != "" {
 		opt := sitedata.Options{LabelColumn: f.labelColumn, FeatureColumns: f.featureColumns, Schema: sitedata.Schema{Classes: f.classes}}
 		if f.standardize == "site" {
@@ -68,6 +72,9 @@ func writeJobModelFile(env *cmdEnv, cl *api.Client, job, version, out string, f 
 	}
 	if len(f.classes) > 0 {
 		classes = len(f.classes)
+	}
+	if schema != nil {
+		inputs, std = schemaModelFile(schema, inputs, std) // schemamodelfile.go
 	}
 	arch, err := learn.ArchForJob(j.Spec.Shape, j.Spec.Dim, inputs, classes)
 	if err != nil {
@@ -106,7 +113,10 @@ func writeJobModelFile(env *cmdEnv, cl *api.Client, job, version, out string, f 
 		return err
 	}
 	scaling := "no scaling"
-	if std != nil {
+	switch {
+	case schemaScalesByJob(schema):
+		scaling = "the job's reference scaling"
+	case std != nil:
 		scaling = "scaling of " + f.data
 	}
 	fmt.Fprintf(env.stderr, "wrote %s: model file (%s, %d inputs, %d classes, %s), model hash %s\n", out, arch.Spec(), arch.Dim, arch.Classes, scaling, hash)
