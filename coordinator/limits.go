@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/protocol"
 )
@@ -55,8 +56,10 @@ func UpdateBytes(dim int) int64 { return int64(crypto.UpdateHeaderLen) + 4*int64
 // JobSpec.Validate (which the state machine also applies to old log
 // entries, so it keeps its original bounds): dim at most MaxStreamedDim,
 // a float32 update (UpdateBytes) within maxUpdateBytes (Config.
-// MaxUpdateBytes; updates over a frame travel as streams), and a round
-// deadline of at least minDeadline.
+// MaxUpdateBytes; updates over a frame travel as streams), a round
+// deadline of at least minDeadline, and max_updates at most
+// audit.MaxResultEntries (3,000), the most updates a round's result leaf
+// can name: a larger round could never close.
 func checkNewJob(s JobSpec, minDeadline time.Duration, maxUpdateBytes int64) error {
 	switch {
 	case s.Dim > MaxStreamedDim:
@@ -65,6 +68,9 @@ func checkNewJob(s JobSpec, minDeadline time.Duration, maxUpdateBytes int64) err
 	case UpdateBytes(s.Dim) > maxUpdateBytes:
 		return fmt.Errorf("%w: job %s: an update of dim %d is %d bytes (dim × 4 + %d), above this cluster's per-update limit of %d bytes (mfn coordinator --max-update-bytes; the largest dim it allows is %d)",
 			ErrInvalid, s.ID, s.Dim, UpdateBytes(s.Dim), crypto.UpdateHeaderLen, maxUpdateBytes, (maxUpdateBytes-crypto.UpdateHeaderLen)/4)
+	case s.MaxUpdates > audit.MaxResultEntries:
+		return fmt.Errorf("%w: job %s: max_updates %d is above %d, the most updates one round's audit result can name (shard the nodes across jobs or aggregate regionally: docs/SCALE.md)",
+			ErrInvalid, s.ID, s.MaxUpdates, audit.MaxResultEntries)
 	case time.Duration(s.RoundDeadline) < minDeadline:
 		return fmt.Errorf("%w: job %s: round_deadline %v is below the minimum %v (durations are strings such as \"30s\")",
 			ErrInvalid, s.ID, time.Duration(s.RoundDeadline), minDeadline)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/protocol"
 )
@@ -93,6 +94,8 @@ func TestNewJobLimits(t *testing.T) {
 		{"dim above 2^27", func(s *JobSpec) { s.Dim = MaxStreamedDim + 1 }, "dim 134217729 must be in [1, 2^27]"},
 		{"60 ns deadline", func(s *JobSpec) { s.RoundDeadline = 60 }, "round_deadline 60ns is below the minimum 1s"},
 		{"999 ms deadline", func(s *JobSpec) { s.RoundDeadline = Duration(999 * time.Millisecond) }, "below the minimum 1s"},
+		{"max_updates above a result leaf", func(s *JobSpec) { s.MaxUpdates = audit.MaxResultEntries + 1 },
+			"max_updates 3001 is above 3000, the most updates one round's audit result can name"},
 		{"negative max_failed_rounds", func(s *JobSpec) { s.MaxFailedRounds = -1 }, "max_failed_rounds -1"},
 	}
 	for _, cse := range cases {
