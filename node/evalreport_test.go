@@ -72,6 +72,11 @@ func TestCrossSiteEvaluation(t *testing.T) {
 			t.Errorf("node %s: report %+v does not verify or differ (%v)", a.NodeID(), r, err)
 		}
 	}
+	// A node raises its event once the ack is back, which may be after the
+	// cluster has applied its report.
+	eventually(t, 30*time.Second, "three evaluated events", func() bool {
+		return evs.count(EventEvaluated, ResultAcked) == 3
+	})
 	if n := evs.count(EventEvaluated, ResultAcked); n != 3 {
 		t.Errorf("%d evaluated events, want 3", n)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -251,17 +252,37 @@ func (mc *memCluster) kill(i int) {
 
 func (mc *memCluster) enroll(id *crypto.Identity) {
 	mc.t.Helper()
-	l := mc.members[mc.leader()]
-	if err := l.EnrollNode(context.Background(), id.NodeID(), id.PublicKey()); err != nil {
-		mc.t.Fatal(err)
-	}
+	mc.onLeader(func(l *coordinator.Coordinator) error {
+		return l.EnrollNode(context.Background(), id.NodeID(), id.PublicKey())
+	})
 }
 
 func (mc *memCluster) createJob(spec coordinator.JobSpec) {
 	mc.t.Helper()
-	l := mc.members[mc.leader()]
-	if _, err := l.CreateJob(context.Background(), spec); err != nil {
-		mc.t.Fatal(err)
+	mc.onLeader(func(l *coordinator.Coordinator) error {
+		_, err := l.CreateJob(context.Background(), spec)
+		if errors.Is(err, coordinator.ErrExists) {
+			return nil // an earlier try committed although it was reported lost
+		}
+		return err
+	})
+}
+
+// onLeader runs write on the current leader, again on the next one while
+// leadership moves (a fresh in-memory cluster may hold a second election
+// on a loaded machine), for at most 10 s.
+func (mc *memCluster) onLeader(write func(*coordinator.Coordinator) error) {
+	mc.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := write(mc.members[mc.leader()])
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, coordinator.ErrNotLeader) || time.Now().After(deadline) {
+			mc.t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -84,6 +84,11 @@ func TestFileNodeTrainsAndSubmits(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := mc.members[mc.leader()]
+	// The last acknowledgement may come before its round closes.
+	eventually(t, 30*time.Second, "the job to complete", func() bool {
+		j, err := l.GetJob("blobs")
+		return err == nil && j.State == coordinator.JobCompleted
+	})
 	for _, r := range recs {
 		round, err := l.GetRound("blobs", r.Round)
 		if err != nil {
