@@ -101,6 +101,13 @@ func (p *Pipeline) Aggregate(updates [][]float64, weights []float64) ([]float64,
 	if err != nil {
 		return nil, Report{Rule: name}, fmt.Errorf("%s: %w", name, err)
 	}
+	return out, p.report(s, name, rr, sources, owner), nil
+}
+
+// report maps the rule's report on the pipeline's last outputs back to
+// the original updates: an update is used when an output built from it
+// (sources) is, and takes the score of the output it went into (owner).
+func (p *Pipeline) report(s *screened, name string, rr Report, sources [][]int, owner []int) Report {
 	var used []int
 	for _, j := range rr.Used {
 		used = append(used, sources[j]...)
@@ -119,7 +126,7 @@ func (p *Pipeline) Aggregate(updates [][]float64, weights []float64) ([]float64,
 		}
 		rep.Scores = s.scores(sc)
 	}
-	return out, rep, nil
+	return rep
 }
 
 func preNames(pre []PreStep) []string {

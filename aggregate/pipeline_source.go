@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 
 	"github.com/mfn/mfn/aggregate/internal/vec"
 )
@@ -211,25 +210,7 @@ func (p *Pipeline) AggregateSource(src Source, weights []float64) ([]float64, Re
 	if err != nil {
 		return nil, Report{Rule: name}, fmt.Errorf("%s: %w", name, err)
 	}
-	var used []int
-	for _, j := range rr.Used {
-		used = append(used, sources[j]...)
-	}
-	slices.Sort(used)
-	used = slices.Compact(used)
-	reason := "not used by " + p.Rule.Name()
-	if len(p.Pre) > 0 {
-		reason += " after " + strings.Join(preNames(p.Pre), "+")
-	}
-	rep := s.report(name, used, reason)
-	if rr.Scores != nil {
-		sc := make([]float64, s.n())
-		for i := range sc {
-			sc[i] = rr.Scores[owner[i]]
-		}
-		rep.Scores = s.scores(sc)
-	}
-	return out, rep, nil
+	return out, p.report(s, name, rr, sources, owner), nil
 }
 
 // itemResult is a PreResult whose outputs are recipes.
