@@ -278,6 +278,14 @@ type Coordinator struct {
 	announcerV atomic.Pointer[Announcer]
 	disconnect atomic.Pointer[func(ed25519.PublicKey) int]
 	closeMu    sync.Mutex
+	// memberMu serialises membership changes (AddVoter, RemoveServer)
+	// with the new leader's reconciliation, which would otherwise remove
+	// the record of a member being added between its registration and
+	// its configuration change.
+	memberMu sync.Mutex
+	// reconciled is set once this member, as leader, has reconciled the
+	// member list with the Raft configuration (tests wait for it).
+	reconciled atomic.Bool
 	// crossSiteAnnounced: jobs whose final model this member announced
 	// for cross-site evaluation (crosssite.go).
 	crossSiteAnnounced sync.Map

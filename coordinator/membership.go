@@ -291,6 +291,8 @@ func (c *Coordinator) AddVoter(ctx context.Context, m Member) error {
 	if len(m.PublicKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: member %s: public key has %d bytes, want %d", ErrInvalid, m.ID, len(m.PublicKey), ed25519.PublicKeySize)
 	}
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
 	if c.raft.State() != raft.Leader {
 		return c.notLeader()
 	}
@@ -375,6 +377,8 @@ func sameMember(cur, m Member) error {
 // allowed: it steps down once the change commits, and the next leader
 // removes its record.
 func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
 	if c.raft.State() != raft.Leader {
 		return c.notLeader()
 	}
@@ -412,6 +416,9 @@ func (c *Coordinator) RemoveServer(ctx context.Context, id string) error {
 // reconcileMembers runs when this member takes office: members in the
 // list but no longer in the Raft configuration are removed from it.
 func (c *Coordinator) reconcileMembers(ctx context.Context) {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	defer c.reconciled.Store(true)
 	servers, err := c.configuration()
 	if err != nil {
 		c.logger.Warn("member reconciliation", errAttr(err))
