@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/coordinator/api"
 	"github.com/mfn/mfn/crypto"
@@ -163,6 +164,7 @@ type jobFlags struct {
 	roundDeadline, hardDeadline             time.Duration
 	rs                                      coordinator.RuleSpec
 	schema                                  schemaFlags // schemaflags.go
+	dp                                      dpFlags     // ctl_jobs_dp.go
 }
 
 // spec builds and checks the job spec, naming the flag of the first bad
@@ -179,8 +181,8 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 		return coordinator.JobSpec{}, usagef("--rounds %d: must be in [1, 1000000]", f.rounds)
 	case f.minUpdates < 1:
 		return coordinator.JobSpec{}, usagef("--min-updates %d: must be ≥ 1", f.minUpdates)
-	case f.maxUpdates < f.minUpdates || f.maxUpdates > 100_000:
-		return coordinator.JobSpec{}, usagef("--max-updates %d: must be in [--min-updates=%d, 100000]", f.maxUpdates, f.minUpdates)
+	case f.maxUpdates < f.minUpdates || f.maxUpdates > audit.MaxResultEntries:
+		return coordinator.JobSpec{}, usagef("--max-updates %d: must be in [--min-updates=%d, %d] (the most updates a round's result can name)", f.maxUpdates, f.minUpdates, audit.MaxResultEntries)
 	case f.roundDeadline <= 0:
 		return coordinator.JobSpec{}, usagef("--round-deadline %v: must be > 0", f.roundDeadline)
 	case f.hardDeadline != 0 && f.hardDeadline < f.roundDeadline:
@@ -230,6 +232,9 @@ func (f *jobFlags) spec() (coordinator.JobSpec, error) {
 		return spec, err
 	}
 	spec.CrossSiteEval = f.schema.crossSite
+	if spec.DP, err = f.dp.config(); err != nil {
+		return spec, err
+	}
 	if err := spec.Validate(); err != nil {
 		return spec, usagef("%v", strings.TrimPrefix(err.Error(), "coordinator: invalid request: "))
 	}
@@ -299,9 +304,17 @@ version 0 as 8 × dim bytes of little-endian float64 (default zeros).
 --optimizer applies a server optimizer after the rule (Reddi et al. 2021:
 fedavgm, fedadam, fedyogi, fedadagrad, with lr, beta1, beta2, tau or
 momentum, e.g. fedadam:lr=0.01): the model then moves by the optimizer's
-step on the aggregate; its state is replicated with the job.`,
-		Example: "  mfn ctl jobs create --id j1 --task mfn-regime --dim 76 --rule krum --f 1 --rounds 5 --min-updates 3 --max-updates 5 --round-deadline 30s",
-		Args:    cobra.NoArgs,
+step on the aggregate; its state is replicated with the job.
+--dp local|central gives the job differential privacy (DP-FedAvg): every
+update is clipped to --dp-clip and Gaussian noise of --dp-noise-multiplier
+× clip is added at each node (local) or by the leader to the aggregate
+(central); --dp-target-epsilon solves the multiplier for the job's rounds
+instead, --dp-delta is required, --dp-max-epsilon stops the job before it
+would overspend, --dp-sample-rate announces each round to a random share of
+the nodes (see "mfn privacy" and docs/PRIVACY.md).`,
+		Example: "  mfn ctl jobs create --id j1 --task mfn-regime --dim 76 --rule krum --f 1 --rounds 5 --min-updates 3 --max-updates 5 --round-deadline 30s\n" +
+			"  mfn ctl jobs create --id p1 --dim 76 --rounds 50 --dp central --dp-clip 1 --dp-target-epsilon 8 --dp-delta 1e-5 --dp-sample-rate 0.1",
+		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			spec, err := jf.spec()
 			if err != nil {
@@ -341,13 +354,14 @@ step on the aggregate; its state is replicated with the job.`,
 	fl.Uint64Var(&jf.rs.Seed, "rule-seed", 0, "seed of randomised rules (bucketing)")
 	fl.IntVar(&jf.rounds, "rounds", 10, "successful rounds to run, [1, 1000000]")
 	fl.IntVar(&jf.minUpdates, "min-updates", 1, "updates a round needs to close after its deadline, ≥ 1")
-	fl.IntVar(&jf.maxUpdates, "max-updates", 10, "updates that close a round at once, [min-updates, 100000]")
+	fl.IntVar(&jf.maxUpdates, "max-updates", 10, "updates that close a round at once, [min-updates, 3000]")
 	fl.DurationVar(&jf.roundDeadline, "round-deadline", time.Minute, "soft deadline of each round, > 0")
 	fl.DurationVar(&jf.hardDeadline, "hard-deadline", 0, "a round below --min-updates fails after this; 0 means 3 × --round-deadline")
 	fl.StringVar(&jf.onFailure, "on-failure", "continue", "what a failed round does to the job: continue or stop")
 	fl.StringVar(&jf.initialModel, "initial-model", "", "file of model version 0: 8 × dim bytes of little-endian float64")
 	fl.StringVar(&jf.optimizer, "optimizer", "", "server optimizer after the rule: fedavgm, fedadam, fedyogi or fedadagrad[:lr=..,beta1=..,beta2=..,tau=..,momentum=..] (default none: the model moves by the aggregate)")
 	jf.schema.register(fl)
+	jf.dp.register(fl)
 
 	list := &cobra.Command{
 		Use:     "list",
