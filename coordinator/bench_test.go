@@ -139,11 +139,23 @@ func BenchmarkSubmit(b *testing.B) {
 	for _, kind := range []struct {
 		name string
 		make func(*testing.B) *benchCluster
-	}{{"inmem", inmemBenchCluster}, {"loopback-tls-bolt", loopbackBenchCluster}} {
+	}{{"inmem", inmemBenchCluster}, {"loopback-tls-bolt", loopbackBenchCluster},
+		{"attest-off", func(b *testing.B) *benchCluster { return testBenchCluster(b, clusterOpts{}) }},
+		{"attest-quorum", func(b *testing.B) *benchCluster { return testBenchCluster(b, clusterOpts{attest: true, strong: true}) }}} {
 		b.Run(kind.name, func(b *testing.B) {
 			benchSubmit(b, kind.make(b))
 		})
 	}
+}
+
+// testBenchCluster is a 3-member test cluster with opts: "attest-off"
+// and "attest-quorum" differ only in round attestation, so their ratio is
+// what attestation (followers opening every accepted update ahead of the
+// round's close) costs ingest.
+func testBenchCluster(b *testing.B, opts clusterOpts) *benchCluster {
+	tc := newTestCluster(b, 3, opts)
+	tc.registerAll()
+	return &benchCluster{keys: tc.keys, members: tc.members}
 }
 
 func benchSubmit(b *testing.B, bc *benchCluster) {
