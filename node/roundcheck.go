@@ -35,8 +35,19 @@ type RoundCheckConfig struct {
 	Timeout time.Duration
 	// MaxTries is how many checks a record that has no result yet or
 	// does not verify gets before it is counted as that last outcome;
-	// zero means 10.
+	// zero means 10. Checks of a round that has not ended do not count
+	// when Source is a RoundEndSource.
 	MaxTries int
+}
+
+// RoundEndSource is a RoundSource that also tells whether a round has
+// ended (closed or failed). When the round check's Source implements it,
+// a round without a result that has not ended yet spends none of its
+// record's tries: a long round is not counted as no-result while it
+// runs.
+type RoundEndSource interface {
+	RoundSource
+	RoundEnded(ctx context.Context, job string, round uint64) (bool, error)
 }
 
 // Defaults of RoundCheckConfig's zero fields.
@@ -170,14 +181,26 @@ func (rc *roundChecker) pass(ctx context.Context) {
 		if len(checks) != 1 || ctx.Err() != nil {
 			return // stopped: the record stays unsettled
 		}
-		rc.record(k, checks[0])
+		c := checks[0]
+		spend := true
+		if es, ok := rc.cfg.Source.(RoundEndSource); ok && c.Outcome == OutcomeNoResult {
+			// A round still running is no-result without spending a try.
+			rctx, cancel := context.WithTimeout(ctx, rc.cfg.Timeout)
+			ended, err := es.RoundEnded(rctx, r.Job, r.Round)
+			cancel()
+			spend = err != nil || ended
+		}
+		rc.record(k, c, spend)
 	}
 }
 
-// record counts c when it is settled, or when k has had its tries.
-func (rc *roundChecker) record(k roundKey, c RoundCheck) {
+// record counts c when it is settled, or when k has had its tries; spend
+// is false for a check that does not count as a try.
+func (rc *roundChecker) record(k roundKey, c RoundCheck, spend bool) {
 	rc.mu.Lock()
-	rc.tries[k]++
+	if spend {
+		rc.tries[k]++
+	}
 	tries := rc.tries[k]
 	if !settledOutcome(c.Outcome) && tries < rc.cfg.MaxTries {
 		rc.mu.Unlock()

@@ -313,6 +313,45 @@ func TestRoundCheckRecovers(t *testing.T) {
 	wantCounts(t, m, map[string]float64{OutcomeUsed: 2, OutcomeRejected: 1, OutcomeMissing: 1})
 }
 
+// endSource says whether rounds ended.
+type endSource struct {
+	RoundSource
+	mu    sync.Mutex
+	ended bool
+}
+
+func (s *endSource) RoundEnded(context.Context, string, uint64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended, nil
+}
+
+// TestRoundCheckOpenRound: a round without a result that has not ended
+// spends no tries; once it has ended, it counts as no-result after its
+// tries.
+func TestRoundCheckOpenRound(t *testing.T) {
+	cl := buildCheckLog(t)
+	src := &endSource{RoundSource: &logSource{l: cl.l, results: cl.results}}
+	rc, m, _ := newTestChecker(t, cl, src, 2, time.Hour)
+	ctx := context.Background()
+	for range 5 {
+		rc.pass(ctx)
+	}
+	want := map[string]float64{OutcomeUsed: 2, OutcomeRejected: 1, OutcomeMissing: 1}
+	wantCounts(t, m, want)
+	if _, ok := rc.outcomes()[roundKey{"j", 4}]; ok {
+		t.Fatal("round 4 settled while it runs")
+	}
+	src.mu.Lock()
+	src.ended = true
+	src.mu.Unlock()
+	rc.pass(ctx)
+	wantCounts(t, m, want)
+	rc.pass(ctx)
+	want[OutcomeNoResult] = 1
+	wantCounts(t, m, want)
+}
+
 type flakySource struct {
 	RoundSource
 	down func() bool

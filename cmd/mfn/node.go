@@ -23,6 +23,7 @@ import (
 
 	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/coordinator"
 	mfncrypto "github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/node"
@@ -87,7 +88,7 @@ and the round's result leaf's proof bundles and checks them against a
 checkpoint signed by the audit log key (--log-key) and, with
 --member-keys, cosigned by a majority of the members. A settled round
 (used, rejected, not-input or missing; no-result and unverified after 10
-tries) is logged once (INFO for used and rejected with the reason, ERROR
+tries, a round still running spending none) is logged once (INFO for used and rejected with the reason, ERROR
 for missing and unverified) and counted in
 mfn_node_round_outcomes_total{outcome}; mfn_node_round_last_verified{job}
 is the last round of a job whose signed result verified. Nothing the
@@ -465,8 +466,21 @@ func (f *nodeFlags) roundCheck() (*node.RoundCheckConfig, error) {
 		}
 		return nil, err
 	}
-	return &node.RoundCheckConfig{Source: apiRoundSource{cl}, Verifier: verifier, Members: members,
+	return &node.RoundCheckConfig{Source: verifySource{apiRoundSource{cl}}, Verifier: verifier, Members: members,
 		Every: f.verifyEvery, Timeout: f.verify.timeout}, nil
+}
+
+// verifySource is the source of mfn node rounds (node_rounds.go) that
+// also says whether a round ended, so that a round still running spends
+// none of its record's tries.
+type verifySource struct{ apiRoundSource }
+
+func (s verifySource) RoundEnded(ctx context.Context, job string, round uint64) (bool, error) {
+	r, err := s.cl.Round(ctx, job, round)
+	if err != nil {
+		return false, err
+	}
+	return r.State == coordinator.RoundClosed || r.State == coordinator.RoundFailed, nil
 }
 
 // verifyFlagNames renames ctl's client flags to mfn node's.
