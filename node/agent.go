@@ -136,7 +136,7 @@ func New(cfg Config) (*Agent, error) {
 		a.dialer = &protocol.QUICDialer{TLS: protocol.ClientConfig(pid, cfg.Cluster.PinnedKeys()), Config: cfg.Protocol}
 	}
 	if cfg.RoundCheck != nil {
-		a.checker = newRoundChecker(*cfg.RoundCheck, a.nodeID, a.state, a.metrics, a.log)
+		a.checker = newRoundChecker(*cfg.RoundCheck, a.nodeID, a.state, a.metrics, a.log, cfg.Clock)
 	}
 	if cfg.Byzantine != "" {
 		if a.attack, err = aggregate.New(cfg.AttackRule, aggregate.Params{F: cfg.AttackF}); err != nil {

@@ -36,15 +36,21 @@ type RoundCheckConfig struct {
 	// MaxTries is how many checks a record that has no result yet or
 	// does not verify gets before it is counted as that last outcome;
 	// zero means 10. Checks of a round that has not ended do not count
-	// when Source is a RoundEndSource.
+	// when Source is a RoundEndSource, for MaxWait after the record's
+	// acknowledgement.
 	MaxTries int
+	// MaxWait bounds how long after its acknowledgement a record's checks
+	// may be spared because the source says its round still runs; zero
+	// means 24 h.
+	MaxWait time.Duration
 }
 
 // RoundEndSource is a RoundSource that also tells whether a round has
 // ended (closed or failed). When the round check's Source implements it,
-// a round without a result that has not ended yet spends none of its
-// record's tries: a long round is not counted as no-result while it
-// runs.
+// a check of a round that has not ended yet (no result, or a proof not
+// yet available) spends none of its record's tries, for at most
+// RoundCheckConfig.MaxWait: a long round is not counted as no-result
+// while it runs.
 type RoundEndSource interface {
 	RoundSource
 	RoundEnded(ctx context.Context, job string, round uint64) (bool, error)
@@ -55,6 +61,7 @@ const (
 	DefaultRoundCheckEvery    = 30 * time.Second
 	DefaultRoundCheckTimeout  = 30 * time.Second
 	DefaultRoundCheckMaxTries = 10
+	DefaultRoundCheckMaxWait  = 24 * time.Hour
 )
 
 // Validate names the first bad field.
@@ -64,8 +71,8 @@ func (c *RoundCheckConfig) Validate() error {
 		return errors.New("node: Config.RoundCheck.Source is nil: the node needs a source of proof bundles to verify its rounds")
 	case c.Verifier == nil:
 		return errors.New("node: Config.RoundCheck.Verifier is nil: the node needs the audit log key to verify its rounds")
-	case c.Every < 0 || c.Timeout < 0 || c.MaxTries < 0:
-		return fmt.Errorf("node: Config.RoundCheck.Every %v, Timeout %v and MaxTries %d must be ≥ 0", c.Every, c.Timeout, c.MaxTries)
+	case c.Every < 0 || c.Timeout < 0 || c.MaxTries < 0 || c.MaxWait < 0:
+		return fmt.Errorf("node: Config.RoundCheck.Every %v, Timeout %v, MaxTries %d and MaxWait %v must be ≥ 0", c.Every, c.Timeout, c.MaxTries, c.MaxWait)
 	}
 	return nil
 }
@@ -79,6 +86,9 @@ func (c RoundCheckConfig) withDefaults() RoundCheckConfig {
 	}
 	if c.MaxTries == 0 {
 		c.MaxTries = DefaultRoundCheckMaxTries
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultRoundCheckMaxWait
 	}
 	return c
 }
@@ -104,6 +114,7 @@ type roundChecker struct {
 	state *State
 	m     *metrics
 	log   *slog.Logger
+	now   func() time.Time
 	kick  chan struct{} // a check is wanted soon (buffered, 1)
 
 	mu      sync.Mutex
@@ -112,9 +123,9 @@ type roundChecker struct {
 	last    map[string]uint64   // job → last verified round
 }
 
-func newRoundChecker(cfg RoundCheckConfig, node string, state *State, m *metrics, log *slog.Logger) *roundChecker {
+func newRoundChecker(cfg RoundCheckConfig, node string, state *State, m *metrics, log *slog.Logger, now func() time.Time) *roundChecker {
 	rc := &roundChecker{
-		cfg: cfg.withDefaults(), node: node, state: state, m: m, log: log.With("component", "round-check"),
+		cfg: cfg.withDefaults(), node: node, state: state, m: m, log: log.With("component", "round-check"), now: now,
 		kick: make(chan struct{}, 1), settled: map[roundKey]string{}, tries: map[roundKey]int{}, last: map[string]uint64{},
 	}
 	for _, o := range []string{OutcomeUsed, OutcomeRejected, OutcomeNotInput, OutcomeMissing, OutcomeNoResult, OutcomeUnverified} {
@@ -183,8 +194,9 @@ func (rc *roundChecker) pass(ctx context.Context) {
 		}
 		c := checks[0]
 		spend := true
-		if es, ok := rc.cfg.Source.(RoundEndSource); ok && c.Outcome == OutcomeNoResult {
-			// A round still running is no-result without spending a try.
+		es, ok := rc.cfg.Source.(RoundEndSource)
+		if ok && (c.Outcome == OutcomeNoResult || c.Outcome == OutcomeUnverified) && rc.now().Sub(r.AckedAt) < rc.cfg.MaxWait {
+			// A round still running spends no try (while MaxWait lasts).
 			rctx, cancel := context.WithTimeout(ctx, rc.cfg.Timeout)
 			ended, err := es.RoundEnded(rctx, r.Job, r.Round)
 			cancel()

@@ -54,6 +54,9 @@ func buildCheckLog(t *testing.T) *checkLog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The records' acknowledgement time (the checker's clock is fixed at
+	// one hour later).
+	ackedAt := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	cl := &checkLog{l: l, members: audit.SampleMemberKeys(3), results: map[string]uint64{}}
 	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	model := sha256.Sum256([]byte("initial"))
@@ -79,7 +82,7 @@ func buildCheckLog(t *testing.T) *checkLog {
 				t.Fatal(err)
 			}
 			if n == 0 {
-				cl.recs = append(cl.recs, Record{Job: "j", Round: round, LeafIndex: idx, UpdateHash: hex.EncodeToString(update[:])})
+				cl.recs = append(cl.recs, Record{Job: "j", Round: round, LeafIndex: idx, UpdateHash: hex.EncodeToString(update[:]), AckedAt: ackedAt})
 			}
 			score := float64(round)
 			e := audit.ResultEntry{LeafIndex: idx, Input: true, Used: true, Score: &score}
@@ -190,7 +193,8 @@ func newTestChecker(t *testing.T, cl *checkLog, src RoundSource, maxTries int, e
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return newRoundChecker(cfg, audit.SampleNodeID(0), st, m, log), m, buf
+	now := func() time.Time { return time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC) }
+	return newRoundChecker(cfg, audit.SampleNodeID(0), st, m, log, now), m, buf
 }
 
 func outcomeCounts(m *metrics) map[string]float64 {
@@ -349,6 +353,18 @@ func TestRoundCheckOpenRound(t *testing.T) {
 	wantCounts(t, m, want)
 	rc.pass(ctx)
 	want[OutcomeNoResult] = 1
+	wantCounts(t, m, want)
+
+	// A round the source says runs for longer than MaxWait after the
+	// acknowledgement spends its tries all the same (the clock is one
+	// hour past it).
+	src.mu.Lock()
+	src.ended = false
+	src.mu.Unlock()
+	rc, m, _ = newTestChecker(t, cl, src, 2, time.Hour)
+	rc.cfg.MaxWait = 30 * time.Minute
+	rc.pass(ctx)
+	rc.pass(ctx)
 	wantCounts(t, m, want)
 }
 
