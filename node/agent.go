@@ -84,6 +84,7 @@ type Agent struct {
 	log     *slog.Logger
 	attack  aggregate.Rule // the rule adaptive attacks aim at
 	tracer  trace.Tracer   // nil: tracing off
+	checker *roundChecker  // nil: no round check (Config.RoundCheck)
 
 	mu      sync.Mutex
 	learner *Learner
@@ -133,6 +134,9 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 		a.dialer = &protocol.QUICDialer{TLS: protocol.ClientConfig(pid, cfg.Cluster.PinnedKeys()), Config: cfg.Protocol}
+	}
+	if cfg.RoundCheck != nil {
+		a.checker = newRoundChecker(*cfg.RoundCheck, a.nodeID, a.state, a.metrics, a.log, cfg.Clock)
 	}
 	if cfg.Byzantine != "" {
 		if a.attack, err = aggregate.New(cfg.AttackRule, aggregate.Params{F: cfg.AttackF}); err != nil {
@@ -199,6 +203,19 @@ func holdLen(d *learn.Dataset) int {
 // done, or an error for a local failure it cannot get past (the data
 // cannot be built, the state directory cannot be written).
 func (a *Agent) Run(ctx context.Context) error {
+	if a.checker != nil {
+		// The round check runs beside the rounds and ends with Run.
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.checker.run(cctx)
+		}()
+		defer func() {
+			cancel()
+			<-done
+		}()
+	}
 	if err := a.PrepareData(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -555,6 +572,9 @@ func (a *Agent) session(ctx context.Context, ls *leaderSession) (served bool, er
 			}
 			quiet = false
 			a.log.Info("round announced", "job", ann.JobID, "round", ann.Round, "deadline", ann.Deadline, "addr", addr)
+			if a.checker != nil {
+				a.checker.announced(ann.JobID, ann.Round) // the job's earlier rounds are closed
+			}
 			if err := a.handle(sctx, c, addr, origin, ann); err != nil {
 				return true, err
 			}

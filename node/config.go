@@ -108,6 +108,11 @@ type Config struct {
 	OnEvent func(Event)
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+
+	// RoundCheck, when set, makes Run verify beside the rounds what the
+	// cluster did with each acknowledged update (roundcheck.go); nil
+	// means no such check.
+	RoundCheck *RoundCheckConfig
 }
 
 // DataConfig describes the node's local data.
@@ -188,6 +193,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: Config.LeaderCheck %v, DialTimeout %v and LeaderWait %v must be ≥ 0", c.LeaderCheck, c.DialTimeout, c.LeaderWait)
 	case c.AttackHonest < 0 || c.AttackF < 0:
 		return fmt.Errorf("node: Config.AttackHonest %d and AttackF %d must be ≥ 0", c.AttackHonest, c.AttackF)
+	}
+	if c.RoundCheck != nil {
+		if err := c.RoundCheck.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.Byzantine != "" && !slices.Contains(aggregate.AttackNames, c.Byzantine) {
 		return fmt.Errorf("node: Config.Byzantine %q is not an attack; valid: %v", c.Byzantine, aggregate.AttackNames)

@@ -25,6 +25,9 @@ type metrics struct {
 	connected   prometheus.Gauge
 	reconnects  prometheus.Counter
 	sim         *simStats // statistics of the runs simulated for the local data
+	// Verified round outcomes (roundcheck.go).
+	roundOutcomes *prometheus.CounterVec
+	lastVerified  *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,11 +62,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Connection attempts after the first.",
 		}),
 		sim: newSimStats(),
+		roundOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mfn_node_round_outcomes_total",
+			Help: "Rounds of this node settled by the round check (Config.RoundCheck), by outcome verified against the signed result leaf and its inclusion proof: used, rejected, not-input, missing, or, after their tries, no-result and unverified.",
+		}, []string{"outcome"}),
+		lastVerified: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mfn_node_round_last_verified",
+			Help: "The last round of a job whose signed result this node verified (outcome used, rejected, not-input or missing).",
+		}, []string{"job"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range append([]prometheus.Collector{m.rounds, m.submissions, m.trainSecs, m.accuracy, m.trainLoss, m.connected, m.reconnects}, m.sim.collectors()...) {
+	for _, c := range append([]prometheus.Collector{m.rounds, m.submissions, m.trainSecs, m.accuracy, m.trainLoss, m.connected, m.reconnects, m.roundOutcomes, m.lastVerified}, m.sim.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -22,6 +22,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mfn/mfn/aggregate"
+	"github.com/mfn/mfn/audit"
+	"github.com/mfn/mfn/coordinator"
 	mfncrypto "github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/internal/telemetry"
 	"github.com/mfn/mfn/node"
@@ -77,6 +79,21 @@ rows never leave the node; only updates do.
 label-flip trains on flipped labels; the other attacks are fed honest
 updates the node simulates from its own data (bootstrap resamples).
 
+Verified outcomes: with --verify-rounds the node checks, beside its
+rounds, what the cluster did with each update it acknowledged, as "mfn
+node rounds" does: every --verify-every (and soon after the next round of
+a job is announced) it fetches, from --verify-server's HTTP API with an
+auditor key (--verify-api-key or MFN_VERIFY_API_KEY), its update leaf's
+and the round's result leaf's proof bundles and checks them against a
+checkpoint signed by the audit log key (--log-key) and, with
+--member-keys, cosigned by a majority of the members. A settled round
+(used, rejected, not-input or missing; no-result and unverified after 10
+tries, a round still running spending none) is logged once (INFO for used and rejected with the reason, ERROR
+for missing and unverified) and counted in
+mfn_node_round_outcomes_total{outcome}; mfn_node_round_last_verified{job}
+is the last round of a job whose signed result verified. Nothing the
+server says is taken on trust.
+
 Logs are JSON on stderr; --http-addr serves /metrics (Prometheus) and
 /healthz. SIGINT or SIGTERM stops the node cleanly.`
 
@@ -86,6 +103,12 @@ const nodeExample = `  mfn keygen --role node --out keys/site-07
   # the same, tracing every round to an OTLP/HTTP collector (Jaeger, ...)
   mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
     --state-dir state/site-07 --otlp-endpoint http://127.0.0.1:4318
+
+  # the same, verifying every round's outcome against the signed audit log
+  mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
+    --state-dir state/site-07 --http-addr 127.0.0.1:9107 --verify-rounds \
+    --verify-server https://c1:8080 --verify-pin "$(cat c1/signing.pub)" \
+    --verify-api-key $AUDITOR_KEY --log-key @log.vkey --member-keys peers.txt
 
   # a site with its own table (30 features, labels benign/malignant)
   mfn node --id site-07 --identity keys/site-07 --cluster cluster.txt \
@@ -118,6 +141,12 @@ type nodeFlags struct {
 	stats                          string // --stats: reference statistics for --standardize job
 	featureColumns, classes        []string
 	dropInvalid, taskSet           bool
+	// --verify-rounds and its options.
+	verifyRounds bool
+	verify       ctlOpts    // --verify-server, --verify-api-key, --verify-timeout, --verify-ca, --verify-pin
+	verifyTrust  auditFlags // --log-key
+	memberKeys   string
+	verifyEvery  time.Duration
 }
 
 func newNodeCmd(env *cmdEnv) *cobra.Command {
@@ -173,6 +202,15 @@ func newNodeCmd(env *cmdEnv) *cobra.Command {
 	fl.BoolVar(&f.dropInvalid, "drop-invalid", false, "drop --data rows with NaN, Inf, empty or unparsable values and report the count (default: refuse the file)")
 	fl.StringVar(&f.standardize, "standardize", node.StandardizeSite, "scaling of --data features: site (this site's mean and std), none, or job (the job's reference statistics, --stats)")
 	fl.StringVar(&f.stats, "stats", "", `JSON file {"mean":[...],"std":[...]}: the job's reference statistics, for --standardize job`)
+	fl.BoolVar(&f.verifyRounds, "verify-rounds", false, "verify, beside the rounds, each acknowledged update's outcome against the signed audit log (needs --verify-server, --verify-api-key, --log-key)")
+	fl.StringVar(&f.verify.server, "verify-server", "", "--verify-rounds: URL of any coordinator member's HTTP API (env MFN_VERIFY_SERVER)")
+	fl.StringVar(&f.verify.apiKey, "verify-api-key", "", "--verify-rounds: API key with the auditor role, sent as X-API-Key (env MFN_VERIFY_API_KEY)")
+	fl.DurationVar(&f.verify.timeout, "verify-timeout", node.DefaultRoundCheckTimeout, "--verify-rounds: timeout of each request to --verify-server, > 0")
+	fl.StringVar(&f.verify.ca, "verify-ca", "", "--verify-rounds: PEM file of the CA certificates that sign --verify-server's HTTPS certificate")
+	fl.StringSliceVar(&f.verify.pins, "verify-pin", nil, "--verify-rounds: trust an HTTPS --verify-server whose certificate carries one of these coordinator keys (mfn-ed25519:<base64>, repeatable)")
+	fl.StringVar(&f.verifyTrust.logKey, "log-key", "", `--verify-rounds: the audit log's verifier key "<name>+<hash>+<keydata>", or @FILE to read it`)
+	fl.StringVar(&f.memberKeys, "member-keys", "", `--verify-rounds: file of coordinator member keys ("<member id> mfn-ed25519:<base64>" per line): require a majority of them to have cosigned each result's checkpoint`)
+	fl.DurationVar(&f.verifyEvery, "verify-every", node.DefaultRoundCheckEvery, "--verify-rounds: time between checks of the rounds not settled yet, > 0")
 	c.AddCommand(newNodeAcksCmd(env), newNodeRoundsCmd(env)) // node_rounds.go
 	return c
 }
@@ -380,8 +418,73 @@ func (f *nodeFlags) config() (node.Config, slog.Level, error) {
 	if err := cfg.Train.Validate(); err != nil {
 		return cfg, lvl, asUsage(err)
 	}
+	if cfg.RoundCheck, err = f.roundCheck(); err != nil {
+		return cfg, lvl, err
+	}
 	return cfg, lvl, nil
 }
+
+// roundCheck turns --verify-rounds and its options into the node's round
+// check (nil without --verify-rounds); every error is a usage error
+// naming the flag.
+func (f *nodeFlags) roundCheck() (*node.RoundCheckConfig, error) {
+	if !f.verifyRounds {
+		return nil, nil
+	}
+	switch {
+	case f.verify.server == "":
+		return nil, usagef("--verify-rounds needs --verify-server: the URL of any coordinator member's HTTP API, e.g. https://c1:8080")
+	case f.verify.apiKey == "":
+		return nil, usagef("--verify-rounds needs --verify-api-key (or MFN_VERIFY_API_KEY): an API key with the auditor role")
+	case f.verifyTrust.logKey == "":
+		return nil, usagef("--verify-rounds needs --log-key: the audit log's verifier key, or @FILE")
+	case f.verify.timeout <= 0:
+		return nil, usagef("--verify-timeout %v must be > 0", f.verify.timeout)
+	case f.verifyEvery <= 0:
+		return nil, usagef("--verify-every %v must be > 0", f.verifyEvery)
+	case f.verify.ca != "" && len(f.verify.pins) > 0:
+		return nil, usagef("--verify-ca and --verify-pin are exclusive: choose one way to trust --verify-server")
+	}
+	verifier, _, err := f.verifyTrust.load()
+	if err != nil {
+		return nil, err
+	}
+	var members audit.MemberKeys
+	if f.memberKeys != "" {
+		keys, err := readKeysFile(f.memberKeys)
+		if err != nil {
+			return nil, usagef("--member-keys: %v", err)
+		}
+		members = audit.MemberKeys(keys)
+	}
+	cl, err := f.verify.client()
+	if err != nil {
+		// The shared client flags' messages name ctl's flags.
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return nil, usagef("%s", verifyFlagNames.Replace(ue.Error()))
+		}
+		return nil, err
+	}
+	return &node.RoundCheckConfig{Source: verifySource{apiRoundSource{cl}}, Verifier: verifier, Members: members,
+		Every: f.verifyEvery, Timeout: f.verify.timeout}, nil
+}
+
+// verifySource is the source of mfn node rounds (node_rounds.go) that
+// also says whether a round ended, so that a round still running spends
+// none of its record's tries.
+type verifySource struct{ apiRoundSource }
+
+func (s verifySource) RoundEnded(ctx context.Context, job string, round uint64) (bool, error) {
+	r, err := s.cl.Round(ctx, job, round)
+	if err != nil {
+		return false, err
+	}
+	return r.State == coordinator.RoundClosed || r.State == coordinator.RoundFailed, nil
+}
+
+// verifyFlagNames renames ctl's client flags to mfn node's.
+var verifyFlagNames = strings.NewReplacer("--server", "--verify-server", "--ca", "--verify-ca", "--pin", "--verify-pin", "--timeout", "--verify-timeout")
 
 func runNode(env *cmdEnv, f *nodeFlags) error {
 	cfg, lvl, err := f.config()
@@ -449,7 +552,8 @@ func runNode(env *cmdEnv, f *nodeFlags) error {
 		}()
 	}
 	logger.Info("node starting", "node", a.NodeID(), "coordinators", len(cfg.Cluster.Members), "state_dir", cfg.StateDir,
-		"task", cfg.Data.Task, "byzantine", cfg.Byzantine, "recorded_rounds", len(a.State().Records()))
+		"task", cfg.Data.Task, "byzantine", cfg.Byzantine, "recorded_rounds", len(a.State().Records()),
+		"verify_rounds", f.verifyRounds)
 	if err := a.Run(env.ctx); err != nil {
 		return err
 	}
