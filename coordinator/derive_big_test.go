@@ -2,17 +2,21 @@ package coordinator
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/mfn/mfn/aggregate"
 	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/crypto"
 	"github.com/mfn/mfn/privacy"
@@ -29,12 +33,13 @@ type bigFixture struct {
 	job   Job
 	round Round
 	base  Params
+	rules RuleFactory // deriveRoundStream's; DefaultRules
 }
 
 func newBigFixture(t testing.TB, nodes, dim int, rule RuleSpec) *bigFixture {
 	t.Helper()
 	keys := newTestKeys(t, 2, 11)
-	f := &bigFixture{keys: keys, nodes: newTestNodes(t, nodes, 12)}
+	f := &bigFixture{keys: keys, nodes: newTestNodes(t, nodes, 12), rules: DefaultRules}
 	st := &fsm{nodes: map[string]*Node{}}
 	for _, n := range f.nodes {
 		st.nodes[n.id] = &Node{ID: n.id, PublicKey: n.pub()}
@@ -66,7 +71,7 @@ func (f *bigFixture) seal(t testing.TB, node *testNode, vals []float64, dtype cr
 func (f *bigFixture) add(u Update) { f.round.Updates = append(f.round.Updates, u) }
 
 func (f *bigFixture) memory() derivation {
-	return deriveRound(f.keys.origin, f.job, f.round, f.base, DefaultRules, nil,
+	return deriveRound(f.keys.origin, f.job, f.round, f.base, f.rules, nil,
 		func(u Update) ([]float64, error) { return f.c.updateVector(f.job, f.round.Number, u) })
 }
 
@@ -82,7 +87,7 @@ func (f *bigFixture) stream(t testing.TB, in func(dir string) streamInputs) deri
 	if in == nil {
 		in = f.inputs
 	}
-	d := deriveRoundStream(f.keys.origin, f.job, f.round, f.base, DefaultRules, in(dir))
+	d := deriveRoundStream(f.keys.origin, f.job, f.round, f.base, f.rules, in(dir))
 	assertEmptyDir(t, dir)
 	return d
 }
@@ -265,3 +270,221 @@ func TestDeriveStreamMatchesMemory(t *testing.T) {
 	}
 }
 
+// TestDeriveStreamBadUpdates: updates that do not open, do not match their
+// record or have the wrong dim get deriveRound's reasons, and the round
+// is derived from the others with the same bits.
+func TestDeriveStreamBadUpdates(t *testing.T) {
+	f := newBigFixture(t, 12, bigDim, RuleSpec{Name: "median", F: 1})
+	for i, n := range f.nodes[:5] {
+		f.add(f.seal(t, n, honest(i, bigDim), crypto.Float32, 100))
+	}
+	good := f.round.Updates[0]
+	other := newBigFixture(t, 1, bigDim, RuleSpec{Name: "median"})
+	stranger := newTestNodes(t, 1, 77)[0]
+	stranger.id = "stranger"
+
+	// A float64 update whose values are float32 values: the same inputs
+	// on both paths.
+	f.add(f.seal(t, f.nodes[5], honest(5, bigDim), crypto.Float64, 100))
+
+	truncated := f.seal(t, f.nodes[6], honest(6, bigDim), crypto.Float32, 100)
+	truncated.Sealed = truncated.Sealed[:len(truncated.Sealed)-100]
+	f.add(truncated)
+
+	tampered := f.seal(t, f.nodes[7], honest(7, bigDim), crypto.Float32, 100)
+	tampered.Sealed = bytes.Clone(tampered.Sealed)
+	tampered.Sealed[len(tampered.Sealed)/2] ^= 1
+	f.add(tampered)
+
+	// Sealed to other coordinators: this member is not a recipient.
+	foreign := f.seal(t, f.nodes[8], honest(8, bigDim), crypto.Float32, 100)
+	foreign.Sealed = other.seal(t, f.nodes[8], honest(8, bigDim), crypto.Float32, 100).Sealed
+	f.add(foreign)
+
+	// The record names another node, or another update.
+	renamed := f.seal(t, f.nodes[9], honest(9, bigDim), crypto.Float32, 100)
+	renamed.Node = f.nodes[10].id
+	f.add(renamed)
+	rehashed := f.seal(t, f.nodes[10], honest(10, bigDim), crypto.Float32, 100)
+	rehashed.UpdateHash = good.UpdateHash
+	f.add(rehashed)
+
+	// Wrong dims, both ways.
+	f.add(f.seal(t, f.nodes[11], honest(11, bigDim+3), crypto.Float32, 100))
+	f.add(f.seal(t, f.nodes[11], honest(12, bigDim-1000), crypto.Float32, 100))
+
+	// A node the state does not know; an empty envelope; a NaN.
+	f.add(f.seal(t, stranger, honest(13, bigDim), crypto.Float32, 100))
+	f.add(Update{Node: f.nodes[0].id, UpdateHash: good.UpdateHash, Samples: 1, LeafIndex: 999})
+	nan := honest(14, bigDim)
+	nan[bigDim-5] = math.NaN()
+	f.add(f.seal(t, f.nodes[1], nan, crypto.Float32, 100))
+
+	mem := f.memory()
+	got := f.stream(t, nil)
+	if mem.fail != "" || got.fail != "" {
+		t.Fatalf("fail: %q / %q", mem.fail, got.fail)
+	}
+	used := 0
+	for i, o := range got.outcomes {
+		t.Logf("%2d used=%v %q", i, o.Used, o.Reason)
+		if o.Used {
+			used++
+		}
+	}
+	if used != 6 {
+		t.Fatalf("%d updates used, want 6", used)
+	}
+	sameDerivation(t, got, mem)
+	for _, workers := range []int{1, 3, 16} {
+		sameDerivation(t, f.stream(t, func(dir string) streamInputs {
+			in := f.inputs(dir)
+			in.workers = workers
+			return in
+		}), mem)
+	}
+}
+
+// TestDeriveStreamFloat64Range: a float64 update with a value beyond
+// float32's range is rejected with a reason (the in-memory path would take
+// it), the others aggregated.
+func TestDeriveStreamFloat64Range(t *testing.T) {
+	f := newBigFixture(t, 4, bigDim, RuleSpec{Name: "fedavg"})
+	for i, n := range f.nodes[:3] {
+		f.add(f.seal(t, n, honest(i, bigDim), crypto.Float32, 100))
+	}
+	big := honest(3, bigDim)
+	big[20_000] = 1e300
+	f.add(f.seal(t, f.nodes[3], big, crypto.Float64, 100))
+	got := f.stream(t, nil)
+	if got.fail != "" {
+		t.Fatal(got.fail)
+	}
+	want := "update value 20000 (1e+300) is beyond float32's range"
+	if o := got.outcomes[3]; o.Used || !strings.HasPrefix(o.Reason, want) {
+		t.Fatalf("outcome %+v, want a reason beginning %q", o, want)
+	}
+	if got.result.Used != 3 || got.result.Rejected != 1 {
+		t.Fatalf("result %+v", got.result)
+	}
+}
+
+// failingBody is a sealedBody whose reader fails after half the envelope:
+// this member's failure (a disk error), not the update's.
+func failingBody(u Update) (io.ReadCloser, int64, error) {
+	half := len(u.Sealed) / 2
+	return io.NopCloser(io.MultiReader(bytes.NewReader(u.Sealed[:half]), iotest.ErrReader(errors.New("disk on fire")))), int64(len(u.Sealed)), nil
+}
+
+// TestDeriveStreamFailures: every way the derivation fails leaves the
+// directory empty (stream checks it) and names the cause.
+func TestDeriveStreamFailures(t *testing.T) {
+	cases := []struct {
+		name  string
+		rule  RuleSpec
+		setup func(f *bigFixture)
+		in    func(f *bigFixture) func(dir string) streamInputs
+		want  string
+		// same: deriveRound fails with the same reason.
+		same bool
+	}{
+		{name: "no update opens", rule: RuleSpec{Name: "median"},
+			setup: func(f *bigFixture) {
+				for i := range f.round.Updates {
+					f.round.Updates[i].Sealed = f.round.Updates[i].Sealed[:100]
+				}
+			},
+			want: "no update could be opened", same: true},
+		{name: "rule without AggregateSource", rule: RuleSpec{Name: "median", F: 1},
+			setup: func(f *bigFixture) {
+				f.rules = func(spec RuleSpec) (aggregate.Rule, error) {
+					r, err := DefaultRules(spec)
+					return memoryOnly{r}, err
+				}
+			},
+			want: "rule median cannot aggregate a round of dim 40008 in bounded memory (above 1032192 values); use one of fedavg, krum"},
+		{name: "no rules", rule: RuleSpec{Name: "median"},
+			setup: func(f *bigFixture) { f.rules = nil },
+			want:  "no aggregation rules configured", same: true},
+		{name: "pipeline that widens in memory", rule: RuleSpec{Name: "nnm+geometric-median", F: 1},
+			want: "rule nnm+geometric-median cannot aggregate a round of dim 40008 in bounded memory (above 1032192 values); use one of fedavg"},
+		{name: "unknown rule", rule: RuleSpec{Name: "nope"}, want: "rule nope: ", same: true},
+		{name: "central DP", rule: RuleSpec{Name: "fedavg"},
+			setup: func(f *bigFixture) {
+				f.job.Privacy = &JobPrivacy{Mode: privacy.ModeCentral, Clip: 1, NoiseMultiplier: 1}
+			},
+			want: "central DP cannot aggregate a round of dim 40008 in bounded memory"},
+		{name: "aggregation fails after opening", rule: RuleSpec{Name: "krum", F: 3},
+			want: "aggregation: ", same: true},
+		{name: "the body cannot be read", rule: RuleSpec{Name: "median"},
+			in: func(f *bigFixture) func(dir string) streamInputs {
+				return func(dir string) streamInputs {
+					in := f.inputs(dir)
+					in.body = failingBody
+					return in
+				}
+			},
+			want: "opening the update of node n0: reading the sealed envelope: disk on fire"},
+		{name: "no directory", rule: RuleSpec{Name: "median"},
+			in: func(f *bigFixture) func(dir string) streamInputs {
+				return func(dir string) streamInputs {
+					in := f.inputs(dir)
+					in.dir = dir + "/missing"
+					return in
+				}
+			},
+			want: "opening the update of node n0: open "},
+		{name: "no opener", rule: RuleSpec{Name: "median"},
+			in: func(f *bigFixture) func(dir string) streamInputs {
+				return func(dir string) streamInputs {
+					in := f.inputs(dir)
+					in.opener = nil
+					return in
+				}
+			},
+			want: "no update could be opened"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newBigFixture(t, 4, bigDim, tc.rule)
+			for i, n := range f.nodes {
+				f.add(f.seal(t, n, honest(i, bigDim), crypto.Float32, 100))
+			}
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			var in func(string) streamInputs
+			if tc.in != nil {
+				in = tc.in(f)
+			}
+			got := f.stream(t, in)
+			if !strings.HasPrefix(got.fail, tc.want) {
+				t.Fatalf("fail %q, want it to begin %q", got.fail, tc.want)
+			}
+			if got.model != nil || got.leaf != nil {
+				t.Fatal("a failed derivation carries a result")
+			}
+			if tc.same {
+				if mem := f.memory(); mem.fail != got.fail {
+					t.Fatalf("fail %q, in memory %q", got.fail, mem.fail)
+				}
+			}
+		})
+	}
+}
+
+// memoryOnly hides a rule's AggregateSource.
+type memoryOnly struct{ aggregate.Rule }
+
+// TestModelHashStreamed: modelHash is ModelHash without the encoding.
+func TestModelHashStreamed(t *testing.T) {
+	for _, d := range []int{0, 1, 4095, 4096, 4097, 100_003} {
+		p := make(Params, d)
+		for i := range p {
+			p[i] = float64(i) * 1.5e-3
+		}
+		if got, want := modelHash(p), ModelHash(p); got != want {
+			t.Fatalf("d=%d: %x, want %x", d, got, want)
+		}
+	}
+}
