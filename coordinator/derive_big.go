@@ -31,9 +31,9 @@ import (
 //
 // Memory beyond the base model: the rule's working set (a few blocks per
 // core, the n×n distance matrix, its d-value float64 result), the new
-// model, and while the updates are being opened one 256 KiB read buffer,
-// one 64 KiB age chunk and one 256 KiB write buffer per update being
-// opened (GOMAXPROCS at a time). Disk: n×d×4 bytes.
+// model, and while the updates are being opened a 64 KiB read buffer, a
+// 64 KiB write buffer and crypto.OpenStream's header and chunk buffers
+// (about 150 KiB) per update being opened (GOMAXPROCS at a time). Disk: n×d×4 bytes.
 //
 // The derivation is the same as deriveRound's (same weights, outcomes,
 // scores, result and leaf) with these differences, which is why every
@@ -243,17 +243,28 @@ func openRoundStreams(j Job, r Round, in streamInputs) *openedRound {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			bufs := &openBuffers{r: bufio.NewReaderSize(nil, openBufSize), w: bufio.NewWriterSize(nil, openBufSize)}
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(r.Updates) {
 					return
 				}
-				out.updates[i] = openOne(j, r.Updates[i], in)
+				out.updates[i] = openOne(j, r.Updates[i], in, bufs)
 			}
 		}()
 	}
 	wg.Wait()
 	return out
+}
+
+// openBufSize is the read and write buffer of an update being opened:
+// one age chunk (crypto.OpenStream reads 64 KiB at a time).
+const openBufSize = 64 << 10
+
+// openBuffers are one worker's buffers, reused from update to update.
+type openBuffers struct {
+	r *bufio.Reader
+	w *bufio.Writer
 }
 
 // localError marks a failure of this member rather than of the update.
@@ -280,7 +291,7 @@ func (e *errReader) Read(p []byte) (int, error) {
 
 // openOne opens update u into a new file under in.dir. The reasons are
 // updateVector's (rounds.go), so that outcomes match deriveRound's.
-func openOne(j Job, u Update, in streamInputs) (res openedUpdate) {
+func openOne(j Job, u Update, in streamInputs, bufs *openBuffers) (res openedUpdate) {
 	if in.opener == nil {
 		return openedUpdate{reason: "cannot open: no opener configured"}
 	}
@@ -301,11 +312,13 @@ func openOne(j Job, u Update, in streamInputs) (res openedUpdate) {
 	}()
 	pw := &plainWriter{
 		check: &crypto.UpdateStreamCheck{MaxLen: MaxStreamedDim},
-		w:     bufio.NewWriterSize(f, 256<<10),
+		w:     bufs.w,
 		dim:   j.Spec.Dim,
 	}
+	bufs.w.Reset(f)
 	src := &errReader{r: body}
-	env, err := in.opener.OpenStream(bufio.NewReaderSize(src, 256<<10), size, in.keys, pw)
+	bufs.r.Reset(src)
+	env, err := in.opener.OpenStream(bufs.r, size, in.keys, pw)
 	var le *localError
 	switch {
 	case src.err != nil:

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -486,5 +487,47 @@ func TestModelHashStreamed(t *testing.T) {
 		if got, want := modelHash(p), ModelHash(p); got != want {
 			t.Fatalf("d=%d: %x, want %x", d, got, want)
 		}
+	}
+}
+
+// TestDeriveStreamMemory: at n = 8, d = 2,000,000 everything the
+// derivation allocates (TotalAlloc, an upper bound on its live heap) stays
+// within the rule's d-value float64 result and the new model (2 × d × 8
+// bytes) plus 8 MiB (buffers, blocks, the leaf), where the in-memory path
+// holds n × d × 8 bytes of inputs alone. Not parallel: TotalAlloc counts
+// every goroutine's allocations.
+func TestDeriveStreamMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seals 64 MB of updates")
+	}
+	const n, dim = 8, 2_000_000
+	for _, rule := range []RuleSpec{{Name: "fedavg"}, {Name: "median", F: 1}, {Name: "trimmed-mean", F: 2}, {Name: "krum", F: 1}} {
+		t.Run(rule.Name, func(t *testing.T) {
+			f := newBigFixture(t, n, dim, rule)
+			for i, nd := range f.nodes {
+				f.add(f.seal(t, nd, honest(i, dim), crypto.Float32, 100))
+			}
+			dir := t.TempDir()
+			in := f.inputs(dir)
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			d := deriveRoundStream(f.keys.origin, f.job, f.round, f.base, f.rules, in)
+			runtime.ReadMemStats(&after)
+			assertEmptyDir(t, dir)
+			if d.fail != "" {
+				t.Fatal(d.fail)
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			bound := uint64(2*dim*8 + 8<<20)
+			t.Logf("%s: allocated %.1f MiB during the derivation (bound %.1f MiB; inputs as float64 %.1f MiB)",
+				rule.Name, float64(alloc)/(1<<20), float64(bound)/(1<<20), float64(n*dim*8)/(1<<20))
+			if alloc > bound {
+				t.Fatalf("allocated %d bytes, bound %d", alloc, bound)
+			}
+			if mem := f.memory(); mem.result.ModelHash != d.result.ModelHash && rule.Name != "krum" {
+				t.Fatalf("model hash %x, in memory %x", d.result.ModelHash, mem.result.ModelHash)
+			}
+		})
 	}
 }
