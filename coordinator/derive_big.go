@@ -90,7 +90,10 @@ func memoryBody(u Update) (io.ReadCloser, int64, error) {
 // deriveStream runs deriveRoundStream for a sealed round with this
 // member's opener, the replicated node keys and the sealed envelopes the
 // state holds, spilling plaintext to the streams' spill directory (which
-// is emptied when a member starts, so a crash leaves nothing behind).
+// is emptied when a member starts, so a crash leaves nothing behind). r
+// may come without its sealed bodies (fsm.round(..., false)): each is then
+// read in place from the replicated state (fsm.pendingUpdate shares it,
+// never copies), so no 100 MB envelope is cloned to derive a round.
 func (c *Coordinator) deriveStream(j Job, r Round, base Params) derivation {
 	so, ok := c.cfg.Opener.(StreamOpener)
 	if !ok {
@@ -100,7 +103,15 @@ func (c *Coordinator) deriveStream(j Job, r Round, base Params) derivation {
 	if err != nil {
 		return derivation{fail: fmt.Sprintf("spill directory: %v", err)}
 	}
-	return deriveRoundStream(c.cfg.Origin, j, r, base, c.cfg.Rules, streamInputs{opener: so, keys: c.fsm.nodeKeyAny, body: memoryBody, dir: dir})
+	body := func(u Update) (io.ReadCloser, int64, error) {
+		if len(u.Sealed) == 0 {
+			if pu, _, ok := c.fsm.pendingUpdate(j.Spec.ID, r.Number, u.Node); ok && pu.UpdateHash == u.UpdateHash {
+				u.Sealed = pu.Sealed
+			}
+		}
+		return memoryBody(u)
+	}
+	return deriveRoundStream(c.cfg.Origin, j, r, base, c.cfg.Rules, streamInputs{opener: so, keys: c.fsm.nodeKeyAny, body: body, dir: dir})
 }
 
 // deriveRoundStream is deriveRound for a big round (see the comment at the

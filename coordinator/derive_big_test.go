@@ -575,3 +575,71 @@ func BenchmarkDeriveStream(b *testing.B) {
 		}
 	}
 }
+
+// TestCoordinatorDeriveStream: the Coordinator's entry point derives a
+// round fetched without its sealed bodies (each read in place from the
+// replicated state) to deriveRound's bits, and leaves its spill directory
+// empty.
+func TestCoordinatorDeriveStream(t *testing.T) {
+	b := newLogBuilder(t)
+	b.add(cmdRegisterMember, &registerMemberCmd{Member: Member{ID: "c0", RaftAddr: "r0", PublicKey: b.keys.coords[0].PublicKey()}})
+	for _, n := range b.nodes {
+		b.add(cmdEnrollNode, &enrollNodeCmd{ID: n.id, PublicKey: n.pub(), At: b.at})
+	}
+	spec := testSpec("alpha", bigDim, 5, 5)
+	spec.Rule = RuleSpec{Name: "trimmed-mean", F: 1}
+	b.add(cmdCreateJob, &createJobCmd{Spec: spec, At: b.at})
+	base := ModelHash(make(Params, bigDim))
+	b.add(cmdOpenRound, &openRoundCmd{Job: "alpha", Round: 1, BaseHash: base, OpenedAt: b.at, Deadline: b.at.Add(time.Minute), HardDeadline: b.at.Add(time.Hour)})
+	for i, n := range b.nodes {
+		vals := honest(i, bigDim)
+		cmd := b.update(n, "alpha", 1, base, vals)
+		stmt := &crypto.Statement{Origin: b.keys.origin, JobID: "alpha", Round: 1, NodeID: n.id, BaseModelHash: base, SampleCount: 10, Time: b.at}
+		sealed, err := crypto.Seal(stmt, crypto.EncodeUpdate(vals, crypto.Float32), n.key, b.keys.recipients)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Sealed = sealed
+		b.add(cmdAddUpdate, cmd)
+	}
+	b.add(cmdSealRound, &sealRoundCmd{Job: "alpha", Round: 1, At: b.at})
+	st := replay(t, b.keys, b.entries)
+	c := &Coordinator{cfg: Config{Origin: b.keys.origin, Opener: &CryptoOpener{Identities: []age.Identity{b.keys.coords[0].Age}}, Rules: DefaultRules},
+		fsm: st, cache: newUpdateCache(0)}
+	j, _ := st.job("alpha")
+	bm, err := st.model("alpha", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := st.round("alpha", 1, false)
+	if err != nil || bare.State != RoundClosing || len(bare.Updates) != 5 || bare.Updates[0].Sealed != nil {
+		t.Fatalf("round %+v %v", bare.State, err)
+	}
+	got := c.deriveStream(j, bare, bm.Params)
+	dir, err := c.spillDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	assertEmptyDir(t, dir)
+	full, err := st.round("alpha", 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := deriveRound(c.cfg.Origin, j, full, bm.Params, DefaultRules, nil, func(u Update) ([]float64, error) { return c.updateVector(j, 1, u) })
+	if got.fail != "" || got.result.Used != 5 {
+		t.Fatalf("derivation %q, %+v", got.fail, got.result)
+	}
+	sameDerivation(t, got, mem)
+
+	// An opener that cannot stream: the round fails naming why.
+	c.cfg.Opener = memoryOpener{}
+	if d := c.deriveStream(j, bare, bm.Params); !strings.Contains(d.fail, "cannot open streamed updates") {
+		t.Fatalf("fail %q", d.fail)
+	}
+}
+
+// memoryOpener is an Opener without OpenStream.
+type memoryOpener struct{}
+
+func (memoryOpener) Open([]byte, KeyLookup) (*Envelope, error) { return nil, errors.New("no") }
