@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -643,3 +645,66 @@ func TestCoordinatorDeriveStream(t *testing.T) {
 type memoryOpener struct{}
 
 func (memoryOpener) Open([]byte, KeyLookup) (*Envelope, error) { return nil, errors.New("no") }
+
+// FuzzPlainWriter: whatever bytes an opened envelope yields, in whatever
+// pieces, plainWriter never fails the stream for their content, accepts
+// exactly what crypto.DecodeUpdate accepts, and stores the values as
+// float32 when the count is dim (or names the value beyond float32's
+// range).
+func FuzzPlainWriter(f *testing.F) {
+	f.Add(crypto.EncodeUpdate([]float64{1, 2, 3}, crypto.Float32), uint16(5), uint8(3))
+	f.Add(crypto.EncodeUpdate([]float64{1, -2.5, 0.1}, crypto.Float64), uint16(17), uint8(3))
+	f.Add(crypto.EncodeUpdate([]float64{1, 1e300}, crypto.Float64), uint16(3), uint8(2))
+	f.Add(crypto.EncodeUpdate([]float64{1, math.NaN()}, crypto.Float32), uint16(1), uint8(2))
+	f.Add(crypto.EncodeUpdate([]float64{1, 2}, crypto.Float32), uint16(8), uint8(5))
+	f.Add([]byte("MFNU\x01\x01\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80"), uint16(2), uint8(2))
+	f.Add([]byte("garbage"), uint16(2), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, split uint16, dim uint8) {
+		const maxLen = 1 << 16
+		var buf bytes.Buffer
+		bw := bufio.NewWriter(&buf)
+		pw := &plainWriter{check: &crypto.UpdateStreamCheck{MaxLen: maxLen}, w: bw, dim: int(dim)}
+		step := int(split)%23 + 1
+		for p := data; len(p) > 0; {
+			k := min(step, len(p))
+			if n, err := pw.Write(p[:k]); err != nil || n != k {
+				t.Fatalf("Write: %d, %v", n, err)
+			}
+			p = p[k:]
+		}
+		if pw.err == nil {
+			pw.err = pw.check.Close()
+		}
+		if err := bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		vals, err := crypto.DecodeUpdate(data, maxLen)
+		if (err == nil) != (pw.err == nil) {
+			t.Fatalf("DecodeUpdate: %v; plainWriter: %v", err, pw.err)
+		}
+		if err != nil {
+			return // values stored before the failing one: the caller removes the file
+		}
+		if len(vals) != int(dim) {
+			if buf.Len() != 0 {
+				t.Fatalf("%d values, dim %d, yet %d bytes stored", len(vals), dim, buf.Len())
+			}
+			return
+		}
+		if pw.rangeErr != nil {
+			return
+		}
+		got := buf.Bytes()
+		if len(got) != 4*len(vals) {
+			t.Fatalf("%d bytes stored for %d values", len(got), len(vals))
+		}
+		for i, v := range vals {
+			if w := math.Float32bits(float32(v)); binary.LittleEndian.Uint32(got[4*i:]) != w {
+				t.Fatalf("value %d: stored %08x, want %08x", i, binary.LittleEndian.Uint32(got[4*i:]), w)
+			}
+			if math.IsInf(float64(float32(v)), 0) {
+				t.Fatalf("value %d (%g) beyond float32 stored without a range error", i, v)
+			}
+		}
+	})
+}
