@@ -61,6 +61,33 @@ const StreamDeriveDim = MaxUpdateDim
 // bytes.
 func useStreamDerive(j Job) bool { return j.Spec.Dim > StreamDeriveDim }
 
+// checkStreamDerivable refuses at creation a job whose rounds would be
+// derived from streams (useStreamDerive) but could not be: central DP, or
+// a rule that cannot aggregate in bounded memory (ErrInvalid naming the
+// limit and the rules that can). rules builds the job's rule (nil: not
+// checked).
+func checkStreamDerivable(s JobSpec, rules RuleFactory) error {
+	if s.Dim <= StreamDeriveDim {
+		return nil
+	}
+	if s.DP != nil && s.DP.Mode == privacy.ModeCentral {
+		return fmt.Errorf("%w: job %s: central DP cannot aggregate a round of dim %d in bounded memory (above %d values, only rules without central noise run from streams)",
+			ErrInvalid, s.ID, s.Dim, StreamDeriveDim)
+	}
+	if rules == nil {
+		return nil
+	}
+	rule, err := rules(s.Rule)
+	if err != nil {
+		return nil // the rule's own error is for Validate and the round
+	}
+	if !boundedRule(rule) {
+		return fmt.Errorf("%w: job %s: rule %s cannot aggregate a round of dim %d in bounded memory (above %d values); use one of %s",
+			ErrInvalid, s.ID, rule.Name(), s.Dim, StreamDeriveDim, boundedRuleNames)
+	}
+	return nil
+}
+
 // sealedBody returns a reader over an update's sealed envelope and its
 // size in bytes.
 type sealedBody func(u Update) (body io.ReadCloser, size int64, err error)

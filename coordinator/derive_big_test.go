@@ -708,3 +708,38 @@ func FuzzPlainWriter(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckStreamDerivable: a job above StreamDeriveDim with central DP
+// or an unbounded rule is refused at creation (ErrInvalid naming the
+// limit); at or below it, or with a bounded rule, it is not.
+func TestCheckStreamDerivable(t *testing.T) {
+	big := StreamDeriveDim + 1
+	cases := []struct {
+		dim  int
+		rule string
+		dp   privacy.Mode
+		want string // "" accepted
+	}{
+		{big, "median", "", ""},
+		{big, "nnm+krum", "", ""},
+		{big, "bucketing+trimmed-mean", "", ""},
+		{big, "fedavg", privacy.ModeLocal, ""},
+		{StreamDeriveDim, "nnm+geometric-median", privacy.ModeCentral, ""},
+		{big, "nnm+geometric-median", "", "rule nnm+geometric-median cannot aggregate a round of dim 1032193 in bounded memory (above 1032192 values); use one of"},
+		{big, "fedavg", privacy.ModeCentral, "central DP cannot aggregate a round of dim 1032193 in bounded memory"},
+	}
+	for _, tc := range cases {
+		s := testSpec("j", tc.dim, 1, 1)
+		s.Rule = RuleSpec{Name: tc.rule, F: 1}
+		if tc.dp != "" {
+			s.DP = &privacy.Config{Mode: tc.dp}
+		}
+		err := checkStreamDerivable(s, DefaultRules)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%d %s %s: %v", tc.dim, tc.rule, tc.dp, err)
+		case tc.want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%d %s %s: %v, want ErrInvalid with %q", tc.dim, tc.rule, tc.dp, err, tc.want)
+		}
+	}
+}
