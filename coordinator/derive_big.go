@@ -33,21 +33,28 @@ import (
 // core, the n×n distance matrix, its d-value float64 result), the new
 // model, and while the updates are being opened a 64 KiB read buffer, a
 // 64 KiB write buffer and crypto.OpenStream's header and chunk buffers
-// (about 150 KiB) per update being opened (GOMAXPROCS at a time). Disk: n×d×4 bytes.
+// (about 150 KiB) per update being opened (GOMAXPROCS at a time). Disk:
+// n×d×4 bytes.
 //
-// The derivation is the same as deriveRound's (same weights, outcomes,
-// scores, result and leaf) with these differences, which is why every
-// member must choose the path the same way for a job (useStreamDerive):
-//   - the rule runs on float32 values (bit for bit the same as deriveRound
-//     for fedavg, median and trimmed mean on float32 updates; the Krum
-//     family computes distances with float32 products, see
-//     aggregate.SourceRule);
+// The derivation is built as deriveRound's (same weights, outcomes,
+// result and leaf, by the same code: finishDerivation) with these
+// differences, which is why every member must choose the path the same
+// way for a job (useStreamDerive):
+//   - the rule runs on the float32 values (aggregate.SourceRule): the
+//     same bits as deriveRound for median and trimmed mean on float32
+//     updates, and for fedavg except in the last d mod 4 coordinates,
+//     which its float32 and float64 kernels may round one ulp apart; the
+//     Krum family selects the same updates, its scores computed with
+//     float32 products;
 //   - a float64 update is rounded to float32 (a value beyond float32's
 //     range rejects the update);
 //   - rules that cannot run in bounded memory and central DP are refused
-//     (the round fails with a reason naming the limit);
-//   - an envelope that fails to open may be described by crypto.OpenStream's
-//     error text rather than crypto.Open's (both begin "cannot open: ").
+//     (the round fails with a reason naming the limit; CreateJob can
+//     refuse them first, checkStreamDerivable);
+//   - the reasons of updates that cannot be opened are updateVector's;
+//     crypto.OpenStream and crypto.Open word the failures tested here
+//     (truncated, tampered, not a recipient, unknown node, empty,
+//     non-finite value) the same, others might differ.
 
 // StreamDeriveDim is the dim above which a round is derived from streams
 // (deriveRoundStream) rather than in memory: MaxUpdateDim, the largest

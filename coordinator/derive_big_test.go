@@ -181,7 +181,7 @@ func byzantine(dim int) []float64 {
 // bigDim spans several age chunks (64 KiB = 16,384 float32 values) and
 // ends in a partial block of the rules' 1,024 coordinates. It is a
 // multiple of 4: FedAvg's float32 kernel and its float64 one round the
-// last d mod 4 coordinates differently (see /work notes), which is the
+// last d mod 4 coordinates one ulp apart (see derive_big.go), which is the
 // aggregate package's concern, not this derivation's.
 const bigDim = 40_008
 
