@@ -208,7 +208,7 @@ func deriveRoundStream(origin string, j Job, r Round, base Params, rules RuleFac
 	if ruleFail != "" {
 		return derivation{fail: ruleFail}
 	}
-	src := &fileSource{files: files, nodes: nodes, d: j.Spec.Dim}
+	src := newFileSource(files, nodes, j.Spec.Dim)
 	agg, rep, err := rule.AggregateSource(src, weights)
 	if err != nil {
 		return derivation{fail: fmt.Sprintf("aggregation: %v", err)}
@@ -505,13 +505,52 @@ func (pw *plainWriter) writeFloat64(p []byte) error {
 // ---- the Source ----
 
 // fileSource is an aggregate.Source over plaintext files of d
-// little-endian float32 values each, read with ReadAt (safe for
-// concurrent use: positioned reads share no offset).
+// little-endian float32 values each, read with ReadAt (positioned reads
+// share no offset). The rules read 4 KiB blocks; to spare a system call
+// per block, each update has a few read windows (64 KiB, aligned), each
+// behind its own lock, so that concurrent readers of different regions
+// rarely meet. A block a window does not cover whole is read directly.
+// Safe for concurrent use.
 type fileSource struct {
 	files []*os.File
 	nodes []string // the node of each file, for errors
 	d     int
-	bufs  sync.Pool // *[]byte read buffers
+	win   int      // coordinates per window; 0: no windows
+	slots int      // windows per update
+	wins  []window // update i's are wins[i*slots : (i+1)*slots]
+	bufs  sync.Pool
+}
+
+// window holds coordinates [lo, lo+n) of one update.
+type window struct {
+	mu  sync.Mutex
+	lo  int
+	n   int
+	buf []byte // allocated on first use
+}
+
+// Window sizing: windowCoords (64 KiB) per window, windowSlots per
+// update, within windowBudget bytes for all of them; a round too wide for
+// windows of at least one block (sourceBlockCoords) reads directly.
+const (
+	windowCoords      = 16 << 10
+	windowSlots       = 4
+	windowBudget      = 16 << 20
+	sourceBlockCoords = 1024 // the rules' block (aggregate's sourceBlock)
+)
+
+func newFileSource(files []*os.File, nodes []string, d int) *fileSource {
+	s := &fileSource{files: files, nodes: nodes, d: d, slots: windowSlots}
+	if n := len(files); n > 0 {
+		s.win = min(windowCoords, windowBudget/(4*windowSlots*n), d)
+	}
+	if s.win < sourceBlockCoords {
+		s.win = 0
+	}
+	if s.win > 0 {
+		s.wins = make([]window, len(files)*s.slots)
+	}
+	return s
 }
 
 // Shape implements aggregate.Source.
@@ -522,6 +561,30 @@ func (s *fileSource) ReadBlock(i, lo int, dst []float32) error {
 	if i < 0 || i >= len(s.files) || lo < 0 || lo+len(dst) > s.d {
 		return fmt.Errorf("block [%d, %d) of update %d of %d×%d out of range", lo, lo+len(dst), i, len(s.files), s.d)
 	}
+	if s.win == 0 || lo/s.win != (lo+len(dst)-1)/s.win || len(dst) == 0 {
+		return s.readDirect(i, lo, dst)
+	}
+	start := lo - lo%s.win
+	w := &s.wins[i*s.slots+(lo/s.win)%s.slots]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == 0 || w.lo != start {
+		if w.buf == nil {
+			w.buf = make([]byte, 4*s.win)
+		}
+		n := min(s.win, s.d-start)
+		w.n = 0
+		if _, err := s.files[i].ReadAt(w.buf[:4*n], 4*int64(start)); err != nil {
+			return fmt.Errorf("update of node %s: reading values [%d, %d): %w", s.nodes[i], start, start+n, err)
+		}
+		w.lo, w.n = start, n
+	}
+	decodeF32(dst, w.buf[4*(lo-start):])
+	return nil
+}
+
+// readDirect reads a block with one ReadAt into a pooled buffer.
+func (s *fileSource) readDirect(i, lo int, dst []float32) error {
 	bp, _ := s.bufs.Get().(*[]byte)
 	if bp == nil || cap(*bp) < 4*len(dst) {
 		b := make([]byte, 4*len(dst))
@@ -532,10 +595,16 @@ func (s *fileSource) ReadBlock(i, lo int, dst []float32) error {
 	if _, err := s.files[i].ReadAt(b, 4*int64(lo)); err != nil {
 		return fmt.Errorf("update of node %s: reading values [%d, %d): %w", s.nodes[i], lo, lo+len(dst), err)
 	}
+	decodeF32(dst, b)
+	return nil
+}
+
+// decodeF32 fills dst with the little-endian float32 values at the start
+// of b.
+func decodeF32(dst []float32, b []byte) {
 	for k := range dst {
 		dst[k] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))
 	}
-	return nil
 }
 
 var _ aggregate.Source = (*fileSource)(nil)

@@ -743,3 +743,81 @@ func TestCheckStreamDerivable(t *testing.T) {
 		}
 	}
 }
+
+// TestFileSource: blocks read concurrently at random places, through the
+// windows and directly, are the values written; a read that fails names
+// the update's node.
+func TestFileSource(t *testing.T) {
+	for _, tc := range []struct{ n, d int }{{3, 50_001}, {2, 700}, {1200, 2048}} {
+		t.Run(fmt.Sprintf("n=%d,d=%d", tc.n, tc.d), func(t *testing.T) {
+			dir := t.TempDir()
+			want := make([][]float32, tc.n)
+			var files []*os.File
+			var nodes []string
+			for i := range want {
+				want[i] = make([]float32, tc.d)
+				b := make([]byte, 4*tc.d)
+				for k := range want[i] {
+					want[i][k] = float32(i*tc.d+k) * 0.5
+					binary.LittleEndian.PutUint32(b[4*k:], math.Float32bits(want[i][k]))
+				}
+				f, err := os.CreateTemp(dir, "src-*")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if _, err := f.Write(b); err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, f)
+				nodes = append(nodes, fmt.Sprintf("n%d", i))
+			}
+			src := newFileSource(files, nodes, tc.d)
+			if tc.n == 1200 && src.win != 0 {
+				t.Fatalf("windows of %d coordinates for %d updates: over the budget", src.win, tc.n)
+			}
+			if tc.n == 3 && src.win != windowCoords {
+				t.Fatalf("windows of %d coordinates, want %d", src.win, windowCoords)
+			}
+			errc := make(chan error, 4)
+			for g := range 4 {
+				go func() {
+					rng := rand.New(rand.NewPCG(uint64(g), 5))
+					for range 2000 {
+						i := rng.IntN(tc.n)
+						size := 1 + rng.IntN(min(tc.d, 3000))
+						if rng.IntN(2) == 0 {
+							size = min(tc.d, 1024)
+						}
+						lo := rng.IntN(tc.d - size + 1)
+						dst := make([]float32, size)
+						if err := src.ReadBlock(i, lo, dst); err != nil {
+							errc <- err
+							return
+						}
+						for k, v := range dst {
+							if v != want[i][lo+k] {
+								errc <- fmt.Errorf("update %d coordinate %d: %v, want %v", i, lo+k, v, want[i][lo+k])
+								return
+							}
+						}
+					}
+					errc <- nil
+				}()
+			}
+			for range 4 {
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := src.ReadBlock(0, tc.d-1, make([]float32, 2)); err == nil {
+				t.Fatal("a block past the end was read")
+			}
+			files[1].Close()
+			err := newFileSource(files, nodes, tc.d).ReadBlock(1, 0, make([]float32, 10))
+			if err == nil || !strings.Contains(err.Error(), "update of node n1") {
+				t.Fatalf("read from a closed file: %v", err)
+			}
+		})
+	}
+}
