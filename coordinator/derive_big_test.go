@@ -536,25 +536,32 @@ func TestDeriveStreamMemory(t *testing.T) {
 
 // BenchmarkDeriveStream times deriveRoundStream on n = 8 sealed float32
 // updates (open, check, spill, aggregate, model, leaf); MB/s is of sealed
-// input. The in-memory deriveRound is timed beside it at d = 1e6 (at 1e7
-// it would hold 640 MB of float64 inputs). d = 1e7 is skipped with -short.
+// input, B/op everything the call allocated. The in-memory deriveRound is
+// timed beside it at d = 1e6 (at 1e7 it would hold 640 MB of float64
+// inputs). d = 1e7 and the d = 2.5e7 (8 × 100 MB) are skipped with
+// -short; each sub-benchmark seals its own updates, so a -bench filter
+// skips the sealing of the others.
 func BenchmarkDeriveStream(b *testing.B) {
 	const n = 8
-	for _, dim := range []int{1_000_000, 10_000_000} {
+	fixture := func(b *testing.B, dim int, rule RuleSpec) (*bigFixture, int64) {
+		f := newBigFixture(b, n, dim, rule)
+		var sealed int64
+		for i, nd := range f.nodes {
+			u := f.seal(b, nd, honest(i, dim), crypto.Float32, 100)
+			sealed += int64(len(u.Sealed))
+			f.add(u)
+		}
+		runtime.GC()
+		return f, sealed
+	}
+	for _, dim := range []int{1_000_000, 10_000_000, 25_000_000} {
 		if dim > 1_000_000 && testing.Short() {
 			continue
 		}
 		for _, rule := range []RuleSpec{{Name: "fedavg"}, {Name: "median", F: 1}, {Name: "krum", F: 1}} {
-			f := newBigFixture(b, n, dim, rule)
-			var sealed int64
-			for i, nd := range f.nodes {
-				u := f.seal(b, nd, honest(i, dim), crypto.Float32, 100)
-				sealed += int64(len(u.Sealed))
-				f.add(u)
-			}
 			b.Run(fmt.Sprintf("%s/stream/n=%d,d=%d", rule.Name, n, dim), func(b *testing.B) {
-				dir := b.TempDir()
-				in := f.inputs(dir)
+				f, sealed := fixture(b, dim, rule)
+				in := f.inputs(b.TempDir())
 				b.ReportAllocs()
 				b.SetBytes(sealed)
 				for b.Loop() {
@@ -565,6 +572,7 @@ func BenchmarkDeriveStream(b *testing.B) {
 			})
 			if dim == 1_000_000 {
 				b.Run(fmt.Sprintf("%s/memory/n=%d,d=%d", rule.Name, n, dim), func(b *testing.B) {
+					f, sealed := fixture(b, dim, rule)
 					b.ReportAllocs()
 					b.SetBytes(sealed)
 					for b.Loop() {
