@@ -829,3 +829,16 @@ func TestFileSource(t *testing.T) {
 		})
 	}
 }
+
+// TestUseStreamDerive: the path depends on the job's dim alone, above the
+// largest dim whose updates fit one frame.
+func TestUseStreamDerive(t *testing.T) {
+	for _, tc := range []struct {
+		dim  int
+		want bool
+	}{{1, false}, {MaxUpdateDim, false}, {MaxUpdateDim + 1, true}, {MaxStreamedDim, true}} {
+		if got := useStreamDerive(Job{Spec: JobSpec{Dim: tc.dim}}); got != tc.want {
+			t.Errorf("dim %d: %v, want %v", tc.dim, got, tc.want)
+		}
+	}
+}
