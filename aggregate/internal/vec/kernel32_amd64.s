@@ -314,3 +314,19 @@ q16:
 	VMOVSD X28, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func prefetchF32(p *float32, n int)
+// Prefetches the cache lines of p[0:n] into the L2 cache (PREFETCHT1);
+// n a positive multiple of 16.
+TEXT ·prefetchF32(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHLQ $2, CX
+	ADDQ SI, CX
+
+pf:
+	PREFETCHT1 (SI)
+	ADDQ $64, SI
+	CMPQ SI, CX
+	JLT  pf
+	RET

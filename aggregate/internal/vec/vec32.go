@@ -254,3 +254,12 @@ func (w *Network) Sort16F32Generic(buf []float32) {
 // AcceleratedF32 reports whether the float32 vector kernels (AVX-512) are
 // in use.
 func AcceleratedF32() bool { return useAVX512 }
+
+// PrefetchF32 asks the processor to bring x into its caches ahead of use
+// (a hint: nothing is read into Go values, nothing can fault). It does
+// nothing where no prefetch instruction is available.
+func PrefetchF32(x []float32) {
+	if n := len(x) &^ 15; hasPrefetch && n > 0 {
+		prefetchF32(&x[0], n)
+	}
+}
