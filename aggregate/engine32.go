@@ -159,9 +159,8 @@ const gramPartsF32 = 8
 // of the pair it provides (−1 when an earlier tile already provides it, or
 // when it is padding).
 type gramPlanF32 struct {
-	a   [][4]int32
-	b   [][6]int32
-	own [][24]int32
+	tiles []vec.GramTile
+	own   [][24]int32
 }
 
 var gramPlans sync.Map // n → *gramPlanF32
@@ -186,7 +185,7 @@ func newGramPlanF32(n int) *gramPlanF32 {
 	p := &gramPlanF32{}
 	seen := make([]bool, n*n)
 	clamp := func(v int) int32 { return int32(min(v, n-1)) }
-	add := func(a [4]int32, b [6]int32) {
+	add := func(a [4]int32, b [6]int32, prefetch bool) {
 		var own [24]int32
 		for r := range a {
 			for c := range b {
@@ -202,8 +201,11 @@ func newGramPlanF32(n int) *gramPlanF32 {
 				}
 			}
 		}
-		p.a = append(p.a, a)
-		p.b = append(p.b, b)
+		t := vec.GramTile{A: a, B: b}
+		if prefetch {
+			t.Prefetch = 1
+		}
+		p.tiles = append(p.tiles, t)
 		p.own = append(p.own, own)
 	}
 	q, rem := n/6, n%6
@@ -222,7 +224,7 @@ func newGramPlanF32(n int) *gramPlanF32 {
 			for r := range a {
 				a[r] = clamp(r0 + r)
 			}
-			add(a, b)
+			add(a, b, r0 == 0)
 		}
 	}
 	if transposed {
@@ -235,13 +237,13 @@ func newGramPlanF32(n int) *gramPlanF32 {
 			for c := range b {
 				b[c] = int32(c0 + c)
 			}
-			add(a, b)
+			add(a, b, false)
 		}
 		var b [6]int32
 		for c := range b {
 			b[c] = clamp(last + c)
 		}
-		add(a, b)
+		add(a, b, true)
 	}
 	return p
 }
@@ -292,7 +294,7 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 		return out, diag, nil
 	}
 	plan := gramPlanForF32(n)
-	nt := len(plan.a)
+	nt := len(plan.tiles)
 	chunk := chunkLenF32(n)
 	nchunks := (d + chunk - 1) / chunk
 	parts := min(gramPartsF32, nchunks)
@@ -300,11 +302,9 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 	sums := getF64(parts * nt * 24)
 	defer putF64(sums)
 	e := make(errs, parts)
-	runPart := func(p int, acc []float64, scratch []float32, views, next [][]float32) {
+	runPart := func(p int, acc []float64, scratch []float32, views [][]float32) {
 		clear(acc)
 		clo, chi := span(nchunks, parts, p, 1)
-		var a [4][]float32
-		var b [6][]float32
 		for c := clo; c < chi; c++ {
 			lo := c * chunk
 			hi := min(d, lo+chunk)
@@ -313,37 +313,14 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 				e[p] = err
 				return
 			}
-			// The next chunk of this part, to prefetch: lines of row
-			// after row, an even share per tile.
-			var lines, total int
-			next = next[:0]
+			// Rows in memory: the first tile of each column block
+			// prefetches its columns' next chunk, so that each row's
+			// next chunk arrives while this one is computed.
+			pf := 0
 			if rd.mem != nil && c+1 < chi {
-				nlo, nhi := hi, min(d, hi+chunk)
-				for _, i := range rd.ids {
-					next = append(next, rd.mem[i][nlo:nhi])
-				}
-				lines = (nhi - nlo + 15) / 16
-				total = n * lines
+				pf = 4 * chunk
 			}
-			for t := range nt {
-				ta, tb := &plan.a[t], &plan.b[t]
-				for r := range a {
-					a[r] = views[ta[r]]
-				}
-				for q := range b {
-					b[q] = views[tb[q]]
-				}
-				vec.Gram4x6F32((*[192]float64)(acc[t*192:]), &a, &b)
-				if total > 0 {
-					for from, to := t*total/nt, (t+1)*total/nt; from < to; {
-						row, off := from/lines, from%lines
-						seg := min(to-from, lines-off)
-						x := next[row]
-						vec.PrefetchF32(x[off*16 : min(len(x), (off+seg)*16)])
-						from += seg
-					}
-				}
-			}
+			vec.GramTilesF32(acc, views, plan.tiles, pf)
 		}
 		dst := sums[p*nt*24 : (p+1)*nt*24]
 		for k := range dst {
@@ -359,13 +336,12 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 			defer putF32(scratch)
 		}
 		views := make([][]float32, 0, n)
-		nextRows := make([][]float32, 0, n)
 		for {
 			p := int(next.Add(1) - 1)
 			if p >= parts {
 				return
 			}
-			runPart(p, acc, scratch, views, nextRows)
+			runPart(p, acc, scratch, views)
 		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), parts)

@@ -68,3 +68,6 @@ func sqDistMixedAsm(z *float64, x *float32, n int) float64
 func prefetchF32(p *float32, n int)
 
 const hasPrefetch = true
+
+//go:noescape
+func gramTilesF32Asm(rows **float32, tiles *GramTile, ntiles, n int, out *float64, pf int)

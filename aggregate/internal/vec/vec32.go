@@ -263,3 +263,80 @@ func PrefetchF32(x []float32) {
 		prefetchF32(&x[0], n)
 	}
 }
+
+// GramTile names the rows of one Gram4x6F32 call in GramTilesF32: A[r]
+// and B[c] index the rows slice. Prefetch marks the tiles that prefetch
+// their column rows ahead (see GramTilesF32).
+type GramTile struct {
+	A        [4]int32
+	B        [6]int32
+	Prefetch int32
+	_        int32
+}
+
+// GramTilesF32 is Gram4x6F32 for each tile in turn: tile t adds the dot
+// products of rows[A[r]] and rows[B[c]] to out[192·t : 192·t+192] (the
+// same lanes, the same float32 runs, hence the same bits as separate
+// Gram4x6F32 calls). All rows must have the same length and every index
+// must be in range; GramTilesF32 panics otherwise.
+//
+// When prefetch > 0 (a byte distance), each tile with Prefetch ≠ 0 also
+// asks the processor to bring into its caches the memory prefetch bytes
+// past each of its column rows, over the rows' length: a hint for rows
+// laid out in longer arrays, whose next block is read next. Prefetching
+// never reads into Go values and cannot fault.
+func GramTilesF32(out []float64, rows [][]float32, tiles []GramTile, prefetch int) {
+	if len(tiles) == 0 {
+		return
+	}
+	_ = out[:192*len(tiles)]
+	n := len(rows[0])
+	for _, r := range rows {
+		if len(r) != n {
+			panic("vec: GramTilesF32: rows of different lengths")
+		}
+	}
+	for t := range tiles {
+		for _, i := range tiles[t].A {
+			_ = rows[i]
+		}
+		for _, i := range tiles[t].B {
+			_ = rows[i]
+		}
+	}
+	if !useAVX512 || n < 16 {
+		for t := range tiles {
+			a, b := tileRows(rows, &tiles[t])
+			Gram4x6F32Generic((*[192]float64)(out[192*t:]), &a, &b)
+		}
+		return
+	}
+	var buf [256]*float32
+	var ptrs []*float32
+	if len(rows) <= len(buf) {
+		ptrs = buf[:len(rows)]
+	} else {
+		ptrs = make([]*float32, len(rows))
+	}
+	for i, r := range rows {
+		ptrs[i] = &r[0]
+	}
+	n16 := n &^ 15
+	gramTilesF32Asm(&ptrs[0], &tiles[0], len(tiles), n16, &out[0], max(prefetch, 0))
+	if n16 < n {
+		for t := range tiles {
+			a, b := tileRows(rows, &tiles[t])
+			gram4x6F32Range((*[192]float64)(out[192*t:]), &a, &b, n16, n)
+		}
+	}
+}
+
+func tileRows(rows [][]float32, t *GramTile) (a [4][]float32, b [6][]float32) {
+	for r, i := range t.A {
+		a[r] = rows[i]
+	}
+	for c, i := range t.B {
+		b[c] = rows[i]
+	}
+	return a, b
+}
