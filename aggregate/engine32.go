@@ -159,7 +159,7 @@ const gramPartsF32 = 8
 // of the pair it provides (−1 when an earlier tile already provides it, or
 // when it is padding).
 type gramPlanF32 struct {
-	tiles []vec.GramTile
+	tiles *vec.GramTiles
 	own   [][24]int32
 }
 
@@ -183,9 +183,10 @@ func gramPlanForF32(n int) *gramPlanF32 {
 // column blocks.
 func newGramPlanF32(n int) *gramPlanF32 {
 	p := &gramPlanF32{}
+	var tiles []vec.GramTile
 	seen := make([]bool, n*n)
 	clamp := func(v int) int32 { return int32(min(v, n-1)) }
-	add := func(a [4]int32, b [6]int32, prefetch bool) {
+	add := func(a [4]int32, b [6]int32) {
 		var own [24]int32
 		for r := range a {
 			for c := range b {
@@ -201,11 +202,7 @@ func newGramPlanF32(n int) *gramPlanF32 {
 				}
 			}
 		}
-		t := vec.GramTile{A: a, B: b}
-		if prefetch {
-			t.Prefetch = 1
-		}
-		p.tiles = append(p.tiles, t)
+		tiles = append(tiles, vec.GramTile{A: a, B: b})
 		p.own = append(p.own, own)
 	}
 	q, rem := n/6, n%6
@@ -224,7 +221,7 @@ func newGramPlanF32(n int) *gramPlanF32 {
 			for r := range a {
 				a[r] = clamp(r0 + r)
 			}
-			add(a, b, r0 == 0)
+			add(a, b)
 		}
 	}
 	if transposed {
@@ -237,14 +234,24 @@ func newGramPlanF32(n int) *gramPlanF32 {
 			for c := range b {
 				b[c] = int32(c0 + c)
 			}
-			add(a, b, false)
+			add(a, b)
 		}
 		var b [6]int32
 		for c := range b {
 			b[c] = clamp(last + c)
 		}
-		add(a, b, true)
+		add(a, b)
 	}
+	// Tile t prefetches row t·n/T (T tiles): the rows in order, spread
+	// over the pass, one line per kernel step.
+	prev := -1
+	for t := range tiles {
+		if r := t * n / len(tiles); r != prev {
+			tiles[t].Prefetch = int32(r + 1)
+			prev = r
+		}
+	}
+	p.tiles = vec.NewGramTiles(tiles)
 	return p
 }
 
@@ -294,7 +301,7 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 		return out, diag, nil
 	}
 	plan := gramPlanForF32(n)
-	nt := len(plan.tiles)
+	nt := plan.tiles.Len()
 	chunk := chunkLenF32(n)
 	nchunks := (d + chunk - 1) / chunk
 	parts := min(gramPartsF32, nchunks)
@@ -313,9 +320,8 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 				e[p] = err
 				return
 			}
-			// Rows in memory: the first tile of each column block
-			// prefetches its columns' next chunk, so that each row's
-			// next chunk arrives while this one is computed.
+			// Rows in memory: the tiles prefetch the next chunk of
+			// every row, row after row, while this one is computed.
 			pf := 0
 			if rd.mem != nil && c+1 < chi {
 				pf = 4 * chunk

@@ -37,13 +37,14 @@ func TestGramPlanF32CoversEachPairOnce(t *testing.T) {
 	for n := 1; n <= 130; n++ {
 		p := newGramPlanF32(n)
 		count := make([]int, n*n)
-		for ti := range p.tiles {
-			for _, v := range p.tiles[ti].A {
+		for ti := range p.own {
+			tile := p.tiles.Tile(ti)
+			for _, v := range tile.A {
 				if v < 0 || int(v) >= n {
 					t.Fatalf("n=%d tile %d: row %d out of range", n, ti, v)
 				}
 			}
-			for _, v := range p.tiles[ti].B {
+			for _, v := range tile.B {
 				if v < 0 || int(v) >= n {
 					t.Fatalf("n=%d tile %d: column %d out of range", n, ti, v)
 				}
@@ -52,7 +53,7 @@ func TestGramPlanF32CoversEachPairOnce(t *testing.T) {
 				if dst < 0 {
 					continue
 				}
-				i, j := int(p.tiles[ti].A[k/6]), int(p.tiles[ti].B[k%6])
+				i, j := int(tile.A[k/6]), int(tile.B[k%6])
 				if i > j {
 					i, j = j, i
 				}
@@ -69,8 +70,8 @@ func TestGramPlanF32CoversEachPairOnce(t *testing.T) {
 				}
 			}
 		}
-		if n == 100 && len(p.tiles) > 225 {
-			t.Fatalf("n=100: %d tiles, want ≤ 225", len(p.tiles))
+		if n == 100 && p.tiles.Len() > 225 {
+			t.Fatalf("n=100: %d tiles, want ≤ 225", p.tiles.Len())
 		}
 	}
 }

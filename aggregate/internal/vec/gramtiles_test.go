@@ -30,7 +30,7 @@ func TestGramTilesF32MatchesGram4x6F32(t *testing.T) {
 			for q := range tiles[k].B {
 				tiles[k].B[q] = int32(r.IntN(nrows))
 			}
-			tiles[k].Prefetch = int32(r.IntN(2))
+			tiles[k].Prefetch = int32(r.IntN(nrows + 1))
 		}
 		want := make([]float64, 192*len(tiles))
 		for k := range want {
@@ -42,8 +42,8 @@ func TestGramTilesF32MatchesGram4x6F32(t *testing.T) {
 			a, b := tileRows(rows, &tiles[k])
 			Gram4x6F32((*[192]float64)(want[192*k:]), &a, &b)
 		}
-		GramTilesF32(got, rows, tiles, 0)
-		GramTilesF32(got2, rows, tiles, 4*n)
+		GramTilesF32(got, rows, NewGramTiles(tiles), 0)
+		GramTilesF32(got2, rows, NewGramTiles(tiles), 4*n)
 		for k := range want {
 			if math.Float64bits(got[k]) != math.Float64bits(want[k]) || math.Float64bits(got2[k]) != math.Float64bits(want[k]) {
 				t.Fatalf("trial %d (n=%d): lane %d: %v, %v (prefetching), want %v", trial, n, k, got[k], got2[k], want[k])
@@ -55,9 +55,13 @@ func TestGramTilesF32MatchesGram4x6F32(t *testing.T) {
 func TestGramTilesF32Panics(t *testing.T) {
 	rows := [][]float32{make([]float32, 32), make([]float32, 32)}
 	for name, f := range map[string]func(){
-		"index":   func() { GramTilesF32(make([]float64, 192), rows, []GramTile{{A: [4]int32{2}}}, 0) },
-		"lengths": func() { GramTilesF32(make([]float64, 192), [][]float32{rows[0], rows[1][:16]}, []GramTile{{}}, 0) },
-		"out":     func() { GramTilesF32(make([]float64, 191), rows, []GramTile{{}}, 0) },
+		"index":    func() { GramTilesF32(make([]float64, 192), rows, NewGramTiles([]GramTile{{A: [4]int32{2}}}), 0) },
+		"prefetch": func() { GramTilesF32(make([]float64, 192), rows, NewGramTiles([]GramTile{{Prefetch: 3}}), 0) },
+		"negative": func() { NewGramTiles([]GramTile{{B: [6]int32{-1}}}) },
+		"lengths": func() {
+			GramTilesF32(make([]float64, 192), [][]float32{rows[0], rows[1][:16]}, NewGramTiles([]GramTile{{}}), 0)
+		},
+		"out": func() { GramTilesF32(make([]float64, 191), rows, NewGramTiles([]GramTile{{}}), 0) },
 	} {
 		func() {
 			defer func() {
@@ -82,8 +86,9 @@ func BenchmarkGramTilesF32(b *testing.B) {
 		tiles = append(tiles, GramTile{A: [4]int32{int32(4 * t), int32(4*t + 1), int32(4*t + 2), int32(4*t + 3)}, B: [6]int32{0, 1, 2, 3, 4, 5}})
 	}
 	out := make([]float64, 192*len(tiles))
+	g := NewGramTiles(tiles)
 	for b.Loop() {
-		GramTilesF32(out, rows, tiles, 0)
+		GramTilesF32(out, rows, g, 0)
 	}
 	b.ReportMetric(float64(24*n*len(tiles))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
 }

@@ -406,9 +406,10 @@ pf:
 // func gramTilesF32Asm(rows **float32, tiles *GramTile, ntiles, n int, out *float64, pf int)
 // For each of the ntiles tiles, the same as gram4x6F32Asm on the rows
 // the tile names, its lanes at out + 1536·t bytes. When pf > 0, a tile
-// whose Prefetch is set also prefetches (PREFETCHT1) the bytes pf past
-// what it reads of its six column rows. n a positive multiple of 16,
-// ntiles ≥ 1. Locals: 0 rows, 8 tiles, 16 tiles left, 24 pf, 32 run end.
+// whose Prefetch field p is not zero also prefetches (PREFETCHT1) one
+// line per step of row p−1, pf bytes past what it reads. n a positive
+// multiple of 16, ntiles ≥ 1. Locals: 0 rows, 8 tiles, 16 tiles left,
+// 24 pf, 32 run end.
 TEXT ·gramTilesF32Asm(SB), NOSPLIT, $40-48
 	MOVQ rows+0(FP), AX
 	MOVQ AX, 0(SP)
@@ -435,34 +436,31 @@ ttile:
 	GPTR(28, R15)
 	GPTR(32, AX)
 	GPTR(36, BX)
-	MOVL 40(SI), DX
-	XORQ SI, SI
-	TESTL DX, DX
+	MOVLQSX 40(SI), DX
+	XORQ  SI, SI
+	TESTQ DX, DX
 	JZ    tnopf
 	CMPQ  24(SP), $0
 	JLE   tnopf
+	// DX = the prefetched row's address + pf; the run end at 32(SP).
+	DECQ DX
+	SHLQ $3, DX
+	ADDQ 0(SP), DX
+	MOVQ (DX), DX
+	ADDQ 24(SP), DX
 
-	// Prefetching variant: DX = SI + pf, the run end kept at 32(SP).
 tpseg:
 	GZERO(0)
-	MOVQ SI, DX
-	ADDQ $2048, DX
-	CMPQ DX, CX
-	CMOVQGT CX, DX
-	MOVQ DX, 32(SP)
-	MOVQ 24(SP), DX
-	ADDQ SI, DX
+	MOVQ SI, 32(SP)
+	ADDQ $2048, 32(SP)
+	CMPQ CX, 32(SP)
+	JGT  tp16
+	MOVQ CX, 32(SP)
 
 tp16:
 	GSTEP(0)
-	PREFETCHT1 (R12)(DX*1)
-	PREFETCHT1 (R13)(DX*1)
-	PREFETCHT1 (R14)(DX*1)
-	PREFETCHT1 (R15)(DX*1)
-	PREFETCHT1 (AX)(DX*1)
-	PREFETCHT1 (BX)(DX*1)
+	PREFETCHT1 (DX)(SI*1)
 	ADDQ $64, SI
-	ADDQ $64, DX
 	CMPQ SI, 32(SP)
 	JLT  tp16
 

@@ -265,8 +265,9 @@ func PrefetchF32(x []float32) {
 }
 
 // GramTile names the rows of one Gram4x6F32 call in GramTilesF32: A[r]
-// and B[c] index the rows slice. Prefetch marks the tiles that prefetch
-// their column rows ahead (see GramTilesF32).
+// and B[c] index the rows slice. Prefetch, when not zero, is 1 + the index
+// of a row whose next block the tile asks the processor to fetch (see
+// GramTilesF32).
 type GramTile struct {
 	A        [4]int32
 	B        [6]int32
@@ -274,34 +275,64 @@ type GramTile struct {
 	_        int32
 }
 
+// GramTiles is a checked list of tiles for GramTilesF32.
+type GramTiles struct {
+	tiles []GramTile
+	rows  int // the number of rows the tiles need
+}
+
+// NewGramTiles checks and wraps a tile list; it panics on a negative
+// index.
+func NewGramTiles(tiles []GramTile) *GramTiles {
+	g := &GramTiles{tiles: tiles}
+	for t := range tiles {
+		for _, i := range tiles[t].A {
+			g.need(i, i+1)
+		}
+		for _, i := range tiles[t].B {
+			g.need(i, i+1)
+		}
+		g.need(tiles[t].Prefetch, tiles[t].Prefetch)
+	}
+	return g
+}
+
+// need records that a tile field v requires k rows.
+func (g *GramTiles) need(v, k int32) {
+	if v < 0 {
+		panic("vec: NewGramTiles: negative row index")
+	}
+	g.rows = max(g.rows, int(k))
+}
+
+// Len returns the number of tiles.
+func (g *GramTiles) Len() int { return len(g.tiles) }
+
+// Tile returns tile t.
+func (g *GramTiles) Tile(t int) GramTile { return g.tiles[t] }
+
 // GramTilesF32 is Gram4x6F32 for each tile in turn: tile t adds the dot
 // products of rows[A[r]] and rows[B[c]] to out[192·t : 192·t+192] (the
 // same lanes, the same float32 runs, hence the same bits as separate
 // Gram4x6F32 calls). All rows must have the same length and every index
 // must be in range; GramTilesF32 panics otherwise.
 //
-// When prefetch > 0 (a byte distance), each tile with Prefetch ≠ 0 also
-// asks the processor to bring into its caches the memory prefetch bytes
-// past each of its column rows, over the rows' length: a hint for rows
-// laid out in longer arrays, whose next block is read next. Prefetching
-// never reads into Go values and cannot fault.
-func GramTilesF32(out []float64, rows [][]float32, tiles []GramTile, prefetch int) {
+// When prefetch > 0 (a byte distance), each tile with Prefetch = p+1 also
+// asks the processor to bring into its caches, a line per step, the
+// memory prefetch bytes past row p, over the rows' length: a hint for
+// rows laid out in longer arrays whose next block is read next.
+// Prefetching never reads into Go values and cannot fault.
+func GramTilesF32(out []float64, rows [][]float32, g *GramTiles, prefetch int) {
+	tiles := g.tiles
 	if len(tiles) == 0 {
 		return
 	}
 	_ = out[:192*len(tiles)]
+	_ = rows[:g.rows]
 	n := len(rows[0])
 	for _, r := range rows {
 		if len(r) != n {
 			panic("vec: GramTilesF32: rows of different lengths")
-		}
-	}
-	for t := range tiles {
-		for _, i := range tiles[t].A {
-			_ = rows[i]
-		}
-		for _, i := range tiles[t].B {
-			_ = rows[i]
 		}
 	}
 	if !useAVX512 || n < 16 {
