@@ -573,6 +573,7 @@ func combineSource(dst []float64, rd *reader, set []int, coef []float64) error {
 				e[p] = err
 				return
 			}
+			sub.prefetch(b1, min(hi, b1+sourceBlock))
 			vec.CombineF32(dst[b0:b1], views, coef, 0)
 		}
 	})
@@ -625,6 +626,9 @@ func combinePassExtra(z []float64, rd *reader, coef []float64, extra []float64, 
 			if views, err = rd.rows(lo, hi, scratch, views); err != nil {
 				e[p] = err
 				return
+			}
+			if c+1 < chi {
+				rd.prefetch(hi, min(d, hi+chunk))
 			}
 			zc := z[lo:hi]
 			vec.CombineF32(zc, views, coef, 0)
@@ -827,5 +831,19 @@ func trimmedMean16(sorted []float32, n, f int, dst *[16]float64) {
 	}
 	for l := range dst {
 		dst[l] = s[l] / float64(n-2*f)
+	}
+}
+
+// prefetch asks the processor to fetch coordinates [lo, hi) of every
+// valid input held in memory, row after row (sequential streams, which
+// the memory system serves at full speed), so that a pass that then reads
+// them across all rows at once finds them in cache. It does nothing for a
+// Source that is not in memory or an empty range.
+func (rd *reader) prefetch(lo, hi int) {
+	if rd.mem == nil || lo >= hi {
+		return
+	}
+	for _, i := range rd.ids {
+		vec.PrefetchF32(rd.mem[i][lo:hi])
 	}
 }
