@@ -176,34 +176,51 @@ func gramPlanForF32(n int) *gramPlanF32 {
 
 // newGramPlanF32 tiles the upper triangle column block by column block:
 // the six column vectors of a block stay in L1 while the row vectors
-// stream past, four per tile. When n = 6q + r with 1 ≤ r ≤ 4 and q ≥ 1,
-// the last r columns are instead taken as the four rows of q tiles whose
-// six columns run over the first 6q inputs (the transpose), plus one tile
-// for their own pairs: no tile then multiplies padding against whole
-// column blocks.
+// above the block stream past, four per tile, and a triangle tile
+// (vec.GramTile.Tri: 21 products per coordinate) covers the block's own
+// pairs. Above a block starting at c0 ≡ 2 (mod 4), the last two rows go
+// in a tile of their own (half of it padding). When n = 6q + r with
+// 1 ≤ r ≤ 4 and q ≥ 1, the last r columns are instead taken as the rows
+// of q tiles over the first 6q inputs (the transpose), plus a triangle
+// tile for their own pairs, so no tile multiplies padding columns
+// against every row above.
 func newGramPlanF32(n int) *gramPlanF32 {
 	p := &gramPlanF32{}
 	var tiles []vec.GramTile
 	seen := make([]bool, n*n)
 	clamp := func(v int) int32 { return int32(min(v, n-1)) }
+	own := func(i, j int32) int32 {
+		if i > j {
+			i, j = j, i
+		}
+		k := int(i)*n + int(j)
+		if seen[k] {
+			return -1
+		}
+		seen[k] = true
+		return int32(k)
+	}
 	add := func(a [4]int32, b [6]int32) {
-		var own [24]int32
+		var o [24]int32
 		for r := range a {
 			for c := range b {
-				i, j := int(a[r]), int(b[c])
-				if i > j {
-					i, j = j, i
-				}
-				k := i*n + j
-				own[r*6+c] = -1
-				if !seen[k] {
-					seen[k] = true
-					own[r*6+c] = int32(k)
-				}
+				o[r*6+c] = own(a[r], b[c])
 			}
 		}
 		tiles = append(tiles, vec.GramTile{A: a, B: b})
-		p.own = append(p.own, own)
+		p.own = append(p.own, o)
+	}
+	tri := func(b [6]int32) {
+		var o [24]int32
+		for e := range o {
+			o[e] = -1
+		}
+		for e := 0; e < 21; e++ {
+			i, j := vec.TriPair(e)
+			o[e] = own(b[i], b[j])
+		}
+		tiles = append(tiles, vec.GramTile{A: [4]int32{b[0], b[0], b[0], b[0]}, B: b, Tri: 1})
+		p.own = append(p.own, o)
 	}
 	q, rem := n/6, n%6
 	transposed := q >= 1 && rem >= 1 && rem <= 4
@@ -216,13 +233,14 @@ func newGramPlanF32(n int) *gramPlanF32 {
 		for c := range b {
 			b[c] = clamp(c0 + c)
 		}
-		for r0 := 0; r0 <= c0+5 && r0 < n; r0 += 4 {
-			var a [4]int32
-			for r := range a {
-				a[r] = clamp(r0 + r)
-			}
-			add(a, b)
+		top := c0 &^ 3
+		for r0 := 0; r0 < top; r0 += 4 {
+			add([4]int32{int32(r0), int32(r0 + 1), int32(r0 + 2), int32(r0 + 3)}, b)
 		}
+		if top < c0 {
+			add([4]int32{int32(top), int32(top + 1), int32(top + 1), int32(top + 1)}, b)
+		}
+		tri(b)
 	}
 	if transposed {
 		var a [4]int32
@@ -240,13 +258,20 @@ func newGramPlanF32(n int) *gramPlanF32 {
 		for c := range b {
 			b[c] = clamp(last + c)
 		}
-		add(a, b)
+		tri(b)
 	}
-	// Tile t prefetches row t·n/T (T tiles): the rows in order, spread
-	// over the pass, one line per kernel step.
-	prev := -1
+	// The 4×6 tiles prefetch the rows in order, spread over the pass, one
+	// line per kernel step: the k-th of K such tiles prefetches row
+	// ⌊k·n/K⌋ when that row is new.
+	var full []int
 	for t := range tiles {
-		if r := t * n / len(tiles); r != prev {
+		if tiles[t].Tri == 0 {
+			full = append(full, t)
+		}
+	}
+	prev := -1
+	for k, t := range full {
+		if r := k * n / len(full); r != prev {
 			tiles[t].Prefetch = int32(r + 1)
 			prev = r
 		}

@@ -5,7 +5,23 @@ import (
 	"math"
 	"runtime"
 	"testing"
+
+	"github.com/mfn/mfn/aggregate/internal/vec"
 )
+
+// gramPlanProducts is the number of multiply-adds per coordinate a plan
+// costs: 24 per 4×6 tile, 21 per triangle tile.
+func gramPlanProducts(p *gramPlanF32) int {
+	s := 0
+	for i := 0; i < p.tiles.Len(); i++ {
+		if p.tiles.Tile(i).Tri != 0 {
+			s += 21
+		} else {
+			s += 24
+		}
+	}
+	return s
+}
 
 // BenchmarkGramF32 times the float32 distance engine alone (pairwiseGramF32)
 // and reports useful multiply-adds (n(n+1)/2·d) per CPU-second and per
@@ -54,6 +70,13 @@ func TestGramPlanF32CoversEachPairOnce(t *testing.T) {
 					continue
 				}
 				i, j := int(tile.A[k/6]), int(tile.B[k%6])
+				if tile.Tri != 0 {
+					if k >= 21 {
+						t.Fatalf("n=%d tile %d: triangle entry %d owns %d", n, ti, k, dst)
+					}
+					p, q := vec.TriPair(k)
+					i, j = int(tile.B[p]), int(tile.B[q])
+				}
 				if i > j {
 					i, j = j, i
 				}
@@ -70,8 +93,8 @@ func TestGramPlanF32CoversEachPairOnce(t *testing.T) {
 				}
 			}
 		}
-		if n == 100 && p.tiles.Len() > 225 {
-			t.Fatalf("n=100: %d tiles, want ≤ 225", p.tiles.Len())
+		if products := gramPlanProducts(p); n == 100 && products > 5160 {
+			t.Fatalf("n=100: %d products per coordinate, want ≤ 5,160", products)
 		}
 	}
 }

@@ -10,6 +10,10 @@ import (
 // Gram4x6F32 call per tile, with and without prefetching, for lengths
 // that are and are not multiples of 16 or of GramF32Run.
 func TestGramTilesF32MatchesGram4x6F32(t *testing.T) {
+	withKernels(t, func(native bool) { testGramTiles(t, native) })
+}
+
+func testGramTiles(t *testing.T, native bool) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for trial := 0; trial < 60; trial++ {
 		nrows := 1 + r.IntN(20)
@@ -39,14 +43,33 @@ func TestGramTilesF32MatchesGram4x6F32(t *testing.T) {
 		got := append([]float64(nil), want...)
 		got2 := append([]float64(nil), want...)
 		for k := range tiles {
-			a, b := tileRows(rows, &tiles[k])
-			Gram4x6F32((*[192]float64)(want[192*k:]), &a, &b)
+			if r.IntN(3) == 0 {
+				tiles[k].Tri = 1
+			}
+		}
+		for k := range tiles {
+			if tiles[k].Tri == 0 {
+				a, b := tileRows(rows, &tiles[k])
+				Gram4x6F32((*[192]float64)(want[192*k:]), &a, &b)
+				continue
+			}
+			// Entry e of a triangle tile: the lanes of Gram4x6F32's
+			// entry (0, 0) for the pair (B[p], B[q]).
+			for e := 0; e < 21; e++ {
+				p, q := TriPair(e)
+				var one [192]float64
+				copy(one[:8], want[192*k+8*e:])
+				a := [4][]float32{rows[tiles[k].B[p]], rows[0], rows[0], rows[0]}
+				b := [6][]float32{rows[tiles[k].B[q]], rows[0], rows[0], rows[0], rows[0], rows[0]}
+				Gram4x6F32(&one, &a, &b)
+				copy(want[192*k+8*e:], one[:8])
+			}
 		}
 		GramTilesF32(got, rows, NewGramTiles(tiles), 0)
 		GramTilesF32(got2, rows, NewGramTiles(tiles), 4*n)
 		for k := range want {
 			if math.Float64bits(got[k]) != math.Float64bits(want[k]) || math.Float64bits(got2[k]) != math.Float64bits(want[k]) {
-				t.Fatalf("trial %d (n=%d): lane %d: %v, %v (prefetching), want %v", trial, n, k, got[k], got2[k], want[k])
+				t.Fatalf("native=%v trial %d (n=%d): lane %d: %v, %v (prefetching), want %v", native, trial, n, k, got[k], got2[k], want[k])
 			}
 		}
 	}
@@ -91,4 +114,16 @@ func BenchmarkGramTilesF32(b *testing.B) {
 		GramTilesF32(out, rows, g, 0)
 	}
 	b.ReportMetric(float64(24*n*len(tiles))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
+}
+
+func TestTriPair(t *testing.T) {
+	e := 0
+	for p := 0; p < 6; p++ {
+		for q := p; q < 6; q++ {
+			if gp, gq := TriPair(e); gp != p || gq != q {
+				t.Fatalf("TriPair(%d) = (%d, %d), want (%d, %d)", e, gp, gq, p, q)
+			}
+			e++
+		}
+	}
 }

@@ -398,6 +398,61 @@ pf:
 	RED16(Z22, Y22, 1408); \
 	RED16(Z23, Y23, 1472)
 
+// One step of a triangle tile: the six column rows at offset SI into
+// Z21–Z26 and the 21 products b_p·b_q, p ≤ q, into Z0–Z20 (row-major).
+#define TSTEP(dummy) \
+	VMOVUPS (R12)(SI*1), Z21; \
+	VMOVUPS (R13)(SI*1), Z22; \
+	VMOVUPS (R14)(SI*1), Z23; \
+	VMOVUPS (R15)(SI*1), Z24; \
+	VMOVUPS (AX)(SI*1), Z25; \
+	VMOVUPS (BX)(SI*1), Z26; \
+	VFMADD231PS Z21, Z21, Z0; \
+	VFMADD231PS Z22, Z21, Z1; \
+	VFMADD231PS Z23, Z21, Z2; \
+	VFMADD231PS Z24, Z21, Z3; \
+	VFMADD231PS Z25, Z21, Z4; \
+	VFMADD231PS Z26, Z21, Z5; \
+	VFMADD231PS Z22, Z22, Z6; \
+	VFMADD231PS Z23, Z22, Z7; \
+	VFMADD231PS Z24, Z22, Z8; \
+	VFMADD231PS Z25, Z22, Z9; \
+	VFMADD231PS Z26, Z22, Z10; \
+	VFMADD231PS Z23, Z23, Z11; \
+	VFMADD231PS Z24, Z23, Z12; \
+	VFMADD231PS Z25, Z23, Z13; \
+	VFMADD231PS Z26, Z23, Z14; \
+	VFMADD231PS Z24, Z24, Z15; \
+	VFMADD231PS Z25, Z24, Z16; \
+	VFMADD231PS Z26, Z24, Z17; \
+	VFMADD231PS Z25, Z25, Z18; \
+	VFMADD231PS Z26, Z25, Z19; \
+	VFMADD231PS Z26, Z26, Z20
+
+// Widens a triangle run's 21 accumulators into the tile's lanes at DI.
+#define TRED(dummy) \
+	RED16(Z0, Y0, 0); \
+	RED16(Z1, Y1, 64); \
+	RED16(Z2, Y2, 128); \
+	RED16(Z3, Y3, 192); \
+	RED16(Z4, Y4, 256); \
+	RED16(Z5, Y5, 320); \
+	RED16(Z6, Y6, 384); \
+	RED16(Z7, Y7, 448); \
+	RED16(Z8, Y8, 512); \
+	RED16(Z9, Y9, 576); \
+	RED16(Z10, Y10, 640); \
+	RED16(Z11, Y11, 704); \
+	RED16(Z12, Y12, 768); \
+	RED16(Z13, Y13, 832); \
+	RED16(Z14, Y14, 896); \
+	RED16(Z15, Y15, 960); \
+	RED16(Z16, Y16, 1024); \
+	RED16(Z17, Y17, 1088); \
+	RED16(Z18, Y18, 1152); \
+	RED16(Z19, Y19, 1216); \
+	RED16(Z20, Y20, 1280)
+
 // Loads row pointer number idx(SI) of the table at DX into R.
 #define GPTR(off, R) \
 	MOVLQSX off(SI), R; \
@@ -436,6 +491,9 @@ ttile:
 	GPTR(28, R15)
 	GPTR(32, AX)
 	GPTR(36, BX)
+	MOVL  44(SI), DX
+	TESTL DX, DX
+	JNZ   ttri
 	MOVLQSX 40(SI), DX
 	XORQ  SI, SI
 	TESTQ DX, DX
@@ -485,6 +543,29 @@ tn16:
 	GRED(0)
 	CMPQ SI, CX
 	JLT  tnopf
+
+	JMP  tnext
+
+	// Triangle tile: the 21 pairs p ≤ q of the six column rows.
+ttri:
+	XORQ SI, SI
+
+ttseg:
+	GZERO(0)
+	MOVQ SI, DX
+	ADDQ $2048, DX
+	CMPQ DX, CX
+	CMOVQGT CX, DX
+
+tt16:
+	TSTEP(0)
+	ADDQ $64, SI
+	CMPQ SI, DX
+	JLT  tt16
+
+	TRED(0)
+	CMPQ SI, CX
+	JLT  ttseg
 
 tnext:
 	ADDQ $1536, DI

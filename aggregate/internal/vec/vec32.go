@@ -267,12 +267,27 @@ func PrefetchF32(x []float32) {
 // GramTile names the rows of one Gram4x6F32 call in GramTilesF32: A[r]
 // and B[c] index the rows slice. Prefetch, when not zero, is 1 + the index
 // of a row whose next block the tile asks the processor to fetch (see
-// GramTilesF32).
+// GramTilesF32); triangle tiles ignore it.
+//
+// When Tri is not zero the tile is a triangle tile: A is not read, and
+// the 21 dot products of B[p] and B[q], p ≤ q, go to entries 0 … 20 in
+// row-major order ((0,0), (0,1), … (0,5), (1,1), … (5,5)), each with the
+// lanes and bits Gram4x6F32 gives the pair; entries 21 … 23 are left
+// alone. It costs 21 multiply-adds per coordinate where the diagonal
+// block of a column block takes 36 or more in 4×6 tiles.
 type GramTile struct {
 	A        [4]int32
 	B        [6]int32
 	Prefetch int32
-	_        int32
+	Tri      int32
+}
+
+// TriPair returns the pair (p, q) of triangle-tile entry e < 21.
+func TriPair(e int) (p, q int) {
+	for p = 0; e >= 6-p; p++ {
+		e -= 6 - p
+	}
+	return p, p + e
 }
 
 // GramTiles is a checked list of tiles for GramTilesF32.
@@ -337,8 +352,7 @@ func GramTilesF32(out []float64, rows [][]float32, g *GramTiles, prefetch int) {
 	}
 	if !useAVX512 || n < 16 {
 		for t := range tiles {
-			a, b := tileRows(rows, &tiles[t])
-			Gram4x6F32Generic((*[192]float64)(out[192*t:]), &a, &b)
+			tileRange((*[192]float64)(out[192*t:]), rows, &tiles[t], 0, n)
 		}
 		return
 	}
@@ -356,9 +370,22 @@ func GramTilesF32(out []float64, rows [][]float32, g *GramTiles, prefetch int) {
 	gramTilesF32Asm(&ptrs[0], &tiles[0], len(tiles), n16, &out[0], max(prefetch, 0))
 	if n16 < n {
 		for t := range tiles {
-			a, b := tileRows(rows, &tiles[t])
-			gram4x6F32Range((*[192]float64)(out[192*t:]), &a, &b, n16, n)
+			tileRange((*[192]float64)(out[192*t:]), rows, &tiles[t], n16, n)
 		}
+	}
+}
+
+// tileRange adds coordinates [lo, hi) of tile t as the portable kernel
+// does (lane 0 of each entry, float64 products).
+func tileRange(out *[192]float64, rows [][]float32, t *GramTile, lo, hi int) {
+	if t.Tri == 0 {
+		a, b := tileRows(rows, t)
+		gram4x6F32Range(out, &a, &b, lo, hi)
+		return
+	}
+	for e := 0; e < 21; e++ {
+		p, q := TriPair(e)
+		out[e*8] += DotF32(rows[t.B[p]][lo:hi], rows[t.B[q]][lo:hi])
 	}
 }
 
