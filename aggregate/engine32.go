@@ -713,7 +713,11 @@ func coordwiseSource(rd *reader, out []float64, op colOpF32) (bad []bool, err er
 			net = vec.SelectionNetwork(rankRange(op.ranks, n))
 		}
 	}
-	parts := min(64, max(1, d/2048))
+	// Eight parts of contiguous blocks (each column's result depends
+	// on that column only, so the partition changes no bit): within a
+	// part, each row's next block is prefetched while this one is
+	// reduced.
+	parts := min(8, max(1, d/2048))
 	badParts := make([]bool, parts*n)
 	e := make(errs, parts)
 	parallelFor(parts, int64(n)*int64(d)*8, func(p int) {
@@ -734,6 +738,7 @@ func coordwiseSource(rd *reader, out []float64, op colOpF32) (bad []bool, err er
 				e[p] = err
 				return
 			}
+			rd.prefetch(b1, min(hi, b1+sourceBlock))
 			for i, r := range views {
 				if !vec.FiniteF32(r) {
 					flags[i] = true
@@ -872,3 +877,4 @@ func (rd *reader) prefetch(lo, hi int) {
 		vec.PrefetchF32(rd.mem[i][lo:hi])
 	}
 }
+
