@@ -877,4 +877,3 @@ func (rd *reader) prefetch(lo, hi int) {
 		vec.PrefetchF32(rd.mem[i][lo:hi])
 	}
 }
-
