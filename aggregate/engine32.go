@@ -3,6 +3,9 @@ package aggregate
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/mfn/mfn/aggregate/internal/vec"
 )
@@ -146,27 +149,175 @@ func chunkLenF32(n int) int {
 	return min(max(c, vec.GramF32Run), 8192)
 }
 
-// gramTilesF32 lists the 4-row × 6-column tiles covering every (i, j)
-// with j ≥ i, column block by column block: the six column vectors of a
-// block stay in L1 while the row vectors stream past, four per tile, so
-// each step of the kernel loads four vectors from L2 instead of six.
-func gramTilesF32(n int) []gramTile {
-	var tiles []gramTile
-	for c0 := 0; c0 < n; c0 += 6 {
-		for r0 := 0; r0 <= c0+5 && r0 < n; r0 += 4 {
-			tiles = append(tiles, gramTile{r0, c0})
+// gramPartsF32 is the number of fixed coordinate ranges (parts) over which
+// the float32 Gram engine sums independently; parts are then added in part
+// order, so the result does not depend on how many goroutines ran them.
+const gramPartsF32 = 8
+
+// gramPlanF32 is the fixed list of 4-row × 6-column kernel tiles covering
+// every pair i ≤ j of n inputs, and, for each tile entry, the index i·n+j
+// of the pair it provides (−1 when an earlier tile already provides it, or
+// when it is padding).
+type gramPlanF32 struct {
+	tiles *vec.GramTiles
+	own   [][24]int32
+}
+
+var gramPlans sync.Map // n → *gramPlanF32
+
+// gramPlanForF32 returns the (cached) plan for n ≥ 1 inputs.
+func gramPlanForF32(n int) *gramPlanF32 {
+	if p, ok := gramPlans.Load(n); ok {
+		return p.(*gramPlanF32)
+	}
+	p, _ := gramPlans.LoadOrStore(n, newGramPlanF32(n))
+	return p.(*gramPlanF32)
+}
+
+// newGramPlanF32 tiles the upper triangle column block by column block:
+// the six column vectors of a block stay in L1 while the row vectors
+// above the block stream past, four per tile, and a triangle tile
+// (vec.GramTile.Tri: 21 products per coordinate) covers the block's own
+// pairs. Above a block starting at c0 ≡ 2 (mod 4), the last two rows go
+// in a tile of their own (half of it padding). When n = 6q + r with
+// 1 ≤ r ≤ 4 and q ≥ 1, the last r columns are instead taken as the rows
+// of q tiles over the first 6q inputs (the transpose), plus a triangle
+// tile for their own pairs, so no tile multiplies padding columns
+// against every row above.
+func newGramPlanF32(n int) *gramPlanF32 {
+	p := &gramPlanF32{}
+	var tiles []vec.GramTile
+	seen := make([]bool, n*n)
+	clamp := func(v int) int32 { return int32(min(v, n-1)) }
+	own := func(i, j int32) int32 {
+		if i > j {
+			i, j = j, i
+		}
+		k := int(i)*n + int(j)
+		if seen[k] {
+			return -1
+		}
+		seen[k] = true
+		return int32(k)
+	}
+	add := func(a [4]int32, b [6]int32) {
+		var o [24]int32
+		for r := range a {
+			for c := range b {
+				o[r*6+c] = own(a[r], b[c])
+			}
+		}
+		tiles = append(tiles, vec.GramTile{A: a, B: b})
+		p.own = append(p.own, o)
+	}
+	tri := func(b [6]int32) {
+		var o [24]int32
+		for e := range o {
+			o[e] = -1
+		}
+		for e := 0; e < 21; e++ {
+			i, j := vec.TriPair(e)
+			o[e] = own(b[i], b[j])
+		}
+		tiles = append(tiles, vec.GramTile{A: [4]int32{b[0], b[0], b[0], b[0]}, B: b, Tri: 1})
+		p.own = append(p.own, o)
+	}
+	q, rem := n/6, n%6
+	transposed := q >= 1 && rem >= 1 && rem <= 4
+	last := n
+	if transposed {
+		last = 6 * q
+	}
+	for c0 := 0; c0 < last; c0 += 6 {
+		var b [6]int32
+		for c := range b {
+			b[c] = clamp(c0 + c)
+		}
+		top := c0 &^ 3
+		for r0 := 0; r0 < top; r0 += 4 {
+			add([4]int32{int32(r0), int32(r0 + 1), int32(r0 + 2), int32(r0 + 3)}, b)
+		}
+		if top < c0 {
+			add([4]int32{int32(top), int32(top + 1), int32(top + 1), int32(top + 1)}, b)
+		}
+		tri(b)
+	}
+	if transposed {
+		var a [4]int32
+		for r := range a {
+			a[r] = clamp(last + r)
+		}
+		for c0 := 0; c0 < last; c0 += 6 {
+			var b [6]int32
+			for c := range b {
+				b[c] = int32(c0 + c)
+			}
+			add(a, b)
+		}
+		var b [6]int32
+		for c := range b {
+			b[c] = clamp(last + c)
+		}
+		tri(b)
+	}
+	// The 4×6 tiles prefetch the rows in order, spread over the pass, one
+	// line per kernel step: the k-th of K such tiles prefetches row
+	// ⌊k·n/K⌋ when that row is new.
+	var full []int
+	for t := range tiles {
+		if tiles[t].Tri == 0 {
+			full = append(full, t)
 		}
 	}
-	return tiles
+	prev := -1
+	for k, t := range full {
+		if r := k * n / len(full); r != prev {
+			tiles[t].Prefetch = int32(r + 1)
+			prev = r
+		}
+	}
+	p.tiles = vec.NewGramTiles(tiles)
+	return p
 }
+
+// f64Pool and f32Pool keep the engines' large scratch buffers from one
+// call to the next.
+var f64Pool, f32Pool sync.Pool
+
+func getF64(n int) []float64 {
+	if b, ok := f64Pool.Get().(*[]float64); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]float64, n)
+}
+
+func putF64(b []float64) { f64Pool.Put(&b) }
+
+func getF32(n int) []float32 {
+	if b, ok := f32Pool.Get().(*[]float32); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]float32, n)
+}
+
+func putF32(b []float32) { f32Pool.Put(&b) }
 
 // pairwiseGramF32 returns the squared distances (n×n, row-major) and the
 // squared norms of the valid inputs of rd. The Gram entries come from
-// vec.Gram4x6F32 over fixed chunks summed per fixed part and then in part
-// order; pairs closer than cancelTolF32 relative to their norms, and every
-// pair of an input whose float32 squared norm is not finite, are
-// recomputed exactly (vec.SqDistF32, chunk by chunk in the same order). A
-// vector with NaN or ±Inf has a NaN or infinite norm.
+// vec.Gram4x6F32 over fixed chunks, each part's lanes folded (GramLanes)
+// and the parts added in part order; pairs closer than cancelTolF32
+// relative to their norms, and every pair of an input whose float32
+// squared norm is not finite, are recomputed exactly (vec.SqDistF32,
+// chunk by chunk in the same order). A vector with NaN or ±Inf has a NaN
+// or infinite norm.
+//
+// Each part reads its coordinate range of all n inputs once, a chunk of
+// chunkLenF32(n) coordinates at a time (n·chunk·4 bytes, in L2), and runs
+// every tile of the plan over the chunk; while it does, it prefetches the
+// next chunk of inputs held in memory, spread over the tiles, so that the
+// next chunk's rows arrive from DRAM while the kernel computes. Each
+// goroutine keeps one lane buffer (192 float64 per tile) for all the parts
+// it runs.
 func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 	n, d := rd.n(), rd.d
 	out = make([]float64, n*n)
@@ -174,24 +325,18 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 	if n == 0 || d == 0 {
 		return out, diag, nil
 	}
-	tiles := gramTilesF32(n)
+	plan := gramPlanForF32(n)
+	nt := plan.tiles.Len()
 	chunk := chunkLenF32(n)
 	nchunks := (d + chunk - 1) / chunk
-	parts := min(maxParts, nchunks)
-	// Eight float64 lanes per entry, 192 values per tile.
-	tlen := len(tiles) * 24 * 8
-	partial := make([]float64, parts*tlen)
+	parts := min(gramPartsF32, nchunks)
+	tlen := nt * 192
+	sums := getF64(parts * nt * 24)
+	defer putF64(sums)
 	e := make(errs, parts)
-	parallelFor(parts, int64(tlen)*int64(d)/2, func(p int) {
-		acc := partial[p*tlen : (p+1)*tlen]
-		var scratch []float32
-		if rd.needsScratch() {
-			scratch = make([]float32, n*chunk)
-		}
-		views := make([][]float32, 0, n)
+	runPart := func(p int, acc []float64, scratch []float32, views [][]float32) {
+		clear(acc)
 		clo, chi := span(nchunks, parts, p, 1)
-		var a [4][]float32
-		var b [6][]float32
 		for c := clo; c < chi; c++ {
 			lo := c * chunk
 			hi := min(d, lo+chunk)
@@ -200,40 +345,64 @@ func pairwiseGramF32(rd *reader) (out, diag []float64, err error) {
 				e[p] = err
 				return
 			}
-			for t, tile := range tiles {
-				for r := range a {
-					a[r] = views[min(tile.r0+r, n-1)]
-				}
-				for q := range b {
-					b[q] = views[min(tile.c0+q, n-1)]
-				}
-				vec.Gram4x6F32((*[192]float64)(acc[t*192:]), &a, &b)
+			// Rows in memory: the tiles prefetch the next chunk of
+			// every row, row after row, while this one is computed.
+			pf := 0
+			if rd.mem != nil && c+1 < chi {
+				pf = 4 * chunk
 			}
+			vec.GramTilesF32(acc, views, plan.tiles, pf)
 		}
-	})
+		dst := sums[p*nt*24 : (p+1)*nt*24]
+		for k := range dst {
+			dst[k] = vec.GramLanes((*[8]float64)(acc[k*8 : k*8+8]))
+		}
+	}
+	worker := func(next *atomic.Int64) {
+		acc := getF64(tlen)
+		defer putF64(acc)
+		var scratch []float32
+		if rd.needsScratch() {
+			scratch = getF32(n * chunk)
+			defer putF32(scratch)
+		}
+		views := make([][]float32, 0, n)
+		for {
+			p := int(next.Add(1) - 1)
+			if p >= parts {
+				return
+			}
+			runPart(p, acc, scratch, views)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), parts)
+	if int64(tlen)*int64(d)/2 < minParallelWork {
+		workers = 1
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker(&next)
+		}()
+	}
+	worker(&next)
+	wg.Wait()
 	if err := e.first(); err != nil {
 		return nil, nil, err
 	}
-	gram := partial[:tlen]
-	for p := 1; p < parts; p++ {
-		q := partial[p*tlen : (p+1)*tlen]
-		for k := range gram {
-			gram[k] += q[k]
-		}
-	}
-	for t, tile := range tiles {
-		for r := 0; r < 4; r++ {
-			i := tile.r0 + r
-			if i >= n {
-				break
+	for t := range nt {
+		for k, dst := range plan.own[t] {
+			if dst < 0 {
+				continue
 			}
-			for q := 0; q < 6; q++ {
-				j := tile.c0 + q
-				if j < n && j >= i {
-					k := t*192 + (r*6+q)*8
-					out[i*n+j] = vec.GramLanes((*[8]float64)(gram[k : k+8]))
-				}
+			var g float64
+			for p := range parts {
+				g += sums[(p*nt+t)*24+k]
 			}
+			out[dst] = g
 		}
 	}
 	for i := range diag {
@@ -429,6 +598,7 @@ func combineSource(dst []float64, rd *reader, set []int, coef []float64) error {
 				e[p] = err
 				return
 			}
+			sub.prefetch(b1, min(hi, b1+sourceBlock))
 			vec.CombineF32(dst[b0:b1], views, coef, 0)
 		}
 	})
@@ -481,6 +651,9 @@ func combinePassExtra(z []float64, rd *reader, coef []float64, extra []float64, 
 			if views, err = rd.rows(lo, hi, scratch, views); err != nil {
 				e[p] = err
 				return
+			}
+			if c+1 < chi {
+				rd.prefetch(hi, min(d, hi+chunk))
 			}
 			zc := z[lo:hi]
 			vec.CombineF32(zc, views, coef, 0)
@@ -540,7 +713,11 @@ func coordwiseSource(rd *reader, out []float64, op colOpF32) (bad []bool, err er
 			net = vec.SelectionNetwork(rankRange(op.ranks, n))
 		}
 	}
-	parts := min(64, max(1, d/2048))
+	// Eight parts of contiguous blocks (each column's result depends
+	// on that column only, so the partition changes no bit): within a
+	// part, each row's next block is prefetched while this one is
+	// reduced.
+	parts := min(8, max(1, d/2048))
 	badParts := make([]bool, parts*n)
 	e := make(errs, parts)
 	parallelFor(parts, int64(n)*int64(d)*8, func(p int) {
@@ -561,6 +738,7 @@ func coordwiseSource(rd *reader, out []float64, op colOpF32) (bad []bool, err er
 				e[p] = err
 				return
 			}
+			rd.prefetch(b1, min(hi, b1+sourceBlock))
 			for i, r := range views {
 				if !vec.FiniteF32(r) {
 					flags[i] = true
@@ -683,5 +861,19 @@ func trimmedMean16(sorted []float32, n, f int, dst *[16]float64) {
 	}
 	for l := range dst {
 		dst[l] = s[l] / float64(n-2*f)
+	}
+}
+
+// prefetch asks the processor to fetch coordinates [lo, hi) of every
+// valid input held in memory, row after row (sequential streams, which
+// the memory system serves at full speed), so that a pass that then reads
+// them across all rows at once finds them in cache. It does nothing for a
+// Source that is not in memory or an empty range.
+func (rd *reader) prefetch(lo, hi int) {
+	if rd.mem == nil || lo >= hi {
+		return
+	}
+	for _, i := range rd.ids {
+		vec.PrefetchF32(rd.mem[i][lo:hi])
 	}
 }

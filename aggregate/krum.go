@@ -147,23 +147,30 @@ func krumRequirement(name string, s *screened, f int) error {
 // squared distances to the other members (dist is n×n). The k smallest are
 // summed in ascending order, so a score does not depend on input order.
 func krumScores(dist []float64, n int, set []int, k int) []float64 {
-	k = min(k, len(set)-1)
+	k = max(min(k, len(set)-1), 0)
 	scores := make([]float64, len(set))
-	row := make([]float64, 0, len(set))
-	for a, i := range set {
-		row = row[:0]
-		for _, j := range set {
-			if j != i {
-				row = append(row, dist[i*n+j])
+	// Each score is computed alone from its own row, so splitting the
+	// rows across goroutines cannot change a bit.
+	parts := min(len(set), 8)
+	parallelFor(parts, int64(len(set))*int64(len(set))*16, func(p int) {
+		lo, hi := span(len(set), parts, p, 1)
+		row := make([]float64, 0, len(set))
+		for a := lo; a < hi; a++ {
+			i := set[a]
+			row = row[:0]
+			for _, j := range set {
+				if j != i {
+					row = append(row, dist[i*n+j])
+				}
 			}
+			slices.Sort(row)
+			var sum float64
+			for _, v := range row[:k] {
+				sum += v
+			}
+			scores[a] = sum
 		}
-		slices.Sort(row)
-		var sum float64
-		for _, v := range row[:max(k, 0)] {
-			sum += v
-		}
-		scores[a] = sum
-	}
+	})
 	return scores
 }
 

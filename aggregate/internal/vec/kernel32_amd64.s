@@ -314,3 +314,263 @@ q16:
 	VMOVSD X28, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func prefetchF32(p *float32, n int)
+// Prefetches the cache lines of p[0:n] into the L2 cache (PREFETCHT1);
+// n a positive multiple of 16.
+TEXT ·prefetchF32(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHLQ $2, CX
+	ADDQ SI, CX
+
+pf:
+	PREFETCHT1 (SI)
+	ADDQ $64, SI
+	CMPQ SI, CX
+	JLT  pf
+	RET
+
+// Zeroes the 24 float32 accumulators of a Gram tile.
+#define GZERO(dummy) \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPXORD Z3, Z3, Z3; \
+	VPXORD Z4, Z4, Z4; \
+	VPXORD Z5, Z5, Z5; \
+	VPXORD Z6, Z6, Z6; \
+	VPXORD Z7, Z7, Z7; \
+	VPXORD Z8, Z8, Z8; \
+	VPXORD Z9, Z9, Z9; \
+	VPXORD Z10, Z10, Z10; \
+	VPXORD Z11, Z11, Z11; \
+	VPXORD Z12, Z12, Z12; \
+	VPXORD Z13, Z13, Z13; \
+	VPXORD Z14, Z14, Z14; \
+	VPXORD Z15, Z15, Z15; \
+	VPXORD Z16, Z16, Z16; \
+	VPXORD Z17, Z17, Z17; \
+	VPXORD Z18, Z18, Z18; \
+	VPXORD Z19, Z19, Z19; \
+	VPXORD Z20, Z20, Z20; \
+	VPXORD Z21, Z21, Z21; \
+	VPXORD Z22, Z22, Z22; \
+	VPXORD Z23, Z23, Z23
+
+// One step of a Gram tile: sixteen coordinates at offset SI.
+#define GSTEP(dummy) \
+	VMOVUPS (R8)(SI*1), Z24; \
+	VMOVUPS (R9)(SI*1), Z25; \
+	VMOVUPS (R10)(SI*1), Z26; \
+	VMOVUPS (R11)(SI*1), Z27; \
+	GCOL(R12, Z0, Z6, Z12, Z18); \
+	GCOL(R13, Z1, Z7, Z13, Z19); \
+	GCOL(R14, Z2, Z8, Z14, Z20); \
+	GCOL(R15, Z3, Z9, Z15, Z21); \
+	GCOL(AX, Z4, Z10, Z16, Z22); \
+	GCOL(BX, Z5, Z11, Z17, Z23)
+
+// Widens a run's 24 accumulators into the tile's lanes at DI.
+#define GRED(dummy) \
+	RED16(Z0, Y0, 0); \
+	RED16(Z1, Y1, 64); \
+	RED16(Z2, Y2, 128); \
+	RED16(Z3, Y3, 192); \
+	RED16(Z4, Y4, 256); \
+	RED16(Z5, Y5, 320); \
+	RED16(Z6, Y6, 384); \
+	RED16(Z7, Y7, 448); \
+	RED16(Z8, Y8, 512); \
+	RED16(Z9, Y9, 576); \
+	RED16(Z10, Y10, 640); \
+	RED16(Z11, Y11, 704); \
+	RED16(Z12, Y12, 768); \
+	RED16(Z13, Y13, 832); \
+	RED16(Z14, Y14, 896); \
+	RED16(Z15, Y15, 960); \
+	RED16(Z16, Y16, 1024); \
+	RED16(Z17, Y17, 1088); \
+	RED16(Z18, Y18, 1152); \
+	RED16(Z19, Y19, 1216); \
+	RED16(Z20, Y20, 1280); \
+	RED16(Z21, Y21, 1344); \
+	RED16(Z22, Y22, 1408); \
+	RED16(Z23, Y23, 1472)
+
+// One step of a triangle tile: the six column rows at offset SI into
+// Z21–Z26 and the 21 products b_p·b_q, p ≤ q, into Z0–Z20 (row-major).
+#define TSTEP(dummy) \
+	VMOVUPS (R12)(SI*1), Z21; \
+	VMOVUPS (R13)(SI*1), Z22; \
+	VMOVUPS (R14)(SI*1), Z23; \
+	VMOVUPS (R15)(SI*1), Z24; \
+	VMOVUPS (AX)(SI*1), Z25; \
+	VMOVUPS (BX)(SI*1), Z26; \
+	VFMADD231PS Z21, Z21, Z0; \
+	VFMADD231PS Z22, Z21, Z1; \
+	VFMADD231PS Z23, Z21, Z2; \
+	VFMADD231PS Z24, Z21, Z3; \
+	VFMADD231PS Z25, Z21, Z4; \
+	VFMADD231PS Z26, Z21, Z5; \
+	VFMADD231PS Z22, Z22, Z6; \
+	VFMADD231PS Z23, Z22, Z7; \
+	VFMADD231PS Z24, Z22, Z8; \
+	VFMADD231PS Z25, Z22, Z9; \
+	VFMADD231PS Z26, Z22, Z10; \
+	VFMADD231PS Z23, Z23, Z11; \
+	VFMADD231PS Z24, Z23, Z12; \
+	VFMADD231PS Z25, Z23, Z13; \
+	VFMADD231PS Z26, Z23, Z14; \
+	VFMADD231PS Z24, Z24, Z15; \
+	VFMADD231PS Z25, Z24, Z16; \
+	VFMADD231PS Z26, Z24, Z17; \
+	VFMADD231PS Z25, Z25, Z18; \
+	VFMADD231PS Z26, Z25, Z19; \
+	VFMADD231PS Z26, Z26, Z20
+
+// Widens a triangle run's 21 accumulators into the tile's lanes at DI.
+#define TRED(dummy) \
+	RED16(Z0, Y0, 0); \
+	RED16(Z1, Y1, 64); \
+	RED16(Z2, Y2, 128); \
+	RED16(Z3, Y3, 192); \
+	RED16(Z4, Y4, 256); \
+	RED16(Z5, Y5, 320); \
+	RED16(Z6, Y6, 384); \
+	RED16(Z7, Y7, 448); \
+	RED16(Z8, Y8, 512); \
+	RED16(Z9, Y9, 576); \
+	RED16(Z10, Y10, 640); \
+	RED16(Z11, Y11, 704); \
+	RED16(Z12, Y12, 768); \
+	RED16(Z13, Y13, 832); \
+	RED16(Z14, Y14, 896); \
+	RED16(Z15, Y15, 960); \
+	RED16(Z16, Y16, 1024); \
+	RED16(Z17, Y17, 1088); \
+	RED16(Z18, Y18, 1152); \
+	RED16(Z19, Y19, 1216); \
+	RED16(Z20, Y20, 1280)
+
+// Loads row pointer number idx(SI) of the table at DX into R.
+#define GPTR(off, R) \
+	MOVLQSX off(SI), R; \
+	MOVQ    (DX)(R*8), R
+
+// func gramTilesF32Asm(rows **float32, tiles *GramTile, ntiles, n int, out *float64, pf int)
+// For each of the ntiles tiles, the same as gram4x6F32Asm on the rows
+// the tile names, its lanes at out + 1536·t bytes. When pf > 0, a tile
+// whose Prefetch field p is not zero also prefetches (PREFETCHT1) one
+// line per step of row p−1, pf bytes past what it reads. n a positive
+// multiple of 16, ntiles ≥ 1. Locals: 0 rows, 8 tiles, 16 tiles left,
+// 24 pf, 32 run end.
+TEXT ·gramTilesF32Asm(SB), NOSPLIT, $40-48
+	MOVQ rows+0(FP), AX
+	MOVQ AX, 0(SP)
+	MOVQ tiles+8(FP), AX
+	MOVQ AX, 8(SP)
+	MOVQ ntiles+16(FP), AX
+	MOVQ AX, 16(SP)
+	MOVQ pf+40(FP), AX
+	MOVQ AX, 24(SP)
+	MOVQ n+24(FP), CX
+	SHLQ $2, CX
+	MOVQ out+32(FP), DI
+
+ttile:
+	MOVQ 0(SP), DX
+	MOVQ 8(SP), SI
+	GPTR(0, R8)
+	GPTR(4, R9)
+	GPTR(8, R10)
+	GPTR(12, R11)
+	GPTR(16, R12)
+	GPTR(20, R13)
+	GPTR(24, R14)
+	GPTR(28, R15)
+	GPTR(32, AX)
+	GPTR(36, BX)
+	MOVL  44(SI), DX
+	TESTL DX, DX
+	JNZ   ttri
+	MOVLQSX 40(SI), DX
+	XORQ  SI, SI
+	TESTQ DX, DX
+	JZ    tnopf
+	CMPQ  24(SP), $0
+	JLE   tnopf
+	// DX = the prefetched row's address + pf; the run end at 32(SP).
+	DECQ DX
+	SHLQ $3, DX
+	ADDQ 0(SP), DX
+	MOVQ (DX), DX
+	ADDQ 24(SP), DX
+
+tpseg:
+	GZERO(0)
+	MOVQ SI, 32(SP)
+	ADDQ $2048, 32(SP)
+	CMPQ CX, 32(SP)
+	JGT  tp16
+	MOVQ CX, 32(SP)
+
+tp16:
+	GSTEP(0)
+	PREFETCHT1 (DX)(SI*1)
+	ADDQ $64, SI
+	CMPQ SI, 32(SP)
+	JLT  tp16
+
+	GRED(0)
+	CMPQ SI, CX
+	JLT  tpseg
+	JMP  tnext
+
+tnopf:
+	GZERO(0)
+	MOVQ SI, DX
+	ADDQ $2048, DX
+	CMPQ DX, CX
+	CMOVQGT CX, DX
+
+tn16:
+	GSTEP(0)
+	ADDQ $64, SI
+	CMPQ SI, DX
+	JLT  tn16
+
+	GRED(0)
+	CMPQ SI, CX
+	JLT  tnopf
+
+	JMP  tnext
+
+	// Triangle tile: the 21 pairs p ≤ q of the six column rows.
+ttri:
+	XORQ SI, SI
+
+ttseg:
+	GZERO(0)
+	MOVQ SI, DX
+	ADDQ $2048, DX
+	CMPQ DX, CX
+	CMOVQGT CX, DX
+
+tt16:
+	TSTEP(0)
+	ADDQ $64, SI
+	CMPQ SI, DX
+	JLT  tt16
+
+	TRED(0)
+	CMPQ SI, CX
+	JLT  ttseg
+
+tnext:
+	ADDQ $1536, DI
+	ADDQ $48, 8(SP)
+	DECQ 16(SP)
+	JNZ  ttile
+	VZEROUPPER
+	RET

@@ -63,3 +63,11 @@ func combineF32Asm(dst *float64, rows **float32, coef *float64, k, off, n int)
 
 //go:noescape
 func sqDistMixedAsm(z *float64, x *float32, n int) float64
+
+//go:noescape
+func prefetchF32(p *float32, n int)
+
+const hasPrefetch = true
+
+//go:noescape
+func gramTilesF32Asm(rows **float32, tiles *GramTile, ntiles, n int, out *float64, pf int)

@@ -47,3 +47,11 @@ func combineF32Asm(dst *float64, rows **float32, coef *float64, k, off, n int) {
 }
 
 func sqDistMixedAsm(z *float64, x *float32, n int) float64 { panic("unreachable") }
+
+func prefetchF32(p *float32, n int) { panic("unreachable") }
+
+const hasPrefetch = false
+
+func gramTilesF32Asm(rows **float32, tiles *GramTile, ntiles, n int, out *float64, pf int) {
+	panic("unreachable")
+}

@@ -254,3 +254,147 @@ func (w *Network) Sort16F32Generic(buf []float32) {
 // AcceleratedF32 reports whether the float32 vector kernels (AVX-512) are
 // in use.
 func AcceleratedF32() bool { return useAVX512 }
+
+// PrefetchF32 asks the processor to bring x into its caches ahead of use
+// (a hint: nothing is read into Go values, nothing can fault). It does
+// nothing where no prefetch instruction is available.
+func PrefetchF32(x []float32) {
+	if n := len(x) &^ 15; hasPrefetch && n > 0 {
+		prefetchF32(&x[0], n)
+	}
+}
+
+// GramTile names the rows of one Gram4x6F32 call in GramTilesF32: A[r]
+// and B[c] index the rows slice. Prefetch, when not zero, is 1 + the index
+// of a row whose next block the tile asks the processor to fetch (see
+// GramTilesF32); triangle tiles ignore it.
+//
+// When Tri is not zero the tile is a triangle tile: A is not read, and
+// the 21 dot products of B[p] and B[q], p ≤ q, go to entries 0 … 20 in
+// row-major order ((0,0), (0,1), … (0,5), (1,1), … (5,5)), each with the
+// lanes and bits Gram4x6F32 gives the pair; entries 21 … 23 are left
+// alone. It costs 21 multiply-adds per coordinate where the diagonal
+// block of a column block takes 36 or more in 4×6 tiles.
+type GramTile struct {
+	A        [4]int32
+	B        [6]int32
+	Prefetch int32
+	Tri      int32
+}
+
+// TriPair returns the pair (p, q) of triangle-tile entry e < 21.
+func TriPair(e int) (p, q int) {
+	for p = 0; e >= 6-p; p++ {
+		e -= 6 - p
+	}
+	return p, p + e
+}
+
+// GramTiles is a checked list of tiles for GramTilesF32.
+type GramTiles struct {
+	tiles []GramTile
+	rows  int // the number of rows the tiles need
+}
+
+// NewGramTiles checks and wraps a tile list; it panics on a negative
+// index.
+func NewGramTiles(tiles []GramTile) *GramTiles {
+	g := &GramTiles{tiles: tiles}
+	for t := range tiles {
+		for _, i := range tiles[t].A {
+			g.need(i, i+1)
+		}
+		for _, i := range tiles[t].B {
+			g.need(i, i+1)
+		}
+		g.need(tiles[t].Prefetch, tiles[t].Prefetch)
+	}
+	return g
+}
+
+// need records that a tile field v requires k rows.
+func (g *GramTiles) need(v, k int32) {
+	if v < 0 {
+		panic("vec: NewGramTiles: negative row index")
+	}
+	g.rows = max(g.rows, int(k))
+}
+
+// Len returns the number of tiles.
+func (g *GramTiles) Len() int { return len(g.tiles) }
+
+// Tile returns tile t.
+func (g *GramTiles) Tile(t int) GramTile { return g.tiles[t] }
+
+// GramTilesF32 is Gram4x6F32 for each tile in turn: tile t adds the dot
+// products of rows[A[r]] and rows[B[c]] to out[192·t : 192·t+192] (the
+// same lanes, the same float32 runs, hence the same bits as separate
+// Gram4x6F32 calls). All rows must have the same length and every index
+// must be in range; GramTilesF32 panics otherwise.
+//
+// When prefetch > 0 (a byte distance), each tile with Prefetch = p+1 also
+// asks the processor to bring into its caches, a line per step, the
+// memory prefetch bytes past row p, over the rows' length: a hint for
+// rows laid out in longer arrays whose next block is read next.
+// Prefetching never reads into Go values and cannot fault.
+func GramTilesF32(out []float64, rows [][]float32, g *GramTiles, prefetch int) {
+	tiles := g.tiles
+	if len(tiles) == 0 {
+		return
+	}
+	_ = out[:192*len(tiles)]
+	_ = rows[:g.rows]
+	n := len(rows[0])
+	for _, r := range rows {
+		if len(r) != n {
+			panic("vec: GramTilesF32: rows of different lengths")
+		}
+	}
+	if !useAVX512 || n < 16 {
+		for t := range tiles {
+			tileRange((*[192]float64)(out[192*t:]), rows, &tiles[t], 0, n)
+		}
+		return
+	}
+	var buf [256]*float32
+	var ptrs []*float32
+	if len(rows) <= len(buf) {
+		ptrs = buf[:len(rows)]
+	} else {
+		ptrs = make([]*float32, len(rows))
+	}
+	for i, r := range rows {
+		ptrs[i] = &r[0]
+	}
+	n16 := n &^ 15
+	gramTilesF32Asm(&ptrs[0], &tiles[0], len(tiles), n16, &out[0], max(prefetch, 0))
+	if n16 < n {
+		for t := range tiles {
+			tileRange((*[192]float64)(out[192*t:]), rows, &tiles[t], n16, n)
+		}
+	}
+}
+
+// tileRange adds coordinates [lo, hi) of tile t as the portable kernel
+// does (lane 0 of each entry, float64 products).
+func tileRange(out *[192]float64, rows [][]float32, t *GramTile, lo, hi int) {
+	if t.Tri == 0 {
+		a, b := tileRows(rows, t)
+		gram4x6F32Range(out, &a, &b, lo, hi)
+		return
+	}
+	for e := 0; e < 21; e++ {
+		p, q := TriPair(e)
+		out[e*8] += DotF32(rows[t.B[p]][lo:hi], rows[t.B[q]][lo:hi])
+	}
+}
+
+func tileRows(rows [][]float32, t *GramTile) (a [4][]float32, b [6][]float32) {
+	for r, i := range t.A {
+		a[r] = rows[i]
+	}
+	for c, i := range t.B {
+		b[c] = rows[i]
+	}
+	return a, b
+}
