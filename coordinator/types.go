@@ -349,6 +349,10 @@ type Update struct {
 	// Sealed is the sealed envelope; kept only while the round is open or
 	// closing (it is dropped when the round ends).
 	Sealed []byte `json:"sealed,omitempty"`
+	// Body names the sealed envelope of a streamed update, committed as
+	// blob chunks and kept in the member's blob file (blob.go) until the
+	// round ends; Sealed is then nil. Nil for a framed update.
+	Body *BlobRef `json:"body,omitempty"`
 }
 
 // Round is one training round of a job.
