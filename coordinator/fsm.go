@@ -648,7 +648,7 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	}
 	if c.Body != nil {
 		ref := *c.Body
-		u.Body = &ref
+		u.Body, u.Sealed = &ref, nil
 		f.acceptBlob(ref)
 	}
 	u.TrainLoss, u.HoldoutAccuracy, u.HoldoutSamples = statementMetrics(c.Statement) // roundmetrics.go
