@@ -928,11 +928,18 @@ func (f *fsm) snapshotBlobs() (dir string, out []snapBlob, err error) {
 		src := s.path(w.key, w.kind == blobRecBlob)
 		dst := filepath.Join(dir, fmt.Sprintf("%d", i))
 		if err := os.Link(src, dst); err != nil {
-			os.RemoveAll(dir)
-			return "", nil, fmt.Errorf("coordinator: snapshot: blob %s: %w", w.key, err)
+			// This member's copy is missing (a write failed): the
+			// snapshot goes without it rather than never being taken;
+			// a member restored from it cannot open that body either.
+			s.logger.Error("blob left out of a snapshot", slog.String("blob", w.key.String()), errAttr(err))
+			continue
 		}
 		w.path = dst
 		out = append(out, w.snapBlob)
+	}
+	if len(out) == 0 {
+		os.RemoveAll(dir)
+		return "", nil, nil
 	}
 	return dir, out, nil
 }
