@@ -3,16 +3,23 @@ package coordinator
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 )
 
 // BenchmarkProposeBlob commits a 100 MB body as chunk entries through a
-// 3-member in-process cluster on bbolt storage (each member writes its
+// 1- and a 3-member in-process cluster on bbolt storage (each member writes its
 // log and its blob file): the log's throughput for bodies.
 func BenchmarkProposeBlob(b *testing.B) {
-	tc := newTestCluster(b, 3, clusterOpts{storage: func(int) *Storage {
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) { benchProposeBlob(b, n) })
+	}
+}
+
+func benchProposeBlob(b *testing.B, members int) {
+	tc := newTestCluster(b, members, clusterOpts{storage: func(int) *Storage {
 		s, err := OpenStorage(b.TempDir(), nil)
 		if err != nil {
 			b.Fatal(err)
