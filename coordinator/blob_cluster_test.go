@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // halfReader serves the first half of b, then fails: a leader that dies
@@ -150,6 +152,71 @@ func TestStreamedBlobCluster(t *testing.T) {
 		}
 		if got := blobFiles(t, c); len(got) != 0 {
 			t.Fatalf("member %d: blob files left after the round closed: %v", i, got)
+		}
+	}
+}
+
+// TestBlobInstallSnapshot: a member added after the log was compacted
+// past a body's chunks catches up by snapshot (raft InstallSnapshot, a
+// version 3 snapshot streamed from the leader's files) and holds the
+// body's blob; it then closes the round with the others and removes it.
+func TestBlobInstallSnapshot(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 4, clusterOpts{voters: 3, raft: func(rc *raft.Config) { rc.TrailingLogs = 1 }})
+	nodes := newTestNodes(t, 2, 43)
+	tc.enroll(nodes)
+	li := tc.leader()
+	l := tc.members[li]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const dim = 300_000
+	spec := testSpec("s", dim, 2, 2)
+	if _, err := l.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitRound(li, "s", 1, RoundOpen)
+	base := ModelHash(make(Params, dim))
+	u0, u1 := make([]float64, dim), make([]float64, dim)
+	for i := range u0 {
+		u0[i], u1[i] = float64(i%9)/8, -float64(i%3)
+	}
+	sealed := nodes[0].sealStream(t, tc.keys, "s", 1, base, u0)
+	key := Hash(sha256.Sum256(sealed))
+	if _, err := l.SubmitStream(ctx, nodes[0].pub(), StreamHint{Job: "s", Round: 1, Size: int64(len(sealed))}, bytes.NewReader(sealed)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	nc := tc.members[3].cfg
+	if err := l.AddVoter(ctx, Member{ID: nc.ID, RaftAddr: nc.RaftAddr, QUICAddr: nc.QUICAddr, HTTPAddr: nc.HTTPAddr, PublicKey: nc.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitApplied()
+	if idx := tc.members[3].raft.Stats()["last_snapshot_index"]; idx == "0" || idx == "" {
+		t.Fatalf("the new member caught up without a snapshot (last_snapshot_index %q)", idx)
+	}
+	if got := blobFiles(t, tc.members[3]); !slices.Equal(got, []string{key.String() + ".blob"}) {
+		t.Fatalf("new member's blob directory: %v", got)
+	}
+	if h, n, err := hashFile(tc.members[3].fsm.blobs.path(key, true)); err != nil || h != key || n != int64(len(sealed)) {
+		t.Fatalf("new member's blob: %v", err)
+	}
+	if _, err := l.Submit(ctx, nodes[1].pub(), nodes[1].seal(t, tc.keys, "s", 1, base, roundTo32(u1), 1)); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitRound(li, "s", 1, RoundClosed)
+	tc.waitApplied()
+	want, err := l.Model("s", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range tc.members {
+		if m, err := c.Model("s", 1); err != nil || m.Hash != want.Hash {
+			t.Fatalf("member %d model: %v", i, err)
+		}
+		if got := blobFiles(t, c); len(got) != 0 {
+			t.Fatalf("member %d: blob files left: %v", i, got)
 		}
 	}
 }
