@@ -386,3 +386,16 @@ func FuzzBlobChunkApply(f *testing.F) {
 		}
 	})
 }
+
+// ModelHash hashes as it encodes: the same bits as SHA-256 of ModelBytes.
+func TestModelHashStreamed(t *testing.T) {
+	for _, n := range []int{0, 1, 8191, 8192, 8193, 100_000} {
+		p := make(Params, n)
+		for i := range p {
+			p[i] = float64(i)*1.25 - 3
+		}
+		if got, want := ModelHash(p), Hash(sha256.Sum256(ModelBytes(p))); got != want {
+			t.Fatalf("%d values: %s, want %s", n, got, want)
+		}
+	}
+}
