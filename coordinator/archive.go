@@ -1,7 +1,7 @@
 package coordinator
 
 import (
-	"bytes"
+	"bufio"
 	"fmt"
 	"log/slog"
 	"os"
@@ -58,10 +58,11 @@ func (c *Coordinator) roundArchive(t *attestTask) (*audit.RoundArchive, error) {
 		}
 		au := audit.ArchivedUpdate{LeafIndex: u.LeafIndex, Leaf: leaf}
 		if input[u.LeafIndex] {
-			if len(u.Sealed) == 0 {
-				return nil, fmt.Errorf("update leaf %d: sealed body already dropped", u.LeafIndex)
+			b, err := c.bodyBytes(u) // blob.go: the entry's bytes or the blob file
+			if err != nil || len(b) == 0 {
+				return nil, fmt.Errorf("update leaf %d: sealed body: %v", u.LeafIndex, err)
 			}
-			au.Sealed = u.Sealed
+			au.Sealed = b
 		}
 		a.Updates = append(a.Updates, au)
 	}
@@ -81,10 +82,6 @@ func (c *Coordinator) writeArchive(t *attestTask) {
 		if err != nil {
 			return err
 		}
-		var buf bytes.Buffer
-		if err := audit.WriteRoundArchive(&buf, a); err != nil {
-			return err
-		}
 		path := archivePath(c.cfg.ArchiveDir, job, round)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return err
@@ -93,7 +90,13 @@ func (c *Coordinator) writeArchive(t *attestTask) {
 		if err != nil {
 			return err
 		}
-		_, err = tmp.Write(buf.Bytes())
+		// Written straight to the file: the archive is never whole in
+		// memory besides its parts.
+		bw := bufio.NewWriterSize(tmp, 256<<10)
+		err = audit.WriteRoundArchive(bw, a)
+		if err == nil {
+			err = bw.Flush()
+		}
 		if err == nil {
 			err = tmp.Sync()
 		}

@@ -56,7 +56,7 @@ func (c *Coordinator) prefetch(k prefetchKey) {
 	if _, hit := c.cache.get(k.job, k.round, k.node, u.UpdateHash); hit {
 		return
 	}
-	env, err := c.cfg.Opener.Open(u.Sealed, c.fsm.nodeKeyAny)
+	env, err := c.openUpdate(u, dim) // blob.go
 	if err != nil || env.UpdateHash != u.UpdateHash || env.Node != u.Node || len(env.Update) != dim {
 		// Derivation opens it again and records why it cannot be used.
 		c.logger.Debug("update not prefetched", slog.String("job", k.job), slog.Uint64("round", k.round), slog.String("node", k.node))
@@ -79,7 +79,7 @@ func (f *fsm) pendingUpdate(job string, round uint64, node string) (Update, int,
 		return Update{}, 0, false
 	}
 	for _, u := range r.Updates {
-		if u.Node == node && len(u.Sealed) > 0 {
+		if u.Node == node && (len(u.Sealed) > 0 || u.Body != nil) {
 			return u, j.Job.Spec.Dim, true
 		}
 	}

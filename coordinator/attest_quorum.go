@@ -267,7 +267,7 @@ func (c *Coordinator) submitDerivation(ctx context.Context, t *attestTask) {
 // next tick or recorded derivation).
 func (c *Coordinator) quorumDerivation(ctx context.Context, j Job, r Round, base Params) (d derivation, wait bool, err error) {
 	job, round := j.Spec.ID, r.Number
-	if !c.derivs.done(job, round) && len(r.Updates) > 0 && r.Updates[0].Sealed == nil {
+	if !c.derivs.done(job, round) && len(r.Updates) > 0 && r.Updates[0].Sealed == nil && r.Updates[0].Body == nil {
 		// Evicted since the caller looked: derive from the sealed bodies.
 		if r, err = c.fsm.round(job, round, true); err != nil {
 			return d, false, err

@@ -45,6 +45,7 @@ const (
 	cmdDeleteJob
 	cmdAttest
 	cmdEvalReport // crosssite.go
+	cmdBlobChunk  // blob.go
 )
 
 func (t commandType) String() string {
@@ -79,6 +80,8 @@ func (t commandType) String() string {
 		return "attest"
 	case cmdEvalReport:
 		return "eval-report"
+	case cmdBlobChunk:
+		return "blob-chunk"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -148,6 +151,10 @@ type (
 		Signature  []byte    `json:"signature"`
 		Sealed     []byte    `json:"sealed"`
 		AcceptedAt time.Time `json:"accepted_at"`
+		// Body names the sealed envelope committed before the entry as
+		// blob chunks (blob.go; Sealed is then empty); nil for a framed
+		// update and in entries written before blobs.
+		Body *BlobRef `json:"body,omitempty"`
 	}
 	sealRoundCmd struct {
 		Job   string    `json:"job"`
@@ -181,6 +188,12 @@ type (
 		// aggregate, from which every replica computes the optimizer's
 		// step and the new model (Model is then empty); see optimizer.go.
 		Aggregate Params `json:"aggregate,omitempty"`
+		// ModelBlob and AggregateBlob name Model or Aggregate committed
+		// before the entry as blob chunks of their little-endian float64
+		// bytes (blob.go) when those exceed blobThreshold; the field they
+		// replace is then empty. Apply reads them back and removes them.
+		ModelBlob     *BlobRef `json:"model_blob,omitempty"`
+		AggregateBlob *BlobRef `json:"aggregate_blob,omitempty"`
 	}
 	failRoundCmd struct {
 		Job    string    `json:"job"`
@@ -218,6 +231,8 @@ type (
 //	signature    uint32 length || bytes
 //	sealed       uint32 length || bytes
 //	accepted at  int64 Unix nanoseconds (UTC)
+//	body         optional: [32]byte SHA-256 || uint64 size (Body; absent
+//	             when nil, as in every entry written before blobs)
 //
 // Decoding is strict: every length is checked against what remains and
 // nothing may follow the last field.
@@ -237,7 +252,12 @@ func (c *addUpdateCmd) appendBinary(b []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
 		b = append(b, f...)
 	}
-	return binary.BigEndian.AppendUint64(b, uint64(c.AcceptedAt.UnixNano())), nil
+	b = binary.BigEndian.AppendUint64(b, uint64(c.AcceptedAt.UnixNano()))
+	if c.Body != nil {
+		b = append(b, c.Body.SHA256[:]...)
+		b = binary.BigEndian.AppendUint64(b, uint64(c.Body.Size))
+	}
+	return b, nil
 }
 
 func (c *addUpdateCmd) unmarshalBinary(b []byte) error {
@@ -252,6 +272,16 @@ func (c *addUpdateCmd) unmarshalBinary(b []byte) error {
 	c.Signature = r.bytes(int(r.u32()))
 	c.Sealed = r.bytes(int(r.u32()))
 	c.AcceptedAt = time.Unix(0, int64(r.u64())).UTC()
+	if r.err == nil && len(r.b) == 32+8 {
+		var ref BlobRef
+		copy(ref.SHA256[:], r.bytes(32))
+		size := r.u64()
+		if size == 0 || size > maxBlobSize {
+			return fmt.Errorf("body of %d bytes", size)
+		}
+		ref.Size = int64(size)
+		c.Body = &ref
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
 	}
@@ -312,6 +342,12 @@ var ErrMalformedCommand = errors.New("coordinator: malformed command")
 
 // encodeCommand returns the entry bytes of a command.
 func encodeCommand(t commandType, body any) ([]byte, error) {
+	if c, ok := body.(*blobChunkCmd); ok {
+		if t != cmdBlobChunk {
+			return nil, fmt.Errorf("coordinator: encode %v with a blob-chunk body", t)
+		}
+		return c.appendBinary([]byte{commandVersion, byte(t)})
+	}
 	if u, ok := body.(*addUpdateCmd); ok {
 		if t != cmdAddUpdate {
 			return nil, fmt.Errorf("coordinator: encode %v with an add-update body", t)
@@ -374,11 +410,19 @@ func decodeCommand(b []byte) (commandType, any, error) {
 		body = new(Attestation)
 	case cmdEvalReport:
 		body = new(evalReportCmd)
+	case cmdBlobChunk:
+		body = new(blobChunkCmd)
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrMalformedCommand, b[1])
 	}
 	if u, ok := body.(*addUpdateCmd); ok {
 		if err := u.unmarshalBinary(b[2:]); err != nil {
+			return 0, nil, fmt.Errorf("%w: %v: %v", ErrMalformedCommand, t, err)
+		}
+		return t, body, nil
+	}
+	if c, ok := body.(*blobChunkCmd); ok {
+		if err := c.unmarshalBinary(b[2:]); err != nil {
 			return 0, nil, fmt.Errorf("%w: %v: %v", ErrMalformedCommand, t, err)
 		}
 		return t, body, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -317,9 +318,14 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.fsm.restored = c.syncTrust
+	blobDir := ""
+	if cfg.Storage.Dir != "" {
+		blobDir = filepath.Join(cfg.Storage.Dir, blobDirName)
+	}
+	c.fsm.setBlobDir(blobDir, c.logger) // blob.go
 	if cfg.MemberKey != nil {
 		c.attestQ = make(chan *attestTask, attestQueue)
-		c.fsm.attest = c.enqueueAttest
+		c.fsm.attest = c.enqueueAttestBlobs
 	}
 	if cfg.AttestQuorum {
 		c.prefetchQ = make(chan prefetchKey, prefetchQueue)
@@ -340,6 +346,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	r, err := raft.NewRaft(rc, c.fsm, cfg.Storage.Logs, cfg.Storage.Stable, cfg.Storage.Snapshots, cfg.Transport)
 	if err != nil {
+		c.fsm.closeBlobs()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	c.raft = r
@@ -362,7 +369,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if c.attestQ != nil {
 		c.attestMetrics()
 		c.wg.Add(1)
-		go c.attester()
+		go c.attesterBlobs() // attester, releasing blobs (blob.go)
 	}
 	if c.prefetchQ != nil {
 		c.wg.Add(1)
@@ -449,6 +456,7 @@ func (c *Coordinator) Close(ctx context.Context) error {
 		err = errors.Join(err, cl.Close())
 	}
 	err = errors.Join(err, c.cfg.Storage.Close())
+	c.fsm.closeBlobs()
 	c.events.close()
 	c.closeErr = err
 	return err
@@ -578,20 +586,25 @@ func (c *Coordinator) propose(ctx context.Context, t commandType, body any) (*ap
 	}
 	f := c.raft.Apply(b, timeout)
 	if err := c.wait(f); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-			errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return nil, c.notLeader()
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return nil, ErrClosed
-		}
-		return nil, fmt.Errorf("coordinator: apply %v: %w", t, err)
+		return nil, c.applyErr(t, err)
 	}
 	res, ok := f.Response().(*applyResult)
 	if !ok {
 		return nil, fmt.Errorf("coordinator: apply %v: unexpected response %T", t, f.Response())
 	}
 	return res, res.err
+}
+
+// applyErr maps a Raft future's error for a command of type t.
+func (c *Coordinator) applyErr(t commandType, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return c.notLeader()
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	}
+	return fmt.Errorf("coordinator: apply %v: %w", t, err)
 }
 
 // ---- Go API ----

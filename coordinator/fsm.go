@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -275,6 +277,12 @@ type fsm struct {
 	// attest, if set, receives every round closed with a result leaf,
 	// outside the lock (the member's attester; local, not replicated).
 	attest func(*attestTask)
+
+	// parts are the blobs whose chunks are arriving (blob.go;
+	// replicated: rebuilt by replay and restored from snapshots);
+	// blobs is the member's blob directory (local).
+	parts map[Hash]*blobPart
+	blobs *blobStore
 }
 
 // newFSM returns an empty state machine for the cluster origin; verifier
@@ -295,6 +303,7 @@ func newFSM(origin string, verifier note.Verifier, publish func([]Event)) (*fsm,
 		jobs:        map[string]*jobState{},
 		log:         log,
 		publish:     publish,
+		parts:       map[Hash]*blobPart{},
 	}, nil
 }
 
@@ -411,6 +420,8 @@ func (f *fsm) apply(index uint64, t commandType, body any) *applyResult {
 		res.err = f.deleteJob(c, ev)
 	case *evalReportCmd:
 		res.ack, res.err = f.addEvalReport(index, c, ev) // crosssite.go
+	case *blobChunkCmd:
+		res.err = f.applyBlobChunk(c) // blob.go
 	default:
 		res.err = fmt.Errorf("%w: %v has no handler", ErrMalformedCommand, t)
 	}
@@ -503,6 +514,7 @@ func (f *fsm) deleteJob(c *deleteJobCmd, ev func(Event)) error {
 		j.Job.Failed++
 		ev(Event{Kind: EventRoundFailed, Job: c.ID, Round: r.Number, Detail: reason, At: c.At})
 	}
+	f.endBlobs(c.ID, nil) // parts of any round of the job (blob.go)
 	if !c.Archive {
 		delete(f.jobs, c.ID)
 		f.deletedJobs[c.ID] = true
@@ -607,6 +619,14 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	if err != nil {
 		return Ack{}, err
 	}
+	if c.Body != nil {
+		if len(c.Sealed) != 0 {
+			return Ack{}, fmt.Errorf("%w: add-update with both a body and sealed bytes", ErrInvalid)
+		}
+		if err := f.checkBlob(*c.Body); err != nil {
+			return Ack{}, err
+		}
+	}
 	leaf, err := audit.NewLeaf(c.Statement, c.Signature, f.nodes[c.Node].PublicKey, c.AcceptedAt)
 	if err != nil {
 		return Ack{}, fmt.Errorf("%w: %v", ErrBadUpdate, err)
@@ -625,6 +645,11 @@ func (f *fsm) addUpdate(index uint64, c *addUpdateCmd, ev func(Event)) (Ack, err
 	u := Update{
 		Node: c.Node, UpdateHash: c.UpdateHash, Samples: c.Samples, AcceptedAt: c.AcceptedAt,
 		LogIndex: index, LeafIndex: leafIndex, Sealed: c.Sealed,
+	}
+	if c.Body != nil {
+		ref := *c.Body
+		u.Body, u.Sealed = &ref, nil
+		f.acceptBlob(ref)
 	}
 	u.TrainLoss, u.HoldoutAccuracy, u.HoldoutSamples = statementMetrics(c.Statement) // roundmetrics.go
 	r.Updates = append(r.Updates, u)
@@ -649,7 +674,7 @@ func (f *fsm) sealRound(c *sealRoundCmd, ev func(Event)) (*attestTask, error) {
 		return nil, nil
 	}
 	r.Attest = true
-	return f.newSealTask(j, r), nil
+	return f.pinTask(f.newSealTask(j, r), r), nil
 }
 
 func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) {
@@ -658,6 +683,11 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 		return nil, fmt.Errorf("%w: job %s", ErrNotFound, c.Job)
 	}
 	r := j.round(c.Round)
+	if r != nil && r.State == RoundClosing {
+		if err := f.resolveCloseBlobs(c); err != nil { // blob.go
+			return nil, err
+		}
+	}
 	nextOpt, err := f.optimizerStep(j, r, c)
 	if err != nil {
 		return nil, err
@@ -713,11 +743,16 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 			return nil, fmt.Errorf("%w: job %s round %d: result leaf: %v", ErrInvalid, c.Job, c.Round, err)
 		}
 		res.ResultLeaf = &idx
-		task = f.newAttestTask(j, r, idx, c.ResultLeaf)
+		task = f.pinTask(f.newAttestTask(j, r, idx, c.ResultLeaf), r)
 	}
 	r.Result = &res
 	f.endRound(j, r, RoundClosed, "", c.At)
-	j.Models = append(j.Models, modelVersion{Version: res.ModelVersion, Hash: res.ModelHash, Round: c.Round, Params: slices.Clone(c.Model)})
+	model := c.Model
+	if c.ModelBlob == nil && c.AggregateBlob == nil {
+		model = slices.Clone(c.Model)
+	}
+	f.consumeCloseBlobs(c) // blob.go
+	j.Models = append(j.Models, modelVersion{Version: res.ModelVersion, Hash: res.ModelHash, Round: c.Round, Params: model})
 	if n := len(j.Models) - keepModels; n > 0 {
 		j.Models[n-1].Params = nil
 	}
@@ -776,6 +811,7 @@ func (f *fsm) endRound(j *jobState, r *Round, state RoundState, reason string, a
 	for i := range r.Updates {
 		r.Updates[i].Sealed = nil
 	}
+	f.endBlobs(j.Job.Spec.ID, r) // blob.go
 	if j.byNode != nil {
 		delete(j.byNode, r.Number)
 	}
@@ -950,6 +986,10 @@ func copyRound(r *Round, withSealed bool) Round {
 			u.Sealed = bytes.Clone(u.Sealed)
 		} else {
 			u.Sealed = nil
+		}
+		if u.Body != nil {
+			b := *u.Body
+			u.Body = &b
 		}
 		if u.Score != nil {
 			s := *u.Score
@@ -1270,6 +1310,9 @@ func (f *fsm) marshalLocked() ([]byte, error) {
 
 // Snapshot encodes the state at once (raft runs Persist concurrently with
 // later Applies, so nothing may be shared).
+//
+// With blob files to carry (blob.go) the snapshot is version 3: they are
+// linked into a staging directory here and streamed from disk by Persist.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -1277,19 +1320,71 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fsmSnapshot{data: b}, nil
+	dir, files, err := f.snapshotBlobs()
+	if err != nil {
+		return nil, err
+	}
+	if files == nil {
+		return &fsmSnapshot{data: b}, nil
+	}
+	body := b[len(snapshotMagic)+1:]
+	v3 := make([]byte, 0, len(b)+8)
+	v3 = append(v3, snapshotMagic...)
+	v3 = append(v3, snapshotBlobVersion)
+	v3 = binary.BigEndian.AppendUint64(v3, uint64(len(body)))
+	v3 = append(v3, body...)
+	return &fsmSnapshot{data: v3, blobs: files, dir: dir}, nil
 }
 
 // Restore replaces the state with a snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<40))
+	head := make([]byte, len(snapshotMagic)+1)
+	if _, err := io.ReadFull(rc, head); err != nil {
+		return fmt.Errorf("coordinator: restore: not an MFN coordinator snapshot: %v", err)
+	}
+	var data []byte
+	var err error
+	if head[len(head)-1] == snapshotBlobVersion {
+		// Version 3: the JSON's length, the JSON, then the blob section.
+		var n [8]byte
+		if _, err := io.ReadFull(rc, n[:]); err != nil {
+			return fmt.Errorf("coordinator: restore: %w", err)
+		}
+		size := binary.BigEndian.Uint64(n[:])
+		if size > 1<<40 {
+			return fmt.Errorf("coordinator: restore: state of %d bytes", size)
+		}
+		data, err = io.ReadAll(io.LimitReader(rc, int64(size)))
+		if err == nil && uint64(len(data)) != size {
+			err = io.ErrUnexpectedEOF
+		}
+		data = append(head, data...)
+	} else {
+		data, err = io.ReadAll(io.LimitReader(rc, 1<<40))
+		data = append(head, data...)
+	}
 	if err != nil {
 		return fmt.Errorf("coordinator: restore: %w", err)
 	}
 	body, err := decodeSnapshot(data)
 	if err != nil {
 		return err
+	}
+	var restoredBlobs []restoredBlob
+	if body.version == snapshotBlobVersion {
+		f.mu.Lock()
+		store := f.blobDir()
+		f.mu.Unlock()
+		if restoredBlobs, err = readBlobSection(rc, store); err != nil {
+			return err
+		}
+	}
+	parts := map[Hash]*blobPart{}
+	for _, rb := range restoredBlobs {
+		if rb.kind == blobRecPart {
+			parts[rb.key] = &blobPart{Job: rb.job, Round: rb.round, Total: rb.total}
+		}
 	}
 	members := make(map[string]*Member, len(body.Members))
 	for i := range body.Members {
@@ -1339,6 +1434,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.members, f.nodes, f.nodeKeys, f.removedKeys, f.jobs, f.log = members, nodes, nodeKeys, removedKeys, jobs, log
 	f.deletedJobs = deletedJobs
 	f.applied = body.Applied
+	f.parts = parts
+	if f.blobs != nil {
+		f.blobs.sweep(restoredBlobs) // orphans of the replaced state (blob.go)
+	}
 	f.mu.Unlock()
 	if f.restored != nil {
 		f.restored()
@@ -1352,14 +1451,17 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 		return nil, fmt.Errorf("coordinator: restore: not an MFN coordinator snapshot")
 	}
 	v := data[len(snapshotMagic)]
-	if v != 1 && v != snapshotVersion {
-		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want 1 to %d", v, snapshotVersion)
+	if v != 1 && v != snapshotVersion && v != snapshotBlobVersion {
+		return nil, fmt.Errorf("coordinator: restore: snapshot format version %d, want 1 to %d", v, snapshotBlobVersion)
 	}
 	body := snapshotBody{version: v}
 	dec := json.NewDecoder(bytes.NewReader(data[len(snapshotMagic)+1:]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("coordinator: restore: %w", err)
+	}
+	if v == snapshotBlobVersion && dec.More() {
+		return nil, fmt.Errorf("coordinator: restore: data after the state")
 	}
 	if v == 1 && (body.NodeKeys != nil || body.RemovedMembers != nil || body.DeletedJobs != nil) {
 		return nil, fmt.Errorf("coordinator: restore: node_keys in a version 1 snapshot")
@@ -1385,14 +1487,28 @@ func decodeSnapshot(data []byte) (*snapshotBody, error) {
 	return &body, nil
 }
 
-type fsmSnapshot struct{ data []byte }
+type fsmSnapshot struct {
+	data []byte
+	// blobs are the files a version 3 snapshot streams after data, linked
+	// under dir (removed by Release).
+	blobs []snapBlob
+	dir   string
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	_, err := sink.Write(s.data)
+	if err == nil && s.blobs != nil {
+		err = writeBlobSection(sink, s.blobs)
+	}
+	if err != nil {
 		sink.Cancel()
 		return fmt.Errorf("coordinator: persist snapshot: %w", err)
 	}
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() {}
+func (s *fsmSnapshot) Release() {
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,12 +28,13 @@ import (
 // finite) and hashed as they are decrypted, and the plaintext discarded.
 // Every failure removes the file at once.
 //
-// The accepted update then enters the log like a framed one: one
-// add-update entry carrying the sealed envelope, read back from the file.
-// The entry is what replicates the update to a quorum before the Ack, so
-// an acknowledged streamed update survives the loss of any minority as
-// before; its size is bounded by the job's dim (StreamLimit) and by the
-// command limit (maxCommandSize).
+// The accepted update then enters the log as a blob (blob.go): the sealed
+// bytes, read from the file, as blob-chunk entries of at most 1 MiB
+// (proposed pipelined, blobInflight at a time), then a small add-update
+// entry naming them (Body). The Ack is sent once that entry applied, and
+// Raft commits in order, so an acknowledged streamed update is on a
+// quorum's disk and survives the loss of any minority as before; its
+// size is bounded by the job's dim (StreamLimit) and by maxBlobSize.
 
 // incomingDir is the spill directory under a member's data directory.
 const incomingDir = "incoming"
@@ -136,11 +138,37 @@ func (c *Coordinator) submitStream(ctx context.Context, peerKey ed25519.PublicKe
 	if err != nil {
 		return c.resolveDuplicate(err, env.UpdateHash)
 	}
-	sealed, err := sp.bytes()
+	ref := BlobRef{SHA256: sp.sum, Size: sp.size}
+	span = startIngestSpan(ctx, "ingest.raft_blob")
+	err = c.proposeBlob(ctx, env.Job, env.Round, ref.SHA256, ref.Size, sp.f)
+	span.end(err)
+	if errors.Is(err, ErrStale) { // the round ended while the chunks went in
+		err = fmt.Errorf("%w: job %s round %d: %v", ErrRoundClosed, env.Job, env.Round, err)
+	}
 	if err != nil {
 		return Ack{}, err
 	}
-	return c.commitUpdate(ctx, j, env, sealed)
+	return c.commitBody(ctx, j, env, ref)
+}
+
+// commitBody is commitUpdate for an update whose sealed bytes were
+// committed as a blob: the add-update names them.
+func (c *Coordinator) commitBody(ctx context.Context, j Job, env *Envelope, ref BlobRef) (Ack, error) {
+	span := startIngestSpan(ctx, "ingest.raft_apply")
+	res, err := c.propose(ctx, cmdAddUpdate, &addUpdateCmd{
+		Job: env.Job, Round: env.Round, Node: env.Node, BaseHash: env.BaseHash, UpdateHash: env.UpdateHash,
+		Samples: env.Samples, Statement: env.Statement, Signature: env.Signature, Body: &ref, AcceptedAt: c.now(),
+	})
+	span.end(err)
+	if err != nil {
+		return c.resolveDuplicate(err, env.UpdateHash)
+	}
+	span = startIngestSpan(ctx, "ingest.ack")
+	if n, ok := c.fsm.roundSummary(env.Job, env.Round); ok && n.Updates >= j.Spec.MaxUpdates {
+		c.poke()
+	}
+	span.ack(res.ack)
+	return res.ack, nil
 }
 
 // checkStreamHint refuses, before any byte is read, a stream for an
@@ -155,8 +183,8 @@ func (c *Coordinator) checkStreamHint(peerKey ed25519.PublicKey, h StreamHint) e
 	if limit := StreamLimit(j.Spec.Dim); h.Size > limit || h.Size <= 0 {
 		return fmt.Errorf("%w: stream of %d bytes, job %s (dim %d) takes at most %d", ErrBadUpdate, h.Size, h.Job, j.Spec.Dim, limit)
 	}
-	if h.Size > maxCommandSize-64<<10 {
-		return fmt.Errorf("%w: stream of %d bytes is over the %d-byte limit of a log entry", ErrBadUpdate, h.Size, maxCommandSize-64<<10)
+	if h.Size > maxBlobSize {
+		return fmt.Errorf("%w: stream of %d bytes is over the %d-byte limit of a body", ErrBadUpdate, h.Size, int64(maxBlobSize))
 	}
 	if peerKey != nil {
 		if node, ok := c.fsm.nodeByKey(peerKey); ok {
@@ -189,6 +217,7 @@ func (c *Coordinator) checkEnvelope(peerKey ed25519.PublicKey, env *Envelope) (J
 type spilled struct {
 	f    *os.File
 	size int64
+	sum  Hash // SHA-256 of the bytes (the blob's key)
 }
 
 // spillDir returns (creating it once, and emptying it of files left by a
@@ -221,7 +250,9 @@ func (c *Coordinator) spill(body io.Reader, size int64) (*spilled, error) {
 		return nil, fmt.Errorf("coordinator: spill file: %w", err)
 	}
 	sp := &spilled{f: f, size: size}
-	n, err := io.Copy(f, io.LimitReader(body, size))
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, size))
+	copy(sp.sum[:], h.Sum(nil))
 	if err == nil && n < size {
 		err = fmt.Errorf("%w: %d of %d bytes", protocol.ErrStreamTruncated, n, size)
 	}
@@ -258,15 +289,6 @@ func (sp *spilled) open(so StreamOpener, keys KeyLookup, check *crypto.UpdateStr
 		return nil, err
 	}
 	return env, nil
-}
-
-// bytes reads the whole envelope back (for the log entry).
-func (sp *spilled) bytes() ([]byte, error) {
-	b := make([]byte, sp.size)
-	if _, err := sp.f.ReadAt(b, 0); err != nil {
-		return nil, fmt.Errorf("coordinator: reading a spilled stream: %w", err)
-	}
-	return b, nil
 }
 
 // remove closes and deletes the file.

@@ -6,6 +6,13 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// isBlobChunk reports whether l is a blob-chunk entry (blob.go): a
+// streamed body's chunks, up to 1 MiB each and hundreds in a row, would
+// evict every other entry; followers read them from the log store.
+func isBlobChunk(l *raft.Log) bool {
+	return l.Type == raft.LogCommand && len(l.Data) >= 2 && l.Data[0] == commandVersion && commandType(l.Data[1]) == cmdBlobChunk
+}
+
 // logCache keeps recent Raft entries in memory in front of the log store,
 // so that replication to followers reads no disk, bounded by bytes as well
 // as by entries: an entry over maxEntry bytes (a streamed update's
@@ -77,7 +84,7 @@ func (c *logCache) put(l *raft.Log) {
 		c.bytes -= int64(len(old.Data))
 		c.slots[i] = nil
 	}
-	if len(l.Data) > c.maxEntry {
+	if len(l.Data) > c.maxEntry || isBlobChunk(l) {
 		return
 	}
 	c.slots[i] = l

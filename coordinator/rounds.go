@@ -315,6 +315,17 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if d.aggregate != nil { // every replica recomputes the model (optimizer.go)
 		cmd.Aggregate, cmd.Model = d.aggregate, nil
 	}
+	// A big model or aggregate goes in as a blob first (blob.go).
+	if cmd.ModelBlob, err = c.proposeParamsBlob(ctx, j.Spec.ID, round, cmd.Model); err != nil {
+		return err
+	} else if cmd.ModelBlob != nil {
+		cmd.Model = nil
+	}
+	if cmd.AggregateBlob, err = c.proposeParamsBlob(ctx, j.Spec.ID, round, cmd.Aggregate); err != nil {
+		return err
+	} else if cmd.AggregateBlob != nil {
+		cmd.Aggregate = nil
+	}
 	if _, err := c.propose(ctx, cmdCloseRound, cmd); err != nil {
 		return err
 	}
@@ -336,7 +347,7 @@ func (c *Coordinator) updateVector(j Job, round uint64, u Update) ([]float64, er
 	if c.cfg.Opener == nil {
 		return nil, errors.New("cannot open: no opener configured")
 	}
-	env, err := c.cfg.Opener.Open(u.Sealed, c.fsm.nodeKeyAny)
+	env, err := c.openUpdate(u, j.Spec.Dim) // blob.go: from the entry or the blob file
 	if err != nil {
 		return nil, fmt.Errorf("cannot open: %v", err)
 	}

@@ -85,8 +85,28 @@ func ModelBytes(p Params) []byte { return crypto.EncodeUpdate(p, crypto.Float64)
 
 // ModelHash is the hash of a model: SHA-256 of ModelBytes. Nodes check
 // fetched models against it and sign it as their statement's base-model
-// hash.
-func ModelHash(p Params) Hash { return sha256.Sum256(ModelBytes(p)) }
+// hash. The bytes are hashed as they are encoded, 64 KiB at a time (a
+// model of 25 M values would otherwise be encoded whole, 200 MB, on every
+// replica at every close).
+func ModelHash(p Params) Hash {
+	h := sha256.New()
+	var hdr [crypto.UpdateHeaderLen]byte
+	copy(hdr[:], crypto.UpdateMagic)
+	hdr[4] = crypto.UpdateVersion
+	hdr[5] = byte(crypto.Float64)
+	binary.LittleEndian.PutUint64(hdr[6:], uint64(len(p)))
+	h.Write(hdr[:])
+	buf := make([]byte, 0, 64<<10)
+	for _, v := range p {
+		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(v))
+		if len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	h.Write(buf)
+	return Hash(h.Sum(nil))
+}
 
 // Duration is a time.Duration that encodes in JSON as a Go duration string
 // ("30s") and decodes only from one: a bare number is refused, because
@@ -349,6 +369,10 @@ type Update struct {
 	// Sealed is the sealed envelope; kept only while the round is open or
 	// closing (it is dropped when the round ends).
 	Sealed []byte `json:"sealed,omitempty"`
+	// Body names the sealed envelope of a streamed update, committed as
+	// blob chunks and kept in the member's blob file (blob.go) until the
+	// round ends; Sealed is then nil. Nil for a framed update.
+	Body *BlobRef `json:"body,omitempty"`
 }
 
 // Round is one training round of a job.
