@@ -236,11 +236,13 @@ func (c *Coordinator) SubmitAttestation(ctx context.Context, a *Attestation) err
 	return res.err
 }
 
-// enqueueAttest is the FSM's attest hook; it never blocks Apply.
+// enqueueAttest is the FSM's attest hook; it never blocks Apply. A task
+// keeps its round's blob files pinned until it is attested or dropped.
 func (c *Coordinator) enqueueAttest(t *attestTask) {
 	select {
 	case c.attestQ <- t:
 	default:
+		c.fsm.blobs.unpinTask(t) // the bodies it kept are not needed
 		c.logger.Warn("attestation queue full, round left unattested",
 			slog.String("job", t.job.Spec.ID), slog.Uint64("round", t.round.Number))
 	}
@@ -265,6 +267,7 @@ func (c *Coordinator) attester() {
 			return
 		case t := <-c.attestQ:
 			c.attest(ctx, t)
+			c.fsm.blobs.unpinTask(t) // its blob files may go now
 		}
 	}
 }

@@ -814,42 +814,6 @@ func (s *blobStore) unpinTask(t *attestTask) {
 	}
 }
 
-// enqueueAttestBlobs is the FSM's attest hook (enqueueAttest) for a
-// member whose tasks may pin blobs: a task the full queue drops releases
-// them at once.
-func (c *Coordinator) enqueueAttestBlobs(t *attestTask) {
-	select {
-	case c.attestQ <- t:
-	default:
-		c.fsm.blobs.unpinTask(t)
-		c.logger.Warn("attestation queue full, round left unattested",
-			slog.String("job", t.job.Spec.ID), slog.Uint64("round", t.round.Number))
-	}
-}
-
-// attesterBlobs is attester, releasing each task's blobs once attested.
-func (c *Coordinator) attesterBlobs() {
-	defer c.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case t := <-c.attestQ:
-			c.attest(ctx, t)
-			c.fsm.blobs.unpinTask(t)
-		}
-	}
-}
-
 // ---- snapshots ----
 
 // A version 3 snapshot is a version 2 one with its JSON length-prefixed

@@ -325,7 +325,7 @@ func New(cfg Config) (*Coordinator, error) {
 	c.fsm.setBlobDir(blobDir, c.logger) // blob.go
 	if cfg.MemberKey != nil {
 		c.attestQ = make(chan *attestTask, attestQueue)
-		c.fsm.attest = c.enqueueAttestBlobs
+		c.fsm.attest = c.enqueueAttest
 	}
 	if cfg.AttestQuorum {
 		c.prefetchQ = make(chan prefetchKey, prefetchQueue)
@@ -369,7 +369,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if c.attestQ != nil {
 		c.attestMetrics()
 		c.wg.Add(1)
-		go c.attesterBlobs() // attester, releasing blobs (blob.go)
+		go c.attester()
 	}
 	if c.prefetchQ != nil {
 		c.wg.Add(1)

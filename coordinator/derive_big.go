@@ -3,7 +3,6 @@ package coordinator
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -667,7 +666,7 @@ func finishDerivation(origin string, j Job, r Round, base Params, out ruleOutput
 	if optimized {
 		d.aggregate = agg
 	}
-	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: modelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
+	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
 	if d.result.Rule == "" {
 		d.result.Rule = out.ruleName
 	}
@@ -693,28 +692,3 @@ func finishDerivation(origin string, j Job, r Round, base Params, out ruleOutput
 	return d
 }
 
-// modelHash is ModelHash without the d×8-byte encoding in memory: the
-// SHA-256 of crypto.EncodeUpdate(p, crypto.Float64), hashed 32 KiB at a
-// time.
-func modelHash(p Params) Hash {
-	h := sha256.New()
-	var hdr [crypto.UpdateHeaderLen]byte
-	copy(hdr[:], crypto.UpdateMagic)
-	hdr[4] = crypto.UpdateVersion
-	hdr[5] = byte(crypto.Float64)
-	binary.LittleEndian.PutUint64(hdr[6:], uint64(len(p)))
-	h.Write(hdr[:])
-	var buf [32 << 10]byte
-	out := buf[:0]
-	for _, v := range p {
-		out = binary.LittleEndian.AppendUint64(out, math.Float64bits(v))
-		if len(out) == cap(out) {
-			h.Write(out)
-			out = out[:0]
-		}
-	}
-	h.Write(out)
-	var sum Hash
-	h.Sum(sum[:0])
-	return sum
-}

@@ -479,19 +479,6 @@ func TestDeriveStreamFailures(t *testing.T) {
 // memoryOnly hides a rule's AggregateSource.
 type memoryOnly struct{ aggregate.Rule }
 
-// TestModelHashStreamed: modelHash is ModelHash without the encoding.
-func TestModelHashStreamed(t *testing.T) {
-	for _, d := range []int{0, 1, 4095, 4096, 4097, 100_003} {
-		p := make(Params, d)
-		for i := range p {
-			p[i] = float64(i) * 1.5e-3
-		}
-		if got, want := modelHash(p), ModelHash(p); got != want {
-			t.Fatalf("d=%d: %x, want %x", d, got, want)
-		}
-	}
-}
-
 // TestDeriveStreamMemory: at n = 8, d = 2,000,000 everything the
 // derivation allocates (TotalAlloc, an upper bound on its live heap) stays
 // within the rule's d-value float64 result and the new model (2 × d × 8

@@ -80,17 +80,19 @@ func (c *Coordinator) submit(ctx context.Context, peerKey ed25519.PublicKey, sea
 		return c.resolveDuplicate(err, env.UpdateHash)
 	}
 	c.cache.put(env.Job, env.Round, env.Node, env.UpdateHash, env.Update)
-	return c.commitUpdate(ctx, j, env, sealed)
+	return c.commitUpdate(ctx, j, env, sealed, nil)
 }
 
 // commitUpdate proposes a checked update's add-update entry and returns
 // its acknowledgement once applied (the original one for a retry), poking
-// the round engine when the round is full. Both ingest paths end here.
-func (c *Coordinator) commitUpdate(ctx context.Context, j Job, env *Envelope, sealed []byte) (Ack, error) {
+// the round engine when the round is full. Both ingest paths end here: a
+// framed update carries its sealed bytes, a streamed one (sealed nil) the
+// reference of its body, already committed as blob chunks.
+func (c *Coordinator) commitUpdate(ctx context.Context, j Job, env *Envelope, sealed []byte, body *BlobRef) (Ack, error) {
 	span := startIngestSpan(ctx, "ingest.raft_apply")
 	res, err := c.propose(ctx, cmdAddUpdate, &addUpdateCmd{
 		Job: env.Job, Round: env.Round, Node: env.Node, BaseHash: env.BaseHash, UpdateHash: env.UpdateHash,
-		Samples: env.Samples, Statement: env.Statement, Signature: env.Signature, Sealed: sealed, AcceptedAt: c.now(),
+		Samples: env.Samples, Statement: env.Statement, Signature: env.Signature, Sealed: sealed, Body: body, AcceptedAt: c.now(),
 	})
 	span.end(err)
 	if err != nil {

@@ -148,27 +148,7 @@ func (c *Coordinator) submitStream(ctx context.Context, peerKey ed25519.PublicKe
 	if err != nil {
 		return Ack{}, err
 	}
-	return c.commitBody(ctx, j, env, ref)
-}
-
-// commitBody is commitUpdate for an update whose sealed bytes were
-// committed as a blob: the add-update names them.
-func (c *Coordinator) commitBody(ctx context.Context, j Job, env *Envelope, ref BlobRef) (Ack, error) {
-	span := startIngestSpan(ctx, "ingest.raft_apply")
-	res, err := c.propose(ctx, cmdAddUpdate, &addUpdateCmd{
-		Job: env.Job, Round: env.Round, Node: env.Node, BaseHash: env.BaseHash, UpdateHash: env.UpdateHash,
-		Samples: env.Samples, Statement: env.Statement, Signature: env.Signature, Body: &ref, AcceptedAt: c.now(),
-	})
-	span.end(err)
-	if err != nil {
-		return c.resolveDuplicate(err, env.UpdateHash)
-	}
-	span = startIngestSpan(ctx, "ingest.ack")
-	if n, ok := c.fsm.roundSummary(env.Job, env.Round); ok && n.Updates >= j.Spec.MaxUpdates {
-		c.poke()
-	}
-	span.ack(res.ack)
-	return res.ack, nil
+	return c.commitUpdate(ctx, j, env, nil, &ref)
 }
 
 // checkStreamHint refuses, before any byte is read, a stream for an
