@@ -50,8 +50,8 @@ func (c *Coordinator) prefetcher() {
 
 func (c *Coordinator) prefetch(k prefetchKey) {
 	u, dim, ok := c.fsm.pendingUpdate(k.job, k.round, k.node)
-	if !ok || c.cfg.Opener == nil {
-		return
+	if !ok || c.cfg.Opener == nil || dim > StreamDeriveDim {
+		return // a big round is opened as a stream when it is derived
 	}
 	if _, hit := c.cache.get(k.job, k.round, k.node, u.UpdateHash); hit {
 		return

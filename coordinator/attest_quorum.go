@@ -222,8 +222,12 @@ func (c *Coordinator) derive(t *attestTask) derivation {
 	}
 	dc.mu.Unlock()
 	start := time.Now()
-	e.d = deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
-		func(u Update) ([]float64, error) { return c.updateVector(t.job, t.round.Number, u) })
+	if useStreamDerive(t.job) {
+		e.d = c.deriveStream(t.job, t.round, t.base) // derive_big.go
+	} else {
+		e.d = deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
+			func(u Update) ([]float64, error) { return c.updateVector(t.job, t.round.Number, u) })
+	}
 	e.d.seconds = time.Since(start).Seconds()
 	c.attestMetrics().seconds.Observe(e.d.seconds)
 	close(e.done)
@@ -267,7 +271,7 @@ func (c *Coordinator) submitDerivation(ctx context.Context, t *attestTask) {
 // next tick or recorded derivation).
 func (c *Coordinator) quorumDerivation(ctx context.Context, j Job, r Round, base Params) (d derivation, wait bool, err error) {
 	job, round := j.Spec.ID, r.Number
-	if !c.derivs.done(job, round) && len(r.Updates) > 0 && r.Updates[0].Sealed == nil && r.Updates[0].Body == nil {
+	if !c.derivs.done(job, round) && len(r.Updates) > 0 && r.Updates[0].Sealed == nil && r.Updates[0].Body == nil && !useStreamDerive(j) {
 		// Evicted since the caller looked: derive from the sealed bodies.
 		if r, err = c.fsm.round(job, round, true); err != nil {
 			return d, false, err

@@ -738,6 +738,9 @@ func (c *Coordinator) CreateJob(ctx context.Context, spec JobSpec) (Job, error) 
 	if err := checkNewJob(spec, c.cfg.MinRoundDeadline, c.cfg.MaxUpdateBytes); err != nil {
 		return Job{}, err
 	}
+	if err := checkStreamDerivable(spec, c.cfg.Rules); err != nil { // derive_big.go
+		return Job{}, err
+	}
 	if spec.MaxFailedRounds == 0 {
 		// Filled in here, not in Apply: jobs created before the limit
 		// existed (zero in their entry) replay without it.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/mfn/mfn/aggregate"
-	"github.com/mfn/mfn/audit"
 	"github.com/mfn/mfn/privacy"
 )
 
@@ -85,67 +84,5 @@ func deriveRound(origin string, j Job, r Round, base Params, rules RuleFactory, 
 		}
 		ruleName = rule.Name()
 	}
-	if len(agg) != j.Spec.Dim {
-		return derivation{fail: fmt.Sprintf("aggregate has %d values, dim is %d", len(agg), j.Spec.Dim)}
-	}
-	model, optimized, why := nextModel(j, base, agg)
-	if why != "" {
-		return derivation{fail: why}
-	}
-	used, rejected := 0, 0
-	for _, k := range rep.Used {
-		if k >= 0 && k < len(pos) {
-			outcomes[pos[k]].Used = true
-		}
-	}
-	for _, rj := range rep.Rejected {
-		if rj.Index >= 0 && rj.Index < len(pos) {
-			outcomes[pos[rj.Index]].Reason = rj.Reason
-		}
-	}
-	for k, s := range rep.Scores {
-		if k < len(pos) && finite(s) {
-			v := s
-			outcomes[pos[k]].Score = &v
-		}
-	}
-	for i := range outcomes {
-		if outcomes[i].Used {
-			outcomes[i].Reason = ""
-			used++
-			continue
-		}
-		if outcomes[i].Reason == "" {
-			outcomes[i].Reason = "not selected by " + rep.Rule
-		}
-		rejected++
-	}
-	d := derivation{model: model, outcomes: outcomes, clipStep: step}
-	if optimized {
-		d.aggregate = agg
-	}
-	d.result = RoundResult{ModelVersion: r.BaseVersion + 1, ModelHash: ModelHash(model), Rule: rep.Rule, Used: used, Rejected: rejected}
-	if d.result.Rule == "" {
-		d.result.Rule = ruleName
-	}
-	leafIdx := make([]uint64, len(r.Updates))
-	for i, u := range r.Updates {
-		leafIdx[i] = u.LeafIndex
-	}
-	res := audit.ResultLeaf{
-		Origin: origin, JobID: j.Spec.ID, Round: r.Number, Rule: d.result.Rule,
-		Params: audit.FormatRuleParams(j.Spec.Rule.Params()), Weighting: audit.WeightEqual,
-		BaseHash: r.BaseHash, NewHash: d.result.ModelHash,
-		Entries:         audit.EntriesFromReport(leafIdx, notInput, rep),
-		NoiseCommitment: noise,
-	}
-	if weights != nil {
-		res.Weighting = audit.WeightSamples
-	}
-	enc, err := res.MarshalBinary()
-	if err != nil {
-		return derivation{fail: fmt.Sprintf("result leaf: %v", err)}
-	}
-	d.leaf = enc
-	return d
+	return finishDerivation(origin, j, r, base, ruleOutput{agg: agg, rep: rep, ruleName: ruleName, noise: noise, step: step}, outcomes, notInput, pos, weights)
 }

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,19 +113,12 @@ type streamInputs struct {
 	workers int
 }
 
-// memoryBody is a sealedBody over the envelopes the replicated state
-// holds (Update.Sealed; an empty one fails to open, as in updateVector).
-func memoryBody(u Update) (io.ReadCloser, int64, error) {
-	return io.NopCloser(bytes.NewReader(u.Sealed)), int64(len(u.Sealed)), nil
-}
-
 // deriveStream runs deriveRoundStream for a sealed round with this
-// member's opener, the replicated node keys and the sealed envelopes the
-// state holds, spilling plaintext to the streams' spill directory (which
-// is emptied when a member starts, so a crash leaves nothing behind). r
-// may come without its sealed bodies (fsm.round(..., false)): each is then
-// read in place from the replicated state (fsm.pendingUpdate shares it,
-// never copies), so no 100 MB envelope is cloned to derive a round.
+// member's opener, the replicated node keys and the sealed envelopes:
+// streamed ones from their blob files (blob.go), framed ones in place from
+// the replicated state (fsm.pendingUpdate shares them, never copies),
+// spilling plaintext to the streams' spill directory (which is emptied
+// when a member starts, so a crash leaves nothing behind).
 func (c *Coordinator) deriveStream(j Job, r Round, base Params) derivation {
 	so, ok := c.cfg.Opener.(StreamOpener)
 	if !ok {
@@ -137,12 +129,12 @@ func (c *Coordinator) deriveStream(j Job, r Round, base Params) derivation {
 		return derivation{fail: fmt.Sprintf("spill directory: %v", err)}
 	}
 	body := func(u Update) (io.ReadCloser, int64, error) {
-		if len(u.Sealed) == 0 {
+		if u.Body == nil && len(u.Sealed) == 0 {
 			if pu, _, ok := c.fsm.pendingUpdate(j.Spec.ID, r.Number, u.Node); ok && pu.UpdateHash == u.UpdateHash {
-				u.Sealed = pu.Sealed
+				u.Sealed, u.Body = pu.Sealed, pu.Body
 			}
 		}
-		return memoryBody(u)
+		return c.sealedBody(u) // a streamed update's blob file, or the framed bytes
 	}
 	return deriveRoundStream(c.cfg.Origin, j, r, base, c.cfg.Rules, streamInputs{opener: so, keys: c.fsm.nodeKeyAny, body: body, dir: dir})
 }
@@ -691,4 +683,3 @@ func finishDerivation(origin string, j Job, r Round, base Params, out ruleOutput
 	d.leaf = enc
 	return d
 }
-

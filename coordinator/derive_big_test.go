@@ -829,3 +829,9 @@ func TestUseStreamDerive(t *testing.T) {
 		}
 	}
 }
+
+// memoryBody is a sealedBody over the envelopes the replicated state
+// holds (Update.Sealed; an empty one fails to open, as in updateVector).
+func memoryBody(u Update) (io.ReadCloser, int64, error) {
+	return io.NopCloser(bytes.NewReader(u.Sealed)), int64(len(u.Sealed)), nil
+}

@@ -276,7 +276,8 @@ func (c *Coordinator) failRound(ctx context.Context, j Job, round uint64, reason
 func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error {
 	start := time.Now()
 	// A derived strong-form round needs no sealed bodies while it waits.
-	r, err := c.fsm.round(j.Spec.ID, round, !c.derivs.done(j.Spec.ID, round))
+	// A big round's bodies are read in place by deriveStream, never cloned.
+	r, err := c.fsm.round(j.Spec.ID, round, !useStreamDerive(j) && !c.derivs.done(j.Spec.ID, round))
 	if err != nil {
 		return err
 	}
@@ -290,6 +291,8 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 		if d, wait, err = c.quorumDerivation(ctx, j, r, base.Params); wait || err != nil {
 			return err
 		}
+	} else if useStreamDerive(j) {
+		d = c.deriveStream(j, r, base.Params) // derive_big.go
 	} else {
 		vector := func(u Update) ([]float64, error) { return c.updateVector(j, round, u) }
 		d = deriveRound(c.cfg.Origin, j, r, base.Params, c.cfg.Rules, c.fsm.dpSecret(j.Spec.ID), vector)
