@@ -32,21 +32,17 @@ const UpdateEnvelopeOverhead = 64 << 10
 const MaxUpdateDim = (protocol.DefaultMaxFrameSize - UpdateEnvelopeOverhead) / 4
 
 // DefaultMaxUpdateBytes is Config.MaxUpdateBytes when zero: 32 MiB, a
-// float32 update of 8,388,604 values. A streamed update's sealed envelope
-// still travels through the log as one entry and stays in every member's
-// memory until its round ends, and a 3-member cluster on one 2-core
-// machine committed 30 MB updates but lost its leader replicating a
-// 100 MB one (docs/BENCHMARKS.md, "Streamed updates"): larger limits are
-// for operators who measured their cluster. MaxUpdateBytesLimit is the
-// most it may be set to: the update of the largest dim whose round can
-// still close, because the close-round entry carries the new model as
-// base64 of float64 (dim × 8 × 4/3 bytes) within maxCommandSize, with
-// 1 MiB for the rest of the entry: dim 25,067,520, 100,270,094 bytes
-// (a d = 25,000,000 job fits). The sealed update then fits an entry too.
+// float32 update of 8,388,604 values. Streamed bodies and big models
+// travel through the log as 1 MiB blob chunks into per-member files
+// (blob.go) and big rounds close in bounded memory (derive_big.go), so
+// the limit is no longer what one log entry can hold; what still grows
+// with dim is every member's model memory (float64, dim × 8 bytes per
+// kept version, keepModels of them while a job runs) and disk (each body
+// in the Raft log and in its blob file). MaxUpdateBytesLimit is the
+// update of the largest dim a job may have, MaxStreamedDim.
 const (
 	DefaultMaxUpdateBytes = 32 << 20
-	MaxUpdateBytesLimit   = crypto.UpdateHeaderLen + 4*maxCloseDim
-	maxCloseDim           = (maxCommandSize - 1<<20) / 8 * 3 / 4
+	MaxUpdateBytesLimit   = crypto.UpdateHeaderLen + 4*MaxStreamedDim
 )
 
 // UpdateBytes is the encoded size of a float32 update of dim values.
