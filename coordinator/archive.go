@@ -24,7 +24,9 @@ import (
 // "mfn audit replay --archive FILE --identity <coordinator keys>"
 // re-derives the round from it. Only the newest Config.ArchiveKeep
 // archives (all jobs together) are kept: the oldest go first, so the
-// disk used is bounded by ArchiveKeep rounds' sealed updates.
+// disk used is bounded by ArchiveKeep rounds' sealed updates. Rounds of
+// jobs above StreamDeriveDim are not archived (an archive is built in
+// memory and replay works on float64 copies).
 
 // archivePath is where round's archive of job goes under dir.
 func archivePath(dir, job string, round uint64) string {
@@ -77,6 +79,14 @@ func (c *Coordinator) writeArchive(t *attestTask) {
 		return
 	}
 	job, round := t.job.Spec.ID, t.round.Number
+	if useStreamDerive(t.job) {
+		// An archive holds its parts in memory (audit.RoundArchive) and
+		// replay decodes float64 copies with a 128 MiB base-model bound:
+		// a big round (derive_big.go) is not archived.
+		c.logger.Info("round archive skipped: dim above the bounded-memory threshold", slog.String("job", job),
+			slog.Uint64("round", round), slog.Int("dim", t.job.Spec.Dim), slog.Int("threshold", StreamDeriveDim))
+		return
+	}
 	err := func() error {
 		a, err := c.roundArchive(t)
 		if err != nil {

@@ -275,7 +275,7 @@ func TestAttestationRejected(t *testing.T) {
 // TestAttestQueueBound: the queue of rounds to re-derive never holds
 // more than attestQueue; one more is dropped, not blocking Apply.
 func TestAttestQueueBound(t *testing.T) {
-	c := &Coordinator{attestQ: make(chan *attestTask, attestQueue), logger: newTestLogger(t, slog.LevelError)}
+	c := &Coordinator{attestQ: make(chan *attestTask, attestQueue), logger: newTestLogger(t, slog.LevelError), fsm: &fsm{blobs: newBlobStore("")}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
