@@ -110,6 +110,10 @@ func Recover(cfg RecoverConfig) (RecoverResult, error) {
 	if err != nil {
 		return RecoverResult{}, err
 	}
+	// Blob chunks replayed here go to a private temporary directory,
+	// removed on return: the new snapshot carries the open rounds' blobs,
+	// and the member rewrites them from it when it starts.
+	defer f.closeBlobs()
 	rf := &recoverFSM{fsm: f}
 	rc := raft.DefaultConfig()
 	rc.LocalID = cfg.Servers[0].ID
