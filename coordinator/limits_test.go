@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -204,19 +203,19 @@ func TestJobStopsAfterConsecutiveFailures(t *testing.T) {
 	}
 }
 
-// The largest update limit leaves room for the round's close: the model
-// of a job of the largest dim, base64 float64 in the close-round entry,
-// fits the command limit with 1 MiB to spare, and so does its sealed
-// update in an add-update entry.
+// The largest update limit is a job of the largest dim, whose round can
+// still close: its float32 body (sealed, about dim × 4 bytes) fits a blob
+// and a protocol stream, and its float64 model, too big for a close-round
+// entry, travels as a blob that fits the blob bound.
 func TestMaxUpdateBytesLimitLetsRoundsClose(t *testing.T) {
 	dim := (MaxUpdateBytesLimit - crypto.UpdateHeaderLen) / 4
-	if model := base64.StdEncoding.EncodedLen(8 * dim); model+1<<20 > maxCommandSize {
-		t.Fatalf("dim %d: model is %d bytes of base64, command limit %d", dim, model, maxCommandSize)
+	if dim != MaxStreamedDim {
+		t.Fatalf("the limit is dim %d, want the largest job dim %d", dim, MaxStreamedDim)
 	}
-	if sealed := StreamLimit(dim); sealed/2+UpdateEnvelopeOverhead > maxCommandSize {
-		t.Fatalf("dim %d: a float32 envelope of %d bytes does not fit an entry", dim, sealed/2)
+	if sealed := StreamLimit(dim)/2 + UpdateEnvelopeOverhead; sealed > maxBlobSize || sealed > protocol.DefaultMaxStreamSize {
+		t.Fatalf("dim %d: a float32 envelope of ≈ %d bytes exceeds a blob (%d) or a stream (%d)", dim, sealed, int64(maxBlobSize), int64(protocol.DefaultMaxStreamSize))
 	}
-	if dim < 25_000_000 {
-		t.Fatalf("the largest dim %d is below the 100 MB update of issue 10", dim)
+	if model := int64(8 * dim); model <= blobThreshold || model > maxBlobSize {
+		t.Fatalf("dim %d: a float64 model of %d bytes must travel as a blob (over %d, at most %d)", dim, model, int64(blobThreshold), int64(maxBlobSize))
 	}
 }
