@@ -211,6 +211,8 @@ func (c *Coordinator) derive(t *attestTask) derivation {
 	if e, ok := dc.m[k]; ok {
 		dc.mu.Unlock()
 		<-e.done
+		dc.mu.Lock() // shed may have dropped its model since
+		defer dc.mu.Unlock()
 		return e.d
 	}
 	e := &derivEntry{done: make(chan struct{})}
@@ -222,16 +224,36 @@ func (c *Coordinator) derive(t *attestTask) derivation {
 	}
 	dc.mu.Unlock()
 	start := time.Now()
+	var d derivation
 	if useStreamDerive(t.job) {
-		e.d = c.deriveStream(t.job, t.round, t.base) // derive_big.go
+		d = c.deriveStream(t.job, t.round, t.base) // derive_big.go
 	} else {
-		e.d = deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
+		d = deriveRound(c.cfg.Origin, t.job, t.round, t.base, c.cfg.Rules, t.dpSecret,
 			func(u Update) ([]float64, error) { return c.updateVector(t.job, t.round.Number, u) })
 	}
-	e.d.seconds = time.Since(start).Seconds()
-	c.attestMetrics().seconds.Observe(e.d.seconds)
+	d.seconds = time.Since(start).Seconds()
+	c.attestMetrics().seconds.Observe(d.seconds)
+	e.d = d
 	close(e.done)
-	return e.d
+	return d
+}
+
+// shed drops the model and aggregate of a round's cached derivation once
+// its close is committed: what later callers compare (the leaf, the model
+// hash, the result) stays, and a member no longer holds up to
+// derivCacheSize models (200 MB each at d = 25,000,000).
+func (dc *derivCache) shed(job string, round uint64) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	e := dc.m[derivKey{job, round}]
+	if e == nil {
+		return
+	}
+	select {
+	case <-e.done:
+		e.d.model, e.d.aggregate = nil, nil
+	default: // still being derived: its caller needs the model
+	}
 }
 
 // derivationOf signs this member's derivation d of t's round.

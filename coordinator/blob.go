@@ -448,14 +448,16 @@ func (f *fsm) readBlobParams(ref BlobRef) (Params, error) {
 	defer file.Close()
 	out := make(Params, ref.Size/8)
 	h := sha256.New()
-	br := bufio.NewReaderSize(file, 1<<20)
-	var b [8]byte
-	for i := range out {
-		if _, err := io.ReadFull(br, b[:]); err != nil {
+	buf := make([]byte, 1<<20) // a multiple of 8
+	for i := 0; i < len(out); {
+		b := buf[:min(len(buf), 8*(len(out)-i))]
+		if _, err := io.ReadFull(file, b); err != nil {
 			return nil, fmt.Errorf("%w: blob %s: %v", ErrBodyIncomplete, ref.SHA256, err)
 		}
-		h.Write(b[:])
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[:]))
+		h.Write(b)
+		for k := 0; k < len(b); k, i = k+8, i+1 {
+			out[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[k:]))
+		}
 	}
 	if Hash(h.Sum(nil)) != ref.SHA256 {
 		return nil, fmt.Errorf("%w: blob %s: file does not hold it", ErrBodyIncomplete, ref.SHA256)

@@ -31,6 +31,20 @@ import (
 // mostly the last few; 8 × a 1M-parameter model is 64 MiB per job.
 const keepModels = 8
 
+// keepModelBytes bounds the parameter bytes one job keeps beyond its
+// latest two versions: a big job keeps fewer than keepModels versions
+// (at d = 25,000,000, 200 MB each, two), never fewer than two (the
+// latest and its base).
+const keepModelBytes = 512 << 20
+
+// modelsKept is how many model versions a job of dim keeps in memory.
+func modelsKept(dim int) int {
+	if dim <= 0 {
+		return keepModels
+	}
+	return max(2, min(keepModels, keepModelBytes/(8*dim)))
+}
+
 // idPattern restricts ids of jobs, nodes and members: they appear in
 // URLs, logs, file names and audit leaves.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -753,8 +767,8 @@ func (f *fsm) closeRound(c *closeRoundCmd, ev func(Event)) (*attestTask, error) 
 	}
 	f.consumeCloseBlobs(c) // blob.go
 	j.Models = append(j.Models, modelVersion{Version: res.ModelVersion, Hash: res.ModelHash, Round: c.Round, Params: model})
-	if n := len(j.Models) - keepModels; n > 0 {
-		j.Models[n-1].Params = nil
+	if n := len(j.Models) - modelsKept(j.Job.Spec.Dim); n > 0 {
+		j.Models[n-1].Params = nil // older ones went at earlier closes
 	}
 	j.Job.ModelVersion, j.Job.ModelHash = res.ModelVersion, res.ModelHash
 	j.setOptimizer(nextOpt)
@@ -1080,7 +1094,7 @@ func (f *fsm) model(job string, version uint64) (Model, error) {
 	m := j.Models[version]
 	out := Model{Job: job, Version: m.Version, Hash: m.Hash, Round: m.Round}
 	if m.Params == nil {
-		return out, fmt.Errorf("%w: job %s model version %d (a running job keeps the last %d, an ended one its final model, an archived one none)", ErrModelPruned, job, version, keepModels)
+		return out, fmt.Errorf("%w: job %s model version %d (a running job keeps the last %d, an ended one its final model, an archived one none)", ErrModelPruned, job, version, modelsKept(j.Job.Spec.Dim))
 	}
 	out.Params = slices.Clone(m.Params)
 	return out, nil

@@ -332,6 +332,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job, round uint64) error
 	if _, err := c.propose(ctx, cmdCloseRound, cmd); err != nil {
 		return err
 	}
+	c.derivs.shed(j.Spec.ID, round) // the model is in the state now
 	c.metrics.aggregation.Observe(aggSeconds)
 	c.metrics.roundDuration.Observe(now.Sub(r.OpenedAt).Seconds())
 	c.metrics.rounds.WithLabelValues("closed").Inc()
