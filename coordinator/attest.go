@@ -268,7 +268,7 @@ func (c *Coordinator) attester() {
 		case t := <-c.attestQ:
 			c.attest(ctx, t)
 			c.fsm.blobs.unpinTask(t) // its blob files may go now
-			if !t.sealed { // attested after the close: only hashes are compared later
+			if !t.sealed {           // attested after the close: only hashes are compared later
 				c.derivs.shed(t.job.Spec.ID, t.round.Number)
 			}
 		}
