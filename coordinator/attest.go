@@ -268,7 +268,8 @@ func (c *Coordinator) attester() {
 		case t := <-c.attestQ:
 			c.attest(ctx, t)
 			c.fsm.blobs.unpinTask(t) // its blob files may go now
-			if !t.sealed {           // attested after the close: only hashes are compared later
+			// Attested after the close: later callers compare hashes only.
+			if !t.sealed {
 				c.derivs.shed(t.job.Spec.ID, t.round.Number)
 			}
 		}
