@@ -140,7 +140,11 @@ it. Give every member the same file.
 Tuning: --node-rate and --node-burst limit each node's submissions (a
 token bucket, 5 per second with a burst of 10 by default; raise them for
 few, fast nodes). --snapshot-threshold and --trailing-logs set when Raft
-snapshots and how many entries it keeps after one (1,024 each). --pprof
+snapshots and how many entries it keeps after one (1,024 each).
+--raft-multiplier scales Raft's failure-detection timeouts (as Consul's
+raft_multiplier does): members that share busy CPUs, e.g. several on one
+small machine closing rounds of 100 MB updates, keep their leader with 3;
+the default 1 detects a dead leader fastest. --pprof
 serves Go profiles (net/http/pprof) on the HTTP listener under
 /debug/pprof/: to admin API keys when --api-keys is set, otherwise to
 loopback clients only.
@@ -200,6 +204,7 @@ type coordinatorFlags struct {
 	nodeBurst                   int
 	maxUpdateBytes              int64
 	snapshotThreshold           uint64
+	raftMultiplier              int
 	trailingLogs                uint64
 	pprof                       bool
 	attest                      bool
@@ -267,6 +272,7 @@ func newCoordinatorCmd(env *cmdEnv) *cobra.Command {
 	fl.Float64Var(&f.nodeRate, "node-rate", 5, "updates per second each node may submit, sustained (token bucket; > 0, at most 1e6)")
 	fl.IntVar(&f.nodeBurst, "node-burst", 10, "updates a node may submit at once before --node-rate applies (1 to 1e6)")
 	fl.Int64Var(&f.maxUpdateBytes, "max-update-bytes", coordinator.DefaultMaxUpdateBytes, fmt.Sprintf("largest float32 update (dim × 4 + 14 bytes) a new job may have; a larger job is refused (400 naming this limit); updates over one 4 MiB frame are streamed (1024 to %d)", coordinator.MaxUpdateBytesLimit))
+	fl.IntVar(&f.raftMultiplier, "raft-multiplier", 1, "scale Raft's heartbeat, election (1 s) and leader lease (500 ms) timeouts by this factor, 1-10: higher tolerates busy or shared CPUs at the cost of slower failure detection")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 1024, "Raft log entries since the last snapshot that trigger a new one (≥ 1; entries are large, ~40 KB at d = 10,000)")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 1024, "Raft log entries kept after a snapshot, so that a briefly lagging member catches up without a snapshot install")
 	fl.IntVar(&f.httpMaxConns, "http-max-conns", 4096, "open HTTP connections in total; at the cap the oldest idle connection is closed to admit a new one (1 to 1000000)")
@@ -452,6 +458,8 @@ func (f *coordinatorFlags) validate() ([]raft.Server, slog.Level, error) {
 		return nil, lvl, usagef("--max-update-bytes %d must be in [1024, %d]", f.maxUpdateBytes, coordinator.MaxUpdateBytesLimit)
 	case f.snapshotThreshold < 1:
 		return nil, lvl, usagef("--snapshot-threshold %d must be ≥ 1", f.snapshotThreshold)
+	case f.raftMultiplier < 1 || f.raftMultiplier > 10:
+		return nil, lvl, usagef("--raft-multiplier %d must be in [1, 10]", f.raftMultiplier)
 	case f.httpMaxConns < 1 || f.httpMaxConns > 1e6:
 		return nil, lvl, usagef("--http-max-conns %d must be in [1, 1000000]", f.httpMaxConns)
 	case f.httpMaxConnsPerClient < 1 || f.httpMaxConnsPerClient > 1e6:
@@ -749,6 +757,8 @@ func runCoordinator(env *cmdEnv, f *coordinatorFlags) error {
 	// raft's defaults (8,192 / 10,240 entries).
 	rc := raft.DefaultConfig()
 	rc.SnapshotThreshold = f.snapshotThreshold
+	m := time.Duration(f.raftMultiplier)
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = m*rc.HeartbeatTimeout, m*rc.ElectionTimeout, m*rc.LeaderLeaseTimeout
 	rc.TrailingLogs = f.trailingLogs
 	evaluator, err := f.evalData.evaluator(env.ctx, newRegimeEvaluator(env.ctx, f.evalSeed, f.evalPerRegime, logger), logger)
 	if err != nil {
