@@ -83,6 +83,21 @@ func TestCheckLogCountsLostAndDuplicated(t *testing.T) {
 	if err != nil || c != (LogCheck{InLog: 4}) {
 		t.Fatalf("clean log: %+v, %v", c, err)
 	}
+	// A round's result leaf (members that attest write one per round)
+	// among the update leaves is neither an error nor an update.
+	res, err := (&audit.ResultLeaf{Origin: "o", JobID: "j", Round: 1, Rule: "fedavg", Weighting: audit.WeightEqual,
+		Entries: []audit.ResultEntry{{LeafIndex: 0, Input: true, Used: true}}}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withResult := [][]byte{leaves[1], leaves[2], res, leaves[4], leaves[6]}
+	c, err = CheckLog("j", 0, withResult, []AckRecord{
+		{Node: ids[0].NodeID(), Round: 1, Leaf: 0}, {Node: ids[1].NodeID(), Round: 1, Leaf: 1},
+		{Node: ids[0].NodeID(), Round: 2, Leaf: 3}, {Node: ids[2].NodeID(), Round: 1, Leaf: 4},
+	})
+	if err != nil || c != (LogCheck{InLog: 4}) {
+		t.Fatalf("log with a result leaf: %+v, %v", c, err)
+	}
 	// A corrupt leaf is an error naming its index.
 	_, err = CheckLog("j", first, [][]byte{leaves[1], []byte("junk")}, nil)
 	if err == nil || !strings.Contains(err.Error(), "leaf 101") {
