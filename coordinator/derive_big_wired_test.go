@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -56,6 +57,19 @@ func TestBigRoundWired(t *testing.T) {
 			if m.Params[i] != w {
 				t.Fatalf("model[%d] = %v, want %v", i, m.Params[i], w)
 			}
+		}
+		// The model is served to nodes range by range from the state
+		// (model_range.go) when it is big; every byte must be the same.
+		saved := bigModelBytes
+		bigModelBytes = 0
+		cl, err := dialNode(t, net, tc, nodes[0], l.cfg.QUICAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := cl.FetchModel(ctx, "s", 1, m.Hash)
+		bigModelBytes = saved
+		if err != nil || !bytes.Equal(got, ModelBytes(m.Params)) {
+			t.Fatalf("model fetched by range: %d bytes, %v", len(got), err)
 		}
 		if left := spillFiles(t, l); len(left) != 0 {
 			t.Fatalf("spill files left: %v", left)

@@ -120,6 +120,18 @@ func (h *QUICHandler) FetchModel(_ context.Context, peer protocol.Peer, req *pro
 	if _, err := h.knownNode(peer.Key); err != nil {
 		return nil, err
 	}
+	if j, ok := h.c.fsm.job(req.JobID); ok && modelEncodedSize(j.Spec.Dim) > bigModelBytes {
+		// A big model: encode just the asked range (model_range.go), at
+		// most maxModelRange bytes whatever the node asks for.
+		data, total, hash, err := h.c.fsm.modelRange(req.JobID, req.Version, req.Offset, min(req.Length, maxModelRange))
+		if err != nil {
+			return nil, ProtocolError(err)
+		}
+		if req.Offset > total {
+			return nil, &protocol.ProtocolError{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("offset %d beyond model size %d", req.Offset, total)}
+		}
+		return &protocol.ModelChunk{Offset: req.Offset, Total: total, Hash: hash, Data: data}, nil
+	}
 	em, err := h.encoded(req.JobID, req.Version)
 	if err != nil {
 		return nil, ProtocolError(err)
