@@ -1,13 +1,8 @@
 package coordinator
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"math"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -137,27 +132,9 @@ func (d *DataSchema) validate(s JobSpec) error {
 	return nil
 }
 
-// StatsHash is the hex SHA-256 of the reference statistics (mean then
-// std, little-endian float64), "" without them. Nodes compare it with
-// the statistics they were given (node --stats).
-func StatsHash(mean, std []float64) string {
-	if len(mean) == 0 && len(std) == 0 {
-		return ""
-	}
-	h := sha256.New()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(len(mean)))
-	h.Write(b[:])
-	for _, v := range slices.Concat(mean, std) {
-		binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
-		h.Write(b[:])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // Encode is the schema's "schema" announcement metadata: a URL query
 // (keys sorted) with features, shape (dimensions joined by "x"), one
-// class value per class in order, standardize and stats (StatsHash);
+// class value per class in order, standardize and stats (protocol.StatsHash);
 // "" for a nil schema.
 func (d *DataSchema) Encode() string {
 	if d == nil {
@@ -180,7 +157,7 @@ func (d *DataSchema) Encode() string {
 	if d.Standardize != "" {
 		v.Set("standardize", d.Standardize)
 	}
-	if h := StatsHash(d.Mean, d.Std); h != "" {
+	if h := protocol.StatsHash(d.Mean, d.Std); h != "" {
 		v.Set("stats", h)
 	}
 	return v.Encode()

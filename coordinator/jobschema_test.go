@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mfn/mfn/protocol"
 )
 
 func TestDataSchemaValidate(t *testing.T) {
@@ -84,9 +86,9 @@ func TestDataSchemaEncode(t *testing.T) {
 		t.Fatalf("classes %q", got)
 	}
 	// The stats hash changes with any value.
-	h := StatsHash(d.Mean, d.Std)
+	h := protocol.StatsHash(d.Mean, d.Std)
 	d.Std[783] = 0.25
-	if StatsHash(d.Mean, d.Std) == h {
+	if protocol.StatsHash(d.Mean, d.Std) == h {
 		t.Fatal("stats hash ignores std")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/protocol"
 )
 
 // EvalJob is what an evaluation set needs to know of a job to score its
@@ -71,7 +72,7 @@ func (e *EvalData) dataset(ctx context.Context, job EvalJob) (*learn.Dataset, er
 	default:
 		return nil, fmt.Errorf("%w: standardize %q", ErrTask, job.Standardize)
 	}
-	key := strings.Join(f.Classes, "\x00") + "\x01" + f.Standardize + "\x01" + StatsHash(f.Mean, f.Std)
+	key := strings.Join(f.Classes, "\x00") + "\x01" + f.Standardize + "\x01" + protocol.StatsHash(f.Mean, f.Std)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if d, ok := e.variants[key]; ok {

@@ -2,17 +2,14 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/mfn/mfn/protocol"
 	"github.com/mfn/mfn/sitedata"
 )
 
@@ -23,7 +20,7 @@ type jobSchema struct {
 	features    int
 	classes     []string
 	standardize string
-	stats       string // coordinator.StatsHash of the reference mean and std
+	stats       string // protocol.StatsHash of the reference mean and std
 }
 
 // parseSchema reads the "schema" metadata. Errors wrap ErrTask.
@@ -98,7 +95,7 @@ func (a *Agent) checkSchema(ctx context.Context, md map[string]string) error {
 		if mode != StandardizeJob {
 			return mismatch("", "the job standardises with reference statistics (sha256 %.16s…); this node scales by %q (give it the job's statistics: mfn node --standardize job --stats FILE)", js.stats, mode)
 		}
-		if h := StatsHash(f.Mean, f.Std); h != js.stats {
+		if h := protocol.StatsHash(f.Mean, f.Std); h != js.stats {
 			return mismatch("", "the node's reference statistics (sha256 %.16s…) differ from the job's (sha256 %.16s…)", h, js.stats)
 		}
 	default:
@@ -181,23 +178,4 @@ func (a *Agent) adoptClasses(ctx context.Context, classes []string) error {
 	a.momentum = nil
 	a.log.Info("local data mapped by the job's class list", "classes", strings.Join(classes, ","), "train", train.Len(), "held_out", holdLen(held))
 	return nil
-}
-
-// StatsHash is the hex SHA-256 of reference statistics: the count of
-// means, then every mean and every std, as little-endian uint64 and
-// float64; "" without statistics. It equals coordinator.StatsHash, which
-// a job's "schema" announcement carries as "stats".
-func StatsHash(mean, std []float64) string {
-	if len(mean) == 0 && len(std) == 0 {
-		return ""
-	}
-	h := sha256.New()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(len(mean)))
-	h.Write(b[:])
-	for _, v := range slices.Concat(mean, std) {
-		binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
-		h.Write(b[:])
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

@@ -11,21 +11,22 @@ import (
 
 	"github.com/mfn/mfn/coordinator"
 	"github.com/mfn/mfn/learn"
+	"github.com/mfn/mfn/protocol"
 	"github.com/mfn/mfn/sitedata"
 )
 
-func TestStatsHashMatchesCoordinator(t *testing.T) {
+func TestParseSchemaStats(t *testing.T) {
 	t.Parallel()
 	mean, std := []float64{0, -1.5, 3}, []float64{1, 0.25, 7}
-	if StatsHash(mean, std) != coordinator.StatsHash(mean, std) || StatsHash(nil, nil) != "" {
-		t.Fatal("node and coordinator hash reference statistics differently")
+	if protocol.StatsHash(nil, nil) != "" {
+		t.Fatal("no statistics must hash to nothing")
 	}
 	d := &coordinator.DataSchema{Features: 3, Classes: []string{"a b", "c,d", "e&f"}, Standardize: "job", Mean: mean, Std: std}
 	js, err := parseSchema(d.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if js.features != 3 || !slices.Equal(js.classes, d.Classes) || js.standardize != "job" || js.stats != StatsHash(mean, std) {
+	if js.features != 3 || !slices.Equal(js.classes, d.Classes) || js.standardize != "job" || js.stats != protocol.StatsHash(mean, std) {
 		t.Fatalf("parsed %+v from %q", js, d.Encode())
 	}
 	if _, err := parseSchema("features=-3"); !errors.Is(err, ErrTask) {
