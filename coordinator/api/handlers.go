@@ -261,26 +261,34 @@ func stripSealed(rd *coordinator.Round) {
 	}
 }
 
-// roundsList serves one page of a job's rounds: those numbered above the
-// after parameter (default 0), at most limit of them (default
-// DefaultRoundsPage, at most MaxRoundsPage), in increasing number.
-func (s *server) roundsList(w http.ResponseWriter, r *http.Request, _ []byte) error {
+// pageQuery reads a paged list's after (default 0) and limit (default
+// def, 1 to maxLimit; 400 naming the parameter otherwise).
+func pageQuery(r *http.Request, def, maxLimit uint64) (after, limit uint64, err error) {
 	q := r.URL.Query()
-	var after uint64
-	limit := uint64(DefaultRoundsPage)
-	var err error
+	limit = def
 	if q.Has("after") {
 		if after, err = queryUint(r, "after"); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
 	if q.Has("limit") {
 		if limit, err = queryUint(r, "limit"); err != nil {
-			return err
+			return 0, 0, err
 		}
-		if limit < 1 || limit > MaxRoundsPage {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "query parameter limit=%d: want 1 to %d", limit, MaxRoundsPage)
+		if limit < 1 || limit > maxLimit {
+			return 0, 0, errorf(http.StatusBadRequest, CodeBadRequest, "query parameter limit=%d: want 1 to %d", limit, maxLimit)
 		}
+	}
+	return after, limit, nil
+}
+
+// roundsList serves one page of a job's rounds: those numbered above the
+// after parameter (default 0), at most limit of them (default
+// DefaultRoundsPage, at most MaxRoundsPage), in increasing number.
+func (s *server) roundsList(w http.ResponseWriter, r *http.Request, _ []byte) error {
+	after, limit, err := pageQuery(r, DefaultRoundsPage, MaxRoundsPage)
+	if err != nil {
+		return err
 	}
 	rs, err := s.c.ListRounds(r.PathValue("id"))
 	if err != nil {

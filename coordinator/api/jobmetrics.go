@@ -43,22 +43,9 @@ const (
 
 // jobMetrics serves one page of a job's curve, paged like roundsList.
 func (s *server) jobMetrics(w http.ResponseWriter, r *http.Request, _ []byte) error {
-	q := r.URL.Query()
-	var after uint64
-	limit := uint64(DefaultMetricsPage)
-	var err error
-	if q.Has("after") {
-		if after, err = queryUint(r, "after"); err != nil {
-			return err
-		}
-	}
-	if q.Has("limit") {
-		if limit, err = queryUint(r, "limit"); err != nil {
-			return err
-		}
-		if limit < 1 || limit > MaxMetricsPage {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "query parameter limit=%d: want 1 to %d", limit, MaxMetricsPage)
-		}
+	after, limit, err := pageQuery(r, DefaultMetricsPage, MaxMetricsPage)
+	if err != nil {
+		return err
 	}
 	id := r.PathValue("id")
 	rs, err := s.c.ListRounds(id)
