@@ -105,7 +105,7 @@ func TestSubmitStreamRoundTrip(t *testing.T) {
 				t.Fatalf("n=%d: %v", n, err)
 			}
 			h.smu.Lock()
-			got, req, tp := h.got[len(h.got)-1], h.reqs[len(h.reqs)-1], h.traces[len(h.traces)-1]
+			got, req, tp, calls := h.got[len(h.got)-1], h.reqs[len(h.reqs)-1], h.traces[len(h.traces)-1], len(h.got)
 			h.smu.Unlock()
 			if sha256.Sum256(got) != sha256.Sum256(data) {
 				t.Fatalf("n=%d: body differs", n)
@@ -113,7 +113,7 @@ func TestSubmitStreamRoundTrip(t *testing.T) {
 			if req.JobID != "job-9" || req.Round != 12 || req.Size != uint64(n) || tp != testTraceParent {
 				t.Fatalf("n=%d: request %+v, traceparent %q", n, req, tp)
 			}
-			if ack.LogIndex != 500+uint64(len(h.got)) {
+			if ack.LogIndex != 500+uint64(calls) {
 				t.Fatalf("n=%d: ack %+v", n, ack)
 			}
 		}
